@@ -1,0 +1,233 @@
+//! `elpips`: the command-line front end. A thin layer over the library: parse, load, compare,
+//! print. Exit 0 on success, 2 on any error (one line on stderr saying what was wrong).
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Parser, Subcommand};
+use elpips::{Error, Estimate, Image, LoadOptions, Metric, MetricKind, MetricOptions, RuntimeOptions, Sampling};
+
+#[derive(Parser)]
+#[command(name = "elpips", version, about = "E-LPIPS and LPIPS perceptual image distances", propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Perceptual distance between a reference image and a candidate (PNG 8/16-bit or JPEG).
+    Compare(CompareArgs),
+    /// Show where the runtime and models are found, and whether they load.
+    Info(CommonArgs),
+}
+
+#[derive(Args)]
+struct CommonArgs {
+    /// Path of libonnxruntime.so (default: $ORT_DYLIB_PATH, then the checkout's .cache set up by `make setup`).
+    #[arg(long, value_name = "FILE")]
+    runtime: Option<PathBuf>,
+    /// Directory with the .onnx models (default: $ELPIPS_MODEL_DIR, then the checkout's weights/models).
+    #[arg(long, value_name = "DIR")]
+    model_dir: Option<PathBuf>,
+    /// ONNX Runtime threads (default: one per core).
+    #[arg(long, value_name = "T", default_value_t = 0)]
+    threads: usize,
+}
+
+#[derive(Args)]
+struct CompareArgs {
+    /// Reference image.
+    reference: PathBuf,
+    /// Candidate image (same size as the reference).
+    candidate: PathBuf,
+    /// Metric: elpips-vgg (robust ensemble, default), lpips-vgg or lpips-alex (official LPIPS v0.1).
+    #[arg(long, default_value = "elpips-vgg", value_parser = ["elpips-vgg", "lpips-vgg", "lpips-alex"])]
+    metric: String,
+    /// Custom linear weights replacing the metric's (the authors' .npy dict or an lpips .pth).
+    #[arg(long, value_name = "FILE")]
+    lin_weights: Option<PathBuf>,
+    /// Draw exactly N E-LPIPS samples (instead of adaptive sampling).
+    #[arg(long, value_name = "N", conflicts_with_all = ["rel_error", "abs_error", "max_samples"])]
+    samples: Option<u32>,
+    /// Adaptive: stop when the 95% half-width is below R x distance [default: 0.025] ...
+    #[arg(long, value_name = "R")]
+    rel_error: Option<f64>,
+    /// ... and below E [default: 0.01] ...
+    #[arg(long, value_name = "E")]
+    abs_error: Option<f64>,
+    /// ... or after M samples [default: 200].
+    #[arg(long, value_name = "M")]
+    max_samples: Option<u32>,
+    /// Seed of the random transforms and dropout.
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    seed: u64,
+    /// E-LPIPS scale levels (default: max(1, min(H, W) / 64); the authors' library default is 8).
+    #[arg(long, value_name = "S")]
+    scale_levels: Option<u32>,
+    /// Refuse images with more pixels than this.
+    #[arg(long, value_name = "P", default_value_t = elpips::DEFAULT_MAX_PIXELS)]
+    max_pixels: u64,
+    /// Print one JSON object instead of a line of text.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            // clap's first line says what was wrong; its usage block follows in --help.
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
+            eprintln!("elpips: {first} (see `elpips --help`)");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match cli.command {
+        Command::Compare(args) => compare(args),
+        Command::Info(args) => info(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("elpips: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn runtime_options(common: &CommonArgs) -> RuntimeOptions {
+    RuntimeOptions { library: common.runtime.clone(), threads: common.threads }
+}
+
+fn sampling(args: &CompareArgs, kind: MetricKind) -> Result<Sampling, Error> {
+    let adaptive_given = args.rel_error.is_some() || args.abs_error.is_some() || args.max_samples.is_some();
+    if !kind.is_ensemble() && (args.samples.is_some() || adaptive_given) {
+        return Err(Error::InvalidArgument(format!("{kind} is deterministic; --samples, --rel-error, --abs-error and --max-samples apply to elpips-vgg only")));
+    }
+    let sampling = match args.samples {
+        Some(n) => Sampling::Fixed(n),
+        None => {
+            let Sampling::Adaptive { abs_error, rel_error, max_samples, min_samples } = Sampling::DEFAULT else { unreachable!() };
+            let max_samples = args.max_samples.unwrap_or(max_samples);
+            Sampling::Adaptive {
+                abs_error: args.abs_error.unwrap_or(abs_error),
+                rel_error: args.rel_error.unwrap_or(rel_error),
+                max_samples,
+                min_samples: min_samples.min(max_samples),
+            }
+        }
+    };
+    sampling.validate()?;
+    Ok(sampling)
+}
+
+fn compare(args: CompareArgs) -> Result<(), Error> {
+    let kind = MetricKind::from_name(&args.metric)?;
+    let sampling = sampling(&args, kind)?;
+    let load = LoadOptions { max_pixels: args.max_pixels };
+    let reference = Image::open(&args.reference, &load)?;
+    let candidate = Image::open(&args.candidate, &load)?;
+    let mut metric = Metric::new(MetricOptions {
+        metric: kind,
+        model_dir: args.common.model_dir.clone(),
+        linear_weights: args.lin_weights.clone(),
+        runtime: runtime_options(&args.common),
+        seed: args.seed,
+        sampling,
+        scale_levels: args.scale_levels,
+    })?;
+    metric.check_pair(&reference, &candidate)?;
+
+    let started = Instant::now();
+    let mut bar: Option<indicatif::ProgressBar> = None;
+    let interactive = std::io::stderr().is_terminal();
+    let estimate = metric.compare_with_progress(&reference, &candidate, &mut |p| {
+        // Only long runs on a terminal get a bar; pipes and CI logs stay clean.
+        if !interactive || (bar.is_none() && started.elapsed() < Duration::from_secs(2)) {
+            return;
+        }
+        let b = bar.get_or_insert_with(|| {
+            let b = indicatif::ProgressBar::new(p.max_samples);
+            b.set_style(
+                indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} samples  {msg}  [{elapsed} < {eta}]")
+                    .expect("static template"),
+            );
+            b
+        });
+        b.set_position(p.samples);
+        b.set_message(format!("{:.4} ± {:.4}", p.estimate.distance, p.estimate.ci95));
+    })?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    print_result(&args, &metric, kind, &reference, &estimate);
+    Ok(())
+}
+
+fn print_result(args: &CompareArgs, metric: &Metric, kind: MetricKind, reference: &Image, e: &Estimate) {
+    let levels = kind.is_ensemble().then(|| metric.scale_levels(reference.height(), reference.width()));
+    if args.json {
+        let mut obj = serde_json::json!({
+            "metric": kind.name(),
+            "distance": e.distance,
+            "std_error": e.std_error,
+            "ci95": e.ci95,
+            "samples": e.samples,
+            "seed": args.seed,
+            "converged": e.converged,
+            "reference": args.reference,
+            "candidate": args.candidate,
+            "width": reference.width(),
+            "height": reference.height(),
+        });
+        if let Some(l) = levels {
+            obj["scale_levels"] = l.into();
+        }
+        if let Some(lw) = &args.lin_weights {
+            obj["lin_weights"] = serde_json::json!(lw);
+        }
+        println!("{obj}");
+    } else if let Some(l) = levels {
+        println!(
+            "{:.6} ± {:.6} (95%; {} samples, {} scale levels, seed {}{})",
+            e.distance,
+            e.ci95,
+            e.samples,
+            l,
+            args.seed,
+            if e.converged { "" } else { "; stopped at --max-samples before reaching the error target" }
+        );
+    } else {
+        println!("{:.6}", e.distance);
+    }
+}
+
+fn info(args: CommonArgs) -> Result<(), Error> {
+    let (lib, origin) = elpips::runtime::locate_library(args.runtime.as_deref());
+    println!("runtime: {} (from {origin})", lib.display());
+    let dir = elpips::models::model_dir(args.model_dir.as_deref());
+    println!("models:  {}", dir.display());
+    let mut failed = None;
+    for kind in MetricKind::ALL {
+        let opts = MetricOptions { metric: kind, model_dir: args.model_dir.clone(), runtime: runtime_options(&args), ..Default::default() };
+        match Metric::new(opts) {
+            Ok(_) => println!("  {:<11} ok", kind.name()),
+            Err(e) => {
+                println!("  {:<11} {e}", kind.name());
+                failed.get_or_insert(e);
+            }
+        }
+    }
+    failed.map_or(Ok(()), Err)
+}

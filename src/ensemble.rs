@@ -1,0 +1,394 @@
+//! The random transformations and dropout that make E-LPIPS an ensemble, exactly as the authors
+//! define them (see REFERENCE.md): scale, offset, flip, transpose, channel permutation, colour
+//! scaling, then per-element dropout before every conv. The same draw is applied to both images.
+//!
+//! Every sample has its own random stream (`seed`, sample index), so a sample's draw does not
+//! depend on how samples are batched or which thread evaluates them.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::models::{vgg_block_sizes, VGG_CONV_INPUTS};
+
+/// Reflect padding per axis used by the offset transform (the image grows by this much).
+pub const OFFSET_PAD: usize = 7;
+/// Dropout keep probability (E-LPIPS default).
+pub const DROPOUT_KEEP: f64 = 0.99;
+
+/// Which axes to mirror.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flip {
+    None,
+    X,
+    Y,
+    Both,
+}
+
+/// One draw of the input transformation; applied identically to reference and candidate.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Transform {
+    /// Box-downscaling factor `s >= 1`.
+    pub scale: usize,
+    /// Top and left reflect padding before downscaling, each in `0..scale`.
+    pub scale_offset: (usize, usize),
+    /// Offset `o` per axis (y, x) in `0..=7`: reflect-pad `7 - o` before and `o` after.
+    pub offset: (usize, usize),
+    pub flip: Flip,
+    /// Swap x and y.
+    pub transpose: bool,
+    /// New channel `k` = old channel `permutation[k]`.
+    pub permutation: [usize; 3],
+    /// Per-channel multiplier (applied after the permutation), each in `[0.2, 1]`.
+    pub color: [f32; 3],
+}
+
+/// A planar RGB image in flight through the transforms.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Planar {
+    pub height: usize,
+    pub width: usize,
+    pub data: Vec<f32>,
+}
+
+/// Number of scale levels by the authors' size rule: no level below about 64 pixels.
+pub fn scale_levels_for(height: u32, width: u32) -> u32 {
+    (height.min(width) / 64).max(1)
+}
+
+/// Size of one axis after the scale step at level `s`.
+pub fn scaled_len(n: usize, s: usize) -> usize {
+    (n + 2 * (s - 1)) / s
+}
+
+/// Mirror index `i` (which may be up to `n - 1` outside `0..n`) back into range, without
+/// repeating the edge sample (numpy/TensorFlow `reflect`).
+#[inline]
+fn reflect(i: isize, n: usize) -> usize {
+    let n = n as isize;
+    let r = if i < 0 {
+        -i
+    } else if i >= n {
+        2 * n - 2 - i
+    } else {
+        i
+    };
+    debug_assert!((0..n).contains(&r), "reflect pad wider than the image");
+    r as usize
+}
+
+impl Transform {
+    /// The transform that changes nothing but the offset padding (o = 7: 7 reflected rows and
+    /// columns after the image, none before), i.e. the image stays in the top-left corner.
+    pub fn neutral() -> Self {
+        Transform {
+            scale: 1,
+            scale_offset: (0, 0),
+            offset: (OFFSET_PAD, OFFSET_PAD),
+            flip: Flip::None,
+            transpose: false,
+            permutation: [0, 1, 2],
+            color: [1.0; 3],
+        }
+    }
+
+    /// Draws a transform with `levels` scale levels (level `s` with probability ~ `1/s^2`).
+    pub fn sample<R: Rng + ?Sized>(rng: &mut R, levels: u32) -> Self {
+        let total: f64 = (1..=levels).map(|s| 1.0 / (s as f64 * s as f64)).sum();
+        let mut u = rng.random::<f64>() * total;
+        let mut scale = levels as usize;
+        for s in 1..=levels {
+            let p = 1.0 / (s as f64 * s as f64);
+            if u < p {
+                scale = s as usize;
+                break;
+            }
+            u -= p;
+        }
+        let scale_offset = (rng.random_range(0..scale), rng.random_range(0..scale));
+        let offset = (rng.random_range(0..=OFFSET_PAD), rng.random_range(0..=OFFSET_PAD));
+        let flip = [Flip::X, Flip::Y, Flip::Both, Flip::None][rng.random_range(0..4)];
+        let transpose = rng.random_bool(0.5);
+        const PERMUTATIONS: [[usize; 3]; 6] = [[0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]];
+        let permutation = PERMUTATIONS[rng.random_range(0..6)];
+        let color = [(); 3].map(|_| 0.2 + 0.8 * rng.random::<f32>());
+        Transform { scale, scale_offset, offset, flip, transpose, permutation, color }
+    }
+
+    /// Network input size `(height, width)` this transform produces from an `h x w` image.
+    pub fn output_size(&self, h: usize, w: usize) -> (usize, usize) {
+        let (h, w) = (scaled_len(h, self.scale) + OFFSET_PAD, scaled_len(w, self.scale) + OFFSET_PAD);
+        if self.transpose {
+            (w, h)
+        } else {
+            (h, w)
+        }
+    }
+
+    /// Applies the transform to a planar RGB image, writing `3 * out_h * out_w` values to `out`.
+    pub fn apply_into(&self, image: &[f32], h: usize, w: usize, out: &mut [f32]) {
+        let s = self.scale;
+        let (sh, sw) = (scaled_len(h, s), scaled_len(w, s));
+        let scaled = downscale(image, h, w, s, self.scale_offset);
+        // Steps 2-6 map each output pixel back to one scaled pixel: offset padding, flips and
+        // transpose are index permutations/reflections; permutation and colour act per channel.
+        let (ph, pw) = (sh + OFFSET_PAD, sw + OFFSET_PAD);
+        let (out_h, out_w) = if self.transpose { (pw, ph) } else { (ph, pw) };
+        debug_assert_eq!(out.len(), 3 * out_h * out_w);
+        let (before_y, before_x) = ((OFFSET_PAD - self.offset.0) as isize, (OFFSET_PAD - self.offset.1) as isize);
+        let (flip_y, flip_x) = match self.flip {
+            Flip::None => (false, false),
+            Flip::X => (false, true),
+            Flip::Y => (true, false),
+            Flip::Both => (true, true),
+        };
+        for k in 0..3 {
+            let src = &scaled[self.permutation[k] * sh * sw..(self.permutation[k] + 1) * sh * sw];
+            let dst = &mut out[k * out_h * out_w..(k + 1) * out_h * out_w];
+            let gain = self.color[k];
+            for y in 0..out_h {
+                for x in 0..out_w {
+                    // Undo the transpose, then the flip, then the padding.
+                    let (py, px) = if self.transpose { (x, y) } else { (y, x) };
+                    let py = if flip_y { ph - 1 - py } else { py };
+                    let px = if flip_x { pw - 1 - px } else { px };
+                    let sy = reflect(py as isize - before_y, sh);
+                    let sx = reflect(px as isize - before_x, sw);
+                    dst[y * out_w + x] = src[sy * sw + sx] * gain;
+                }
+            }
+        }
+    }
+
+    /// Applies the transform and returns the result as a new planar image.
+    pub fn apply(&self, image: &[f32], h: usize, w: usize) -> Planar {
+        let (oh, ow) = self.output_size(h, w);
+        let mut data = vec![0.0; 3 * oh * ow];
+        self.apply_into(image, h, w, &mut data);
+        Planar { height: oh, width: ow, data }
+    }
+}
+
+/// Step 1 of the transform: reflect-pad by `(top, left)` (and whatever completes a multiple of
+/// `s` plus `s - 1` more), then average `s x s` blocks. Returns `3 * scaled_len(h) * scaled_len(w)`.
+fn downscale(image: &[f32], h: usize, w: usize, s: usize, (top, left): (usize, usize)) -> Vec<f32> {
+    if s == 1 {
+        return image.to_vec();
+    }
+    let (sh, sw) = (scaled_len(h, s), scaled_len(w, s));
+    let mut scaled = vec![0.0f32; 3 * sh * sw];
+    let inv = 1.0 / (s * s) as f32;
+    for c in 0..3 {
+        let src = &image[c * h * w..(c + 1) * h * w];
+        let dst = &mut scaled[c * sh * sw..(c + 1) * sh * sw];
+        for y in 0..sh {
+            for x in 0..sw {
+                let mut acc = 0.0;
+                for dy in 0..s {
+                    let iy = reflect((y * s + dy) as isize - top as isize, h);
+                    for dx in 0..s {
+                        acc += src[iy * w + reflect((x * s + dx) as isize - left as isize, w)];
+                    }
+                }
+                dst[y * sw + x] = acc * inv;
+            }
+        }
+    }
+    scaled
+}
+
+/// The random stream of sample `index` under `seed`.
+pub fn sample_rng(seed: u64, index: u64) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(index);
+    rng
+}
+
+/// Shapes `(channels, height, width)` of the 13 dropout masks for a VGG input of `h x w`.
+pub fn dropout_mask_shapes(h: usize, w: usize) -> [(usize, usize, usize); 13] {
+    let blocks = vgg_block_sizes(h, w);
+    VGG_CONV_INPUTS.map(|(c, b)| (c, blocks[b as usize].0, blocks[b as usize].1))
+}
+
+/// Fills `mask` with iid dropout values: `1 / keep` with probability `keep`, else 0.
+///
+/// Draws the gaps between zeros from the geometric distribution instead of one uniform per
+/// element: the same distribution, about 100x fewer random numbers at keep = 0.99.
+pub fn fill_dropout<R: Rng + ?Sized>(rng: &mut R, keep: f64, mask: &mut [f32]) {
+    mask.fill((1.0 / keep) as f32);
+    if keep >= 1.0 {
+        return;
+    }
+    let log_keep = keep.ln();
+    let mut i = 0usize;
+    loop {
+        // U in (0, 1] so the logarithm is finite.
+        let u = 1.0 - rng.random::<f64>();
+        let gap = (u.ln() / log_keep).floor();
+        if !(gap < (mask.len() - i) as f64) {
+            break;
+        }
+        i += gap as usize;
+        mask[i] = 0.0;
+        i += 1;
+        if i >= mask.len() {
+            break;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 3-channel image whose value encodes (channel, y, x).
+    fn ramp(h: usize, w: usize) -> Vec<f32> {
+        (0..3 * h * w).map(|i| i as f32).collect()
+    }
+
+    fn at(p: &Planar, c: usize, y: usize, x: usize) -> f32 {
+        p.data[c * p.height * p.width + y * p.width + x]
+    }
+
+    fn with(f: impl FnOnce(&mut Transform)) -> Transform {
+        let mut t = Transform::neutral();
+        f(&mut t);
+        t
+    }
+
+    #[test]
+    fn neutral_keeps_the_image_top_left() {
+        let img = ramp(8, 9);
+        let out = Transform::neutral().apply(&img, 8, 9);
+        assert_eq!((out.height, out.width), (15, 16));
+        for c in 0..3 {
+            for y in 0..8 {
+                for x in 0..9 {
+                    assert_eq!(at(&out, c, y, x), img[c * 72 + y * 9 + x]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn offset_reflects_without_repeating_the_edge() {
+        // Rows [0 1 2 ... 8] (w = 9), x offset o = 5: pad 2 before, 5 after.
+        let img: Vec<f32> = (0..3 * 9).flat_map(|_| (0..9).map(|v| v as f32)).collect();
+        let t = with(|t| t.offset = (7, 5));
+        let p = t.apply(&img, 9, 9);
+        assert_eq!((p.height, p.width), (16, 16));
+        let row: Vec<f32> = (0..16).map(|x| at(&p, 0, 0, x)).collect();
+        assert_eq!(row, vec![2., 1., 0., 1., 2., 3., 4., 5., 6., 7., 8., 7., 6., 5., 4., 3.]);
+        // Columns [0 1 ... 8] down y, y offset o = 2: pad 5 before, 2 after.
+        let t = with(|t| t.offset = (2, 7));
+        let img_t: Vec<f32> = (0..3).flat_map(|_| (0..9).flat_map(|y| (0..9).map(move |_| y as f32))).collect();
+        let p = t.apply(&img_t, 9, 9);
+        let col: Vec<f32> = (0..16).map(|y| at(&p, 0, y, 0)).collect();
+        assert_eq!(col, vec![5., 4., 3., 2., 1., 0., 1., 2., 3., 4., 5., 6., 7., 8., 7., 6.]);
+    }
+
+    #[test]
+    fn scale_pads_by_reflection_then_box_averages() {
+        // Row [0 1 2 3 4] at s = 2 with left pad 1: full = (5 + 2) // 2 * 2 = 6, so the padded
+        // row is [1 | 0 1 2 3 4] -> block means [0.5 1.5 3.5]. Rows: h = 3, top pad 0 -> full 4,
+        // padded rows [r0 r1 r2 | r1] -> 2 output rows.
+        let (h, w) = (3, 5);
+        let img: Vec<f32> = (0..3 * h).flat_map(|r| (0..w).map(move |v| (v + 10 * (r % h)) as f32)).collect();
+        let out = downscale(&img, h, w, 2, (0, 1));
+        assert_eq!((scaled_len(h, 2), scaled_len(w, 2)), (2, 3));
+        assert_eq!(&out[..6], &[5.5, 6.5, 8.5, 15.5, 16.5, 18.5]);
+        // Top pad 1, left 0: rows [r1 | r0 r1 r2] -> (r1, r0), (r1, r2); columns [0 1 2 3 4 | 3].
+        let out = downscale(&img, h, w, 2, (1, 0));
+        assert_eq!(&out[..6], &[5.5, 7.5, 8.5, 15.5, 17.5, 18.5]);
+    }
+
+    #[test]
+    fn flips_transpose_permutation_and_colour() {
+        let (h, w) = (2, 3);
+        let img = ramp(h, w);
+        let base = Transform::neutral().apply(&img, h, w);
+        let fx = with(|t| t.flip = Flip::X).apply(&img, h, w);
+        let fy = with(|t| t.flip = Flip::Y).apply(&img, h, w);
+        let fb = with(|t| t.flip = Flip::Both).apply(&img, h, w);
+        let (ph, pw) = (base.height, base.width);
+        for c in 0..3 {
+            for y in 0..ph {
+                for x in 0..pw {
+                    assert_eq!(at(&fx, c, y, x), at(&base, c, y, pw - 1 - x));
+                    assert_eq!(at(&fy, c, y, x), at(&base, c, ph - 1 - y, x));
+                    assert_eq!(at(&fb, c, y, x), at(&base, c, ph - 1 - y, pw - 1 - x));
+                }
+            }
+        }
+        let tr = with(|t| t.transpose = true).apply(&img, h, w);
+        assert_eq!((tr.height, tr.width), (pw, ph));
+        for y in 0..ph {
+            for x in 0..pw {
+                assert_eq!(at(&tr, 1, x, y), at(&base, 1, y, x));
+            }
+        }
+        let pc = with(|t| {
+            t.permutation = [2, 0, 1];
+            t.color = [0.5, 0.25, 1.0];
+        })
+        .apply(&img, h, w);
+        assert_eq!(at(&pc, 0, 1, 2), 0.5 * at(&base, 2, 1, 2));
+        assert_eq!(at(&pc, 1, 1, 2), 0.25 * at(&base, 0, 1, 2));
+        assert_eq!(at(&pc, 2, 1, 2), at(&base, 1, 1, 2));
+    }
+
+    #[test]
+    fn sampled_transforms_follow_the_distribution() {
+        let mut rng = sample_rng(1, 0);
+        let n = 40_000;
+        let mut level = [0usize; 4];
+        let mut transposed = 0;
+        for _ in 0..n {
+            let t = Transform::sample(&mut rng, 3);
+            level[t.scale] += 1;
+            transposed += t.transpose as usize;
+            assert!(t.scale_offset.0 < t.scale && t.offset.0 <= 7 && t.offset.1 <= 7);
+            assert!(t.color.iter().all(|&c| (0.2..=1.0).contains(&c)));
+        }
+        // p(s) = (1/s^2) / (1 + 1/4 + 1/9)
+        let z = 1.0 + 0.25 + 1.0 / 9.0;
+        for s in 1..=3 {
+            let p = 1.0 / (s * s) as f64 / z;
+            let f = level[s] as f64 / n as f64;
+            assert!((f - p).abs() < 4.0 * (p * (1.0 - p) / n as f64).sqrt(), "level {s}: {f} vs {p}");
+        }
+        assert!((transposed as f64 / n as f64 - 0.5).abs() < 0.01);
+    }
+
+    #[test]
+    fn dropout_rate_and_values() {
+        let mut rng = sample_rng(7, 3);
+        let mut mask = vec![0.0f32; 1_000_000];
+        fill_dropout(&mut rng, DROPOUT_KEEP, &mut mask);
+        let zeros = mask.iter().filter(|&&v| v == 0.0).count();
+        assert!(mask.iter().all(|&v| v == 0.0 || v == (1.0 / DROPOUT_KEEP) as f32));
+        // Binomial(1e6, 0.01): sd ~ 99.5.
+        assert!((zeros as f64 - 10_000.0).abs() < 500.0, "{zeros} zeros");
+        // Gaps must not cluster: count zeros in each 1/10th.
+        for chunk in mask.chunks(100_000) {
+            let z = chunk.iter().filter(|&&v| v == 0.0).count();
+            assert!((z as f64 - 1000.0).abs() < 160.0, "{z}");
+        }
+    }
+
+    #[test]
+    fn streams_are_reproducible_and_distinct() {
+        let a = Transform::sample(&mut sample_rng(5, 9), 4);
+        let b = Transform::sample(&mut sample_rng(5, 9), 4);
+        assert_eq!(a, b);
+        let differ = (0..20).any(|i| Transform::sample(&mut sample_rng(5, i), 4) != a);
+        assert!(differ);
+    }
+
+    #[test]
+    fn mask_shapes_follow_the_pools() {
+        let shapes = dropout_mask_shapes(37, 20);
+        assert_eq!(shapes[0], (3, 37, 20));
+        assert_eq!(shapes[2], (64, 18, 10));
+        assert_eq!(shapes[12], (512, 2, 1));
+    }
+}

@@ -1,0 +1,79 @@
+//! The one error type of the library. Every variant has a stable numeric code so that the
+//! C ABI's status values can be derived from it without a second table drifting from this one.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong, phrased for the person who has to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A caller-supplied option or argument is invalid or conflicts with another.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+
+    /// The file could not be opened or read.
+    #[error("cannot read {path}: {reason}")]
+    Io { path: PathBuf, reason: String },
+
+    /// The bytes are not an image we can decode (unknown format, corrupt or truncated data).
+    #[error("cannot decode image {path}: {reason}")]
+    ImageDecode { path: PathBuf, reason: String },
+
+    /// The two images of a pair do not have the same size.
+    #[error("image sizes differ: reference is {reference_width}x{reference_height}, candidate is {candidate_width}x{candidate_height}; resize one of them so both match")]
+    SizeMismatch { reference_width: u32, reference_height: u32, candidate_width: u32, candidate_height: u32 },
+
+    /// The image is smaller than the network can see.
+    #[error("image is {width}x{height} but {metric} needs at least {min}x{min} pixels{hint}")]
+    ImageTooSmall { width: u32, height: u32, min: u32, metric: String, hint: String },
+
+    /// The image exceeds the configured pixel budget.
+    #[error("image is {width}x{height} = {pixels} pixels, above the limit of {limit} pixels; raise the limit (--max-pixels) only if the machine has the memory")]
+    ImageTooLarge { width: u32, height: u32, pixels: u64, limit: u64 },
+
+    /// ONNX Runtime could not be found or loaded, or is too old.
+    #[error("ONNX Runtime: {0}")]
+    Runtime(String),
+
+    /// A model file is missing or unusable.
+    #[error("model: {0}")]
+    Model(String),
+
+    /// A linear-weights file could not be used.
+    #[error("linear weights: {0}")]
+    LinearWeights(String),
+
+    /// ONNX Runtime failed while evaluating the network.
+    #[error("inference failed: {0}")]
+    Inference(String),
+}
+
+impl Error {
+    /// A stable code per variant (never renumbered; new variants are appended).
+    pub fn code(&self) -> u32 {
+        match self {
+            Error::InvalidArgument(_) => 1,
+            Error::Io { .. } => 2,
+            Error::ImageDecode { .. } => 3,
+            Error::SizeMismatch { .. } => 4,
+            Error::ImageTooSmall { .. } => 5,
+            Error::ImageTooLarge { .. } => 6,
+            Error::Runtime(_) => 7,
+            Error::Model(_) => 8,
+            Error::LinearWeights(_) => 9,
+            Error::Inference(_) => 10,
+        }
+    }
+
+    pub(crate) fn invalid(msg: impl Into<String>) -> Self {
+        Error::InvalidArgument(msg.into())
+    }
+}
+
+impl From<ort::Error> for Error {
+    fn from(e: ort::Error) -> Self {
+        Error::Inference(e.to_string())
+    }
+}
+
+/// The library's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

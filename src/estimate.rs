@@ -1,0 +1,175 @@
+//! Monte-Carlo bookkeeping: running mean and variance, the reported estimate, and the rules
+//! that decide how many samples to draw. Knows nothing about images or networks.
+
+use crate::error::{Error, Result};
+
+/// z for a two-sided 95% normal interval.
+pub const Z95: f64 = 1.959_963_984_540_054;
+
+/// How many E-LPIPS samples to draw.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Sampling {
+    /// Exactly this many samples.
+    Fixed(u32),
+    /// Draw until the 95% half-width is at most `abs_error` AND at most `rel_error x mean`,
+    /// or until `max_samples`. The rule is checked after each batch, and never before
+    /// `min_samples` (the standard error of a handful of samples is itself too noisy to trust).
+    Adaptive { abs_error: f64, rel_error: f64, max_samples: u32, min_samples: u32 },
+}
+
+impl Sampling {
+    /// The authors' adaptive tool: half-width below 0.01 and below 2.5% of the mean, capped at
+    /// their default sample count of 200.
+    pub const DEFAULT: Sampling = Sampling::Adaptive { abs_error: 0.01, rel_error: 0.025, max_samples: 200, min_samples: 16 };
+
+    /// Checks the numbers make sense.
+    pub fn validate(&self) -> Result<()> {
+        match *self {
+            Sampling::Fixed(0) => Err(Error::invalid("--samples must be at least 1")),
+            Sampling::Fixed(_) => Ok(()),
+            Sampling::Adaptive { abs_error, rel_error, max_samples, min_samples } => {
+                if !(abs_error.is_finite() && abs_error > 0.0) || !(rel_error.is_finite() && rel_error > 0.0) {
+                    return Err(Error::invalid("--abs-error and --rel-error must be positive numbers"));
+                }
+                if max_samples < 2 {
+                    return Err(Error::invalid("--max-samples must be at least 2 to estimate an error"));
+                }
+                if min_samples > max_samples {
+                    return Err(Error::invalid(format!("minimum samples {min_samples} exceeds --max-samples {max_samples}")));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Upper bound on the number of samples.
+    pub fn max_samples(&self) -> u32 {
+        match *self {
+            Sampling::Fixed(n) => n,
+            Sampling::Adaptive { max_samples, .. } => max_samples,
+        }
+    }
+
+    /// `true` once `stats` satisfies the policy.
+    pub fn is_done(&self, stats: &RunningStats) -> bool {
+        let n = stats.count();
+        match *self {
+            Sampling::Fixed(target) => n >= target as u64,
+            Sampling::Adaptive { abs_error, rel_error, max_samples, min_samples } => {
+                if n >= max_samples as u64 {
+                    return true;
+                }
+                if n < min_samples.max(2) as u64 {
+                    return false;
+                }
+                let half = stats.ci95();
+                half <= abs_error && half <= rel_error * stats.mean()
+            }
+        }
+    }
+}
+
+/// Welford's running mean and variance (numerically stable for many samples).
+#[derive(Clone, Debug, Default)]
+pub struct RunningStats {
+    n: u64,
+    mean: f64,
+    m2: f64,
+}
+
+impl RunningStats {
+    pub fn push(&mut self, x: f64) {
+        self.n += 1;
+        let d = x - self.mean;
+        self.mean += d / self.n as f64;
+        self.m2 += d * (x - self.mean);
+    }
+    pub fn count(&self) -> u64 {
+        self.n
+    }
+    pub fn mean(&self) -> f64 {
+        self.mean
+    }
+    /// Unbiased sample variance (0 with fewer than two samples).
+    pub fn variance(&self) -> f64 {
+        if self.n < 2 {
+            0.0
+        } else {
+            self.m2 / (self.n - 1) as f64
+        }
+    }
+    /// Standard error of the mean.
+    pub fn std_error(&self) -> f64 {
+        if self.n < 2 {
+            0.0
+        } else {
+            (self.variance() / self.n as f64).sqrt()
+        }
+    }
+    /// 95% half-width of the mean (normal approximation).
+    pub fn ci95(&self) -> f64 {
+        Z95 * self.std_error()
+    }
+}
+
+/// A distance with its uncertainty. Deterministic metrics report `std_error = 0`, `samples = 1`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Estimate {
+    /// The distance (Monte-Carlo mean for E-LPIPS).
+    pub distance: f64,
+    /// Standard error of `distance`.
+    pub std_error: f64,
+    /// 95% confidence half-width: the true value lies in `distance +- ci95` with ~95% probability.
+    pub ci95: f64,
+    /// Samples averaged.
+    pub samples: u64,
+    /// For adaptive sampling: whether the error targets were met (vs stopping at the cap).
+    pub converged: bool,
+}
+
+impl Estimate {
+    pub(crate) fn from_stats(stats: &RunningStats, converged: bool) -> Self {
+        Estimate { distance: stats.mean(), std_error: stats.std_error(), ci95: stats.ci95(), samples: stats.count(), converged }
+    }
+    pub(crate) fn exact(distance: f64) -> Self {
+        Estimate { distance, std_error: 0.0, ci95: 0.0, samples: 1, converged: true }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn welford_matches_two_pass() {
+        let xs = [0.1, 0.4, 0.35, 0.9, 0.05, 0.6];
+        let mut s = RunningStats::default();
+        xs.iter().for_each(|&x| s.push(x));
+        let mean = xs.iter().sum::<f64>() / 6.0;
+        let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / 5.0;
+        assert!((s.mean() - mean).abs() < 1e-15);
+        assert!((s.variance() - var).abs() < 1e-15);
+        assert!((s.ci95() - Z95 * (var / 6.0).sqrt()).abs() < 1e-15);
+    }
+
+    #[test]
+    fn adaptive_stops_on_both_targets_or_cap() {
+        let policy = Sampling::Adaptive { abs_error: 0.01, rel_error: 0.1, max_samples: 50, min_samples: 4 };
+        let mut s = RunningStats::default();
+        for _ in 0..3 {
+            s.push(0.5);
+        }
+        assert!(!policy.is_done(&s), "below the minimum");
+        s.push(0.5);
+        assert!(policy.is_done(&s), "zero spread meets both targets");
+        let mut noisy = RunningStats::default();
+        for i in 0..49 {
+            noisy.push(if i % 2 == 0 { 0.0 } else { 1.0 });
+        }
+        assert!(!policy.is_done(&noisy));
+        noisy.push(0.0);
+        assert!(policy.is_done(&noisy), "cap reached");
+        assert!(Sampling::Fixed(0).validate().is_err());
+        assert!(Sampling::Adaptive { abs_error: -1.0, rel_error: 0.1, max_samples: 5, min_samples: 2 }.validate().is_err());
+    }
+}

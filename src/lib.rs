@@ -1,0 +1,69 @@
+//! # elpips: the E-LPIPS perceptual image metric on ONNX Runtime
+//!
+//! E-LPIPS (Kettunen, Härkönen, Lehtinen 2019) is LPIPS (deep features compared with learned
+//! weights) averaged over random transformations and dropout applied identically to both images.
+//! The averaging makes it robust to adversarial images while keeping LPIPS's agreement with human
+//! judgement. Because it is an expectation, every E-LPIPS answer is an [`Estimate`]: a mean, its
+//! standard error and a 95% half-width.
+//!
+//! The networks run on ONNX Runtime, loaded at run time (see [`runtime`]); the models are built
+//! by `make setup` from published weights (see `weights/README.md`).
+//!
+//! ## Compare two files
+//! ```no_run
+//! use elpips::{Image, LoadOptions, Metric, MetricOptions, Sampling};
+//!
+//! let load = LoadOptions::default();
+//! let reference = Image::open("reference.png", &load)?;
+//! let candidate = Image::open("candidate.png", &load)?;
+//! let mut metric = Metric::new(MetricOptions { sampling: Sampling::Fixed(50), seed: 1, ..Default::default() })?;
+//! let e = metric.compare(&reference, &candidate)?;
+//! println!("E-LPIPS {:.4} ± {:.4} (95%, {} samples)", e.distance, e.ci95, e.samples);
+//! # Ok::<(), elpips::Error>(())
+//! ```
+//!
+//! ## Plain LPIPS on your own pixels
+//! ```
+//! use elpips::{Image, Metric, MetricKind, MetricOptions};
+//!
+//! // A 64x64 grey ramp and a slightly brighter copy, as interleaved RGB8.
+//! let a: Vec<u8> = (0..64 * 64 * 3).map(|i| (i / 3 % 64 * 4) as u8).collect();
+//! let b: Vec<u8> = a.iter().map(|&v| v.saturating_add(20)).collect();
+//! let (a, b) = (Image::from_rgb8(64, 64, &a)?, Image::from_rgb8(64, 64, &b)?);
+//!
+//! let mut lpips = Metric::new(MetricOptions { metric: MetricKind::LpipsVgg, ..Default::default() })?;
+//! let d = lpips.compare(&a, &b)?;
+//! assert!(d.distance > 0.0 && d.std_error == 0.0); // LPIPS is deterministic
+//! assert_eq!(lpips.compare(&a, &a)?.distance, 0.0);
+//! # Ok::<(), elpips::Error>(())
+//! ```
+//!
+//! ## Adaptive sampling
+//! ```no_run
+//! # use elpips::{Image, Metric, MetricOptions, Sampling};
+//! # let (reference, candidate): (Image, Image) = todo!();
+//! // Stop once the 95% half-width is below 0.005 and below 2% of the mean (at most 400 samples).
+//! let sampling = Sampling::Adaptive { abs_error: 0.005, rel_error: 0.02, max_samples: 400, min_samples: 16 };
+//! let mut metric = Metric::new(MetricOptions { sampling, ..Default::default() })?;
+//! let e = metric.compare_with_progress(&reference, &candidate, &mut |p| eprintln!("{} samples", p.samples))?;
+//! assert!(e.converged || e.samples == 400);
+//! # Ok::<(), elpips::Error>(())
+//! ```
+
+pub mod ensemble;
+pub mod error;
+pub mod estimate;
+pub mod image;
+pub mod linear_weights;
+pub mod metric;
+pub mod models;
+pub mod runtime;
+
+pub use crate::ensemble::{Flip, Transform};
+pub use crate::error::{Error, Result};
+pub use crate::estimate::{Estimate, Sampling};
+pub use crate::image::{Image, LoadOptions, DEFAULT_MAX_PIXELS};
+pub use crate::linear_weights::LinearWeights;
+pub use crate::metric::{Metric, MetricOptions, Progress};
+pub use crate::models::MetricKind;
+pub use crate::runtime::RuntimeOptions;

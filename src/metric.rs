@@ -1,0 +1,362 @@
+//! Comparing images: ties the named model, the ensemble draws and the estimator together.
+//! This is the library's main entry point ([`Metric`]).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::ensemble::{dropout_mask_shapes, fill_dropout, sample_rng, scale_levels_for, Transform, DROPOUT_KEEP};
+use crate::error::{Error, Result};
+use crate::estimate::{Estimate, RunningStats, Sampling};
+use crate::image::{check_same_size, Image};
+use crate::linear_weights::LinearWeights;
+use crate::models::{model_dir, MetricKind};
+use crate::runtime::{RuntimeOptions, Session};
+
+/// Pixels (summed over the samples of one ONNX Runtime call) that a batch may hold. Each pixel
+/// costs about 2 KiB of activations at the first VGG block, so this keeps a run near 1 GiB.
+const BATCH_PIXELS: usize = 1 << 19;
+
+/// Everything that configures a [`Metric`].
+#[derive(Clone, Debug)]
+pub struct MetricOptions {
+    pub metric: MetricKind,
+    /// Directory holding `<metric>.onnx`; `None` = `ELPIPS_MODEL_DIR`, then the checkout's `weights/models`.
+    pub model_dir: Option<PathBuf>,
+    /// Custom linear weights (the authors' `.npy` dict or an lpips `.pth`) replacing the model's.
+    pub linear_weights: Option<PathBuf>,
+    pub runtime: RuntimeOptions,
+    /// Seed of the ensemble's random draws.
+    pub seed: u64,
+    pub sampling: Sampling,
+    /// E-LPIPS scale levels; `None` = the size rule `max(1, min(H, W) / 64)`.
+    pub scale_levels: Option<u32>,
+}
+
+impl Default for MetricOptions {
+    fn default() -> Self {
+        MetricOptions {
+            metric: MetricKind::ElpipsVgg,
+            model_dir: None,
+            linear_weights: None,
+            runtime: RuntimeOptions::default(),
+            seed: 0,
+            sampling: Sampling::DEFAULT,
+            scale_levels: None,
+        }
+    }
+}
+
+/// Where a comparison stands; passed to progress callbacks after every batch.
+#[derive(Clone, Copy, Debug)]
+pub struct Progress {
+    pub samples: u64,
+    pub max_samples: u64,
+    pub estimate: Estimate,
+}
+
+/// A loaded metric. Not `Sync`: use one per thread (ONNX Runtime sessions run with `&mut`).
+pub struct Metric {
+    options: MetricOptions,
+    session: Session,
+    mask_names: Vec<String>,
+    lin_names: Vec<String>,
+    /// Custom linear weights fed over the model's built-in ones.
+    linear_weights: Option<LinearWeights>,
+}
+
+impl Metric {
+    /// Loads the runtime and the model named in `options`.
+    pub fn new(options: MetricOptions) -> Result<Self> {
+        options.sampling.validate()?;
+        if options.scale_levels == Some(0) {
+            return Err(Error::invalid("--scale-levels must be at least 1"));
+        }
+        if options.scale_levels.is_some() && !options.metric.is_ensemble() {
+            return Err(Error::invalid(format!("--scale-levels applies to elpips-vgg only, not {}", options.metric)));
+        }
+        let kind = options.metric;
+        let linear_weights = match &options.linear_weights {
+            None => None,
+            Some(path) => {
+                let lw = LinearWeights::from_file(path).map_err(|e| Error::LinearWeights(format!("{}: {e}", path.display())))?;
+                let want = kind.tap_channels();
+                if lw.channels() != want {
+                    return Err(Error::LinearWeights(format!(
+                        "{} has {} taps with channels {:?}, but {kind} needs {} taps with channels {want:?}",
+                        path.display(),
+                        lw.taps.len(),
+                        lw.channels(),
+                        want.len()
+                    )));
+                }
+                Some(lw)
+            }
+        };
+        let path = model_dir(options.model_dir.as_deref()).join(kind.file_name());
+        let session = Session::open(&path, &options.runtime)?;
+        let inputs = session.input_names();
+        let has = |n: &str| inputs.iter().any(|i| i == n);
+        let taps = kind.tap_channels().len();
+        let lin_names: Vec<String> = (0..taps).map(|t| format!("lin_{t}")).collect();
+        let mask_names: Vec<String> = if kind.is_ensemble() { (0..13).map(|k| format!("mask_{k}")).collect() } else { vec![] };
+        let expected_ok = has("reference")
+            && has("candidate")
+            && mask_names.iter().all(|m| has(m))
+            && lin_names.iter().all(|l| has(l))
+            && !has(&format!("lin_{taps}"))
+            && (kind.is_ensemble() || !has("mask_0"));
+        if !expected_ok {
+            return Err(Error::Model(format!(
+                "{} is not a {kind} model (inputs: {}); rebuild the models with `make setup`",
+                path.display(),
+                inputs.join(", ")
+            )));
+        }
+        Ok(Metric { options, session, mask_names, lin_names, linear_weights })
+    }
+
+    pub fn kind(&self) -> MetricKind {
+        self.options.metric
+    }
+
+    pub fn options(&self) -> &MetricOptions {
+        &self.options
+    }
+
+    /// Scale levels E-LPIPS uses for an image of this size.
+    pub fn scale_levels(&self, height: u32, width: u32) -> u32 {
+        self.options.scale_levels.unwrap_or_else(|| scale_levels_for(height, width))
+    }
+
+    /// Checks that the pair can be compared with this metric; returns nothing on success.
+    pub fn check_pair(&self, reference: &Image, candidate: &Image) -> Result<()> {
+        check_same_size(reference, candidate)?;
+        let (w, h) = (reference.width(), reference.height());
+        let kind = self.kind();
+        let mut min = kind.min_input_size();
+        let mut hint = String::new();
+        if kind.is_ensemble() {
+            // The coarsest level must keep at least 9 pixels so that, with the 7-pixel offset
+            // padding, the network still sees 16.
+            let levels = self.scale_levels(h, w);
+            if levels > 1 {
+                let needed = elpips_min_size(levels);
+                if needed > min {
+                    min = needed;
+                    hint = format!(" with {levels} scale levels (use fewer --scale-levels, or leave it to the size rule)");
+                }
+            }
+        }
+        if w.min(h) < min {
+            return Err(Error::ImageTooSmall { width: w, height: h, min, metric: kind.to_string(), hint });
+        }
+        Ok(())
+    }
+
+    /// Compares `candidate` to `reference`.
+    ///
+    /// LPIPS metrics return the exact distance. E-LPIPS returns the Monte-Carlo mean over the
+    /// options' sampling policy, with its standard error.
+    pub fn compare(&mut self, reference: &Image, candidate: &Image) -> Result<Estimate> {
+        self.compare_with_progress(reference, candidate, &mut |_| {})
+    }
+
+    /// [`Metric::compare`], calling `progress` after every batch of samples.
+    pub fn compare_with_progress(
+        &mut self,
+        reference: &Image,
+        candidate: &Image,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<Estimate> {
+        self.check_pair(reference, candidate)?;
+        if !self.kind().is_ensemble() {
+            let d = self.evaluate(reference, candidate, None, None)?;
+            return Ok(Estimate::exact(d));
+        }
+        let (h, w) = (reference.height() as usize, reference.width() as usize);
+        let levels = self.scale_levels(h as u32, w as u32);
+        let sampling = self.options.sampling;
+        let max = sampling.max_samples() as u64;
+        // Samples drawn per round: as many full-size samples as fit the batch budget.
+        let (fh, fw) = Transform::neutral().output_size(h, w);
+        let per_round = (BATCH_PIXELS / (fh * fw)).max(1) as u64;
+        let mut stats = RunningStats::default();
+        let mut next = 0u64;
+        while next < max {
+            let round = per_round.min(max - next);
+            let distances = self.evaluate_samples(reference, candidate, levels, next..next + round)?;
+            distances.iter().for_each(|&d| stats.push(d));
+            next += round;
+            let done = sampling.is_done(&stats);
+            progress(Progress { samples: next, max_samples: max, estimate: Estimate::from_stats(&stats, done) });
+            if done {
+                break;
+            }
+        }
+        let converged = match sampling {
+            Sampling::Fixed(_) => true,
+            Sampling::Adaptive { abs_error, rel_error, min_samples, .. } => {
+                Sampling::Adaptive { abs_error, rel_error, min_samples, max_samples: u32::MAX }.is_done(&stats)
+            }
+        };
+        Ok(Estimate::from_stats(&stats, converged))
+    }
+
+    /// Evaluates the E-LPIPS samples with the given indices; returns their distances in order.
+    ///
+    /// Sample `i` draws its transform and dropout from its own stream `(seed, i)`, so the
+    /// result does not depend on how samples are grouped into batches.
+    pub fn evaluate_samples(
+        &mut self,
+        reference: &Image,
+        candidate: &Image,
+        levels: u32,
+        indices: std::ops::Range<u64>,
+    ) -> Result<Vec<f64>> {
+        let (h, w) = (reference.height() as usize, reference.width() as usize);
+        let seed = self.options.seed;
+        // Samples whose transforms give the same network input size share a run.
+        let mut groups: BTreeMap<(usize, usize), Vec<(usize, Transform, rand_chacha::ChaCha8Rng)>> = BTreeMap::new();
+        for (slot, i) in indices.clone().enumerate() {
+            let mut rng = sample_rng(seed, i);
+            let t = Transform::sample(&mut rng, levels);
+            groups.entry(t.output_size(h, w)).or_default().push((slot, t, rng));
+        }
+        let mut out = vec![0.0; indices.count()];
+        for ((th, tw), members) in groups {
+            let n = members.len();
+            let plane = 3 * th * tw;
+            let mut refs = vec![0.0f32; n * plane];
+            let mut cands = vec![0.0f32; n * plane];
+            let shapes = dropout_mask_shapes(th, tw);
+            let mut masks: Vec<Vec<f32>> = shapes.iter().map(|&(c, mh, mw)| vec![0.0; n * c * mh * mw]).collect();
+            for (j, (_, t, rng)) in members.iter().enumerate() {
+                t.apply_into(reference.data(), h, w, &mut refs[j * plane..(j + 1) * plane]);
+                t.apply_into(candidate.data(), h, w, &mut cands[j * plane..(j + 1) * plane]);
+                let mut rng = rng.clone();
+                for (k, &(c, mh, mw)) in shapes.iter().enumerate() {
+                    let len = c * mh * mw;
+                    fill_dropout(&mut rng, DROPOUT_KEEP, &mut masks[k][j * len..(j + 1) * len]);
+                }
+            }
+            let mask_inputs: Vec<(Vec<usize>, &[f32])> =
+                shapes.iter().zip(&masks).map(|(&(c, mh, mw), m)| (vec![n, c, mh, mw], m.as_slice())).collect();
+            let d = self.run(&refs, &cands, n, th, tw, Some(&mask_inputs))?;
+            for (j, (slot, _, _)) in members.iter().enumerate() {
+                out[*slot] = d[j];
+            }
+        }
+        Ok(out)
+    }
+
+    /// One network evaluation of the pair: optionally transformed by `transform`, optionally
+    /// with the dropout masks of stream `(seed, index)` (E-LPIPS only). With neither, this is
+    /// the deterministic network distance (for LPIPS, the metric itself).
+    pub fn evaluate(
+        &mut self,
+        reference: &Image,
+        candidate: &Image,
+        transform: Option<&Transform>,
+        dropout_stream: Option<(u64, u64)>,
+    ) -> Result<f64> {
+        check_same_size(reference, candidate)?;
+        if (transform.is_some() || dropout_stream.is_some()) && !self.kind().is_ensemble() {
+            return Err(Error::invalid(format!("{} has no transforms or dropout", self.kind())));
+        }
+        let (h, w) = (reference.height() as usize, reference.width() as usize);
+        let (refs, cands, th, tw) = match transform {
+            Some(t) => {
+                let (a, b) = (t.apply(reference.data(), h, w), t.apply(candidate.data(), h, w));
+                (a.data, b.data, a.height, a.width)
+            }
+            None => (reference.data().to_vec(), candidate.data().to_vec(), h, w),
+        };
+        let min = self.kind().min_input_size() as usize;
+        if th.min(tw) < min {
+            return Err(Error::ImageTooSmall {
+                width: tw as u32,
+                height: th as u32,
+                min: min as u32,
+                metric: self.kind().to_string(),
+                hint: String::new(),
+            });
+        }
+        let ones = [1.0f32];
+        let masks: Vec<Vec<f32>>;
+        let mask_inputs: Option<Vec<(Vec<usize>, &[f32])>> = if !self.kind().is_ensemble() {
+            None
+        } else if let Some((seed, index)) = dropout_stream {
+            let mut rng = sample_rng(seed, index);
+            let shapes = dropout_mask_shapes(th, tw);
+            masks = shapes
+                .iter()
+                .map(|&(c, mh, mw)| {
+                    let mut m = vec![0.0; c * mh * mw];
+                    fill_dropout(&mut rng, DROPOUT_KEEP, &mut m);
+                    m
+                })
+                .collect();
+            Some(shapes.iter().zip(&masks).map(|(&(c, mh, mw), m)| (vec![1, c, mh, mw], m.as_slice())).collect())
+        } else {
+            // A broadcast 1 keeps every activation: no dropout.
+            Some((0..13).map(|_| (vec![1, 1, 1, 1], &ones[..])).collect())
+        };
+        let d = self.run(&refs, &cands, 1, th, tw, mask_inputs.as_deref())?;
+        Ok(d[0])
+    }
+
+    /// Runs the network on `n` stacked pairs of `th x tw` planar images.
+    fn run(
+        &mut self,
+        refs: &[f32],
+        cands: &[f32],
+        n: usize,
+        th: usize,
+        tw: usize,
+        masks: Option<&[(Vec<usize>, &[f32])]>,
+    ) -> Result<Vec<f64>> {
+        let shape = vec![n, 3, th, tw];
+        let mut inputs: Vec<(&str, Vec<usize>, &[f32])> = vec![("reference", shape.clone(), refs), ("candidate", shape, cands)];
+        if let Some(masks) = masks {
+            for (name, (shape, data)) in self.mask_names.iter().zip(masks) {
+                inputs.push((name, shape.clone(), data));
+            }
+        }
+        if let Some(lw) = &self.linear_weights {
+            for (name, tap) in self.lin_names.iter().zip(&lw.taps) {
+                inputs.push((name, vec![tap.len()], tap.as_slice()));
+            }
+        }
+        let out = self.session.run(&inputs, &["distance"])?;
+        let d: Vec<f64> = out[0].iter().map(|&v| v as f64).collect();
+        if d.len() != n {
+            return Err(Error::Model(format!("model returned {} distances for {n} pairs", d.len())));
+        }
+        if let Some(bad) = d.iter().find(|v| !v.is_finite()) {
+            return Err(Error::Inference(format!("the network produced a non-finite distance ({bad})")));
+        }
+        Ok(d)
+    }
+}
+
+/// Smallest side an image needs for E-LPIPS with `levels` scale levels.
+pub fn elpips_min_size(levels: u32) -> u32 {
+    (7 * levels + 2).max(MetricKind::ElpipsVgg.min_input_size())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ensemble::scaled_len;
+
+    #[test]
+    fn min_size_rule_keeps_sixteen_pixels_at_the_coarsest_level() {
+        for levels in 1..12u32 {
+            let n = elpips_min_size(levels) as usize;
+            assert!(scaled_len(n, levels as usize) + 7 >= 16);
+            if n > 16 {
+                assert!(scaled_len(n - 1, levels as usize) + 7 < 16);
+            }
+        }
+    }
+}

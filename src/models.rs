@@ -1,0 +1,113 @@
+//! The named networks (elpips-vgg, lpips-vgg, lpips-alex): their files, taps, geometry and size
+//! limits. What the converter in `weights/` builds, this module describes; it runs nothing.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// Environment variable naming the directory that holds the `.onnx` models.
+pub const MODEL_DIR_ENV: &str = "ELPIPS_MODEL_DIR";
+
+/// The metrics this crate ships.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MetricKind {
+    /// E-LPIPS on VGG16 with average pooling: the ensemble metric (random transforms + dropout).
+    ElpipsVgg,
+    /// Official LPIPS v0.1 on VGG16 (= pip `lpips` 0.1.4, `net='vgg'`); deterministic.
+    LpipsVgg,
+    /// Official LPIPS v0.1 on AlexNet (= pip `lpips` 0.1.4 default); deterministic.
+    LpipsAlex,
+}
+
+/// Input channels of the 13 VGG16 convs and the pooling block each runs in: the shape of the
+/// dropout mask that E-LPIPS multiplies onto each conv's input.
+pub(crate) const VGG_CONV_INPUTS: [(usize, u32); 13] = [
+    (3, 0),
+    (64, 0),
+    (64, 1),
+    (128, 1),
+    (128, 2),
+    (256, 2),
+    (256, 2),
+    (256, 3),
+    (512, 3),
+    (512, 3),
+    (512, 4),
+    (512, 4),
+    (512, 4),
+];
+
+impl MetricKind {
+    pub const ALL: [MetricKind; 3] = [MetricKind::ElpipsVgg, MetricKind::LpipsVgg, MetricKind::LpipsAlex];
+
+    /// The name used on the command line, in the C ABI and for the model file.
+    pub fn name(self) -> &'static str {
+        match self {
+            MetricKind::ElpipsVgg => "elpips-vgg",
+            MetricKind::LpipsVgg => "lpips-vgg",
+            MetricKind::LpipsAlex => "lpips-alex",
+        }
+    }
+
+    /// Parses a metric name (`elpips-vgg`, `lpips-vgg`, `lpips-alex`).
+    pub fn from_name(name: &str) -> Result<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == name).ok_or_else(|| {
+            Error::invalid(format!("unknown metric `{name}`; choose one of elpips-vgg, lpips-vgg, lpips-alex"))
+        })
+    }
+
+    /// `true` for the E-LPIPS ensemble (stochastic), `false` for plain LPIPS (deterministic).
+    pub fn is_ensemble(self) -> bool {
+        self == MetricKind::ElpipsVgg
+    }
+
+    /// Channels of each feature tap, in tap order (the linear weights have these lengths).
+    pub fn tap_channels(self) -> &'static [usize] {
+        match self {
+            MetricKind::ElpipsVgg => &[3, 64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512],
+            MetricKind::LpipsVgg => &[64, 128, 256, 512, 512],
+            MetricKind::LpipsAlex => &[64, 192, 384, 256, 256],
+        }
+    }
+
+    /// The smallest network input (both sides) for which every tap keeps at least one pixel:
+    /// four 2x2 pools for VGG; AlexNet's stride-4 11x11 conv and two 3x3/2 pools need 31.
+    pub fn min_input_size(self) -> u32 {
+        match self {
+            MetricKind::ElpipsVgg | MetricKind::LpipsVgg => 16,
+            MetricKind::LpipsAlex => 31,
+        }
+    }
+
+    /// File name of the model inside the model directory.
+    pub fn file_name(self) -> String {
+        format!("{}.onnx", self.name())
+    }
+}
+
+impl std::fmt::Display for MetricKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Resolves the model directory: the explicit one, then `ELPIPS_MODEL_DIR`, then the checkout's
+/// `weights/models` (where `make setup` writes them).
+pub fn model_dir(explicit: Option<&Path>) -> PathBuf {
+    if let Some(p) = explicit {
+        return p.to_owned();
+    }
+    if let Some(p) = std::env::var_os(MODEL_DIR_ENV).filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("weights/models")
+}
+
+/// Spatial size of each pooling block's feature map for a VGG input of `h x w` (floor pools).
+pub(crate) fn vgg_block_sizes(h: usize, w: usize) -> [(usize, usize); 5] {
+    let mut sizes = [(h, w); 5];
+    for b in 1..5 {
+        sizes[b] = (sizes[b - 1].0 / 2, sizes[b - 1].1 / 2);
+    }
+    sizes
+}

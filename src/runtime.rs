@@ -1,0 +1,158 @@
+//! Finding and loading ONNX Runtime, and building sessions. This is the only module that talks
+//! to `ort` directly; the rest of the crate sees [`Session`] and the crate's own [`Error`].
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use ort::session::builder::GraphOptimizationLevel;
+
+use crate::error::{Error, Result};
+
+/// Environment variable naming the ONNX Runtime shared library (ort's own convention).
+pub const ORT_DYLIB_ENV: &str = "ORT_DYLIB_PATH";
+
+/// The oldest ONNX Runtime minor version `ort` 2.0.0-rc.15 accepts (1.31).
+pub const MIN_ORT_VERSION: &str = "1.31";
+
+/// Where `make setup` unpacks the runtime in a source checkout.
+fn project_default_library() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/onnxruntime/lib/libonnxruntime.so.1")
+}
+
+/// Resolves the runtime library: the explicit path, then `ORT_DYLIB_PATH`, then the project's
+/// default location. Returns the path and where it came from (for error messages).
+pub fn locate_library(explicit: Option<&Path>) -> (PathBuf, &'static str) {
+    if let Some(p) = explicit {
+        return (p.to_owned(), "the explicit runtime path");
+    }
+    if let Some(p) = std::env::var_os(ORT_DYLIB_ENV).filter(|p| !p.is_empty()) {
+        return (PathBuf::from(p), ORT_DYLIB_ENV);
+    }
+    (project_default_library(), "the project's default location")
+}
+
+struct Loaded {
+    path: PathBuf,
+    env: ort::environment::Environment,
+}
+
+// ort keeps one global library handle; we remember which file it came from so that a request
+// for a different one is an error rather than silently ignored.
+static RUNTIME: Mutex<Option<Loaded>> = Mutex::new(None);
+
+/// Loads ONNX Runtime once per process and returns its environment.
+pub fn environment(explicit: Option<&Path>) -> Result<ort::environment::Environment> {
+    let (path, origin) = locate_library(explicit);
+    let mut guard = RUNTIME.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(loaded) = guard.as_ref() {
+        if explicit.is_some() && !same_file(&loaded.path, &path) {
+            return Err(Error::Runtime(format!(
+                "already loaded from {} in this process; cannot switch to {}",
+                loaded.path.display(),
+                path.display()
+            )));
+        }
+        return Ok(loaded.env.clone());
+    }
+    if !path.is_file() {
+        return Err(Error::Runtime(format!(
+            "library not found at {} (from {origin}); run `make setup` to fetch it, or set {ORT_DYLIB_ENV} to a libonnxruntime.so of version {MIN_ORT_VERSION} or newer",
+            path.display()
+        )));
+    }
+    let builder = std::panic::catch_unwind(|| ort::init_from(&path)).map_err(|_| {
+        Error::Runtime(format!("loading {} crashed; is it a libonnxruntime.so?", path.display()))
+    })?;
+    let builder = builder.map_err(|e| {
+        Error::Runtime(format!(
+            "cannot load {} (from {origin}): {e}; it must be libonnxruntime {MIN_ORT_VERSION} or newer (run `make setup`)",
+            path.display()
+        ))
+    })?;
+    let env = builder
+        .with_name("elpips")
+        .build()
+        .map_err(|e| Error::Runtime(format!("cannot create an environment: {e}")))?;
+    *guard = Some(Loaded { path, env: env.clone() });
+    Ok(env)
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+/// Execution settings shared by every session of a metric.
+#[derive(Clone, Debug, Default)]
+pub struct RuntimeOptions {
+    /// Path of libonnxruntime; `None` = `ORT_DYLIB_PATH`, then the project's default.
+    pub library: Option<PathBuf>,
+    /// Intra-op threads; 0 = one per available core.
+    pub threads: usize,
+}
+
+impl RuntimeOptions {
+    pub(crate) fn effective_threads(&self) -> usize {
+        if self.threads > 0 {
+            self.threads
+        } else {
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        }
+    }
+}
+
+/// A loaded network. `run` needs `&mut`: one session per thread, or a lock around it.
+pub struct Session {
+    inner: ort::session::Session,
+}
+
+impl Session {
+    /// Opens `model` with the given options.
+    pub fn open(model: &Path, options: &RuntimeOptions) -> Result<Self> {
+        let env = environment(options.library.as_deref())?;
+        if !model.is_file() {
+            return Err(Error::Model(format!("{} not found; run `make setup` to build the models", model.display())));
+        }
+        // Builder errors carry the builder for recovery; we only need their message.
+        let msg = |e: &dyn std::fmt::Display| Error::Model(format!("cannot load {}: {e}", model.display()));
+        let inner = ort::session::Session::builder(&env)
+            .map_err(|e| msg(&e))?
+            .with_optimization_level(GraphOptimizationLevel::All)
+            .map_err(|e| msg(&e))?
+            .with_intra_threads(options.effective_threads())
+            .map_err(|e| msg(&e))?
+            .with_inter_threads(1)
+            .map_err(|e| msg(&e))?
+            .commit_from_file(model)
+            .map_err(|e| msg(&e))?;
+        Ok(Session { inner })
+    }
+
+    /// Names of the graph inputs, in order, then of the initializers a caller may override.
+    pub fn input_names(&self) -> Vec<String> {
+        let inputs = self.inner.inputs().iter().map(|i| i.name().to_string());
+        inputs.chain(self.inner.overridable_initializers().iter().map(|i| i.name().to_string())).collect()
+    }
+
+    /// Runs the graph with named `f32` inputs (`(name, shape, data)`) and returns the named
+    /// `f32` outputs as flat vectors.
+    pub fn run(&mut self, inputs: &[(&str, Vec<usize>, &[f32])], outputs: &[&str]) -> Result<Vec<Vec<f32>>> {
+        let mut values = Vec::with_capacity(inputs.len());
+        for (name, shape, data) in inputs {
+            let t = ort::value::TensorRef::from_array_view((shape.clone(), *data))?;
+            values.push((std::borrow::Cow::Borrowed(*name), ort::session::SessionInputValue::from(t)));
+        }
+        let result = self.inner.run(values)?;
+        let mut out = Vec::with_capacity(outputs.len());
+        for name in outputs {
+            let value = result
+                .get(*name)
+                .ok_or_else(|| Error::Model(format!("the model has no output named `{name}`; rebuild it with `make setup`")))?;
+            let (_, data) = value.try_extract_tensor::<f32>()?;
+            out.push(data.to_vec());
+        }
+        Ok(out)
+    }
+}

