@@ -303,7 +303,7 @@ mod tests {
 
     #[test]
     fn flips_transpose_permutation_and_colour() {
-        let (h, w) = (2, 3);
+        let (h, w) = (9, 10);
         let img = ramp(h, w);
         let base = Transform::neutral().apply(&img, h, w);
         let fx = with(|t| t.flip = Flip::X).apply(&img, h, w);

@@ -131,17 +131,19 @@ fn bad_sizes() {
     assert_error(&elpips(&["compare", s(&huge), s(&huge)]), &["10000000000 pixels", "--max-pixels"]);
 }
 
-/// A PNG signature and IHDR chunk (with a valid CRC) and nothing else.
+/// A PNG whose header claims `w x h` pixels, followed by one tiny IDAT chunk and IEND.
 fn png_header(w: u32, h: u32) -> Vec<u8> {
-    let mut chunk = b"IHDR".to_vec();
-    chunk.extend(w.to_be_bytes());
-    chunk.extend(h.to_be_bytes());
-    chunk.extend([8, 2, 0, 0, 0]);
-    let crc = crc32(&chunk);
+    let mut ihdr = w.to_be_bytes().to_vec();
+    ihdr.extend(h.to_be_bytes());
+    ihdr.extend([8, 2, 0, 0, 0]);
     let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
-    out.extend(13u32.to_be_bytes());
-    out.extend(chunk);
-    out.extend(crc.to_be_bytes());
+    for (kind, data) in [(&b"IHDR"[..], ihdr), (b"IDAT", vec![0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]), (b"IEND", vec![])] {
+        out.extend((data.len() as u32).to_be_bytes());
+        let mut chunk = kind.to_vec();
+        chunk.extend(&data);
+        out.extend(&chunk);
+        out.extend(crc32(&chunk).to_be_bytes());
+    }
     out
 }
 

@@ -53,10 +53,10 @@ struct CompareArgs {
     #[arg(long, value_name = "N", conflicts_with_all = ["rel_error", "abs_error", "max_samples"])]
     samples: Option<u32>,
     /// Adaptive: stop when the 95% half-width is below R x distance [default: 0.025] ...
-    #[arg(long, value_name = "R")]
+    #[arg(long, value_name = "R", allow_negative_numbers = true)]
     rel_error: Option<f64>,
     /// ... and below E [default: 0.01] ...
-    #[arg(long, value_name = "E")]
+    #[arg(long, value_name = "E", allow_negative_numbers = true)]
     abs_error: Option<f64>,
     /// ... or after M samples [default: 200].
     #[arg(long, value_name = "M")]
