@@ -95,12 +95,17 @@ impl Image {
         limits.max_alloc = Some(width as u64 * height as u64 * 8 + (1 << 20));
         reader.limits(limits);
         let decoded = reader.decode().map_err(|e| decode_err(e.to_string()))?;
-        let rgb = decoded.to_rgb32f();
+        // Divide integers exactly (value / 255 or / 65535), as the reference implementations do.
         let n = width as usize * height as usize;
         let mut data = vec![0.0; 3 * n];
-        for (i, px) in rgb.pixels().enumerate() {
-            for c in 0..3 {
-                data[c * n + i] = px.0[c].clamp(0.0, 1.0);
+        let mut put = |i: usize, px: [f32; 3]| (0..3).for_each(|c| data[c * n + i] = px[c]);
+        if decoded.color().bytes_per_pixel() / decoded.color().channel_count() == 1 {
+            for (i, px) in decoded.to_rgb8().pixels().enumerate() {
+                put(i, px.0.map(|v| f32::from(v) / 255.0));
+            }
+        } else {
+            for (i, px) in decoded.to_rgb16().pixels().enumerate() {
+                put(i, px.0.map(|v| f32::from(v) / 65535.0));
             }
         }
         Image::from_planar(width, height, data)
@@ -143,4 +148,52 @@ pub fn check_same_size(reference: &Image, candidate: &Image) -> Result<()> {
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encode_png<P: image::Pixel<Subpixel = S> + image::PixelWithColorType, S: image::Primitive>(
+        img: image::ImageBuffer<P, Vec<S>>,
+    ) -> Vec<u8>
+    where
+        [S]: image::EncodableLayout,
+    {
+        let mut out = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+        out.into_inner()
+    }
+
+    #[test]
+    fn sixteen_bit_rgba_keeps_precision_and_drops_alpha() {
+        let img = image::ImageBuffer::<image::Rgba<u16>, _>::from_fn(3, 2, |x, y| image::Rgba([x as u16 * 1000 + 1, y as u16 * 65535, 12345, 7]));
+        let decoded = Image::decode(&encode_png(img), &LoadOptions::default()).unwrap();
+        assert_eq!((decoded.width(), decoded.height()), (3, 2));
+        // 16-bit values survive exactly (8-bit would round 1001/65535 to 1/255).
+        assert!((decoded.channel(0)[1] - 1001.0 / 65535.0).abs() < 1e-7);
+        assert_eq!(decoded.channel(1)[3], 1.0);
+        assert!((decoded.channel(2)[5] - 12345.0 / 65535.0).abs() < 1e-7);
+        assert_eq!(decoded.data().len(), 3 * 6, "alpha is dropped");
+    }
+
+    #[test]
+    fn grey_expands_to_rgb_and_8_bit_divides_by_255() {
+        let img = image::GrayImage::from_fn(2, 2, |x, y| image::Luma([(x + 2 * y) as u8 * 51]));
+        let decoded = Image::decode(&encode_png(img), &LoadOptions::default()).unwrap();
+        for c in 0..3 {
+            assert_eq!(decoded.channel(c), &[0.0, 0.2, 0.4, 0.6]);
+        }
+    }
+
+    #[test]
+    fn buffers_are_validated() {
+        assert!(Image::from_rgb8(2, 2, &[0; 11]).is_err());
+        assert!(Image::from_planar(0, 5, vec![]).is_err());
+        let err = Image::from_planar(1, 1, vec![0.0, f32::NAN, 0.0]).unwrap_err();
+        assert!(err.to_string().contains("not finite"), "{err}");
+        let budget = LoadOptions { max_pixels: 5 };
+        let png = encode_png(image::GrayImage::new(3, 2));
+        assert!(matches!(Image::decode(&png, &budget), Err(Error::ImageTooLarge { pixels: 6, limit: 5, .. })));
+    }
 }

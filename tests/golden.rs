@@ -7,8 +7,8 @@ mod common;
 use common::*;
 use elpips::{Flip, MetricKind, MetricOptions, Sampling, Transform};
 
-/// float32 networks evaluated by different libraries agree to about this, relative.
-const NET_RTOL: f64 = 2e-5;
+/// float32 networks evaluated by different libraries agree to about this, relative (observed: 4e-7).
+const NET_RTOL: f64 = 1e-5;
 
 const TEDDY: &str = "elpips/inputs/adv_teddy.png";
 const ADV_REF: &str = "elpips/inputs/adv_reference.png";
