@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use rand_chacha::ChaCha8Rng;
+
 use crate::ensemble::{dropout_mask_shapes, fill_dropout, sample_rng, scale_levels_for, Transform, DROPOUT_KEEP};
 use crate::error::{Error, Result};
 use crate::estimate::{Estimate, RunningStats, Sampling};
@@ -15,6 +17,9 @@ use crate::runtime::{RuntimeOptions, Session};
 /// Pixels (summed over the samples of one ONNX Runtime call) that a batch may hold. Each pixel
 /// costs about 2 KiB of activations at the first VGG block, so this keeps a run near 1 GiB.
 const BATCH_PIXELS: usize = 1 << 19;
+/// Samples per round at most: the adaptive rule is checked after each round, so rounds must
+/// stay short enough not to overshoot the target by much on small images.
+const ROUND_SAMPLES: usize = 16;
 
 /// Everything that configures a [`Metric`].
 #[derive(Clone, Debug)]
@@ -179,7 +184,7 @@ impl Metric {
         let max = sampling.max_samples() as u64;
         // Samples drawn per round: as many full-size samples as fit the batch budget.
         let (fh, fw) = Transform::neutral().output_size(h, w);
-        let per_round = (BATCH_PIXELS / (fh * fw)).max(1) as u64;
+        let per_round = (BATCH_PIXELS / (fh * fw)).clamp(1, ROUND_SAMPLES) as u64;
         let mut stats = RunningStats::default();
         let mut next = 0u64;
         while next < max {
@@ -216,31 +221,25 @@ impl Metric {
         let (h, w) = (reference.height() as usize, reference.width() as usize);
         let seed = self.options.seed;
         // Samples whose transforms give the same network input size share a run.
-        let mut groups: BTreeMap<(usize, usize), Vec<(usize, Transform, rand_chacha::ChaCha8Rng)>> = BTreeMap::new();
+        let mut groups: BTreeMap<(usize, usize), Vec<(usize, Transform, ChaCha8Rng)>> = BTreeMap::new();
         for (slot, i) in indices.clone().enumerate() {
             let mut rng = sample_rng(seed, i);
             let t = Transform::sample(&mut rng, levels);
             groups.entry(t.output_size(h, w)).or_default().push((slot, t, rng));
         }
         let mut out = vec![0.0; indices.count()];
-        for ((th, tw), members) in groups {
+        for ((th, tw), mut members) in groups {
             let n = members.len();
             let plane = 3 * th * tw;
             let mut refs = vec![0.0f32; n * plane];
             let mut cands = vec![0.0f32; n * plane];
-            let shapes = dropout_mask_shapes(th, tw);
-            let mut masks: Vec<Vec<f32>> = shapes.iter().map(|&(c, mh, mw)| vec![0.0; n * c * mh * mw]).collect();
-            for (j, (_, t, rng)) in members.iter().enumerate() {
+            for (j, (_, t, _)) in members.iter().enumerate() {
                 t.apply_into(reference.data(), h, w, &mut refs[j * plane..(j + 1) * plane]);
                 t.apply_into(candidate.data(), h, w, &mut cands[j * plane..(j + 1) * plane]);
-                let mut rng = rng.clone();
-                for (k, &(c, mh, mw)) in shapes.iter().enumerate() {
-                    let len = c * mh * mw;
-                    fill_dropout(&mut rng, DROPOUT_KEEP, &mut masks[k][j * len..(j + 1) * len]);
-                }
             }
-            let mask_inputs: Vec<(Vec<usize>, &[f32])> =
-                shapes.iter().zip(&masks).map(|(&(c, mh, mw), m)| (vec![n, c, mh, mw], m.as_slice())).collect();
+            // Each sample's masks continue its own stream, right after its transform.
+            let masks = DropoutBatch::draw(th, tw, members.iter_mut().map(|(_, _, rng)| rng));
+            let mask_inputs = masks.inputs();
             let d = self.run(&refs, &cands, n, th, tw, Some(&mask_inputs))?;
             for (j, (slot, _, _)) in members.iter().enumerate() {
                 out[*slot] = d[j];
@@ -250,8 +249,8 @@ impl Metric {
     }
 
     /// One network evaluation of the pair: optionally transformed by `transform`, optionally
-    /// with the dropout masks of stream `(seed, index)` (E-LPIPS only). With neither, this is
-    /// the deterministic network distance (for LPIPS, the metric itself).
+    /// with dropout masks drawn from the start of stream `(seed, index)` (E-LPIPS only). With
+    /// neither, this is the deterministic network distance (for LPIPS, the metric itself).
     pub fn evaluate(
         &mut self,
         reference: &Image,
@@ -282,24 +281,12 @@ impl Metric {
             });
         }
         let ones = [1.0f32];
-        let masks: Vec<Vec<f32>>;
-        let mask_inputs: Option<Vec<(Vec<usize>, &[f32])>> = if !self.kind().is_ensemble() {
-            None
-        } else if let Some((seed, index)) = dropout_stream {
-            let mut rng = sample_rng(seed, index);
-            let shapes = dropout_mask_shapes(th, tw);
-            masks = shapes
-                .iter()
-                .map(|&(c, mh, mw)| {
-                    let mut m = vec![0.0; c * mh * mw];
-                    fill_dropout(&mut rng, DROPOUT_KEEP, &mut m);
-                    m
-                })
-                .collect();
-            Some(shapes.iter().zip(&masks).map(|(&(c, mh, mw), m)| (vec![1, c, mh, mw], m.as_slice())).collect())
-        } else {
+        let masks = dropout_stream.map(|(seed, index)| DropoutBatch::draw(th, tw, std::iter::once(&mut sample_rng(seed, index))));
+        let mask_inputs: Option<Vec<(Vec<usize>, &[f32])>> = match (&masks, self.kind().is_ensemble()) {
+            (_, false) => None,
+            (Some(m), true) => Some(m.inputs()),
             // A broadcast 1 keeps every activation: no dropout.
-            Some((0..13).map(|_| (vec![1, 1, 1, 1], &ones[..])).collect())
+            (None, true) => Some((0..13).map(|_| (vec![1, 1, 1, 1], &ones[..])).collect()),
         };
         let d = self.run(&refs, &cands, 1, th, tw, mask_inputs.as_deref())?;
         Ok(d[0])
@@ -336,6 +323,34 @@ impl Metric {
             return Err(Error::Inference(format!("the network produced a non-finite distance ({bad})")));
         }
         Ok(d)
+    }
+}
+
+/// The 13 dropout masks of a batch, stacked along N: sample `j`'s masks come from the `j`-th
+/// random stream, in conv order.
+struct DropoutBatch {
+    shapes: [(usize, usize, usize); 13],
+    n: usize,
+    data: Vec<Vec<f32>>,
+}
+
+impl DropoutBatch {
+    fn draw<'a>(th: usize, tw: usize, rngs: impl ExactSizeIterator<Item = &'a mut ChaCha8Rng>) -> Self {
+        let shapes = dropout_mask_shapes(th, tw);
+        let n = rngs.len();
+        let mut data: Vec<Vec<f32>> = shapes.iter().map(|&(c, mh, mw)| vec![0.0; n * c * mh * mw]).collect();
+        for (j, rng) in rngs.enumerate() {
+            for (k, &(c, mh, mw)) in shapes.iter().enumerate() {
+                let len = c * mh * mw;
+                fill_dropout(rng, DROPOUT_KEEP, &mut data[k][j * len..(j + 1) * len]);
+            }
+        }
+        DropoutBatch { shapes, n, data }
+    }
+
+    /// `(shape, values)` per mask, as the model's `mask_k` inputs.
+    fn inputs(&self) -> Vec<(Vec<usize>, &[f32])> {
+        self.shapes.iter().zip(&self.data).map(|(&(c, mh, mw), m)| (vec![self.n, c, mh, mw], m.as_slice())).collect()
     }
 }
 
