@@ -24,7 +24,7 @@ demo: build
 	  printf '%-11s ref-p1: ' $$m; $(BIN) compare $(UP)/lpips/imgs/ex_ref.png $(UP)/lpips/imgs/ex_p1.png --metric $$m; \
 	done
 	@echo "== A cat and a dog (480x300), E-LPIPS with adaptive sampling (target: 95% half-width < 5%)"
-	$(BIN) compare $(UP)/elpips/inputs/cat.png $(UP)/elpips/inputs/dog.png --rel-error 0.05 --max-samples 60 --json
+	$(BIN) compare $(UP)/elpips/inputs/cat.png $(UP)/elpips/inputs/dog.png --rel-error 0.05 --max-samples 100 --json
 
 test: setup
 	$(CARGO) test --release
