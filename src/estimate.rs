@@ -50,9 +50,9 @@ impl Sampling {
         }
     }
 
-    /// `true` once `stats` satisfies the policy.
-    pub fn is_done(&self, stats: &RunningStats) -> bool {
-        let n = stats.count();
+    /// `true` once `n` samples with this mean and 95% half-width (`None`: not yet estimable)
+    /// satisfy the policy.
+    pub fn is_done(&self, n: u64, mean: f64, ci95: Option<f64>) -> bool {
         match *self {
             Sampling::Fixed(target) => n >= target as u64,
             Sampling::Adaptive { abs_error, rel_error, max_samples, min_samples } => {
@@ -62,8 +62,7 @@ impl Sampling {
                 if n < min_samples.max(2) as u64 {
                     return false;
                 }
-                let half = stats.ci95();
-                half <= abs_error && half <= rel_error * stats.mean()
+                ci95.is_some_and(|half| half <= abs_error && half <= rel_error * mean)
             }
         }
     }
@@ -128,9 +127,6 @@ pub struct Estimate {
 }
 
 impl Estimate {
-    pub(crate) fn from_stats(stats: &RunningStats, converged: bool) -> Self {
-        Estimate { distance: stats.mean(), std_error: stats.std_error(), ci95: stats.ci95(), samples: stats.count(), converged }
-    }
     pub(crate) fn exact(distance: f64) -> Self {
         Estimate { distance, std_error: 0.0, ci95: 0.0, samples: 1, converged: true }
     }
@@ -159,16 +155,18 @@ mod tests {
         for _ in 0..3 {
             s.push(0.5);
         }
-        assert!(!policy.is_done(&s), "below the minimum");
+        let done = |s: &RunningStats| policy.is_done(s.count(), s.mean(), Some(s.ci95()));
+        assert!(!done(&s), "below the minimum");
         s.push(0.5);
-        assert!(policy.is_done(&s), "zero spread meets both targets");
+        assert!(done(&s), "zero spread meets both targets");
+        assert!(!policy.is_done(4, 0.5, None), "no error estimate yet");
         let mut noisy = RunningStats::default();
         for i in 0..49 {
             noisy.push(if i % 2 == 0 { 0.0 } else { 1.0 });
         }
-        assert!(!policy.is_done(&noisy));
+        assert!(!done(&noisy));
         noisy.push(0.0);
-        assert!(policy.is_done(&noisy), "cap reached");
+        assert!(done(&noisy), "cap reached");
         assert!(Sampling::Fixed(0).validate().is_err());
         assert!(Sampling::Adaptive { abs_error: -1.0, rel_error: 0.1, max_samples: 5, min_samples: 2 }.validate().is_err());
     }

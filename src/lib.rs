@@ -58,6 +58,7 @@ pub mod linear_weights;
 pub mod metric;
 pub mod models;
 pub mod runtime;
+pub mod sampler;
 
 pub use crate::ensemble::{Flip, Transform};
 pub use crate::error::{Error, Result};
@@ -67,3 +68,4 @@ pub use crate::linear_weights::LinearWeights;
 pub use crate::metric::{Metric, MetricOptions, Progress};
 pub use crate::models::MetricKind;
 pub use crate::runtime::RuntimeOptions;
+pub use crate::sampler::SamplerKind;

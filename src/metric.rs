@@ -8,7 +8,8 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::ensemble::{dropout_mask_shapes, fill_dropout, sample_rng, scale_levels_for, Transform, DROPOUT_KEEP};
 use crate::error::{Error, Result};
-use crate::estimate::{Estimate, RunningStats, Sampling};
+use crate::estimate::{Estimate, Sampling, Z95};
+use crate::sampler::{Draw, Plan, SamplerKind};
 use crate::image::{check_same_size, Image};
 use crate::linear_weights::LinearWeights;
 use crate::models::{model_dir, MetricKind};
@@ -33,6 +34,8 @@ pub struct MetricOptions {
     /// Seed of the ensemble's random draws.
     pub seed: u64,
     pub sampling: Sampling,
+    /// How E-LPIPS draws are chosen (stratified by scale level by default).
+    pub sampler: SamplerKind,
     /// E-LPIPS scale levels; `None` = the size rule `max(1, min(H, W) / 64)`.
     pub scale_levels: Option<u32>,
 }
@@ -46,6 +49,7 @@ impl Default for MetricOptions {
             runtime: RuntimeOptions::default(),
             seed: 0,
             sampling: Sampling::DEFAULT,
+            sampler: SamplerKind::default(),
             scale_levels: None,
         }
     }
@@ -180,20 +184,34 @@ impl Metric {
         }
         let (h, w) = (reference.height() as usize, reference.width() as usize);
         let levels = self.scale_levels(h as u32, w as u32);
+        let mut plan = Plan::new(self.options.sampler, self.options.seed, levels, h, w);
+        self.run_plan(reference, candidate, &mut plan, progress)
+    }
+
+    /// Draws and evaluates samples of `plan` until the sampling policy is met.
+    fn run_plan(
+        &mut self,
+        reference: &Image,
+        candidate: &Image,
+        plan: &mut Plan,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<Estimate> {
+        let (h, w) = (reference.height() as usize, reference.width() as usize);
         let sampling = self.options.sampling;
         let max = sampling.max_samples() as u64;
         // Samples drawn per round: as many full-size samples as fit the batch budget.
         let (fh, fw) = Transform::neutral().output_size(h, w);
         let per_round = (BATCH_PIXELS / (fh * fw)).clamp(1, ROUND_SAMPLES) as u64;
-        let mut stats = RunningStats::default();
-        let mut next = 0u64;
-        while next < max {
-            let round = per_round.min(max - next);
-            let distances = self.evaluate_samples(reference, candidate, levels, next..next + round)?;
-            distances.iter().for_each(|&d| stats.push(d));
-            next += round;
-            let done = sampling.is_done(&stats);
-            progress(Progress { samples: next, max_samples: max, estimate: Estimate::from_stats(&stats, done) });
+        let is_done = |plan: &Plan, sampling: Sampling| {
+            let (mean, se) = plan.mean_and_std_error();
+            sampling.is_done(plan.count(), mean, se.map(|s| Z95 * s))
+        };
+        while plan.count() < max {
+            let mut draws = plan.next_round(per_round.min(max - plan.count()) as usize);
+            let distances = self.evaluate_draws(reference, candidate, &mut draws)?;
+            plan.record(&draws, &distances);
+            let done = is_done(plan, sampling);
+            progress(Progress { samples: plan.count(), max_samples: max, estimate: plan.estimate(done) });
             if done {
                 break;
             }
@@ -201,10 +219,10 @@ impl Metric {
         let converged = match sampling {
             Sampling::Fixed(_) => true,
             Sampling::Adaptive { abs_error, rel_error, min_samples, .. } => {
-                Sampling::Adaptive { abs_error, rel_error, min_samples, max_samples: u32::MAX }.is_done(&stats)
+                is_done(plan, Sampling::Adaptive { abs_error, rel_error, min_samples, max_samples: u32::MAX })
             }
         };
-        Ok(Estimate::from_stats(&stats, converged))
+        Ok(plan.estimate(converged))
     }
 
     /// Evaluates the E-LPIPS samples with the given indices; returns their distances in order.
@@ -218,30 +236,39 @@ impl Metric {
         levels: u32,
         indices: std::ops::Range<u64>,
     ) -> Result<Vec<f64>> {
-        let (h, w) = (reference.height() as usize, reference.width() as usize);
         let seed = self.options.seed;
-        // Samples whose transforms give the same network input size share a run.
-        let mut groups: BTreeMap<(usize, usize), Vec<(usize, Transform, ChaCha8Rng)>> = BTreeMap::new();
-        for (slot, i) in indices.clone().enumerate() {
-            let mut rng = sample_rng(seed, i);
-            let t = Transform::sample(&mut rng, levels);
-            groups.entry(t.output_size(h, w)).or_default().push((slot, t, rng));
+        let mut draws: Vec<Draw> = indices
+            .map(|i| {
+                let mut rng = sample_rng(seed, i);
+                let transform = Transform::sample(&mut rng, levels);
+                Draw { stratum: 0, transform, rng }
+            })
+            .collect();
+        self.evaluate_draws(reference, candidate, &mut draws)
+    }
+
+    /// Evaluates `draws` (each draw's dropout masks continue its stream); returns the distances
+    /// in order. Draws whose transforms give the same network input size share a run.
+    pub fn evaluate_draws(&mut self, reference: &Image, candidate: &Image, draws: &mut [Draw]) -> Result<Vec<f64>> {
+        let (h, w) = (reference.height() as usize, reference.width() as usize);
+        let mut groups: BTreeMap<(usize, usize), Vec<(usize, &mut Draw)>> = BTreeMap::new();
+        for (slot, d) in draws.iter_mut().enumerate() {
+            groups.entry(d.transform.output_size(h, w)).or_default().push((slot, d));
         }
-        let mut out = vec![0.0; indices.count()];
+        let mut out = vec![0.0; groups.values().map(Vec::len).sum()];
         for ((th, tw), mut members) in groups {
             let n = members.len();
             let plane = 3 * th * tw;
             let mut refs = vec![0.0f32; n * plane];
             let mut cands = vec![0.0f32; n * plane];
-            for (j, (_, t, _)) in members.iter().enumerate() {
-                t.apply_into(reference.data(), h, w, &mut refs[j * plane..(j + 1) * plane]);
-                t.apply_into(candidate.data(), h, w, &mut cands[j * plane..(j + 1) * plane]);
+            for (j, (_, d)) in members.iter().enumerate() {
+                d.transform.apply_into(reference.data(), h, w, &mut refs[j * plane..(j + 1) * plane]);
+                d.transform.apply_into(candidate.data(), h, w, &mut cands[j * plane..(j + 1) * plane]);
             }
-            // Each sample's masks continue its own stream, right after its transform.
-            let masks = DropoutBatch::draw(th, tw, members.iter_mut().map(|(_, _, rng)| rng));
+            let masks = DropoutBatch::draw(th, tw, members.iter_mut().map(|(_, d)| &mut d.rng));
             let mask_inputs = masks.inputs();
             let d = self.run(&refs, &cands, n, th, tw, Some(&mask_inputs))?;
-            for (j, (slot, _, _)) in members.iter().enumerate() {
+            for (j, (slot, _)) in members.iter().enumerate() {
                 out[*slot] = d[j];
             }
         }

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use elpips::{Flip, MetricKind, MetricOptions, Sampling, Transform};
+use elpips::{Flip, MetricKind, MetricOptions, SamplerKind, Sampling, Transform};
 
 /// float32 networks evaluated by different libraries agree to about this, relative (observed: 4e-7).
 const NET_RTOL: f64 = 1e-5;
@@ -104,8 +104,8 @@ const ELPIPS_MONTE_CARLO: [(&str, &str, f64, f64, u32); 2] =
 /// teddy at 0.11076 +- 0.0020 against 0.11072 +- 0.0042.)
 const Z_ALARM: f64 = 3.29;
 
-fn check_monte_carlo(samples: u32) {
-    let mut m = metric_with(MetricOptions { sampling: Sampling::Fixed(samples), seed: 2019, ..Default::default() });
+fn check_monte_carlo(samples: u32, sampler: SamplerKind) {
+    let mut m = metric_with(MetricOptions { sampling: Sampling::Fixed(samples), sampler, seed: 2019, ..Default::default() });
     for (a, b, mean, ci_ref, _) in ELPIPS_MONTE_CARLO {
         let e = m.compare(&load(a), &load(b)).unwrap();
         assert_eq!(e.samples, samples as u64);
@@ -114,7 +114,7 @@ fn check_monte_carlo(samples: u32) {
         let z = (e.distance - mean).abs() / se;
         assert!(
             z <= Z_ALARM,
-            "{a} {b}: {:.5} ± {:.5} ({samples} samples) vs reference {mean:.5} ± {ci_ref:.5}: z = {z:.2}",
+            "{a} {b}: {:.5} ± {:.5} ({samples} {sampler:?} samples) vs reference {mean:.5} ± {ci_ref:.5}: z = {z:.2}",
             e.distance,
             e.ci95
         );
@@ -123,11 +123,12 @@ fn check_monte_carlo(samples: u32) {
 
 #[test]
 fn elpips_monte_carlo_mean_quick() {
-    check_monte_carlo(24);
+    check_monte_carlo(24, SamplerKind::Stratified);
 }
 
 #[test]
 #[ignore = "slow: run by `make test-long`"]
 fn elpips_monte_carlo_mean_thorough() {
-    check_monte_carlo(400);
+    check_monte_carlo(400, SamplerKind::Stratified);
+    check_monte_carlo(400, SamplerKind::Iid);
 }

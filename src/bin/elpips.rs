@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
-use elpips::{Error, Estimate, Image, LoadOptions, Metric, MetricKind, MetricOptions, RuntimeOptions, Sampling};
+use elpips::{Error, Estimate, Image, LoadOptions, Metric, MetricKind, MetricOptions, RuntimeOptions, SamplerKind, Sampling};
 
 #[derive(Parser)]
 #[command(name = "elpips", version, about = "E-LPIPS and LPIPS perceptual image distances", propagate_version = true)]
@@ -61,6 +61,10 @@ struct CompareArgs {
     /// ... or after M samples [default: 200].
     #[arg(long, value_name = "M")]
     max_samples: Option<u32>,
+    /// How samples are drawn: stratified by scale level (default; fewer samples for the same
+    /// error) or iid (independent draws, the authors' estimator).
+    #[arg(long, default_value = "stratified", value_parser = ["stratified", "iid"])]
+    sampler: String,
     /// Seed of the random transforms and dropout.
     #[arg(long, value_name = "S", default_value_t = 0)]
     seed: u64,
@@ -112,8 +116,8 @@ fn runtime_options(common: &CommonArgs) -> RuntimeOptions {
 
 fn sampling(args: &CompareArgs, kind: MetricKind) -> Result<Sampling, Error> {
     let adaptive_given = args.rel_error.is_some() || args.abs_error.is_some() || args.max_samples.is_some();
-    if !kind.is_ensemble() && (args.samples.is_some() || adaptive_given) {
-        return Err(Error::InvalidArgument(format!("{kind} is deterministic; --samples, --rel-error, --abs-error and --max-samples apply to elpips-vgg only")));
+    if !kind.is_ensemble() && (args.samples.is_some() || adaptive_given || args.sampler != "stratified") {
+        return Err(Error::InvalidArgument(format!("{kind} is deterministic; --samples, --rel-error, --abs-error, --max-samples and --sampler apply to elpips-vgg only")));
     }
     let sampling = match args.samples {
         Some(n) => Sampling::Fixed(n),
@@ -145,6 +149,7 @@ fn compare(args: CompareArgs) -> Result<(), Error> {
         runtime: runtime_options(&args.common),
         seed: args.seed,
         sampling,
+        sampler: if args.sampler == "iid" { SamplerKind::Iid } else { SamplerKind::Stratified },
         scale_levels: args.scale_levels,
     })?;
     metric.check_pair(&reference, &candidate)?;
@@ -193,6 +198,7 @@ fn print_result(args: &CompareArgs, metric: &Metric, kind: MetricKind, reference
         });
         if let Some(l) = levels {
             obj["scale_levels"] = l.into();
+            obj["sampler"] = args.sampler.clone().into();
         }
         if let Some(lw) = &args.lin_weights {
             obj["lin_weights"] = serde_json::json!(lw);
@@ -200,10 +206,11 @@ fn print_result(args: &CompareArgs, metric: &Metric, kind: MetricKind, reference
         println!("{obj}");
     } else if let Some(l) = levels {
         println!(
-            "{:.6} ± {:.6} (95%; {} samples, {} scale levels, seed {}{})",
+            "{:.6} ± {:.6} (95%; {} {} samples, {} scale levels, seed {}{})",
             e.distance,
             e.ci95,
             e.samples,
+            args.sampler,
             l,
             args.seed,
             if e.converged { "" } else { "; stopped at --max-samples before reaching the error target" }

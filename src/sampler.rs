@@ -1,0 +1,317 @@
+//! Which E-LPIPS samples to draw, and how to turn their distances into an estimate.
+//!
+//! Two samplers estimate the same expectation (the mean distance over the E-LPIPS transform and
+//! dropout distribution):
+//!
+//! * [`SamplerKind::Iid`]: sample `i` is an independent draw from stream `(seed, i)`; the estimate
+//!   is the plain mean, its standard error `sd / sqrt(n)`.
+//! * [`SamplerKind::Stratified`]: the scale level is the stratum. Level `s` has known probability
+//!   `p_s ~ 1/s^2`, so the estimator is `sum_s p_s * mean_s` with variance
+//!   `sum_s p_s^2 var_s / n_s`: exact for any allocation, and unbiased because every sample of
+//!   stratum `s` is distributed exactly like an E-LPIPS sample conditioned on level `s`. After a
+//!   pilot of [`PILOT_PER_LEVEL`] samples per level, each new sample goes to the level where it
+//!   removes the most variance per unit of cost (`p_s^2 var_s / (n_s (n_s + 1)) / cost_s`, cost =
+//!   network pixels): sequential Neyman allocation weighted by cost, which spends little on coarse
+//!   levels whose samples are cheap and similar. Within a level, the discrete parts of the
+//!   transform (flip x transpose x channel order: 48 combinations; the 64 offsets; the `s^2`
+//!   downscaling phases) are dealt from shuffled decks, and each colour gain from a shuffled deck
+//!   of 8 equal-probability bins (a Latin hypercube per 8 samples), so the draws spread evenly.
+//!   Every single draw still has the exact marginal distribution, so each stratum mean stays
+//!   unbiased; the per-level variance is computed as if the draws were independent, which over-
+//!   rather than under-states the error when the decks help (the interval is conservative).
+//!
+//! Draws are keyed: the `k`-th sample of level `s` is the same transform and dropout for every
+//! candidate compared with the same seed (common random numbers).
+
+use rand::seq::SliceRandom;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::ensemble::{sample_rng, scaled_len, Flip, Transform, OFFSET_PAD};
+use crate::estimate::{Estimate, RunningStats, Z95};
+
+/// Samples per scale level before the allocation starts (the first variance estimates).
+pub const PILOT_PER_LEVEL: u64 = 3;
+
+/// How draws are chosen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum SamplerKind {
+    /// Independent draws (the authors' estimator, with an honest standard error).
+    Iid,
+    /// Stratified by scale level with cost-aware allocation and decks within levels.
+    #[default]
+    Stratified,
+}
+
+impl SamplerKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            SamplerKind::Iid => "iid",
+            SamplerKind::Stratified => "stratified",
+        }
+    }
+}
+
+/// One sample to evaluate: its transform and the random stream its dropout masks continue.
+#[derive(Clone, Debug)]
+pub struct Draw {
+    /// The stratum (scale level - 1) for the stratified sampler; 0 for iid.
+    pub stratum: usize,
+    pub transform: Transform,
+    pub rng: ChaCha8Rng,
+}
+
+// Stream ids: iid samples use `i` directly; the stratified sampler's draws and decks live in
+// disjoint ranges above it.
+const STRATIFIED_SAMPLE: u64 = 1 << 62;
+const STRATIFIED_DECK: u64 = 1 << 61;
+
+/// The state of one estimate: which draws come next, and the statistics so far.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    kind: SamplerKind,
+    seed: u64,
+    levels: u32,
+    /// Per level: probability and relative cost of a sample.
+    prob: Vec<f64>,
+    cost: Vec<f64>,
+    stats: Vec<RunningStats>,
+    /// Samples handed out per stratum (>= recorded ones while a round is in flight).
+    issued: Vec<u64>,
+}
+
+impl Plan {
+    /// A plan for an `h x w` pair with `levels` scale levels.
+    pub fn new(kind: SamplerKind, seed: u64, levels: u32, h: usize, w: usize) -> Self {
+        let z: f64 = (1..=levels).map(|s| 1.0 / (s * s) as f64).sum();
+        let prob: Vec<f64> = (1..=levels).map(|s| 1.0 / (s * s) as f64 / z).collect();
+        let cost: Vec<f64> =
+            (1..=levels as usize).map(|s| ((scaled_len(h, s) + OFFSET_PAD) * (scaled_len(w, s) + OFFSET_PAD)) as f64).collect();
+        let strata = if kind == SamplerKind::Iid { 1 } else { levels as usize };
+        Plan { kind, seed, levels, prob, cost, stats: vec![RunningStats::default(); strata], issued: vec![0; strata] }
+    }
+
+    pub fn kind(&self) -> SamplerKind {
+        self.kind
+    }
+
+    /// Samples recorded so far.
+    pub fn count(&self) -> u64 {
+        self.stats.iter().map(|s| s.count()).sum()
+    }
+
+    /// The next `n` draws.
+    pub fn next_round(&mut self, n: usize) -> Vec<Draw> {
+        (0..n).map(|_| self.next_draw()).collect()
+    }
+
+    fn next_draw(&mut self) -> Draw {
+        match self.kind {
+            SamplerKind::Iid => {
+                let i = self.issued[0];
+                self.issued[0] += 1;
+                let mut rng = sample_rng(self.seed, i);
+                let transform = Transform::sample(&mut rng, self.levels);
+                Draw { stratum: 0, transform, rng }
+            }
+            SamplerKind::Stratified => {
+                let s = self.choose_stratum();
+                let k = self.issued[s];
+                self.issued[s] += 1;
+                self.stratified_draw(s, k)
+            }
+        }
+    }
+
+    /// The level to sample next: fill the pilot first, then the largest variance reduction
+    /// per unit of cost.
+    fn choose_stratum(&self) -> usize {
+        if let Some(s) = (0..self.issued.len()).find(|&s| self.issued[s] < PILOT_PER_LEVEL) {
+            return s;
+        }
+        // Levels with few samples borrow strength from the pooled variance, so that a pilot
+        // that happened to agree closely cannot starve a level.
+        let pooled = self.pooled_variance();
+        let mut best = (f64::MIN, 0);
+        for s in 0..self.issued.len() {
+            let n = self.issued[s] as f64;
+            let m = self.stats[s].count() as f64;
+            let var = (m * self.stats[s].variance() + 2.0 * pooled) / (m + 2.0);
+            let gain = self.prob[s] * self.prob[s] * var / (n * (n + 1.0)) / self.cost[s];
+            if gain > best.0 {
+                best = (gain, s);
+            }
+        }
+        best.1
+    }
+
+    fn pooled_variance(&self) -> f64 {
+        let (num, den) = self.stats.iter().fold((0.0, 0.0), |(a, b), s| {
+            let dof = s.count().saturating_sub(1) as f64;
+            (a + dof * s.variance(), b + dof)
+        });
+        if den > 0.0 {
+            num / den
+        } else {
+            0.0
+        }
+    }
+
+    /// The `k`-th draw of level `s + 1`.
+    fn stratified_draw(&self, s: usize, k: u64) -> Draw {
+        let scale = s + 1;
+        let mut rng = sample_rng(self.seed, STRATIFIED_SAMPLE | (s as u64) << 40 | k);
+        // Decks: a fresh shuffle per cycle; draw k takes card k mod len of cycle k / len.
+        let deck = |salt: u64, len: u64| -> usize {
+            let cycle = k / len;
+            let mut deck_rng = sample_rng(self.seed, STRATIFIED_DECK | salt << 48 | (s as u64) << 40 | cycle);
+            let mut cards: Vec<usize> = (0..len as usize).collect();
+            cards.shuffle(&mut deck_rng);
+            cards[(k % len) as usize]
+        };
+        let combo = deck(0, 48);
+        let flip = [Flip::X, Flip::Y, Flip::Both, Flip::None][combo % 4];
+        let transpose = (combo / 4) % 2 == 1;
+        const PERMUTATIONS: [[usize; 3]; 6] = [[0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]];
+        let permutation = PERMUTATIONS[combo / 8];
+        let offset_card = deck(1, 64);
+        let offset = (offset_card / 8, offset_card % 8);
+        let phase = deck(2, (scale * scale) as u64);
+        let scale_offset = (phase / scale, phase % scale);
+        let color = [3u64, 4, 5].map(|salt| {
+            let bin = deck(salt, 8) as f32;
+            0.2 + 0.8 * (bin + rng.random::<f32>()) / 8.0
+        });
+        let transform = Transform { scale, scale_offset, offset, flip, transpose, permutation, color };
+        Draw { stratum: s, transform, rng }
+    }
+
+    /// Records the distances of `draws` (in the same order).
+    pub fn record(&mut self, draws: &[Draw], distances: &[f64]) {
+        for (d, &x) in draws.iter().zip(distances) {
+            self.stats[d.stratum].push(x);
+        }
+    }
+
+    /// Mean and standard error so far (`None` for the error while it cannot be estimated).
+    pub fn mean_and_std_error(&self) -> (f64, Option<f64>) {
+        match self.kind {
+            SamplerKind::Iid => {
+                let s = &self.stats[0];
+                (s.mean(), (s.count() >= 2).then(|| s.std_error()))
+            }
+            SamplerKind::Stratified => {
+                let mean = self.stats.iter().zip(&self.prob).map(|(s, p)| p * s.mean()).sum();
+                let estimable = self.stats.iter().all(|s| s.count() >= 2);
+                let var: f64 = self.stats.iter().zip(&self.prob).map(|(s, p)| p * p * s.variance() / s.count().max(1) as f64).sum();
+                (mean, estimable.then(|| var.sqrt()))
+            }
+        }
+    }
+
+    /// The estimate so far.
+    pub fn estimate(&self, converged: bool) -> Estimate {
+        let (distance, se) = self.mean_and_std_error();
+        let std_error = se.unwrap_or(0.0);
+        Estimate { distance, std_error, ci95: Z95 * std_error, samples: self.count(), converged }
+    }
+
+    /// Samples recorded per stratum (scale level for the stratified sampler).
+    pub fn samples_per_stratum(&self) -> Vec<u64> {
+        self.stats.iter().map(|s| s.count()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stand-in for the network with a known expectation: depends on every part of the draw.
+    fn mock_distance(t: &Transform, rng: &mut ChaCha8Rng) -> f64 {
+        let level = 0.3 / (t.scale * t.scale) as f64;
+        let discrete = 0.02 * t.transpose as u8 as f64 + 0.01 * matches!(t.flip, Flip::X) as u8 as f64 + 0.005 * t.permutation[0] as f64;
+        let colour = 0.05 * (t.color[0] as f64 - 0.6) + 0.03 * (t.color[2] as f64 - 0.6);
+        let offset = 0.001 * (t.offset.0 + t.offset.1) as f64;
+        let noise = 0.02 * (rng.random::<f64>() - 0.5);
+        level + discrete + colour + offset + noise
+    }
+
+    /// Exact expectation of `mock_distance` for `levels` levels.
+    fn mock_truth(levels: u32) -> f64 {
+        let z: f64 = (1..=levels).map(|s| 1.0 / (s * s) as f64).sum();
+        let level: f64 = (1..=levels).map(|s| (1.0 / (s * s) as f64 / z) * 0.3 / (s * s) as f64).sum();
+        level + 0.02 * 0.5 + 0.01 * 0.25 + 0.005 * 1.0 + 0.001 * 7.0
+    }
+
+    fn run(kind: SamplerKind, seed: u64, levels: u32, n: usize) -> Estimate {
+        let mut plan = Plan::new(kind, seed, levels, 256, 256);
+        while (plan.count() as usize) < n {
+            let mut draws = plan.next_round(8.min(n - plan.count() as usize));
+            let d: Vec<f64> = draws.iter_mut().map(|d| mock_distance(&d.transform, &mut d.rng)).collect();
+            plan.record(&draws, &d);
+        }
+        plan.estimate(true)
+    }
+
+    #[test]
+    fn stratified_draws_have_the_exact_marginals() {
+        let plan = Plan::new(SamplerKind::Stratified, 3, 3, 256, 256);
+        let n = 4800u64;
+        let (mut transposed, mut flip_x, mut perm0, mut off) = (0, 0, [0u32; 3], [0u32; 8]);
+        let mut colour = 0.0;
+        for k in 0..n {
+            let t = plan.stratified_draw(1, k).transform;
+            assert_eq!(t.scale, 2);
+            assert!(t.scale_offset.0 < 2 && t.scale_offset.1 < 2);
+            transposed += t.transpose as u32;
+            flip_x += (t.flip == Flip::X) as u32;
+            perm0[t.permutation[0]] += 1;
+            off[t.offset.0] += 1;
+            colour += t.color[1] as f64;
+        }
+        // Full cycles of the decks give exact proportions.
+        assert_eq!(transposed, 2400);
+        assert_eq!(flip_x, 1200);
+        assert_eq!(perm0, [1600; 3]);
+        assert_eq!(off, [600; 8]);
+        assert!((colour / n as f64 - 0.6).abs() < 0.002);
+    }
+
+    #[test]
+    fn both_samplers_are_unbiased_and_intervals_cover() {
+        let levels = 4;
+        let truth = mock_truth(levels);
+        for kind in [SamplerKind::Iid, SamplerKind::Stratified] {
+            let runs = 300;
+            let (mut sum, mut covered, mut se_sum) = (0.0, 0, 0.0);
+            for seed in 0..runs {
+                let e = run(kind, seed, levels, 48);
+                sum += e.distance;
+                se_sum += e.std_error;
+                covered += ((e.distance - truth).abs() <= e.ci95) as u32;
+            }
+            let mean = sum / runs as f64;
+            let se_of_mean = se_sum / runs as f64 / (runs as f64).sqrt();
+            assert!((mean - truth).abs() < 4.0 * se_of_mean, "{kind:?}: mean {mean} vs truth {truth}");
+            let coverage = covered as f64 / runs as f64;
+            assert!(coverage >= 0.91, "{kind:?}: coverage {coverage}");
+        }
+    }
+
+    #[test]
+    fn stratification_needs_fewer_samples_for_the_same_error() {
+        let (iid, strat): (f64, f64) = (0..40)
+            .map(|seed| (run(SamplerKind::Iid, seed, 4, 96).std_error, run(SamplerKind::Stratified, seed, 4, 96).std_error))
+            .fold((0.0, 0.0), |(a, b), (x, y)| (a + x, b + y));
+        assert!(strat < 0.7 * iid, "stratified {strat} vs iid {iid}");
+    }
+
+    #[test]
+    fn keyed_draws_are_common_to_every_candidate() {
+        let a = Plan::new(SamplerKind::Stratified, 9, 3, 200, 300).stratified_draw(2, 17);
+        let b = Plan::new(SamplerKind::Stratified, 9, 3, 200, 300).stratified_draw(2, 17);
+        assert_eq!(a.transform, b.transform);
+        let c = Plan::new(SamplerKind::Stratified, 10, 3, 200, 300).stratified_draw(2, 17);
+        assert_ne!(a.transform, c.transform);
+    }
+}
