@@ -34,7 +34,7 @@ pub struct MetricOptions {
     /// Seed of the ensemble's random draws.
     pub seed: u64,
     pub sampling: Sampling,
-    /// How E-LPIPS draws are chosen (stratified by scale level by default).
+    /// How E-LPIPS draws are chosen (independent draws by default).
     pub sampler: SamplerKind,
     /// E-LPIPS scale levels; `None` = the size rule `max(1, min(H, W) / 64)`.
     pub scale_levels: Option<u32>,

@@ -61,9 +61,9 @@ struct CompareArgs {
     /// ... or after M samples [default: 200].
     #[arg(long, value_name = "M")]
     max_samples: Option<u32>,
-    /// How samples are drawn: stratified by scale level (default; fewer samples for the same
-    /// error) or iid (independent draws, the authors' estimator).
-    #[arg(long, default_value = "stratified", value_parser = ["stratified", "iid"])]
+    /// How samples are drawn: iid (independent draws, the authors' estimator; default) or
+    /// stratified by scale level (an unbiased alternative, see the README).
+    #[arg(long, default_value = "iid", value_parser = ["iid", "stratified"])]
     sampler: String,
     /// Seed of the random transforms and dropout.
     #[arg(long, value_name = "S", default_value_t = 0)]
@@ -116,7 +116,7 @@ fn runtime_options(common: &CommonArgs) -> RuntimeOptions {
 
 fn sampling(args: &CompareArgs, kind: MetricKind) -> Result<Sampling, Error> {
     let adaptive_given = args.rel_error.is_some() || args.abs_error.is_some() || args.max_samples.is_some();
-    if !kind.is_ensemble() && (args.samples.is_some() || adaptive_given || args.sampler != "stratified") {
+    if !kind.is_ensemble() && (args.samples.is_some() || adaptive_given || args.sampler != "iid") {
         return Err(Error::InvalidArgument(format!("{kind} is deterministic; --samples, --rel-error, --abs-error, --max-samples and --sampler apply to elpips-vgg only")));
     }
     let sampling = match args.samples {
