@@ -224,7 +224,8 @@ pub fn fill_dropout<R: Rng + ?Sized>(rng: &mut R, keep: f64, mask: &mut [f32]) {
         // U in (0, 1] so the logarithm is finite.
         let u = 1.0 - rng.random::<f64>();
         let gap = (u.ln() / log_keep).floor();
-        if !(gap < (mask.len() - i) as f64) {
+        // `gap` is +inf when u underflows; both cases end the mask.
+        if gap.is_nan() || gap >= (mask.len() - i) as f64 {
             break;
         }
         i += gap as usize;
@@ -351,9 +352,9 @@ mod tests {
         }
         // p(s) = (1/s^2) / (1 + 1/4 + 1/9)
         let z = 1.0 + 0.25 + 1.0 / 9.0;
-        for s in 1..=3 {
+        for (s, &count) in level.iter().enumerate().skip(1) {
             let p = 1.0 / (s * s) as f64 / z;
-            let f = level[s] as f64 / n as f64;
+            let f = count as f64 / n as f64;
             assert!((f - p).abs() < 4.0 * (p * (1.0 - p) / n as f64).sqrt(), "level {s}: {f} vs {p}");
         }
         assert!((transposed as f64 / n as f64 - 0.5).abs() < 0.01);

@@ -28,7 +28,8 @@ impl Sampling {
             Sampling::Fixed(0) => Err(Error::invalid("--samples must be at least 1")),
             Sampling::Fixed(_) => Ok(()),
             Sampling::Adaptive { abs_error, rel_error, max_samples, min_samples } => {
-                if !(abs_error.is_finite() && abs_error > 0.0) || !(rel_error.is_finite() && rel_error > 0.0) {
+                let positive = |x: f64| x.is_finite() && x > 0.0;
+                if !positive(abs_error) || !positive(rel_error) {
                     return Err(Error::invalid("--abs-error and --rel-error must be positive numbers"));
                 }
                 if max_samples < 2 {
