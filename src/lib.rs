@@ -50,6 +50,11 @@
 //! # Ok::<(), elpips::Error>(())
 //! ```
 
+// All unsafe code and FFI lives in `capi`.
+#![deny(unsafe_code)]
+
+#[allow(unsafe_code)]
+pub mod capi;
 pub mod ensemble;
 pub mod error;
 pub mod estimate;

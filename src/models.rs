@@ -91,14 +91,18 @@ impl std::fmt::Display for MetricKind {
     }
 }
 
-/// Resolves the model directory: the explicit one, then `ELPIPS_MODEL_DIR`, then the checkout's
-/// `weights/models` (where `make setup` writes them).
+/// Resolves the model directory: the explicit one, then `ELPIPS_MODEL_DIR`, then
+/// `<libdir>/../share/elpips/models` beside the loaded libelpips (an installed library), then the
+/// checkout's `weights/models` (where `make setup` writes them).
 pub fn model_dir(explicit: Option<&Path>) -> PathBuf {
     if let Some(p) = explicit {
         return p.to_owned();
     }
     if let Some(p) = std::env::var_os(MODEL_DIR_ENV).filter(|p| !p.is_empty()) {
         return PathBuf::from(p);
+    }
+    if let Some(p) = crate::capi::loaded_from_dir().map(|d| d.join("../share/elpips/models")).filter(|p| p.is_dir()) {
+        return p;
     }
     Path::new(env!("CARGO_MANIFEST_DIR")).join("weights/models")
 }

@@ -19,14 +19,18 @@ fn project_default_library() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/onnxruntime/lib/libonnxruntime.so.1")
 }
 
-/// Resolves the runtime library: the explicit path, then `ORT_DYLIB_PATH`, then the project's
-/// default location. Returns the path and where it came from (for error messages).
+/// Resolves the runtime library: the explicit path, then `ORT_DYLIB_PATH`, then a
+/// `libonnxruntime.so.1` beside the loaded libelpips (where `make install` puts it), then the
+/// project's default location. Returns the path and where it came from (for error messages).
 pub fn locate_library(explicit: Option<&Path>) -> (PathBuf, &'static str) {
     if let Some(p) = explicit {
         return (p.to_owned(), "the explicit runtime path");
     }
     if let Some(p) = std::env::var_os(ORT_DYLIB_ENV).filter(|p| !p.is_empty()) {
         return (PathBuf::from(p), ORT_DYLIB_ENV);
+    }
+    if let Some(p) = crate::capi::loaded_from_dir().map(|d| d.join("libonnxruntime.so.1")).filter(|p| p.is_file()) {
+        return (p, "the directory of libelpips");
     }
     (project_default_library(), "the project's default location")
 }

@@ -1,0 +1,1015 @@
+//! The C ABI: `extern "C"` functions and `#[repr(C)]` types, from which cbindgen generates
+//! `include/elpips.h`. This is the crate's only `unsafe` module: it turns raw pointers into safe
+//! values, calls the safe core, and turns every [`Error`] into a status and a message. It must
+//! not hold any metric logic of its own.
+//!
+//! Rules every export follows:
+//! - It goes through [`guard`], so no panic crosses the boundary (a panic becomes
+//!   `ELPIPS_STATUS_INTERNAL_ERROR`).
+//! - Every pointer is checked; NULL where a value is needed is `ELPIPS_STATUS_NULL_POINTER`.
+//! - Enumerations coming *from* C are plain integers (`typedef uint32_t ElpipsPixelFormat`, with
+//!   `#define`d values): a C caller may pass any number, and reading an out-of-range value into
+//!   a Rust enum would be undefined behaviour. Out-of-range values get a status instead.
+//! - Status values are fixed and only ever appended. 1..=10 equal [`Error::code`].
+//!
+//! Thread-safety: a context holds its network behind a lock, so it may be shared between threads;
+//! calls on one context run one at a time. Its last-error message is kept per calling thread.
+//! A prepared reference is immutable and may be shared freely.
+
+use std::collections::HashMap;
+use std::ffi::{c_char, c_void, CStr, CString, OsStr};
+use std::os::unix::ffi::OsStrExt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::sync::{Mutex, PoisonError};
+use std::thread::ThreadId;
+
+use crate::error::Error;
+use crate::estimate::{Estimate, Sampling};
+use crate::image::{check_budget, Image, LoadOptions, DEFAULT_MAX_PIXELS};
+use crate::metric::{Metric, MetricOptions};
+use crate::models::MetricKind;
+use crate::runtime::RuntimeOptions;
+
+// ---------------------------------------------------------------------------------------------
+// Status codes
+
+/// What a call did: `ELPIPS_OK` (0) on success, otherwise one of the `ELPIPS_STATUS_*` values.
+/// Values are fixed and only ever appended; `elpips_status_str` names them.
+pub type ElpipsStatus = i32;
+
+/// Success.
+pub const ELPIPS_OK: ElpipsStatus = 0;
+/// An option or argument is invalid or conflicts with another (see `elpips_last_error`).
+pub const ELPIPS_STATUS_INVALID_ARGUMENT: ElpipsStatus = 1;
+/// A file could not be opened or read (`elpips_compare_files`).
+pub const ELPIPS_STATUS_IO: ElpipsStatus = 2;
+/// A file is not a PNG or JPEG image we can decode (`elpips_compare_files`).
+pub const ELPIPS_STATUS_IMAGE_DECODE: ElpipsStatus = 3;
+/// The reference and the candidate differ in size.
+pub const ELPIPS_STATUS_SIZE_MISMATCH: ElpipsStatus = 4;
+/// The image is smaller than the metric can see (16x16 for the VGG metrics, 31x31 for AlexNet,
+/// more for E-LPIPS with many scale levels).
+pub const ELPIPS_STATUS_IMAGE_TOO_SMALL: ElpipsStatus = 5;
+/// The image has more pixels than the context's `max_pixels`.
+pub const ELPIPS_STATUS_IMAGE_TOO_LARGE: ElpipsStatus = 6;
+/// ONNX Runtime could not be found or loaded, or is too old.
+pub const ELPIPS_STATUS_RUNTIME: ElpipsStatus = 7;
+/// A model file is missing or unusable.
+pub const ELPIPS_STATUS_MODEL: ElpipsStatus = 8;
+/// A custom linear-weights file could not be used.
+pub const ELPIPS_STATUS_LINEAR_WEIGHTS: ElpipsStatus = 9;
+/// ONNX Runtime failed while evaluating the network.
+pub const ELPIPS_STATUS_INFERENCE: ElpipsStatus = 10;
+/// A pointer that must not be NULL was NULL.
+pub const ELPIPS_STATUS_NULL_POINTER: ElpipsStatus = 11;
+/// An `ElpipsImage` is malformed: zero or absurd size, stride smaller than a row, unknown
+/// format or transfer, or a buffer size that overflows.
+pub const ELPIPS_STATUS_INVALID_IMAGE: ElpipsStatus = 12;
+/// A float image holds NaN or infinity (the message gives the pixel).
+pub const ELPIPS_STATUS_NON_FINITE: ElpipsStatus = 13;
+/// The request needs something this build lacks (e.g. `ELPIPS_DEVICE_CUDA`).
+pub const ELPIPS_STATUS_UNSUPPORTED: ElpipsStatus = 14;
+/// A bug in elpips (a caught panic); the message says where. Please report it.
+pub const ELPIPS_STATUS_INTERNAL_ERROR: ElpipsStatus = 15;
+
+const STATUS_NAMES: [&CStr; 16] = [
+    c"ok",
+    c"invalid argument",
+    c"i/o error",
+    c"cannot decode image",
+    c"image sizes differ",
+    c"image too small",
+    c"image too large",
+    c"ONNX Runtime unavailable",
+    c"model unavailable",
+    c"linear weights unusable",
+    c"inference failed",
+    c"null pointer",
+    c"invalid image description",
+    c"non-finite pixel value",
+    c"unsupported in this build",
+    c"internal error",
+];
+
+/// The status an [`Error`] maps to. Exhaustive, so a new `Error` variant cannot compile without
+/// being given a status here (appended, never renumbered).
+fn error_status(e: &Error) -> ElpipsStatus {
+    match e {
+        Error::InvalidArgument(_) => ELPIPS_STATUS_INVALID_ARGUMENT,
+        Error::Io { .. } => ELPIPS_STATUS_IO,
+        Error::ImageDecode { .. } => ELPIPS_STATUS_IMAGE_DECODE,
+        Error::SizeMismatch { .. } => ELPIPS_STATUS_SIZE_MISMATCH,
+        Error::ImageTooSmall { .. } => ELPIPS_STATUS_IMAGE_TOO_SMALL,
+        Error::ImageTooLarge { .. } => ELPIPS_STATUS_IMAGE_TOO_LARGE,
+        Error::Runtime(_) => ELPIPS_STATUS_RUNTIME,
+        Error::Model(_) => ELPIPS_STATUS_MODEL,
+        Error::LinearWeights(_) => ELPIPS_STATUS_LINEAR_WEIGHTS,
+        Error::Inference(_) => ELPIPS_STATUS_INFERENCE,
+    }
+}
+
+/// A failure on the C side: a status and the message `elpips_last_error` will return.
+struct Failure {
+    status: ElpipsStatus,
+    message: String,
+}
+
+impl Failure {
+    fn new(status: ElpipsStatus, message: impl Into<String>) -> Self {
+        Failure { status, message: message.into() }
+    }
+    fn null(what: &str) -> Self {
+        Failure::new(ELPIPS_STATUS_NULL_POINTER, format!("`{what}` is NULL"))
+    }
+    fn image(message: impl Into<String>) -> Self {
+        Failure::new(ELPIPS_STATUS_INVALID_IMAGE, message)
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure { status: error_status(&e), message: e.to_string() }
+    }
+}
+
+type CResult<T> = Result<T, Failure>;
+
+// ---------------------------------------------------------------------------------------------
+// Enumerations (plain integers on the C side; see the module docs)
+
+/// Which metric a context computes.
+pub type ElpipsMetric = u32;
+/// E-LPIPS on VGG16 (the robust ensemble; stochastic, reported with its standard error). Default.
+pub const ELPIPS_METRIC_ELPIPS_VGG: ElpipsMetric = 0;
+/// Official LPIPS v0.1 on VGG16 (deterministic).
+pub const ELPIPS_METRIC_LPIPS_VGG: ElpipsMetric = 1;
+/// Official LPIPS v0.1 on AlexNet (deterministic).
+pub const ELPIPS_METRIC_LPIPS_ALEX: ElpipsMetric = 2;
+
+/// How many E-LPIPS samples to draw (ignored by the deterministic LPIPS metrics).
+pub type ElpipsSampling = u32;
+/// Draw until the 95% half-width is at most `abs_error` and at most `rel_error` x distance,
+/// checked after each batch from `min_samples` on, or until `max_samples`. Default.
+pub const ELPIPS_SAMPLING_ADAPTIVE: ElpipsSampling = 0;
+/// Draw exactly `samples` samples.
+pub const ELPIPS_SAMPLING_FIXED: ElpipsSampling = 1;
+
+/// Where the networks run.
+pub type ElpipsDevice = u32;
+/// The CPU. Default.
+pub const ELPIPS_DEVICE_CPU: ElpipsDevice = 0;
+/// The best device this build supports (today: the CPU).
+pub const ELPIPS_DEVICE_AUTO: ElpipsDevice = 1;
+/// An NVIDIA GPU through CUDA; `ELPIPS_STATUS_UNSUPPORTED` in builds without CUDA (all today).
+pub const ELPIPS_DEVICE_CUDA: ElpipsDevice = 2;
+
+/// Layout of the pixels an `ElpipsImage` points to: interleaved channels, rows `stride_bytes`
+/// apart. Alpha is ignored. 16-bit samples are native-endian and divided by 65535; 8-bit ones by
+/// 255; float samples are used as they are and clamped to [0, 1] after the transfer.
+pub type ElpipsPixelFormat = u32;
+/// 3 x `uint8_t` per pixel. The zero value, hence the default.
+pub const ELPIPS_PIXEL_FORMAT_RGB8: ElpipsPixelFormat = 0;
+/// 4 x `uint8_t` per pixel (alpha ignored).
+pub const ELPIPS_PIXEL_FORMAT_RGBA8: ElpipsPixelFormat = 1;
+/// 3 x native-endian `uint16_t` per pixel.
+pub const ELPIPS_PIXEL_FORMAT_RGB16: ElpipsPixelFormat = 2;
+/// 4 x native-endian `uint16_t` per pixel (alpha ignored).
+pub const ELPIPS_PIXEL_FORMAT_RGBA16: ElpipsPixelFormat = 3;
+/// 3 x `float` per pixel.
+pub const ELPIPS_PIXEL_FORMAT_RGB_F32: ElpipsPixelFormat = 4;
+/// 4 x `float` per pixel (alpha ignored).
+pub const ELPIPS_PIXEL_FORMAT_RGBA_F32: ElpipsPixelFormat = 5;
+
+/// How the pixel values encode light.
+pub type ElpipsTransfer = u32;
+/// sRGB-encoded values (what PNG and JPEG files hold, and what the networks were trained on):
+/// used as they are. The zero value, hence the default.
+pub const ELPIPS_TRANSFER_SRGB: ElpipsTransfer = 0;
+/// Linear light (e.g. a renderer's output before display encoding): encoded to sRGB first.
+pub const ELPIPS_TRANSFER_LINEAR: ElpipsTransfer = 1;
+
+fn metric_kind(m: ElpipsMetric) -> CResult<MetricKind> {
+    match m {
+        ELPIPS_METRIC_ELPIPS_VGG => Ok(MetricKind::ElpipsVgg),
+        ELPIPS_METRIC_LPIPS_VGG => Ok(MetricKind::LpipsVgg),
+        ELPIPS_METRIC_LPIPS_ALEX => Ok(MetricKind::LpipsAlex),
+        other => Err(Failure::new(ELPIPS_STATUS_INVALID_ARGUMENT, format!("unknown metric {other}; use an ELPIPS_METRIC_* value"))),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Options
+
+/// Everything that configures a context. Fill it with `elpips_options_default`, then change
+/// what you need. The struct may grow at its end in later versions: `struct_size` tells the
+/// library which version the caller was built with, and fields beyond it take their defaults.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ElpipsOptions {
+    /// `sizeof(ElpipsOptions)` as the caller sees it; set by `elpips_options_default`.
+    pub struct_size: usize,
+    /// An `ELPIPS_METRIC_*` value. Default `ELPIPS_METRIC_ELPIPS_VGG`.
+    pub metric: ElpipsMetric,
+    /// An `ELPIPS_DEVICE_*` value. Default `ELPIPS_DEVICE_CPU`.
+    pub device: ElpipsDevice,
+    /// Seed of the E-LPIPS random transforms and dropout. Sample `i` always draws the same
+    /// transform and masks for a given seed, whatever the images. Default 0.
+    pub seed: u64,
+    /// An `ELPIPS_SAMPLING_*` value. Default `ELPIPS_SAMPLING_ADAPTIVE`.
+    pub sampling: ElpipsSampling,
+    /// Sample count for `ELPIPS_SAMPLING_FIXED` (at least 1). Default 200.
+    pub samples: u32,
+    /// Adaptive: target 95% half-width, absolute (> 0). Default 0.01.
+    pub abs_error: f64,
+    /// Adaptive: target 95% half-width relative to the distance (> 0). Default 0.025.
+    pub rel_error: f64,
+    /// Adaptive: most samples to draw (at least 2). Default 200.
+    pub max_samples: u32,
+    /// Adaptive: fewest samples before the stopping rule is consulted (<= `max_samples`). Default 16.
+    pub min_samples: u32,
+    /// ONNX Runtime intra-op threads; 0 = one per available core. Default 0.
+    pub threads: u32,
+    /// E-LPIPS scale levels; 0 = the size rule max(1, min(height, width) / 64). Default 0.
+    pub scale_levels: u32,
+    /// Refuse images with more pixels than this (`ELPIPS_STATUS_IMAGE_TOO_LARGE`); 0 = the
+    /// default of 16 Mpx.
+    pub max_pixels: u64,
+    /// Path of libonnxruntime.so, or NULL for the default search: `ORT_DYLIB_PATH`, then the
+    /// directory of the loaded libelpips, then the source checkout the library was built in.
+    /// The runtime is loaded once per process; a later context naming another file fails.
+    /// Copied by `elpips_context_new`; need not outlive that call.
+    pub runtime_library: *const c_char,
+    /// Directory holding the `.onnx` models, or NULL for the default search: `ELPIPS_MODEL_DIR`,
+    /// then `<libdir>/../share/elpips/models` beside the loaded libelpips, then the checkout's
+    /// `weights/models`. Copied by `elpips_context_new`.
+    pub model_dir: *const c_char,
+    /// Custom linear weights (the authors' `.npy` dict or an lpips `.pth`) replacing the
+    /// metric's, or NULL (default) for the published ones. Copied by `elpips_context_new`.
+    pub linear_weights: *const c_char,
+}
+
+/// The size of the first version of `ElpipsOptions`; smaller `struct_size` values are refused.
+const OPTIONS_V1_SIZE: usize = std::mem::size_of::<ElpipsOptions>();
+
+impl ElpipsOptions {
+    fn defaults() -> Self {
+        let Sampling::Adaptive { abs_error, rel_error, max_samples, min_samples } = Sampling::DEFAULT else {
+            unreachable!("the default sampling is adaptive")
+        };
+        ElpipsOptions {
+            struct_size: std::mem::size_of::<ElpipsOptions>(),
+            metric: ELPIPS_METRIC_ELPIPS_VGG,
+            device: ELPIPS_DEVICE_CPU,
+            seed: 0,
+            sampling: ELPIPS_SAMPLING_ADAPTIVE,
+            samples: 200,
+            abs_error,
+            rel_error,
+            max_samples,
+            min_samples,
+            threads: 0,
+            scale_levels: 0,
+            max_pixels: 0,
+            runtime_library: std::ptr::null(),
+            model_dir: std::ptr::null(),
+            linear_weights: std::ptr::null(),
+        }
+    }
+
+    /// Reads a caller's options of any supported `struct_size`.
+    ///
+    /// # Safety
+    /// `p` must point to at least `struct_size` readable bytes (its first field).
+    unsafe fn read(p: *const ElpipsOptions) -> CResult<Self> {
+        let ours = std::mem::size_of::<ElpipsOptions>();
+        // SAFETY: every version starts with `struct_size`.
+        let size = unsafe { std::ptr::addr_of!((*p).struct_size).read_unaligned() };
+        if size < OPTIONS_V1_SIZE {
+            return Err(Failure::new(
+                ELPIPS_STATUS_INVALID_ARGUMENT,
+                format!("options.struct_size is {size}, smaller than any ElpipsOptions ({OPTIONS_V1_SIZE} bytes); fill the options with elpips_options_default"),
+            ));
+        }
+        let bytes = p.cast::<u8>();
+        if size > ours {
+            // A caller built against a newer header: its extra fields must be left at zero,
+            // since this library cannot honour them.
+            // SAFETY: the caller promises `size` readable bytes.
+            let extra = unsafe { std::slice::from_raw_parts(bytes.add(ours), size - ours) };
+            if extra.iter().any(|&b| b != 0) {
+                return Err(Failure::new(
+                    ELPIPS_STATUS_UNSUPPORTED,
+                    format!("options come from a newer elpips ({size} bytes, this library knows {ours}) and set fields this version does not have"),
+                ));
+            }
+        }
+        let mut out = ElpipsOptions::defaults();
+        // SAFETY: every field is an integer, float or raw pointer, for which any bytes are valid;
+        // the caller's bytes beyond `size` are not read.
+        unsafe { std::ptr::copy_nonoverlapping(bytes, (&mut out as *mut ElpipsOptions).cast::<u8>(), size.min(ours)) };
+        out.struct_size = ours;
+        Ok(out)
+    }
+
+    /// The safe core's options.
+    ///
+    /// # Safety
+    /// The path pointers must be NULL or NUL-terminated strings.
+    unsafe fn to_metric_options(&self) -> CResult<MetricOptions> {
+        let metric = metric_kind(self.metric)?;
+        match self.device {
+            ELPIPS_DEVICE_CPU | ELPIPS_DEVICE_AUTO => {}
+            ELPIPS_DEVICE_CUDA => {
+                return Err(Failure::new(
+                    ELPIPS_STATUS_UNSUPPORTED,
+                    "this libelpips runs on the CPU only (not built with CUDA); use ELPIPS_DEVICE_CPU or ELPIPS_DEVICE_AUTO",
+                ))
+            }
+            other => return Err(Failure::new(ELPIPS_STATUS_INVALID_ARGUMENT, format!("unknown device {other}; use an ELPIPS_DEVICE_* value"))),
+        }
+        let sampling = match self.sampling {
+            ELPIPS_SAMPLING_FIXED => Sampling::Fixed(self.samples),
+            ELPIPS_SAMPLING_ADAPTIVE => Sampling::Adaptive {
+                abs_error: self.abs_error,
+                rel_error: self.rel_error,
+                max_samples: self.max_samples,
+                min_samples: self.min_samples,
+            },
+            other => return Err(Failure::new(ELPIPS_STATUS_INVALID_ARGUMENT, format!("unknown sampling {other}; use an ELPIPS_SAMPLING_* value"))),
+        };
+        // SAFETY: forwarded from the caller.
+        let path = |p: *const c_char| unsafe { opt_path(p) };
+        Ok(MetricOptions {
+            metric,
+            model_dir: path(self.model_dir),
+            linear_weights: path(self.linear_weights),
+            runtime: RuntimeOptions { library: path(self.runtime_library), threads: self.threads as usize },
+            seed: self.seed,
+            sampling,
+            scale_levels: (self.scale_levels > 0).then_some(self.scale_levels),
+        })
+    }
+
+    fn max_pixels(&self) -> u64 {
+        if self.max_pixels == 0 {
+            DEFAULT_MAX_PIXELS
+        } else {
+            self.max_pixels
+        }
+    }
+}
+
+/// # Safety
+/// `p` is NULL or a NUL-terminated string.
+unsafe fn opt_path(p: *const c_char) -> Option<PathBuf> {
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: forwarded from the caller.
+    let s = unsafe { CStr::from_ptr(p) };
+    Some(PathBuf::from(OsStr::from_bytes(s.to_bytes())))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Images
+
+/// A caller's pixel buffer, borrowed for the duration of one call (the library copies what it
+/// needs). Zeroed `stride_bytes`, `format` and `transfer` mean: tightly packed rows, RGB8, sRGB.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ElpipsImage {
+    /// First byte of the top row. Need not be aligned.
+    pub data: *const c_void,
+    pub width: u32,
+    pub height: u32,
+    /// Bytes from the start of one row to the next; 0 = `width` x bytes per pixel (packed).
+    pub stride_bytes: usize,
+    /// An `ELPIPS_PIXEL_FORMAT_*` value.
+    pub format: ElpipsPixelFormat,
+    /// An `ELPIPS_TRANSFER_*` value.
+    pub transfer: ElpipsTransfer,
+}
+
+/// Sample type of a pixel format.
+#[derive(Clone, Copy)]
+enum SampleType {
+    U8,
+    U16,
+    F32,
+}
+
+fn pixel_layout(format: ElpipsPixelFormat) -> CResult<(SampleType, usize)> {
+    Ok(match format {
+        ELPIPS_PIXEL_FORMAT_RGB8 => (SampleType::U8, 3),
+        ELPIPS_PIXEL_FORMAT_RGBA8 => (SampleType::U8, 4),
+        ELPIPS_PIXEL_FORMAT_RGB16 => (SampleType::U16, 3),
+        ELPIPS_PIXEL_FORMAT_RGBA16 => (SampleType::U16, 4),
+        ELPIPS_PIXEL_FORMAT_RGB_F32 => (SampleType::F32, 3),
+        ELPIPS_PIXEL_FORMAT_RGBA_F32 => (SampleType::F32, 4),
+        other => return Err(Failure::image(format!("unknown pixel format {other}; use an ELPIPS_PIXEL_FORMAT_* value"))),
+    })
+}
+
+/// sRGB encoding of linear light in [0, 1] (IEC 61966-2-1).
+fn srgb_encode(v: f32) -> f32 {
+    if v <= 0.003_130_8 {
+        12.92 * v
+    } else {
+        1.055 * v.powf(1.0 / 2.4) - 0.055
+    }
+}
+
+/// The geometry of a validated image description.
+struct Geometry {
+    width: usize,
+    height: usize,
+    stride: usize,
+    row_bytes: usize,
+    /// Bytes from the first to one past the last byte read.
+    span: usize,
+    sample: SampleType,
+    channels: usize,
+    linear: bool,
+}
+
+/// Checks everything about an image description except the pixel values.
+fn geometry(img: &ElpipsImage, max_pixels: u64) -> CResult<Geometry> {
+    let (sample, channels) = pixel_layout(img.format)?;
+    let linear = match img.transfer {
+        ELPIPS_TRANSFER_SRGB => false,
+        ELPIPS_TRANSFER_LINEAR => true,
+        other => return Err(Failure::image(format!("unknown transfer {other}; use ELPIPS_TRANSFER_SRGB or ELPIPS_TRANSFER_LINEAR"))),
+    };
+    let (w, h) = (img.width, img.height);
+    if w == 0 || h == 0 {
+        return Err(Failure::image(format!("image size {w}x{h} is empty")));
+    }
+    check_budget(w, h, max_pixels)?;
+    let bytes_per_sample = match sample {
+        SampleType::U8 => 1,
+        SampleType::U16 => 2,
+        SampleType::F32 => 4,
+    };
+    let too_big = || Failure::image(format!("a {w}x{h} image with stride {} bytes does not fit in memory", img.stride_bytes));
+    let row_bytes = (w as usize).checked_mul(channels * bytes_per_sample).ok_or_else(too_big)?;
+    let stride = if img.stride_bytes == 0 { row_bytes } else { img.stride_bytes };
+    if stride < row_bytes {
+        return Err(Failure::image(format!(
+            "stride_bytes {stride} is smaller than a row ({w} pixels x {} bytes = {row_bytes})",
+            channels * bytes_per_sample
+        )));
+    }
+    let span = stride.checked_mul(h as usize - 1).and_then(|s| s.checked_add(row_bytes)).ok_or_else(too_big)?;
+    if span > isize::MAX as usize {
+        return Err(too_big());
+    }
+    if img.data.is_null() {
+        return Err(Failure::null("image->data"));
+    }
+    Ok(Geometry { width: w as usize, height: h as usize, stride, row_bytes, span, sample, channels, linear })
+}
+
+/// Converts validated pixels to the core's planar RGB image.
+fn convert(g: &Geometry, bytes: &[u8]) -> CResult<Image> {
+    let n = g.width * g.height;
+    let mut data = vec![0.0f32; 3 * n];
+    for y in 0..g.height {
+        let row = &bytes[y * g.stride..y * g.stride + g.row_bytes];
+        for x in 0..g.width {
+            for c in 0..3 {
+                let i = x * g.channels + c;
+                let v = match g.sample {
+                    SampleType::U8 => f32::from(row[i]) / 255.0,
+                    SampleType::U16 => f32::from(u16::from_ne_bytes([row[2 * i], row[2 * i + 1]])) / 65535.0,
+                    SampleType::F32 => {
+                        let v = f32::from_ne_bytes([row[4 * i], row[4 * i + 1], row[4 * i + 2], row[4 * i + 3]]);
+                        if !v.is_finite() {
+                            return Err(Failure::new(
+                                ELPIPS_STATUS_NON_FINITE,
+                                format!("pixel (x {x}, y {y}) channel {c} is {v}; float images must be finite"),
+                            ));
+                        }
+                        v
+                    }
+                };
+                let v = if g.linear { srgb_encode(v.max(0.0)) } else { v };
+                data[c * n + y * g.width + x] = v.clamp(0.0, 1.0);
+            }
+        }
+    }
+    Ok(Image::from_planar(g.width as u32, g.height as u32, data)?)
+}
+
+/// Validates and copies a caller's image.
+///
+/// # Safety
+/// `img` is NULL or points to an `ElpipsImage` whose `data` holds the bytes it describes.
+unsafe fn read_image(img: *const ElpipsImage, what: &str, max_pixels: u64) -> CResult<Image> {
+    if img.is_null() {
+        return Err(Failure::null(what));
+    }
+    // SAFETY: non-NULL, and the caller promises a valid ElpipsImage (all fields plain data).
+    let desc = unsafe { img.read_unaligned() };
+    let g = geometry(&desc, max_pixels).map_err(|f| Failure { message: format!("{what}: {}", f.message), ..f })?;
+    // SAFETY: `geometry` checked `data` is non-NULL and that `span` is the extent the caller
+    // described (and fits in isize); the caller promises those bytes are readable.
+    let bytes = unsafe { std::slice::from_raw_parts(desc.data.cast::<u8>(), g.span) };
+    convert(&g, bytes).map_err(|f| Failure { message: format!("{what}: {}", f.message), ..f })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Contexts and references
+
+/// A loaded metric (runtime + network) with its options. Create with `elpips_context_new`, free
+/// with `elpips_context_free`. May be shared between threads: calls on one context are
+/// serialised by an internal lock (create one context per thread to run in parallel).
+pub struct ElpipsContext {
+    metric: Mutex<Metric>,
+    max_pixels: u64,
+    /// The last failure's message, per calling thread, so a shared context never hands one
+    /// thread another's message.
+    errors: Mutex<HashMap<ThreadId, CString>>,
+}
+
+impl ElpipsContext {
+    fn metric(&self) -> std::sync::MutexGuard<'_, Metric> {
+        // A panic while comparing (caught at the boundary) leaves the metric usable: it keeps no
+        // state between calls.
+        self.metric.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn record(&self, message: &str) {
+        let message = CString::new(message.replace('\0', " ")).unwrap_or_default();
+        self.errors.lock().unwrap_or_else(PoisonError::into_inner).insert(std::thread::current().id(), message);
+    }
+}
+
+/// A reference image prepared once for comparing many candidates with
+/// `elpips_compare_reference`. Immutable: may be shared between threads and contexts.
+pub struct ElpipsReference {
+    image: Image,
+}
+
+/// The result of a comparison.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ElpipsResult {
+    /// The distance (the Monte-Carlo mean for E-LPIPS). 0 for identical images.
+    pub distance: f64,
+    /// Standard error of `distance` (0 for the deterministic LPIPS metrics).
+    pub std_error: f64,
+    /// 95% confidence half-width: the true value lies in `distance +- ci95` with ~95% probability.
+    pub ci95: f64,
+    /// Samples averaged (1 for LPIPS).
+    pub samples: u64,
+    /// E-LPIPS scale levels used (0 for LPIPS).
+    pub scale_levels: u32,
+    /// `false` when adaptive sampling stopped at `max_samples` before reaching its error target.
+    pub converged: bool,
+}
+
+fn result_of(e: &Estimate, scale_levels: u32) -> ElpipsResult {
+    ElpipsResult { distance: e.distance, std_error: e.std_error, ci95: e.ci95, samples: e.samples, scale_levels, converged: e.converged }
+}
+
+/// Runs `f`, catching panics, and records a failure's message on `ctx` (when there is one).
+/// Every export goes through here.
+fn guard(ctx: Option<&ElpipsContext>, f: impl FnOnce() -> CResult<()>) -> ElpipsStatus {
+    let failure = match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(())) => return ELPIPS_OK,
+        Ok(Err(failure)) => failure,
+        Err(payload) => {
+            let what = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Failure::new(ELPIPS_STATUS_INTERNAL_ERROR, format!("internal error (a bug in elpips, please report it): {what}"))
+        }
+    };
+    if let Some(ctx) = ctx {
+        // Recording must not unwind either.
+        let _ = catch_unwind(AssertUnwindSafe(|| ctx.record(&failure.message)));
+    }
+    failure.status
+}
+
+/// # Safety
+/// `ctx` is NULL or a live context.
+unsafe fn context<'a>(ctx: *const ElpipsContext) -> Option<&'a ElpipsContext> {
+    // SAFETY: forwarded from the caller.
+    unsafe { ctx.as_ref() }
+}
+
+fn need<'a, T>(p: *const T, what: &str) -> CResult<&'a T> {
+    // SAFETY: callers pass pointers the C caller promised valid or NULL.
+    unsafe { p.as_ref() }.ok_or_else(|| Failure::null(what))
+}
+
+fn need_out<'a, T>(p: *mut T, what: &str) -> CResult<&'a mut T> {
+    // SAFETY: callers pass pointers the C caller promised valid or NULL.
+    unsafe { p.as_mut() }.ok_or_else(|| Failure::null(what))
+}
+
+fn compare_images(ctx: &ElpipsContext, reference: &Image, candidate: &Image) -> CResult<ElpipsResult> {
+    let mut metric = ctx.metric();
+    let estimate = metric.compare(reference, candidate)?;
+    let levels = if metric.kind().is_ensemble() { metric.scale_levels(reference.height(), reference.width()) } else { 0 };
+    Ok(result_of(&estimate, levels))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Exports
+
+/// The library version, e.g. "0.1.0" (equals `ELPIPS_VERSION_STRING` of the header it was built
+/// with). Static storage: never free it. Thread-safe.
+///
+/// # Safety
+/// None: no arguments.
+#[no_mangle]
+pub unsafe extern "C" fn elpips_version() -> *const c_char {
+    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+}
+
+/// The ABI major version of the library (its soname is `libelpips.so.<this>`). A program built
+/// with a header whose `ELPIPS_ABI_VERSION` differs must not use it. Thread-safe.
+///
+/// # Safety
+/// None: no arguments.
+#[no_mangle]
+pub unsafe extern "C" fn elpips_abi_version() -> u32 {
+    // The package's major version: the soname and the header's ELPIPS_ABI_VERSION use it too.
+    env!("CARGO_PKG_VERSION_MAJOR").parse().unwrap_or(u32::MAX)
+}
+
+/// A short English name of `status`, e.g. "null pointer"; "unknown status" for values this
+/// library does not know. Static storage: never free it. Thread-safe.
+///
+/// # Safety
+/// None: any value is accepted.
+#[no_mangle]
+pub unsafe extern "C" fn elpips_status_str(status: ElpipsStatus) -> *const c_char {
+    let unknown = c"unknown status";
+    let name = catch_unwind(|| usize::try_from(status).ok().and_then(|i| STATUS_NAMES.get(i).copied()));
+    name.ok().flatten().unwrap_or(unknown).as_ptr()
+}
+
+/// Fills `options` with the defaults (see each field) and sets `struct_size`.
+///
+/// If `options->struct_size` already holds a size this library accepts that is smaller than its
+/// own (a caller built against an older header that set it), only that many bytes are written;
+/// any other value (including uninitialised memory) is replaced by this header's size.
+/// NULL `options`: `ELPIPS_STATUS_NULL_POINTER`. Thread-safe.
+///
+/// # Safety
+/// `options` is NULL or points to writable memory for an `ElpipsOptions` (of the caller's size).
+#[no_mangle]
+pub unsafe extern "C" fn elpips_options_default(options: *mut ElpipsOptions) -> ElpipsStatus {
+    guard(None, || {
+        if options.is_null() {
+            return Err(Failure::null("options"));
+        }
+        let ours = std::mem::size_of::<ElpipsOptions>();
+        // SAFETY: non-NULL; the first field exists in every version.
+        let given = unsafe { std::ptr::addr_of!((*options).struct_size).read_unaligned() };
+        let size = if (OPTIONS_V1_SIZE..ours).contains(&given) { given } else { ours };
+        let mut defaults = ElpipsOptions::defaults();
+        defaults.struct_size = size;
+        // SAFETY: the caller's struct has at least `size` bytes.
+        unsafe { std::ptr::copy_nonoverlapping((&defaults as *const ElpipsOptions).cast::<u8>(), options.cast::<u8>(), size) };
+        Ok(())
+    })
+}
+
+/// Creates a context: loads ONNX Runtime (once per process) and the metric's network.
+///
+/// `options` NULL means all defaults; otherwise it is read, not kept (its strings are copied).
+/// On success `*out` receives a new context owned by the caller, to be released with
+/// `elpips_context_free`; on failure `*out` is set to NULL and the status says why (with no
+/// context there is no `elpips_last_error`: `elpips_context_new_with_error` also returns the
+/// message). NULL `out`: `ELPIPS_STATUS_NULL_POINTER`.
+/// Thread-safe (contexts may be created concurrently).
+///
+/// # Safety
+/// `options` is NULL or points to an `ElpipsOptions` of at least `options->struct_size` bytes
+/// whose string fields are NULL or NUL-terminated; `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn elpips_context_new(options: *const ElpipsOptions, out: *mut *mut ElpipsContext) -> ElpipsStatus {
+    // SAFETY: forwarded from the caller.
+    unsafe { elpips_context_new_with_error(options, out, std::ptr::null_mut(), 0) }
+}
+
+/// `elpips_context_new`, also writing the failure's message (NUL-terminated, truncated to fit)
+/// into `message` when it is not NULL and `message_size` > 0; on success `message` receives "".
+///
+/// # Safety
+/// As `elpips_context_new`; `message` is NULL or has `message_size` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn elpips_context_new_with_error(
+    options: *const ElpipsOptions,
+    out: *mut *mut ElpipsContext,
+    message: *mut c_char,
+    message_size: usize,
+) -> ElpipsStatus {
+    let mut text = String::new();
+    let status = guard(None, || {
+        let result = (|| -> CResult<()> {
+            let out = need_out(out, "out")?;
+            *out = std::ptr::null_mut();
+            let options = if options.is_null() {
+                ElpipsOptions::defaults()
+            } else {
+                // SAFETY: forwarded from the caller.
+                unsafe { ElpipsOptions::read(options)? }
+            };
+            // SAFETY: the strings are the caller's, promised NUL-terminated.
+            let metric_options = unsafe { options.to_metric_options()? };
+            let metric = Metric::new(metric_options)?;
+            let ctx = ElpipsContext { metric: Mutex::new(metric), max_pixels: options.max_pixels(), errors: Mutex::new(HashMap::new()) };
+            *out = Box::into_raw(Box::new(ctx));
+            Ok(())
+        })();
+        if let Err(f) = &result {
+            text = f.message.clone();
+        }
+        result
+    });
+    if status == ELPIPS_STATUS_INTERNAL_ERROR && text.is_empty() {
+        text = "internal error (a bug in elpips, please report it)".into();
+    }
+    if !message.is_null() && message_size > 0 {
+        let bytes = text.as_bytes();
+        let n = bytes.len().min(message_size - 1);
+        // SAFETY: the caller promises `message_size` writable bytes; we write n + 1 <= that.
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), message.cast::<u8>(), n);
+            *message.add(n) = 0;
+        }
+    }
+    status
+}
+
+/// Releases a context and everything it holds. NULL is a no-op. The context must not be in use
+/// by another thread, and must not be used afterwards (references prepared with it stay valid).
+///
+/// # Safety
+/// `ctx` is NULL or a context from `elpips_context_new` not yet freed.
+#[no_mangle]
+pub unsafe extern "C" fn elpips_context_free(ctx: *mut ElpipsContext) {
+    let _ = guard(None, || {
+        if !ctx.is_null() {
+            // SAFETY: the caller hands back ownership of a context we allocated.
+            drop(unsafe { Box::from_raw(ctx) });
+        }
+        Ok(())
+    });
+}
+
+/// The message of the calling thread's last failed call on `ctx` ("" if none), UTF-8 and
+/// NUL-terminated. Owned by the context: valid until the calling thread's next call on `ctx`,
+/// or until `ctx` is freed; never free it. NULL `ctx` gives "". Thread-safe.
+///
+/// # Safety
+/// `ctx` is NULL or a live context.
+#[no_mangle]
+pub unsafe extern "C" fn elpips_last_error(ctx: *const ElpipsContext) -> *const c_char {
+    let empty = c"".as_ptr();
+    // SAFETY: forwarded from the caller.
+    let Some(ctx) = (unsafe { context(ctx) }) else { return empty };
+    catch_unwind(AssertUnwindSafe(|| {
+        let errors = ctx.errors.lock().unwrap_or_else(PoisonError::into_inner);
+        // The CString's heap buffer stays put while the map grows, so the pointer outlives the lock.
+        errors.get(&std::thread::current().id()).map_or(empty, |m| m.as_ptr())
+    }))
+    .unwrap_or(empty)
+}
+
+/// Compares `candidate` to `reference` and writes the result to `*result`.
+///
+/// The images are borrowed for the call only. They must have the same size (else
+/// `ELPIPS_STATUS_SIZE_MISMATCH`); their formats and transfers may differ. E-LPIPS draws its
+/// samples from the context's seed: the same inputs and options give the same result, equal to
+/// the `elpips compare` command line's with the same seed and sampling. NULL anything:
+/// `ELPIPS_STATUS_NULL_POINTER`. `*result` is written only on success. Thread-safe: calls on
+/// one context are serialised.
+///
+/// # Safety
+/// `ctx` is NULL or a live context; each image is NULL or a valid description of readable
+/// pixels; `result` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn elpips_compare(
+    ctx: *mut ElpipsContext,
+    reference: *const ElpipsImage,
+    candidate: *const ElpipsImage,
+    result: *mut ElpipsResult,
+) -> ElpipsStatus {
+    // SAFETY: forwarded from the caller.
+    let c = unsafe { context(ctx) };
+    guard(c, || {
+        let ctx = c.ok_or_else(|| Failure::null("ctx"))?;
+        let result = need_out(result, "result")?;
+        // SAFETY: forwarded from the caller.
+        let reference = unsafe { read_image(reference, "reference", ctx.max_pixels)? };
+        // SAFETY: forwarded from the caller.
+        let candidate = unsafe { read_image(candidate, "candidate", ctx.max_pixels)? };
+        *result = compare_images(ctx, &reference, &candidate)?;
+        Ok(())
+    })
+}
+
+/// Compares two PNG (8/16-bit) or JPEG files, as the `elpips compare` command does (alpha
+/// dropped, grey expanded). Paths are NUL-terminated; NULL anything: `ELPIPS_STATUS_NULL_POINTER`.
+/// Unreadable file: `ELPIPS_STATUS_IO`; undecodable: `ELPIPS_STATUS_IMAGE_DECODE`.
+/// Thread-safe as `elpips_compare`.
+///
+/// # Safety
+/// `ctx` is NULL or a live context; the paths are NULL or NUL-terminated; `result` is NULL or
+/// writable.
+#[no_mangle]
+pub unsafe extern "C" fn elpips_compare_files(
+    ctx: *mut ElpipsContext,
+    reference_path: *const c_char,
+    candidate_path: *const c_char,
+    result: *mut ElpipsResult,
+) -> ElpipsStatus {
+    // SAFETY: forwarded from the caller.
+    let c = unsafe { context(ctx) };
+    guard(c, || {
+        let ctx = c.ok_or_else(|| Failure::null("ctx"))?;
+        let result = need_out(result, "result")?;
+        // SAFETY: forwarded from the caller.
+        let reference_path = unsafe { opt_path(reference_path) }.ok_or_else(|| Failure::null("reference_path"))?;
+        // SAFETY: forwarded from the caller.
+        let candidate_path = unsafe { opt_path(candidate_path) }.ok_or_else(|| Failure::null("candidate_path"))?;
+        let load = LoadOptions { max_pixels: ctx.max_pixels };
+        let reference = Image::open(&reference_path, &load)?;
+        let candidate = Image::open(&candidate_path, &load)?;
+        *result = compare_images(ctx, &reference, &candidate)?;
+        Ok(())
+    })
+}
+
+/// Prepares `image` as a reference for many candidates: validates and converts it once.
+///
+/// Every candidate compared against it with `elpips_compare_reference` on a context with a given
+/// seed sees the same transform and dropout masks at each sample index, so differences between
+/// candidates are measured with common random numbers. The image is copied: it need not outlive
+/// the call. The size limits of `ctx`'s metric are checked here (`ELPIPS_STATUS_IMAGE_TOO_SMALL`,
+/// `..._TOO_LARGE`). On success `*out` owns a new reference (free with `elpips_reference_free`);
+/// on failure `*out` is NULL. NULL anything: `ELPIPS_STATUS_NULL_POINTER`. Thread-safe.
+///
+/// # Safety
+/// `ctx` is NULL or a live context; `image` is NULL or a valid description of readable pixels;
+/// `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn elpips_reference_new(
+    ctx: *mut ElpipsContext,
+    image: *const ElpipsImage,
+    out: *mut *mut ElpipsReference,
+) -> ElpipsStatus {
+    // SAFETY: forwarded from the caller.
+    let c = unsafe { context(ctx) };
+    guard(c, || {
+        let ctx = c.ok_or_else(|| Failure::null("ctx"))?;
+        let out = need_out(out, "out")?;
+        *out = std::ptr::null_mut();
+        // SAFETY: forwarded from the caller.
+        let image = unsafe { read_image(image, "image", ctx.max_pixels)? };
+        ctx.metric().check_pair(&image, &image)?;
+        *out = Box::into_raw(Box::new(ElpipsReference { image }));
+        Ok(())
+    })
+}
+
+/// Releases a prepared reference. NULL is a no-op. It must not be in use by another thread.
+///
+/// # Safety
+/// `reference` is NULL or from `elpips_reference_new` and not yet freed.
+#[no_mangle]
+pub unsafe extern "C" fn elpips_reference_free(reference: *mut ElpipsReference) {
+    let _ = guard(None, || {
+        if !reference.is_null() {
+            // SAFETY: the caller hands back ownership of a reference we allocated.
+            drop(unsafe { Box::from_raw(reference) });
+        }
+        Ok(())
+    });
+}
+
+/// Compares `candidate` to a prepared reference; the result equals `elpips_compare` with the
+/// reference's original image. The reference may be used with any context (and by several
+/// threads at once); the sample draws come from `ctx`'s seed. NULL anything:
+/// `ELPIPS_STATUS_NULL_POINTER`. Thread-safe as `elpips_compare`.
+///
+/// # Safety
+/// `ctx` is NULL or a live context; `reference` is NULL or a live reference; `candidate` is NULL
+/// or a valid description of readable pixels; `result` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn elpips_compare_reference(
+    ctx: *mut ElpipsContext,
+    reference: *const ElpipsReference,
+    candidate: *const ElpipsImage,
+    result: *mut ElpipsResult,
+) -> ElpipsStatus {
+    // SAFETY: forwarded from the caller.
+    let c = unsafe { context(ctx) };
+    guard(c, || {
+        let ctx = c.ok_or_else(|| Failure::null("ctx"))?;
+        let reference = need(reference, "reference")?;
+        let result = need_out(result, "result")?;
+        // SAFETY: forwarded from the caller.
+        let candidate = unsafe { read_image(candidate, "candidate", ctx.max_pixels)? };
+        *result = compare_images(ctx, &reference.image, &candidate)?;
+        Ok(())
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Where this library was loaded from (used by the runtime and model searches)
+
+/// The directory of the file this code was loaded from: the shared libelpips when a program
+/// links it, otherwise the executable that linked the crate statically. `None` if unknown.
+pub(crate) fn loaded_from_dir() -> Option<PathBuf> {
+    let anchor = elpips_version as unsafe extern "C" fn() -> *const c_char;
+    // SAFETY: a zeroed Dl_info is a valid out-parameter; dladdr only reads the address.
+    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+    // SAFETY: `anchor` is an address inside this object; `info` is writable.
+    if unsafe { libc::dladdr(anchor as *const c_void, &mut info) } == 0 || info.dli_fname.is_null() {
+        return None;
+    }
+    // SAFETY: dladdr returned a NUL-terminated name owned by the loader.
+    let name = unsafe { CStr::from_ptr(info.dli_fname) };
+    let path = PathBuf::from(OsStr::from_bytes(name.to_bytes()));
+    let path = path.canonicalize().unwrap_or(path);
+    path.parent().map(|p| p.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn core_error_codes_equal_their_statuses() {
+        let errors = [
+            Error::InvalidArgument(String::new()),
+            Error::Io { path: "x".into(), reason: String::new() },
+            Error::ImageDecode { path: "x".into(), reason: String::new() },
+            Error::SizeMismatch { reference_width: 1, reference_height: 1, candidate_width: 2, candidate_height: 2 },
+            Error::ImageTooSmall { width: 1, height: 1, min: 16, metric: String::new(), hint: String::new() },
+            Error::ImageTooLarge { width: 1, height: 1, pixels: 1, limit: 0 },
+            Error::Runtime(String::new()),
+            Error::Model(String::new()),
+            Error::LinearWeights(String::new()),
+            Error::Inference(String::new()),
+        ];
+        for e in &errors {
+            assert_eq!(error_status(e), e.code() as i32, "{e:?}");
+        }
+    }
+
+    #[test]
+    fn every_status_has_a_name() {
+        for s in ELPIPS_OK..=ELPIPS_STATUS_INTERNAL_ERROR {
+            // SAFETY: no preconditions.
+            let name = unsafe { CStr::from_ptr(elpips_status_str(s)) };
+            assert_ne!(name.to_str().unwrap(), "unknown status");
+        }
+        // SAFETY: no preconditions.
+        assert_eq!(unsafe { CStr::from_ptr(elpips_status_str(-1)) }.to_str().unwrap(), "unknown status");
+    }
+
+    #[test]
+    fn srgb_encoding_matches_the_standard_at_known_points() {
+        assert_eq!(srgb_encode(0.0), 0.0);
+        assert!((srgb_encode(1.0) - 1.0).abs() < 1e-6);
+        assert!((srgb_encode(0.18) - 0.461_356).abs() < 1e-5);
+    }
+
+    #[test]
+    fn formats_convert_to_the_same_image() {
+        let (w, h) = (3u32, 2u32);
+        let rgb8: Vec<u8> = (0..w * h * 3).map(|i| (i * 13) as u8).collect();
+        let convert_from = |bytes: Vec<u8>, format, stride| {
+            let desc = ElpipsImage { data: bytes.as_ptr().cast(), width: w, height: h, stride_bytes: stride, format, transfer: 0 };
+            let g = geometry(&desc, 1000).ok().unwrap();
+            convert(&g, &bytes[..g.span]).ok().unwrap()
+        };
+        let base = convert_from(rgb8.clone(), ELPIPS_PIXEL_FORMAT_RGB8, 0);
+        // RGBA8 with a padded stride.
+        let mut rgba8 = vec![0u8; (w * 4 + 5) as usize * h as usize];
+        for y in 0..h as usize {
+            for x in 0..w as usize {
+                for c in 0..3 {
+                    rgba8[y * (w as usize * 4 + 5) + x * 4 + c] = rgb8[(y * w as usize + x) * 3 + c];
+                }
+            }
+        }
+        assert_eq!(convert_from(rgba8, ELPIPS_PIXEL_FORMAT_RGBA8, (w * 4 + 5) as usize), base);
+        let rgb16: Vec<u8> = rgb8.iter().flat_map(|&v| (u16::from(v) * 257).to_ne_bytes()).collect();
+        let a = convert_from(rgb16, ELPIPS_PIXEL_FORMAT_RGB16, 0);
+        assert!(a.data().iter().zip(base.data()).all(|(x, y)| (x - y).abs() < 1e-6));
+        let f32s: Vec<u8> = rgb8.iter().flat_map(|&v| (f32::from(v) / 255.0).to_ne_bytes()).collect();
+        assert_eq!(convert_from(f32s, ELPIPS_PIXEL_FORMAT_RGB_F32, 0), base);
+    }
+}
