@@ -1,15 +1,43 @@
 # Entry points. `make demo` and `make test` run `make setup` themselves, so a fresh clone needs
-# nothing but the machine's Rust toolchain and Python 3.
+# nothing but the machine's Rust toolchain and Python 3 (plus, for the C tests: a C/C++
+# compiler, valgrind, pkg-config and cmake; `.ci/run` installs them).
 #
 # ELPIPS_UPSTREAM_DIR: optional local mirror of the upstream data (CI sets it); otherwise the
 # set-up downloads the pinned files and checks their sha256.
 
 CARGO  ?= cargo
 PYTHON ?= python3
+CC     ?= cc
+CXX    ?= c++
 BIN    := target/release/elpips
 UP     := .cache/upstream
 
-.PHONY: setup build demo test test-long bench clean-cache
+# One version, from Cargo.toml: the header's macros, elpips_version() and the soname use it too.
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
+MAJOR   := $(word 1,$(subst ., ,$(VERSION)))
+ORT_VERSION := 1.31.1
+# What a program linking libelpips.a statically needs besides it (`cargo rustc -- --print native-static-libs`).
+NATIVE_STATIC_LIBS := -ldl -lgcc_s -lutil -lrt -lpthread -lm -lc
+
+PREFIX ?= /usr/local
+LIBDIR  = $(DESTDIR)$(PREFIX)/lib
+
+# The C tests and examples build against a package installed here, never against target/.
+TEST_PREFIX := $(CURDIR)/.cache/test-prefix
+CBUILD      := $(CURDIR)/.cache/cbuild
+STRICT_C    := -std=c99 -Wall -Wextra -Werror -pedantic -g
+STRICT_CXX  := -std=c++17 -Wall -Wextra -Werror -pedantic -g
+PKG         := PKG_CONFIG_PATH=$(TEST_PREFIX)/lib/pkgconfig pkg-config
+# ONNX Runtime keeps thread pools and caches alive until exit ("still reachable"); only definite
+# leaks and memory errors fail. Suppressions, with reasons, are in tests/c/valgrind.supp.
+VALGRIND    := valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite \
+               --show-leak-kinds=definite --suppressions=tests/c/valgrind.supp
+# The installed library must find its runtime and models by itself.
+NO_ENV      := env -u ORT_DYLIB_PATH -u ELPIPS_MODEL_DIR -u LD_LIBRARY_PATH
+PYENV       := .cache/pyenv
+C_TESTS     := $(basename $(notdir $(wildcard tests/c/test_*.c)))
+
+.PHONY: setup build demo test test-rust test-c test-examples test-python test-long bench header install install-test clean-cache
 
 setup:
 	$(PYTHON) weights/setup.py
@@ -27,9 +55,90 @@ demo: build
 	$(BIN) compare $(UP)/elpips/inputs/cat.png $(UP)/elpips/inputs/dog.png --rel-error 0.05 --max-samples 100 --json
 
 test: setup
+	$(MAKE) test-rust
+	$(MAKE) test-c
+	$(MAKE) test-examples
+	$(MAKE) test-python
+
+test-rust: setup
 	$(CARGO) test --release
 
-# Slow, thorough checks (many Monte-Carlo samples).
+# Regenerates include/elpips.h from src/capi.rs (tests/header.rs checks it is up to date).
+header:
+	ELPIPS_WRITE_HEADER=1 $(CARGO) test --release --test header
+
+# Installs the C library, headers, runtime, models, pkg-config file and CMake package:
+#   lib/libelpips.so.$(VERSION) (+ .so.$(MAJOR), .so links), lib/libelpips.a,
+#   lib/libonnxruntime.so.$(ORT_VERSION) (+ .so.1; found through libelpips' RUNPATH $$ORIGIN),
+#   include/elpips.h, include/elpips.hpp, share/elpips/models/*.onnx (+ manifest, README),
+#   lib/pkgconfig/elpips.pc, lib/cmake/elpips/elpips{Config,ConfigVersion}.cmake
+install: build
+	install -d $(LIBDIR)/pkgconfig $(LIBDIR)/cmake/elpips $(DESTDIR)$(PREFIX)/include \
+	  $(DESTDIR)$(PREFIX)/share/elpips/models
+	install -m 755 target/release/libelpips.so $(LIBDIR)/libelpips.so.$(VERSION)
+	ln -sf libelpips.so.$(VERSION) $(LIBDIR)/libelpips.so.$(MAJOR)
+	ln -sf libelpips.so.$(MAJOR) $(LIBDIR)/libelpips.so
+	install -m 644 target/release/libelpips.a $(LIBDIR)/libelpips.a
+	install -m 755 .cache/onnxruntime/lib/libonnxruntime.so.$(ORT_VERSION) $(LIBDIR)/
+	ln -sf libonnxruntime.so.$(ORT_VERSION) $(LIBDIR)/libonnxruntime.so.1
+	install -m 644 include/elpips.h bindings/cpp/elpips.hpp $(DESTDIR)$(PREFIX)/include/
+	install -m 644 weights/models/*.onnx weights/manifest.json $(DESTDIR)$(PREFIX)/share/elpips/models/
+	install -m 644 weights/README.md $(DESTDIR)$(PREFIX)/share/elpips/models/README.md
+	sed -e 's|@VERSION@|$(VERSION)|g' -e 's|@NATIVE_STATIC_LIBS@|$(NATIVE_STATIC_LIBS)|g' \
+	  packaging/elpips.pc.in > $(LIBDIR)/pkgconfig/elpips.pc
+	sed -e 's|@VERSION@|$(VERSION)|g' -e 's|@MAJOR@|$(MAJOR)|g' \
+	  -e 's|@NATIVE_STATIC_LIBS_CMAKE@|$(subst $(eval) ,;,$(patsubst -l%,%,$(NATIVE_STATIC_LIBS)))|g' \
+	  packaging/elpipsConfig.cmake.in > $(LIBDIR)/cmake/elpips/elpipsConfig.cmake
+	sed -e 's|@VERSION@|$(VERSION)|g' -e 's|@MAJOR@|$(MAJOR)|g' \
+	  packaging/elpipsConfigVersion.cmake.in > $(LIBDIR)/cmake/elpips/elpipsConfigVersion.cmake
+
+# Installs the package into $(TEST_PREFIX) afresh: the C tests, the examples and the Python
+# tests use that, as a user would.
+install-test: build
+	rm -rf $(TEST_PREFIX)
+	$(MAKE) --no-print-directory install PREFIX=$(TEST_PREFIX) >/dev/null
+
+# The C test programs (one per API area), built against the installed package with pkg-config.
+# All run under AddressSanitizer + UndefinedBehaviorSanitizer + LeakSanitizer (any leak fails,
+# libelpips' allocations included). Valgrind additionally checks the library's own code, which
+# the sanitizers do not instrument; it slows ONNX Runtime's convolutions ~300x, so it runs the
+# LPIPS-AlexNet programs as they are and the E-LPIPS ones on 16x16 images (-DN=16).
+VALGRIND_FULL := test_options test_images
+VALGRIND_SMALL := test_reference test_threads
+test-c: install-test
+	@mkdir -p $(CBUILD)
+	@for t in $(C_TESTS); do \
+	  $(CC) $(STRICT_C) -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer \
+	    tests/c/$$t.c -o $(CBUILD)/$$t-asan $$($(PKG) --cflags --libs elpips) \
+	    -Wl,-rpath,$(TEST_PREFIX)/lib -lpthread -lm || exit 1; \
+	  echo "== $$t (ASan, UBSan, LSan)"; $(NO_ENV) $(CBUILD)/$$t-asan || exit 1; \
+	done
+	@for t in $(VALGRIND_FULL); do \
+	  $(CC) $(STRICT_C) tests/c/$$t.c -o $(CBUILD)/$$t $$($(PKG) --cflags --libs elpips) \
+	    -Wl,-rpath,$(TEST_PREFIX)/lib -lpthread -lm || exit 1; \
+	  echo "== $$t (valgrind)"; $(NO_ENV) $(VALGRIND) $(CBUILD)/$$t || exit 1; \
+	done
+	@for t in $(VALGRIND_SMALL); do \
+	  $(CC) $(STRICT_C) -DN=16 tests/c/$$t.c -o $(CBUILD)/$$t-16 $$($(PKG) --cflags --libs elpips) \
+	    -Wl,-rpath,$(TEST_PREFIX)/lib -lpthread -lm || exit 1; \
+	  echo "== $$t, 16x16 (valgrind)"; $(NO_ENV) $(VALGRIND) $(CBUILD)/$$t-16 || exit 1; \
+	done
+
+# The examples, built against the installed package by pkg-config and by CMake; each must print
+# the command line's figure for the same pixels and seed.
+test-examples: install-test
+	@mkdir -p $(CBUILD)
+	$(CC) $(STRICT_C) examples/c/compare.c -o $(CBUILD)/compare_c $$($(PKG) --cflags --libs elpips) \
+	  -Wl,-rpath,$(TEST_PREFIX)/lib
+	$(CXX) $(STRICT_CXX) examples/cpp/compare.cpp -o $(CBUILD)/compare_cpp $$($(PKG) --cflags --libs elpips) \
+	  -Wl,-rpath,$(TEST_PREFIX)/lib
+	$(CC) $(STRICT_C) examples/c/compare.c -o $(CBUILD)/compare_c_static $$($(PKG) --static --cflags elpips) \
+	  $(TEST_PREFIX)/lib/libelpips.a $$($(PKG) --static --libs-only-other --libs-only-l elpips | sed 's/-lelpips//')
+	cmake -S examples -B $(CBUILD)/cmake -DCMAKE_PREFIX_PATH=$(TEST_PREFIX) -DCMAKE_BUILD_TYPE=Release >/dev/null
+	cmake --build $(CBUILD)/cmake >/dev/null
+	$(NO_ENV) $(PYTHON) tests/c/example_matches_cli.py $(BIN) $(CBUILD)/compare_c $(CBUILD)/compare_cpp \
+	  $(CBUILD)/compare_c_static $(CBUILD)/cmake/compare_c $(CBUILD)/cmake/compare_cpp $(CBUILD)/cmake/compare_c_static
+
 test-long: setup
 	$(CARGO) test --release -- --include-ignored
 

@@ -980,6 +980,13 @@ mod tests {
     }
 
     #[test]
+    fn a_panic_becomes_an_internal_error() {
+        assert_eq!(guard(None, || panic!("deliberate")), ELPIPS_STATUS_INTERNAL_ERROR);
+        assert_eq!(guard(None, || Err(Failure::null("x"))), ELPIPS_STATUS_NULL_POINTER);
+        assert_eq!(guard(None, || Ok(())), ELPIPS_OK);
+    }
+
+    #[test]
     fn srgb_encoding_matches_the_standard_at_known_points() {
         assert_eq!(srgb_encode(0.0), 0.0);
         assert!((srgb_encode(1.0) - 1.0).abs() < 1e-6);

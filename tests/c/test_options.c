@@ -1,0 +1,149 @@
+/* Options and contexts: defaults, struct_size versioning, every option error, NULL policy,
+ * versions and status names. */
+#include "harness.h"
+
+static void versions(void) {
+    CHECK(strcmp(elpips_version(), ELPIPS_VERSION_STRING) == 0);
+    CHECK(elpips_abi_version() == ELPIPS_ABI_VERSION);
+    CHECK(strcmp(elpips_status_str(ELPIPS_OK), "ok") == 0);
+    CHECK(strcmp(elpips_status_str(ELPIPS_STATUS_NULL_POINTER), "null pointer") == 0);
+    CHECK(strcmp(elpips_status_str(-1), "unknown status") == 0);
+    CHECK(strcmp(elpips_status_str(1000), "unknown status") == 0);
+    /* The core's error codes 1..10 come first, the C-only ones after, never renumbered. */
+    CHECK(ELPIPS_STATUS_INVALID_ARGUMENT == 1 && ELPIPS_STATUS_INFERENCE == 10);
+    CHECK(ELPIPS_STATUS_NULL_POINTER == 11 && ELPIPS_STATUS_INTERNAL_ERROR == 15);
+}
+
+static void defaults(void) {
+    ElpipsOptions o;
+    memset(&o, 0xAB, sizeof o); /* garbage, as in uninitialised memory */
+    CHECK_STATUS(NULL, elpips_options_default(&o), ELPIPS_OK);
+    CHECK(o.struct_size == sizeof(ElpipsOptions));
+    CHECK(o.metric == ELPIPS_METRIC_ELPIPS_VGG);
+    CHECK(o.device == ELPIPS_DEVICE_CPU);
+    CHECK(o.seed == 0);
+    CHECK(o.sampling == ELPIPS_SAMPLING_ADAPTIVE);
+    CHECK(o.abs_error == 0.01 && o.rel_error == 0.025);
+    CHECK(o.max_samples == 200 && o.min_samples == 16 && o.samples == 200);
+    CHECK(o.threads == 0 && o.scale_levels == 0 && o.max_pixels == 0);
+    CHECK(o.runtime_library == NULL && o.model_dir == NULL && o.linear_weights == NULL);
+    CHECK_STATUS(NULL, elpips_options_default(NULL), ELPIPS_STATUS_NULL_POINTER);
+}
+
+/* Tries to create a context from `o`; checks the status and that the message names `needle`. */
+static void refused(const ElpipsOptions *o, ElpipsStatus want, const char *needle) {
+    ElpipsContext *ctx = (ElpipsContext *)&ctx; /* not NULL: must be reset on failure */
+    char message[256];
+    CHECK_STATUS(NULL, elpips_context_new_with_error(o, &ctx, message, sizeof message), want);
+    CHECK(ctx == NULL);
+    if (strstr(message, needle) == NULL) {
+        fprintf(stderr, "message \"%s\" lacks \"%s\"\n", message, needle);
+        harness_failures++;
+    }
+}
+
+static void option_errors(void) {
+    ElpipsOptions o;
+    char tiny[8];
+
+    o = test_options(ELPIPS_METRIC_LPIPS_ALEX, 1);
+    o.struct_size = 8;
+    refused(&o, ELPIPS_STATUS_INVALID_ARGUMENT, "struct_size");
+
+    o = test_options(ELPIPS_METRIC_LPIPS_ALEX, 1);
+    o.metric = 99;
+    refused(&o, ELPIPS_STATUS_INVALID_ARGUMENT, "unknown metric 99");
+
+    o = test_options(ELPIPS_METRIC_LPIPS_ALEX, 1);
+    o.device = ELPIPS_DEVICE_CUDA;
+    refused(&o, ELPIPS_STATUS_UNSUPPORTED, "CUDA");
+
+    o = test_options(ELPIPS_METRIC_LPIPS_ALEX, 1);
+    o.device = 7;
+    refused(&o, ELPIPS_STATUS_INVALID_ARGUMENT, "unknown device");
+
+    o = test_options(ELPIPS_METRIC_LPIPS_ALEX, 1);
+    o.sampling = 5;
+    refused(&o, ELPIPS_STATUS_INVALID_ARGUMENT, "unknown sampling");
+
+    o = test_options(ELPIPS_METRIC_ELPIPS_VGG, 0);
+    refused(&o, ELPIPS_STATUS_INVALID_ARGUMENT, "at least 1");
+
+    o = test_options(ELPIPS_METRIC_ELPIPS_VGG, 1);
+    o.sampling = ELPIPS_SAMPLING_ADAPTIVE;
+    o.rel_error = -1.0;
+    refused(&o, ELPIPS_STATUS_INVALID_ARGUMENT, "positive");
+
+    o = test_options(ELPIPS_METRIC_LPIPS_ALEX, 1);
+    o.scale_levels = 2;
+    refused(&o, ELPIPS_STATUS_INVALID_ARGUMENT, "elpips-vgg only");
+
+    o = test_options(ELPIPS_METRIC_LPIPS_ALEX, 1);
+    o.model_dir = "/nonexistent/elpips-models";
+    refused(&o, ELPIPS_STATUS_MODEL, "/nonexistent/elpips-models/lpips-alex.onnx");
+
+    o = test_options(ELPIPS_METRIC_LPIPS_ALEX, 1);
+    o.linear_weights = "/nonexistent/weights.npy";
+    refused(&o, ELPIPS_STATUS_LINEAR_WEIGHTS, "/nonexistent/weights.npy");
+
+    /* The runtime is loaded once per process (by the first context below or earlier); another
+     * file is refused rather than silently ignored. */
+    o = test_options(ELPIPS_METRIC_LPIPS_ALEX, 1);
+    o.runtime_library = "/nonexistent/libonnxruntime.so";
+    refused(&o, ELPIPS_STATUS_RUNTIME, "/nonexistent/libonnxruntime.so");
+
+    /* Messages are truncated to the buffer, always NUL-terminated. */
+    {
+        ElpipsContext *ctx = NULL;
+        o = test_options(ELPIPS_METRIC_LPIPS_ALEX, 1);
+        o.metric = 99;
+        CHECK_STATUS(NULL, elpips_context_new_with_error(&o, &ctx, tiny, sizeof tiny),
+                     ELPIPS_STATUS_INVALID_ARGUMENT);
+        CHECK(strlen(tiny) == sizeof tiny - 1);
+        CHECK_STATUS(NULL, elpips_context_new_with_error(&o, &ctx, NULL, 0),
+                     ELPIPS_STATUS_INVALID_ARGUMENT);
+    }
+}
+
+/* A caller built against a newer header passes a bigger struct: accepted when the fields this
+ * library does not know are zero, refused otherwise. */
+static void newer_struct(void) {
+    struct {
+        ElpipsOptions known;
+        uint64_t future_field;
+    } bigger;
+    ElpipsContext *ctx = NULL;
+    char message[256];
+    bigger.known = test_options(ELPIPS_METRIC_LPIPS_ALEX, 1);
+    bigger.known.struct_size = sizeof bigger;
+    bigger.future_field = 0;
+    CHECK_STATUS(NULL, elpips_context_new_with_error(&bigger.known, &ctx, message, sizeof message),
+                 ELPIPS_OK);
+    elpips_context_free(ctx);
+    ctx = NULL;
+    bigger.future_field = 1;
+    CHECK_STATUS(NULL, elpips_context_new_with_error(&bigger.known, &ctx, message, sizeof message),
+                 ELPIPS_STATUS_UNSUPPORTED);
+    CHECK(ctx == NULL);
+}
+
+static void contexts(void) {
+    ElpipsOptions o = test_options(ELPIPS_METRIC_LPIPS_ALEX, 1);
+    ElpipsContext *ctx = NULL;
+    CHECK_STATUS(NULL, elpips_context_new(&o, &ctx), ELPIPS_OK);
+    CHECK(ctx != NULL);
+    CHECK(strcmp(elpips_last_error(ctx), "") == 0); /* no failure yet */
+    CHECK_STATUS(NULL, elpips_context_new(&o, NULL), ELPIPS_STATUS_NULL_POINTER);
+    CHECK(strcmp(elpips_last_error(NULL), "") == 0);
+    elpips_context_free(ctx);
+    elpips_context_free(NULL); /* no-op */
+}
+
+int main(void) {
+    versions();
+    defaults();
+    contexts(); /* loads the runtime from its default place first */
+    option_errors();
+    newer_struct();
+    return harness_finish("test_options");
+}
