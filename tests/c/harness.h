@@ -86,6 +86,13 @@ static inline ElpipsImage image_rgb8(const unsigned char *data, unsigned w, unsi
     return img;
 }
 
+/* The metric of the reference and threads tests: E-LPIPS, except under valgrind, where the
+ * Makefile builds them with LPIPS-AlexNet (-DTEST_METRIC=ELPIPS_METRIC_LPIPS_ALEX -DN=40)
+ * because valgrind slows the VGG network down ~300x. */
+#ifndef TEST_METRIC
+#define TEST_METRIC ELPIPS_METRIC_ELPIPS_VGG
+#endif
+
 /* Options for tests: one thread, a fixed small sample count, a fixed seed. */
 static inline ElpipsOptions test_options(ElpipsMetric metric, unsigned samples) {
     ElpipsOptions o;

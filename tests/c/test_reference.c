@@ -3,11 +3,11 @@
 #include "harness.h"
 
 #ifndef N
-#define N 64 /* the valgrind run builds with -DN=16: the same checks, a far cheaper network pass */
+#define N 64
 #endif
 
 int main(void) {
-    ElpipsOptions o = test_options(ELPIPS_METRIC_ELPIPS_VGG, 2);
+    ElpipsOptions o = test_options(TEST_METRIC, 2);
     ElpipsContext *ctx = test_context(&o);
     unsigned char *r8 = pattern_rgb8(N, N, 0), *c8 = pattern_rgb8(N, N, 0x55);
     unsigned char *d8 = pattern_rgb8(N, N, 0x0F);
@@ -34,7 +34,7 @@ int main(void) {
     /* Errors: the size rules are checked when the reference is prepared. */
     CHECK_STATUS(ctx, elpips_reference_new(ctx, &small, &none), ELPIPS_STATUS_IMAGE_TOO_SMALL);
     CHECK(none == NULL);
-    CHECK_MESSAGE(ctx, "needs at least 16x16");
+    CHECK_MESSAGE(ctx, "needs at least");
     small.width = small.height = 32; /* big enough, but not the reference's size */
     CHECK_STATUS(ctx, elpips_compare_reference(ctx, ref, &small, &d1), ELPIPS_STATUS_SIZE_MISMATCH);
     CHECK_STATUS(NULL, elpips_reference_new(NULL, &ri, &none), ELPIPS_STATUS_NULL_POINTER);

@@ -6,7 +6,7 @@
 #include "harness.h"
 
 #ifndef N
-#define N 64 /* the valgrind run builds with -DN=16: the same checks, a far cheaper network pass */
+#define N 64
 #endif
 #define THREADS 3
 
@@ -45,7 +45,7 @@ static void *work(void *arg) {
 }
 
 int main(void) {
-    ElpipsOptions o = test_options(ELPIPS_METRIC_ELPIPS_VGG, 2);
+    ElpipsOptions o = test_options(TEST_METRIC, 2);
     ElpipsImage ref;
     pthread_t threads[THREADS];
     struct job jobs[THREADS];

@@ -1,0 +1,277 @@
+"""E-LPIPS / LPIPS perceptual image distances, over the libelpips C API (ctypes).
+
+    import elpips
+    with elpips.Context(seed=1, samples=50) as ctx:
+        r = ctx.compare(reference, candidate)   # numpy H x W x 3|4, uint8 / uint16 / float32
+        print(r.distance, r.ci95)
+
+Every call maps to one C function; the C header (elpips.h) documents ownership, defaults and
+thread-safety. A Context may be shared between threads (the library serialises calls on it and
+ctypes releases the GIL while it runs); a Reference is immutable.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+
+__all__ = ["Context", "Reference", "Result", "ElpipsError", "version", "library_path", "STATUS"]
+
+# The C header's #defines (include/elpips.h); the values never change.
+STATUS = {
+    0: "OK", 1: "INVALID_ARGUMENT", 2: "IO", 3: "IMAGE_DECODE", 4: "SIZE_MISMATCH",
+    5: "IMAGE_TOO_SMALL", 6: "IMAGE_TOO_LARGE", 7: "RUNTIME", 8: "MODEL", 9: "LINEAR_WEIGHTS",
+    10: "INFERENCE", 11: "NULL_POINTER", 12: "INVALID_IMAGE", 13: "NON_FINITE", 14: "UNSUPPORTED",
+    15: "INTERNAL_ERROR",
+}
+_METRICS = {"elpips-vgg": 0, "lpips-vgg": 1, "lpips-alex": 2}
+_DEVICES = {"cpu": 0, "auto": 1, "cuda": 2}
+_SAMPLING_ADAPTIVE, _SAMPLING_FIXED = 0, 1
+_TRANSFER_SRGB, _TRANSFER_LINEAR = 0, 1
+# (dtype, channels) -> ELPIPS_PIXEL_FORMAT_*
+_FORMATS = {
+    (np.dtype(np.uint8), 3): 0, (np.dtype(np.uint8), 4): 1,
+    (np.dtype(np.uint16), 3): 2, (np.dtype(np.uint16), 4): 3,
+    (np.dtype(np.float32), 3): 4, (np.dtype(np.float32), 4): 5,
+}
+_SONAME = "libelpips.so.0"
+
+
+class _Options(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", ctypes.c_size_t), ("metric", ctypes.c_uint32), ("device", ctypes.c_uint32),
+        ("seed", ctypes.c_uint64), ("sampling", ctypes.c_uint32), ("samples", ctypes.c_uint32),
+        ("abs_error", ctypes.c_double), ("rel_error", ctypes.c_double),
+        ("max_samples", ctypes.c_uint32), ("min_samples", ctypes.c_uint32),
+        ("threads", ctypes.c_uint32), ("scale_levels", ctypes.c_uint32), ("max_pixels", ctypes.c_uint64),
+        ("runtime_library", ctypes.c_char_p), ("model_dir", ctypes.c_char_p), ("linear_weights", ctypes.c_char_p),
+    ]
+
+
+class _Image(ctypes.Structure):
+    _fields_ = [
+        ("data", ctypes.c_void_p), ("width", ctypes.c_uint32), ("height", ctypes.c_uint32),
+        ("stride_bytes", ctypes.c_size_t), ("format", ctypes.c_uint32), ("transfer", ctypes.c_uint32),
+    ]
+
+
+class _Result(ctypes.Structure):
+    _fields_ = [
+        ("distance", ctypes.c_double), ("std_error", ctypes.c_double), ("ci95", ctypes.c_double),
+        ("samples", ctypes.c_uint64), ("scale_levels", ctypes.c_uint32), ("converged", ctypes.c_bool),
+    ]
+
+
+@dataclass(frozen=True)
+class Result:
+    """A distance with its uncertainty (E-LPIPS is a Monte-Carlo estimate; LPIPS is exact)."""
+
+    distance: float
+    std_error: float
+    ci95: float  # 95% confidence half-width
+    samples: int
+    scale_levels: int  # E-LPIPS scale levels used; 0 for LPIPS
+    converged: bool  # False when adaptive sampling stopped at max_samples
+
+
+class ElpipsError(Exception):
+    """A failed call: `status` is the ELPIPS_STATUS_* value, `status_name` its name."""
+
+    def __init__(self, status: int, message: str):
+        self.status = status
+        self.status_name = STATUS.get(status, "UNKNOWN")
+        super().__init__(f"{message} [{self.status_name}]" if message else self.status_name)
+
+
+def _candidates():
+    env = os.environ.get("ELPIPS_LIBRARY")
+    if env:
+        yield Path(env)
+        return
+    for prefix in (sys.prefix, "/usr/local", "/usr"):
+        yield Path(prefix, "lib", _SONAME)
+    try:
+        from ._checkout import CHECKOUT_LIBRARY_DIR  # written when the package was built
+        yield Path(CHECKOUT_LIBRARY_DIR, "libelpips.so")
+    except ImportError:
+        pass
+    # Running from the source tree itself (bindings/python/src/elpips).
+    yield Path(__file__).resolve().parents[4] / "target" / "release" / "libelpips.so"
+
+
+def library_path() -> Path:
+    """The libelpips this package loads: $ELPIPS_LIBRARY, the installed prefix, or the checkout."""
+    tried = []
+    for path in _candidates():
+        if path.is_file():
+            return path
+        tried.append(str(path))
+    raise OSError("libelpips not found (tried " + ", ".join(tried) + "); set ELPIPS_LIBRARY, run "
+                  "`make install PREFIX=...`, or build the checkout with `cargo build --release`")
+
+
+_lib = None
+
+
+def _library():
+    global _lib
+    if _lib is None:
+        lib = ctypes.CDLL(str(library_path()))
+        status, P = ctypes.c_int32, ctypes.POINTER
+        lib.elpips_version.restype = ctypes.c_char_p
+        lib.elpips_version.argtypes = []
+        lib.elpips_abi_version.restype = ctypes.c_uint32
+        lib.elpips_status_str.restype = ctypes.c_char_p
+        lib.elpips_status_str.argtypes = [status]
+        lib.elpips_options_default.restype = status
+        lib.elpips_options_default.argtypes = [P(_Options)]
+        lib.elpips_context_new_with_error.restype = status
+        lib.elpips_context_new_with_error.argtypes = [P(_Options), P(ctypes.c_void_p), ctypes.c_char_p, ctypes.c_size_t]
+        lib.elpips_context_free.restype = None
+        lib.elpips_context_free.argtypes = [ctypes.c_void_p]
+        lib.elpips_last_error.restype = ctypes.c_char_p
+        lib.elpips_last_error.argtypes = [ctypes.c_void_p]
+        lib.elpips_compare.restype = status
+        lib.elpips_compare.argtypes = [ctypes.c_void_p, P(_Image), P(_Image), P(_Result)]
+        lib.elpips_compare_files.restype = status
+        lib.elpips_compare_files.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p, P(_Result)]
+        lib.elpips_reference_new.restype = status
+        lib.elpips_reference_new.argtypes = [ctypes.c_void_p, P(_Image), P(ctypes.c_void_p)]
+        lib.elpips_reference_free.restype = None
+        lib.elpips_reference_free.argtypes = [ctypes.c_void_p]
+        lib.elpips_compare_reference.restype = status
+        lib.elpips_compare_reference.argtypes = [ctypes.c_void_p, ctypes.c_void_p, P(_Image), P(_Result)]
+        if lib.elpips_abi_version() != 0:
+            raise OSError(f"{library_path()} has ABI {lib.elpips_abi_version()}, this package needs 0")
+        _lib = lib
+    return _lib
+
+
+def version() -> str:
+    """The loaded library's version, e.g. "0.1.0"."""
+    return _library().elpips_version().decode()
+
+
+def _image(array: np.ndarray, linear: bool):
+    """Describes `array` (H x W x 3|4) for the C API; returns the struct and the array it reads."""
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"expected a numpy array, got {type(array).__name__}")
+    if array.ndim != 3 or array.shape[2] not in (3, 4):
+        raise ValueError(f"expected an H x W x 3 or H x W x 4 array, got shape {array.shape}")
+    fmt = _FORMATS.get((array.dtype, array.shape[2])) if array.dtype.isnative else None
+    if fmt is None:
+        raise TypeError(f"pixel type {array.dtype} is not supported; use uint8, uint16 or float32 (native byte order)")
+    # Rows may be strided (a crop of a bigger image); pixels and channels must be packed.
+    item = array.dtype.itemsize
+    if array.strides[2] != item or array.strides[1] != item * array.shape[2] or array.strides[0] <= 0:
+        array = np.ascontiguousarray(array)
+    img = _Image(array.ctypes.data, array.shape[1], array.shape[0], array.strides[0], fmt,
+                 _TRANSFER_LINEAR if linear else _TRANSFER_SRGB)
+    return img, array
+
+
+class Reference:
+    """A reference prepared once for many candidates (common random numbers); see Context.prepare."""
+
+    def __init__(self, handle: int, shape):
+        self._handle = ctypes.c_void_p(handle)
+        self.shape = shape
+
+    def close(self):
+        if self._handle:
+            _library().elpips_reference_free(self._handle)
+            self._handle = ctypes.c_void_p()
+
+    def __del__(self):
+        self.close()
+
+
+class Context:
+    """A loaded metric. `samples=N` draws exactly N E-LPIPS samples; leaving it None samples
+    adaptively (until the 95% half-width is below `abs_error` and `rel_error` x distance, at most
+    `max_samples`). Other arguments default to the C library's defaults (elpips_options_default)."""
+
+    def __init__(self, metric: str = "elpips-vgg", *, seed: int = 0, samples: Optional[int] = None,
+                 abs_error: Optional[float] = None, rel_error: Optional[float] = None,
+                 max_samples: Optional[int] = None, min_samples: Optional[int] = None, threads: int = 0,
+                 scale_levels: Optional[int] = None, max_pixels: Optional[int] = None, device: str = "cpu",
+                 runtime_library: Optional[str] = None, model_dir: Optional[str] = None,
+                 linear_weights: Optional[str] = None):
+        self._handle = ctypes.c_void_p()
+        lib = _library()
+        if metric not in _METRICS:
+            raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(_METRICS)}")
+        if device not in _DEVICES:
+            raise ValueError(f"unknown device {device!r}; choose one of {', '.join(_DEVICES)}")
+        o = _Options()
+        o.struct_size = ctypes.sizeof(_Options)
+        self._check(lib.elpips_options_default(ctypes.byref(o)))
+        o.metric, o.device, o.seed, o.threads = _METRICS[metric], _DEVICES[device], seed, threads
+        if samples is not None:
+            o.sampling, o.samples = _SAMPLING_FIXED, samples
+        for name, value in (("abs_error", abs_error), ("rel_error", rel_error), ("max_samples", max_samples),
+                            ("min_samples", min_samples), ("scale_levels", scale_levels), ("max_pixels", max_pixels)):
+            if value is not None:
+                setattr(o, name, value)
+        # Keep the encoded strings alive until the call has copied them.
+        paths = [os.fsencode(p) if p is not None else None for p in (runtime_library, model_dir, linear_weights)]
+        o.runtime_library, o.model_dir, o.linear_weights = paths
+        message = ctypes.create_string_buffer(1024)
+        status = lib.elpips_context_new_with_error(ctypes.byref(o), ctypes.byref(self._handle), message, len(message))
+        if status != 0:
+            raise ElpipsError(status, message.value.decode(errors="replace"))
+        self.metric = metric
+
+    def _check(self, status: int):
+        if status != 0:
+            message = _library().elpips_last_error(self._handle) if self._handle else b""
+            raise ElpipsError(status, (message or b"").decode(errors="replace"))
+
+    def compare(self, reference: Union[np.ndarray, Reference], candidate: np.ndarray, *, linear: bool = False) -> Result:
+        """Distance of `candidate` to `reference` (an array, or a Reference from `prepare`).
+        `linear=True`: float pixels are linear light (encoded to sRGB first)."""
+        lib, r = _library(), _Result()
+        cand, keep_cand = _image(candidate, linear)
+        if isinstance(reference, Reference):
+            if not reference._handle:
+                raise ValueError("the reference was closed")
+            self._check(lib.elpips_compare_reference(self._handle, reference._handle, ctypes.byref(cand), ctypes.byref(r)))
+        else:
+            ref, keep_ref = _image(reference, linear)
+            self._check(lib.elpips_compare(self._handle, ctypes.byref(ref), ctypes.byref(cand), ctypes.byref(r)))
+            del keep_ref
+        del keep_cand
+        return Result(r.distance, r.std_error, r.ci95, int(r.samples), int(r.scale_levels), bool(r.converged))
+
+    def compare_files(self, reference: Union[str, os.PathLike], candidate: Union[str, os.PathLike]) -> Result:
+        """Distance between two PNG or JPEG files, as `elpips compare` computes it."""
+        r = _Result()
+        self._check(_library().elpips_compare_files(self._handle, os.fsencode(reference), os.fsencode(candidate), ctypes.byref(r)))
+        return Result(r.distance, r.std_error, r.ci95, int(r.samples), int(r.scale_levels), bool(r.converged))
+
+    def prepare(self, reference: np.ndarray, *, linear: bool = False) -> Reference:
+        """Prepares `reference` for many candidates: each sees the same draws per sample index."""
+        img, keep = _image(reference, linear)
+        handle = ctypes.c_void_p()
+        self._check(_library().elpips_reference_new(self._handle, ctypes.byref(img), ctypes.byref(handle)))
+        del keep
+        return Reference(handle.value, reference.shape[:2])
+
+    def close(self):
+        if getattr(self, "_handle", None):
+            _library().elpips_context_free(self._handle)
+            self._handle = ctypes.c_void_p()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        self.close()

@@ -1,0 +1,136 @@
+"""The Python bindings: numpy in, results out, the command line's figure for the same seed,
+every pixel type, strided arrays, prepared references, errors with their statuses."""
+import json
+import os
+import struct
+import subprocess
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import elpips
+
+N = 64
+
+
+def pattern(shift, n=N, m=N):
+    """The synthetic pattern of examples/c/compare.c (red (7x)^shift, green 5y, blue 3(x+y))."""
+    y, x = np.mgrid[0:m, 0:n].astype(np.int64)
+    return np.stack([((x * 7) ^ shift) & 255, (y * 5) & 255, ((x + y) * 3) & 255], axis=-1).astype(np.uint8)
+
+
+def write_png(path, rgb):
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    h, w, _ = rgb.shape
+    raw = b"".join(b"\0" + rgb[r].tobytes() for r in range(h))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+@pytest.fixture(scope="module")
+def alex():
+    with elpips.Context("lpips-alex", threads=1) as ctx:
+        yield ctx
+
+
+def test_version_and_library():
+    assert elpips.version() == "0.1.0"
+    assert elpips.library_path().is_file()
+
+
+def test_elpips_equals_the_command_line(tmp_path):
+    a, b = pattern(0), pattern(0x55)
+    with elpips.Context(seed=7, samples=4, threads=1) as ctx:
+        r = ctx.compare(a, b)
+    assert (r.samples, r.scale_levels, r.converged) == (4, 1, True)
+    assert r.distance > 0 and r.ci95 == pytest.approx(1.959963984540054 * r.std_error)
+    cli = os.environ.get("ELPIPS_CLI")
+    if not cli:
+        pytest.skip("ELPIPS_CLI (the elpips binary) not set")
+    write_png(tmp_path / "a.png", a)
+    write_png(tmp_path / "b.png", b)
+    out = subprocess.run([cli, "compare", "--json", "--threads", "1", "--seed", "7", "--samples", "4",
+                          str(tmp_path / "a.png"), str(tmp_path / "b.png")], check=True, capture_output=True, text=True)
+    assert json.loads(out.stdout)["distance"] == r.distance  # the very same double
+
+
+def test_pixel_types_agree(alex):
+    a, b = pattern(0, 40, 36), pattern(0x55, 40, 36)
+    base = alex.compare(a, b).distance
+    assert base > 0
+    assert alex.compare(a, b.astype(np.uint16) * 257).distance == pytest.approx(base, abs=1e-6)
+    assert alex.compare(a, b.astype(np.float32) / 255).distance == base
+    rgba = np.concatenate([b, np.full((36, 40, 1), 9, np.uint8)], axis=-1)
+    assert alex.compare(a, rgba).distance == base  # alpha ignored
+
+    def to_linear(img):  # sRGB decoding; linear=True encodes both images back
+        v = img.astype(np.float32) / 255
+        return np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4).astype(np.float32)
+
+    assert alex.compare(to_linear(a), to_linear(b), linear=True).distance == pytest.approx(base, abs=1e-4)
+
+
+def test_strided_crops_are_read_in_place(alex):
+    big = pattern(0x33, 50, 50)
+    crop = big[5:45, 3:43]  # rows strided by the big image
+    assert not crop.flags.c_contiguous
+    other = pattern(0, 40, 40)
+    assert alex.compare(other, crop).distance == alex.compare(other, np.ascontiguousarray(crop)).distance
+
+
+def test_prepared_reference_equals_compare():
+    a, b, c = pattern(0), pattern(0x55), pattern(0x0F)
+    with elpips.Context(seed=3, samples=2, threads=1) as ctx:
+        ref = ctx.prepare(a)
+        for cand in (b, c):
+            assert ctx.compare(ref, cand) == ctx.compare(a, cand)
+        assert ctx.compare(ref, a).distance == 0.0
+        ref.close()
+
+
+def test_errors_carry_status_and_message(alex):
+    a = pattern(0, 40, 36)
+    with pytest.raises(elpips.ElpipsError) as e:
+        alex.compare(a, a[:-1])
+    assert e.value.status == 4 and e.value.status_name == "SIZE_MISMATCH" and "sizes differ" in str(e.value)
+    f = a.astype(np.float32) / 255
+    f[2, 3, 1] = np.nan
+    with pytest.raises(elpips.ElpipsError) as e:
+        alex.compare(a, f)
+    assert e.value.status_name == "NON_FINITE" and "pixel (x 3, y 2) channel 1" in str(e.value)
+    with pytest.raises(elpips.ElpipsError) as e:
+        alex.compare(a[:20, :20], a[:20, :20])
+    assert e.value.status_name == "IMAGE_TOO_SMALL"
+    with pytest.raises(TypeError):
+        alex.compare(a, a.astype(np.int32))
+    with pytest.raises(ValueError):
+        alex.compare(a, a[..., 0])
+    with pytest.raises(elpips.ElpipsError) as e:
+        alex.compare_files("/nonexistent-a.png", "/nonexistent-b.png")
+    assert e.value.status_name == "IO"
+
+
+def test_bad_options():
+    with pytest.raises(elpips.ElpipsError) as e:
+        elpips.Context("lpips-alex", device="cuda")
+    assert e.value.status_name == "UNSUPPORTED" and "CUDA" in str(e.value)
+    with pytest.raises(elpips.ElpipsError) as e:
+        elpips.Context("lpips-alex", model_dir="/nonexistent")
+    assert e.value.status_name == "MODEL"
+    with pytest.raises(elpips.ElpipsError) as e:
+        elpips.Context(samples=0)
+    assert e.value.status_name == "INVALID_ARGUMENT"
+    with pytest.raises(ValueError):
+        elpips.Context("vgg")
+
+
+def test_library_search_order(monkeypatch, tmp_path):
+    monkeypatch.setenv("ELPIPS_LIBRARY", str(tmp_path / "missing.so"))
+    with pytest.raises(OSError, match="missing.so"):
+        elpips.library_path()
+    monkeypatch.delenv("ELPIPS_LIBRARY")
+    found = elpips.library_path()  # an installed prefix, or the checkout's target/release
+    assert found.name.startswith("libelpips.so")
