@@ -107,6 +107,10 @@ VALGRIND_TESTS := test_options test_images test_reference test_threads
 VALGRIND_BUILD := -DTEST_METRIC=ELPIPS_METRIC_LPIPS_ALEX -DN=40
 test-c: install-test
 	@mkdir -p $(CBUILD)
+	@echo "== the installed header compiles alone as C99 and as C++17, pedantic, warnings as errors"
+	$(CC) $(STRICT_C) -fsyntax-only -x c $(TEST_PREFIX)/include/elpips.h
+	$(CXX) $(STRICT_CXX) -fsyntax-only -x c++ $(TEST_PREFIX)/include/elpips.h
+	$(CXX) $(STRICT_CXX) -fsyntax-only -x c++ -I$(TEST_PREFIX)/include $(TEST_PREFIX)/include/elpips.hpp
 	@for t in $(C_TESTS); do \
 	  $(CC) $(STRICT_C) -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer \
 	    tests/c/$$t.c -o $(CBUILD)/$$t-asan $$($(PKG) --cflags --libs elpips) \

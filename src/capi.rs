@@ -316,7 +316,7 @@ impl ElpipsOptions {
     ///
     /// # Safety
     /// The path pointers must be NULL or NUL-terminated strings.
-    unsafe fn to_metric_options(&self) -> CResult<MetricOptions> {
+    unsafe fn metric_options(&self) -> CResult<MetricOptions> {
         let metric = metric_kind(self.metric)?;
         match self.device {
             ELPIPS_DEVICE_CPU | ELPIPS_DEVICE_AUTO => {}
@@ -724,7 +724,7 @@ pub unsafe extern "C" fn elpips_context_new_with_error(
                 unsafe { ElpipsOptions::read(options)? }
             };
             // SAFETY: the strings are the caller's, promised NUL-terminated.
-            let metric_options = unsafe { options.to_metric_options()? };
+            let metric_options = unsafe { options.metric_options()? };
             let metric = Metric::new(metric_options)?;
             let ctx = ElpipsContext { metric: Mutex::new(metric), max_pixels: options.max_pixels(), errors: Mutex::new(HashMap::new()) };
             *out = Box::into_raw(Box::new(ctx));
