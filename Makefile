@@ -135,6 +135,13 @@ test-examples: install-test
 	  $(TEST_PREFIX)/lib/libelpips.a $$($(PKG) --static --libs-only-other --libs-only-l elpips | sed 's/-lelpips//')
 	cmake -S examples -B $(CBUILD)/cmake -DCMAKE_PREFIX_PATH=$(TEST_PREFIX) -DCMAKE_BUILD_TYPE=Release >/dev/null
 	cmake --build $(CBUILD)/cmake >/dev/null
+	@echo "== an installed libelpips looks for its models under <prefix>/share/elpips/models first"
+	rm -rf $(CBUILD)/prefix2 && mkdir -p $(CBUILD)/prefix2/lib $(CBUILD)/prefix2/share/elpips/models
+	cp $(TEST_PREFIX)/lib/libelpips.so.$(VERSION) $(CBUILD)/prefix2/lib/libelpips.so.$(MAJOR)
+	cp $(TEST_PREFIX)/lib/libonnxruntime.so.$(ORT_VERSION) $(CBUILD)/prefix2/lib/libonnxruntime.so.1
+	! $(NO_ENV) LD_LIBRARY_PATH=$(CBUILD)/prefix2/lib $(CBUILD)/compare_c 2>$(CBUILD)/prefix2.err
+	grep -q "prefix2/lib/../share/elpips/models/elpips-vgg.onnx not found" $(CBUILD)/prefix2.err
+	rm -rf $(CBUILD)/prefix2
 	$(NO_ENV) $(PYTHON) tests/c/example_matches_cli.py $(BIN) $(CBUILD)/compare_c $(CBUILD)/compare_cpp \
 	  $(CBUILD)/compare_c_static $(CBUILD)/cmake/compare_c $(CBUILD)/cmake/compare_cpp $(CBUILD)/cmake/compare_c_static
 
@@ -143,7 +150,7 @@ test-examples: install-test
 test-python: install-test
 	test -x $(PYENV)/bin/python || $(PYTHON) -m venv $(PYENV)
 	$(PYENV)/bin/pip install -q -r bindings/python/requirements-test.txt
-	$(PYENV)/bin/pip install -q --force-reinstall --no-deps ./bindings/python
+	$(PYENV)/bin/pip install -q --force-reinstall --no-deps --no-build-isolation ./bindings/python
 	rm -rf bindings/python/build bindings/python/src/elpips.egg-info
 	cd bindings/python && $(NO_ENV) ELPIPS_LIBRARY=$(TEST_PREFIX)/lib/libelpips.so.$(MAJOR) \
 	  ELPIPS_CLI=$(CURDIR)/$(BIN) $(CURDIR)/$(PYENV)/bin/python -m pytest -q -p no:cacheprovider tests

@@ -57,6 +57,11 @@ typedef uint32_t ElpipsMetric;
 typedef uint32_t ElpipsDevice;
 
 /**
+ * How E-LPIPS draws its samples (both estimate the same expectation; see the crate's `sampler`).
+ */
+typedef uint32_t ElpipsSampler;
+
+/**
  * How many E-LPIPS samples to draw (ignored by the deterministic LPIPS metrics).
  */
 typedef uint32_t ElpipsSampling;
@@ -84,6 +89,10 @@ typedef struct ElpipsOptions {
      * transform and masks for a given seed, whatever the images. Default 0.
      */
     uint64_t seed;
+    /**
+     * An `ELPIPS_SAMPLER_*` value. Default `ELPIPS_SAMPLER_STRATIFIED`.
+     */
+    ElpipsSampler sampler;
     /**
      * An `ELPIPS_SAMPLING_*` value. Default `ELPIPS_SAMPLING_ADAPTIVE`.
      */
@@ -315,6 +324,17 @@ typedef struct ElpipsResult {
  * Draw exactly `samples` samples.
  */
 #define ELPIPS_SAMPLING_FIXED 1
+
+/**
+ * Stratified by scale level with cost-aware allocation, shuffled decks within levels: the same
+ * precision for far fewer samples. Default.
+ */
+#define ELPIPS_SAMPLER_STRATIFIED 0
+
+/**
+ * Independent draws (the authors' estimator): sample `i` comes from stream `(seed, i)`.
+ */
+#define ELPIPS_SAMPLER_IID 1
 
 /**
  * The CPU. Default.

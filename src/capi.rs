@@ -30,6 +30,7 @@ use crate::image::{check_budget, Image, LoadOptions, DEFAULT_MAX_PIXELS};
 use crate::metric::{Metric, MetricOptions};
 use crate::models::MetricKind;
 use crate::runtime::RuntimeOptions;
+use crate::sampler::SamplerKind;
 
 // ---------------------------------------------------------------------------------------------
 // Status codes
@@ -155,6 +156,14 @@ pub const ELPIPS_SAMPLING_ADAPTIVE: ElpipsSampling = 0;
 /// Draw exactly `samples` samples.
 pub const ELPIPS_SAMPLING_FIXED: ElpipsSampling = 1;
 
+/// How E-LPIPS draws its samples (both estimate the same expectation; see the crate's `sampler`).
+pub type ElpipsSampler = u32;
+/// Stratified by scale level with cost-aware allocation, shuffled decks within levels: the same
+/// precision for far fewer samples. Default.
+pub const ELPIPS_SAMPLER_STRATIFIED: ElpipsSampler = 0;
+/// Independent draws (the authors' estimator): sample `i` comes from stream `(seed, i)`.
+pub const ELPIPS_SAMPLER_IID: ElpipsSampler = 1;
+
 /// Where the networks run.
 pub type ElpipsDevice = u32;
 /// The CPU. Default.
@@ -216,6 +225,8 @@ pub struct ElpipsOptions {
     /// Seed of the E-LPIPS random transforms and dropout. Sample `i` always draws the same
     /// transform and masks for a given seed, whatever the images. Default 0.
     pub seed: u64,
+    /// An `ELPIPS_SAMPLER_*` value. Default `ELPIPS_SAMPLER_STRATIFIED`.
+    pub sampler: ElpipsSampler,
     /// An `ELPIPS_SAMPLING_*` value. Default `ELPIPS_SAMPLING_ADAPTIVE`.
     pub sampling: ElpipsSampling,
     /// Sample count for `ELPIPS_SAMPLING_FIXED` (at least 1). Default 200.
@@ -262,6 +273,7 @@ impl ElpipsOptions {
             metric: ELPIPS_METRIC_ELPIPS_VGG,
             device: ELPIPS_DEVICE_CPU,
             seed: 0,
+            sampler: ELPIPS_SAMPLER_STRATIFIED,
             sampling: ELPIPS_SAMPLING_ADAPTIVE,
             samples: 200,
             abs_error,
@@ -328,6 +340,11 @@ impl ElpipsOptions {
             }
             other => return Err(Failure::new(ELPIPS_STATUS_INVALID_ARGUMENT, format!("unknown device {other}; use an ELPIPS_DEVICE_* value"))),
         }
+        let sampler = match self.sampler {
+            ELPIPS_SAMPLER_STRATIFIED => SamplerKind::Stratified,
+            ELPIPS_SAMPLER_IID => SamplerKind::Iid,
+            other => return Err(Failure::new(ELPIPS_STATUS_INVALID_ARGUMENT, format!("unknown sampler {other}; use an ELPIPS_SAMPLER_* value"))),
+        };
         let sampling = match self.sampling {
             ELPIPS_SAMPLING_FIXED => Sampling::Fixed(self.samples),
             ELPIPS_SAMPLING_ADAPTIVE => Sampling::Adaptive {
@@ -346,6 +363,7 @@ impl ElpipsOptions {
             linear_weights: path(self.linear_weights),
             runtime: RuntimeOptions { library: path(self.runtime_library), threads: self.threads as usize },
             seed: self.seed,
+            sampler,
             sampling,
             scale_levels: (self.scale_levels > 0).then_some(self.scale_levels),
         })

@@ -128,7 +128,8 @@ fn c_abi_equals_the_rust_api_and_the_cli() {
 
 #[test]
 fn prepared_reference_uses_common_random_numbers() {
-    let ctx = Ctx::new(&options(ELPIPS_METRIC_ELPIPS_VGG, 3, 11));
+    // The iid sampler, whose sample i is stream (seed, i): comparable with evaluate_samples below.
+    let ctx = Ctx::new(&ElpipsOptions { sampler: ELPIPS_SAMPLER_IID, ..options(ELPIPS_METRIC_ELPIPS_VGG, 3, 11) });
     let (a, b, c) = (pattern(0), pattern(0x55), pattern(0x0F));
     let mut reference = ptr::null_mut();
     // SAFETY: live context, valid image, writable out-pointer.
@@ -142,7 +143,12 @@ fn prepared_reference_uses_common_random_numbers() {
     // Per sample index, both candidates saw the same transform and dropout: the per-sample
     // difference of their distances equals the difference of per-sample evaluations made
     // with the same stream.
-    let mut metric = common::elpips_fixed(3, 11);
+    let mut metric = common::metric_with(elpips::MetricOptions {
+        sampler: elpips::SamplerKind::Iid,
+        sampling: elpips::Sampling::Fixed(3),
+        seed: 11,
+        ..Default::default()
+    });
     let img = |v: &[u8]| elpips::Image::from_rgb8(N, N, v).unwrap();
     let db = metric.evaluate_samples(&img(&a), &img(&b), 1, 0..3).unwrap();
     let dc = metric.evaluate_samples(&img(&a), &img(&c), 1, 0..3).unwrap();

@@ -22,6 +22,7 @@ static void defaults(void) {
     CHECK(o.metric == ELPIPS_METRIC_ELPIPS_VGG);
     CHECK(o.device == ELPIPS_DEVICE_CPU);
     CHECK(o.seed == 0);
+    CHECK(o.sampler == ELPIPS_SAMPLER_STRATIFIED);
     CHECK(o.sampling == ELPIPS_SAMPLING_ADAPTIVE);
     CHECK(o.abs_error == 0.01 && o.rel_error == 0.025);
     CHECK(o.max_samples == 200 && o.min_samples == 16 && o.samples == 200);
@@ -61,6 +62,10 @@ static void option_errors(void) {
     o = test_options(ELPIPS_METRIC_LPIPS_ALEX, 1);
     o.device = 7;
     refused(&o, ELPIPS_STATUS_INVALID_ARGUMENT, "unknown device");
+
+    o = test_options(ELPIPS_METRIC_LPIPS_ALEX, 1);
+    o.sampler = 9;
+    refused(&o, ELPIPS_STATUS_INVALID_ARGUMENT, "unknown sampler 9");
 
     o = test_options(ELPIPS_METRIC_LPIPS_ALEX, 1);
     o.sampling = 5;
@@ -139,10 +144,39 @@ static void contexts(void) {
     elpips_context_free(NULL); /* no-op */
 }
 
+/* The installed library found its runtime by itself: libonnxruntime is mapped from the
+ * directory libelpips was loaded from (the tests run without ORT_DYLIB_PATH, and the checkout's
+ * own copy would be found otherwise). */
+static void runtime_beside_library(void) {
+    char line[4096], elpips_dir[4096] = "", ort_dir[4096] = "";
+    FILE *maps = fopen("/proc/self/maps", "r");
+    if (maps == NULL) return; /* not Linux */
+    while (fgets(line, sizeof line, maps)) {
+        char *path = strchr(line, '/'), *slash;
+        if (path == NULL) continue;
+        path[strcspn(path, "\n")] = '\0';
+        slash = strrchr(path, '/');
+        if (strstr(slash, "/libelpips.so") == slash) {
+            *slash = '\0';
+            strcpy(elpips_dir, path);
+        } else if (strstr(slash, "/libonnxruntime.so") == slash) {
+            *slash = '\0';
+            strcpy(ort_dir, path);
+        }
+    }
+    fclose(maps);
+    CHECK(elpips_dir[0] != '\0' && ort_dir[0] != '\0');
+    if (strcmp(elpips_dir, ort_dir) != 0) {
+        fprintf(stderr, "libelpips from %s but libonnxruntime from %s\n", elpips_dir, ort_dir);
+        harness_failures++;
+    }
+}
+
 int main(void) {
     versions();
     defaults();
     contexts(); /* loads the runtime from its default place first */
+    runtime_beside_library();
     option_errors();
     newer_struct();
     return harness_finish("test_options");

@@ -125,6 +125,17 @@ def test_bad_options():
     assert e.value.status_name == "INVALID_ARGUMENT"
     with pytest.raises(ValueError):
         elpips.Context("vgg")
+    with pytest.raises(ValueError):
+        elpips.Context(sampler="sobol")
+
+
+def test_samplers_estimate_the_same_thing():
+    a, b = pattern(0), pattern(0x55)
+    with elpips.Context(seed=1, samples=6, sampler="iid", threads=1) as iid, \
+            elpips.Context(seed=1, samples=6, threads=1) as stratified:
+        ri, rs = iid.compare(a, b), stratified.compare(a, b)
+    assert ri.samples == rs.samples == 6
+    assert abs(ri.distance - rs.distance) < 4 * (ri.std_error + rs.std_error)
 
 
 def test_library_search_order(monkeypatch, tmp_path):

@@ -31,6 +31,7 @@ STATUS = {
 }
 _METRICS = {"elpips-vgg": 0, "lpips-vgg": 1, "lpips-alex": 2}
 _DEVICES = {"cpu": 0, "auto": 1, "cuda": 2}
+_SAMPLERS = {"stratified": 0, "iid": 1}
 _SAMPLING_ADAPTIVE, _SAMPLING_FIXED = 0, 1
 _TRANSFER_SRGB, _TRANSFER_LINEAR = 0, 1
 # (dtype, channels) -> ELPIPS_PIXEL_FORMAT_*
@@ -45,7 +46,8 @@ _SONAME = "libelpips.so.0"
 class _Options(ctypes.Structure):
     _fields_ = [
         ("struct_size", ctypes.c_size_t), ("metric", ctypes.c_uint32), ("device", ctypes.c_uint32),
-        ("seed", ctypes.c_uint64), ("sampling", ctypes.c_uint32), ("samples", ctypes.c_uint32),
+        ("seed", ctypes.c_uint64), ("sampler", ctypes.c_uint32), ("sampling", ctypes.c_uint32),
+        ("samples", ctypes.c_uint32),
         ("abs_error", ctypes.c_double), ("rel_error", ctypes.c_double),
         ("max_samples", ctypes.c_uint32), ("min_samples", ctypes.c_uint32),
         ("threads", ctypes.c_uint32), ("scale_levels", ctypes.c_uint32), ("max_pixels", ctypes.c_uint64),
@@ -188,17 +190,22 @@ class Reference:
             self._handle = ctypes.c_void_p()
 
     def __del__(self):
-        self.close()
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: the library may already be gone
+            pass
 
 
 class Context:
-    """A loaded metric. `samples=N` draws exactly N E-LPIPS samples; leaving it None samples
+    """A loaded metric. `samples=N` draws exactly N E-LPIPS samples (with the `sampler`,
+    "stratified" or "iid"); leaving it None samples
     adaptively (until the 95% half-width is below `abs_error` and `rel_error` x distance, at most
     `max_samples`). Other arguments default to the C library's defaults (elpips_options_default)."""
 
     def __init__(self, metric: str = "elpips-vgg", *, seed: int = 0, samples: Optional[int] = None,
                  abs_error: Optional[float] = None, rel_error: Optional[float] = None,
-                 max_samples: Optional[int] = None, min_samples: Optional[int] = None, threads: int = 0,
+                 max_samples: Optional[int] = None, min_samples: Optional[int] = None, sampler: str = "stratified",
+                 threads: int = 0,
                  scale_levels: Optional[int] = None, max_pixels: Optional[int] = None, device: str = "cpu",
                  runtime_library: Optional[str] = None, model_dir: Optional[str] = None,
                  linear_weights: Optional[str] = None):
@@ -206,12 +213,15 @@ class Context:
         lib = _library()
         if metric not in _METRICS:
             raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(_METRICS)}")
+        if sampler not in _SAMPLERS:
+            raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(_SAMPLERS)}")
         if device not in _DEVICES:
             raise ValueError(f"unknown device {device!r}; choose one of {', '.join(_DEVICES)}")
         o = _Options()
         o.struct_size = ctypes.sizeof(_Options)
         self._check(lib.elpips_options_default(ctypes.byref(o)))
         o.metric, o.device, o.seed, o.threads = _METRICS[metric], _DEVICES[device], seed, threads
+        o.sampler = _SAMPLERS[sampler]
         if samples is not None:
             o.sampling, o.samples = _SAMPLING_FIXED, samples
         for name, value in (("abs_error", abs_error), ("rel_error", rel_error), ("max_samples", max_samples),
@@ -274,4 +284,7 @@ class Context:
         self.close()
 
     def __del__(self):
-        self.close()
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: the library may already be gone
+            pass
