@@ -171,7 +171,13 @@ typedef struct ElpipsImage {
      * First byte of the top row. Need not be aligned.
      */
     const void *data;
+    /**
+     * Pixels per row (> 0).
+     */
     uint32_t width;
+    /**
+     * Rows (> 0). `width x height` must not exceed the context's `max_pixels`.
+     */
     uint32_t height;
     /**
      * Bytes from the start of one row to the next; 0 = `width` x bytes per pixel (packed).

@@ -399,7 +399,9 @@ unsafe fn opt_path(p: *const c_char) -> Option<PathBuf> {
 pub struct ElpipsImage {
     /// First byte of the top row. Need not be aligned.
     pub data: *const c_void,
+    /// Pixels per row (> 0).
     pub width: u32,
+    /// Rows (> 0). `width x height` must not exceed the context's `max_pixels`.
     pub height: u32,
     /// Bytes from the start of one row to the next; 0 = `width` x bytes per pixel (packed).
     pub stride_bytes: usize,
