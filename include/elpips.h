@@ -90,7 +90,7 @@ typedef struct ElpipsOptions {
      */
     uint64_t seed;
     /**
-     * An `ELPIPS_SAMPLER_*` value. Default `ELPIPS_SAMPLER_STRATIFIED`.
+     * An `ELPIPS_SAMPLER_*` value. Default `ELPIPS_SAMPLER_IID`.
      */
     ElpipsSampler sampler;
     /**
@@ -332,15 +332,15 @@ typedef struct ElpipsResult {
 #define ELPIPS_SAMPLING_FIXED 1
 
 /**
- * Stratified by scale level with cost-aware allocation, shuffled decks within levels: the same
- * precision for far fewer samples. Default.
+ * Independent draws (the authors' estimator): sample `i` comes from stream `(seed, i)`. Default
+ * (the zero value), as in the library and the command line.
  */
-#define ELPIPS_SAMPLER_STRATIFIED 0
+#define ELPIPS_SAMPLER_IID 0
 
 /**
- * Independent draws (the authors' estimator): sample `i` comes from stream `(seed, i)`.
+ * Stratified by scale level with cost-aware allocation and shuffled decks within levels.
  */
-#define ELPIPS_SAMPLER_IID 1
+#define ELPIPS_SAMPLER_STRATIFIED 1
 
 /**
  * The CPU. Default.

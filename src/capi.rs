@@ -158,11 +158,11 @@ pub const ELPIPS_SAMPLING_FIXED: ElpipsSampling = 1;
 
 /// How E-LPIPS draws its samples (both estimate the same expectation; see the crate's `sampler`).
 pub type ElpipsSampler = u32;
-/// Stratified by scale level with cost-aware allocation, shuffled decks within levels: the same
-/// precision for far fewer samples. Default.
-pub const ELPIPS_SAMPLER_STRATIFIED: ElpipsSampler = 0;
-/// Independent draws (the authors' estimator): sample `i` comes from stream `(seed, i)`.
-pub const ELPIPS_SAMPLER_IID: ElpipsSampler = 1;
+/// Independent draws (the authors' estimator): sample `i` comes from stream `(seed, i)`. Default
+/// (the zero value), as in the library and the command line.
+pub const ELPIPS_SAMPLER_IID: ElpipsSampler = 0;
+/// Stratified by scale level with cost-aware allocation and shuffled decks within levels.
+pub const ELPIPS_SAMPLER_STRATIFIED: ElpipsSampler = 1;
 
 /// Where the networks run.
 pub type ElpipsDevice = u32;
@@ -225,7 +225,7 @@ pub struct ElpipsOptions {
     /// Seed of the E-LPIPS random transforms and dropout. Sample `i` always draws the same
     /// transform and masks for a given seed, whatever the images. Default 0.
     pub seed: u64,
-    /// An `ELPIPS_SAMPLER_*` value. Default `ELPIPS_SAMPLER_STRATIFIED`.
+    /// An `ELPIPS_SAMPLER_*` value. Default `ELPIPS_SAMPLER_IID`.
     pub sampler: ElpipsSampler,
     /// An `ELPIPS_SAMPLING_*` value. Default `ELPIPS_SAMPLING_ADAPTIVE`.
     pub sampling: ElpipsSampling,
@@ -273,7 +273,10 @@ impl ElpipsOptions {
             metric: ELPIPS_METRIC_ELPIPS_VGG,
             device: ELPIPS_DEVICE_CPU,
             seed: 0,
-            sampler: ELPIPS_SAMPLER_STRATIFIED,
+            sampler: match SamplerKind::default() {
+                SamplerKind::Iid => ELPIPS_SAMPLER_IID,
+                SamplerKind::Stratified => ELPIPS_SAMPLER_STRATIFIED,
+            },
             sampling: ELPIPS_SAMPLING_ADAPTIVE,
             samples: 200,
             abs_error,
@@ -997,6 +1000,15 @@ mod tests {
         }
         // SAFETY: no preconditions.
         assert_eq!(unsafe { CStr::from_ptr(elpips_status_str(-1)) }.to_str().unwrap(), "unknown status");
+    }
+
+    #[test]
+    fn c_defaults_are_the_cores() {
+        // SAFETY: the defaults hold no strings.
+        let c = unsafe { ElpipsOptions::defaults().metric_options() }.ok().unwrap();
+        let d = MetricOptions::default();
+        assert_eq!((c.metric, c.sampler, c.sampling, c.seed, c.scale_levels), (d.metric, d.sampler, d.sampling, d.seed, d.scale_levels));
+        assert_eq!((c.model_dir, c.linear_weights, c.runtime.library, c.runtime.threads), (None, None, None, 0));
     }
 
     #[test]

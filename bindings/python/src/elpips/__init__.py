@@ -31,7 +31,7 @@ STATUS = {
 }
 _METRICS = {"elpips-vgg": 0, "lpips-vgg": 1, "lpips-alex": 2}
 _DEVICES = {"cpu": 0, "auto": 1, "cuda": 2}
-_SAMPLERS = {"stratified": 0, "iid": 1}
+_SAMPLERS = {"iid": 0, "stratified": 1}
 _SAMPLING_ADAPTIVE, _SAMPLING_FIXED = 0, 1
 _TRANSFER_SRGB, _TRANSFER_LINEAR = 0, 1
 # (dtype, channels) -> ELPIPS_PIXEL_FORMAT_*
@@ -198,13 +198,13 @@ class Reference:
 
 class Context:
     """A loaded metric. `samples=N` draws exactly N E-LPIPS samples (with the `sampler`,
-    "stratified" or "iid"); leaving it None samples
+    "iid" or "stratified"); leaving it None samples
     adaptively (until the 95% half-width is below `abs_error` and `rel_error` x distance, at most
     `max_samples`). Other arguments default to the C library's defaults (elpips_options_default)."""
 
     def __init__(self, metric: str = "elpips-vgg", *, seed: int = 0, samples: Optional[int] = None,
                  abs_error: Optional[float] = None, rel_error: Optional[float] = None,
-                 max_samples: Optional[int] = None, min_samples: Optional[int] = None, sampler: str = "stratified",
+                 max_samples: Optional[int] = None, min_samples: Optional[int] = None, sampler: str = "iid",
                  threads: int = 0,
                  scale_levels: Optional[int] = None, max_pixels: Optional[int] = None, device: str = "cpu",
                  runtime_library: Optional[str] = None, model_dir: Optional[str] = None,
