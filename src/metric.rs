@@ -9,7 +9,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::ensemble::{dropout_mask_shapes, fill_dropout, sample_rng, scale_levels_for, Transform, DROPOUT_KEEP};
 use crate::error::{Error, Result};
 use crate::estimate::{Estimate, Sampling, Z95};
-use crate::sampler::{Draw, Plan, SamplerKind};
+use crate::sampler::{Draw, Plan, SamplerKind, PILOT_PER_LEVEL};
 use crate::image::{check_same_size, Image};
 use crate::linear_weights::LinearWeights;
 use crate::models::{model_dir, MetricKind};
@@ -184,6 +184,18 @@ impl Metric {
         }
         let (h, w) = (reference.height() as usize, reference.width() as usize);
         let levels = self.scale_levels(h as u32, w as u32);
+        // An estimate without an error is not an E-LPIPS answer; a stratified one needs every
+        // level sampled (its pilot) before its mean is defined.
+        let needed = match self.options.sampler {
+            SamplerKind::Iid => 2,
+            SamplerKind::Stratified => PILOT_PER_LEVEL * levels as u64,
+        };
+        if (self.options.sampling.max_samples() as u64) < needed {
+            return Err(Error::invalid(format!(
+                "{} sampling of this {w}x{h} pair ({levels} scale levels) needs at least {needed} samples to estimate its error; raise --samples / --max-samples",
+                self.options.sampler.name()
+            )));
+        }
         let mut plan = Plan::new(self.options.sampler, self.options.seed, levels, h, w);
         self.run_plan(reference, candidate, &mut plan, progress)
     }

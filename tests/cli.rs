@@ -167,6 +167,7 @@ fn bad_options() {
     assert_error(&elpips(&["compare", a, a2, "--metric", "lpips-vgg", "--samples", "5"]), &["deterministic"]);
     assert_error(&elpips(&["compare", a, a2, "--metric", "lpips-vgg", "--scale-levels", "2"]), &["elpips-vgg only"]);
     assert_error(&elpips(&["compare", a, a2, "--samples", "0"]), &["at least 1"]);
+    assert_error(&elpips(&["compare", a, a2, "--samples", "1"]), &["at least 2 samples"]);
     assert_error(&elpips(&["compare", a, a2, "--abs-error", "-1"]), &["positive"]);
     assert_error(&elpips(&["compare", a, a2, "--scale-levels", "0"]), &["at least 1"]);
     assert_error(&elpips(&["compare", a, a2, "--metric", "ssim"]), &["ssim"]);

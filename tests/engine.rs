@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use elpips::{MetricKind, MetricOptions, Sampling};
+use elpips::{MetricKind, MetricOptions, SamplerKind, Sampling};
 
 const EX_REF: &str = "lpips/imgs/ex_ref.png";
 const EX_P0: &str = "lpips/imgs/ex_p0.png";
@@ -61,4 +61,14 @@ fn lpips_is_symmetric_and_zero_on_identity() {
         assert!((ab - ba).abs() < 1e-6 * ab, "{kind}: {ab} vs {ba}");
         assert_eq!(m.compare(&a, &a).unwrap().distance, 0.0);
     }
+}
+
+#[test]
+fn too_few_samples_for_an_error_estimate_are_refused() {
+    let (a, b) = (load("elpips/inputs/cat.png"), load("elpips/inputs/dog.png"));
+    let stratified = MetricOptions { sampling: Sampling::Fixed(11), sampler: SamplerKind::Stratified, ..Default::default() };
+    let err = metric_with(stratified).compare(&a, &b).unwrap_err().to_string();
+    assert!(err.contains("4 scale levels") && err.contains("at least 12 samples"), "{err}");
+    let single = MetricOptions { sampling: Sampling::Fixed(1), ..Default::default() };
+    assert!(metric_with(single).compare(&a, &b).unwrap_err().to_string().contains("at least 2 samples"));
 }
