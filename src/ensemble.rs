@@ -24,6 +24,11 @@ pub enum Flip {
     Both,
 }
 
+/// The four flip choices, drawn uniformly.
+pub(crate) const FLIPS: [Flip; 4] = [Flip::X, Flip::Y, Flip::Both, Flip::None];
+/// The six channel orders, drawn uniformly.
+pub(crate) const PERMUTATIONS: [[usize; 3]; 6] = [[0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]];
+
 /// One draw of the input transformation; applied identically to reference and candidate.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Transform {
@@ -106,9 +111,8 @@ impl Transform {
         }
         let scale_offset = (rng.random_range(0..scale), rng.random_range(0..scale));
         let offset = (rng.random_range(0..=OFFSET_PAD), rng.random_range(0..=OFFSET_PAD));
-        let flip = [Flip::X, Flip::Y, Flip::Both, Flip::None][rng.random_range(0..4)];
+        let flip = FLIPS[rng.random_range(0..4)];
         let transpose = rng.random_bool(0.5);
-        const PERMUTATIONS: [[usize; 3]; 6] = [[0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]];
         let permutation = PERMUTATIONS[rng.random_range(0..6)];
         let color = [(); 3].map(|_| 0.2 + 0.8 * rng.random::<f32>());
         Transform { scale, scale_offset, offset, flip, transpose, permutation, color }

@@ -249,13 +249,7 @@ impl Metric {
         indices: std::ops::Range<u64>,
     ) -> Result<Vec<f64>> {
         let seed = self.options.seed;
-        let mut draws: Vec<Draw> = indices
-            .map(|i| {
-                let mut rng = sample_rng(seed, i);
-                let transform = Transform::sample(&mut rng, levels);
-                Draw { stratum: 0, transform, rng }
-            })
-            .collect();
+        let mut draws: Vec<Draw> = indices.map(|i| Draw::iid(seed, i, levels)).collect();
         self.evaluate_draws(reference, candidate, &mut draws)
     }
 

@@ -27,7 +27,7 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::ensemble::{sample_rng, scaled_len, Flip, Transform, OFFSET_PAD};
+use crate::ensemble::{sample_rng, scaled_len, Transform, FLIPS, OFFSET_PAD, PERMUTATIONS};
 use crate::estimate::{Estimate, RunningStats, Z95};
 
 /// Samples per scale level before the allocation starts (the first variance estimates).
@@ -60,6 +60,15 @@ pub struct Draw {
     pub stratum: usize,
     pub transform: Transform,
     pub rng: ChaCha8Rng,
+}
+
+impl Draw {
+    /// The `index`-th independent draw under `seed` (stream `(seed, index)`).
+    pub fn iid(seed: u64, index: u64, levels: u32) -> Self {
+        let mut rng = sample_rng(seed, index);
+        let transform = Transform::sample(&mut rng, levels);
+        Draw { stratum: 0, transform, rng }
+    }
 }
 
 // Stream ids: iid samples use `i` directly; the stratified sampler's draws and decks live in
@@ -111,9 +120,7 @@ impl Plan {
             SamplerKind::Iid => {
                 let i = self.issued[0];
                 self.issued[0] += 1;
-                let mut rng = sample_rng(self.seed, i);
-                let transform = Transform::sample(&mut rng, self.levels);
-                Draw { stratum: 0, transform, rng }
+                Draw::iid(self.seed, i, self.levels)
             }
             SamplerKind::Stratified => {
                 let s = self.choose_stratum();
@@ -171,9 +178,8 @@ impl Plan {
             cards[(k % len) as usize]
         };
         let combo = deck(0, 48);
-        let flip = [Flip::X, Flip::Y, Flip::Both, Flip::None][combo % 4];
+        let flip = FLIPS[combo % 4];
         let transpose = (combo / 4) % 2 == 1;
-        const PERMUTATIONS: [[usize; 3]; 6] = [[0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]];
         let permutation = PERMUTATIONS[combo / 8];
         let offset_card = deck(1, 64);
         let offset = (offset_card / 8, offset_card % 8);
@@ -226,6 +232,7 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ensemble::Flip;
 
     /// A stand-in for the network with a known expectation: depends on every part of the draw.
     fn mock_distance(t: &Transform, rng: &mut ChaCha8Rng) -> f64 {
