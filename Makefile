@@ -63,7 +63,7 @@ test: setup
 test-rust: setup
 	$(CARGO) test --release
 
-# Regenerates include/elpips.h from src/capi.rs (tests/header.rs checks it is up to date).
+# Regenerates include/elpips.h from src/capi/ (one module per API area) (tests/header.rs checks it is up to date).
 header:
 	ELPIPS_WRITE_HEADER=1 $(CARGO) test --release --test header
 

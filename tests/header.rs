@@ -1,4 +1,4 @@
-//! `include/elpips.h` is generated from `src/capi.rs` by cbindgen and committed. This test
+//! `include/elpips.h` is generated from `src/capi/mod.rs` by cbindgen and committed. This test
 //! regenerates it into memory and fails when the committed copy has drifted (the failure of
 //! resvg's header, whose error codes went off by one). `make header` (ELPIPS_WRITE_HEADER=1)
 //! rewrites the committed file instead.
@@ -20,7 +20,7 @@ fn generate() -> String {
     let mut out = Vec::new();
     cbindgen::Builder::new()
         .with_config(config)
-        .with_src(root.join("src/capi.rs"))
+        .with_src(root.join("src/capi/mod.rs"))
         .generate()
         .expect("cbindgen generates the header")
         .write(&mut out);
@@ -41,7 +41,7 @@ fn committed_header_matches_the_code() {
         std::fs::write(&tmp, &fresh).expect("writes the fresh header");
         let first = committed.lines().zip(fresh.lines()).position(|(a, b)| a != b);
         panic!(
-            "include/elpips.h is out of date with src/capi.rs (first difference at line {}); \
+            "include/elpips.h is out of date with src/capi/mod.rs (first difference at line {}); \
              see `diff -u include/elpips.h {}` and run `make header`",
             first.map_or_else(|| "end".to_string(), |i| (i + 1).to_string()),
             tmp.display()

@@ -1,44 +1,16 @@
-//! `elpips`: the command-line front end. A thin layer over the library: parse, load, compare,
-//! print. Exit 0 on success, 2 on any error (one line on stderr saying what was wrong).
+//! `elpips compare`: one reference, one candidate, one estimate.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use clap::{Args, Parser, Subcommand};
-use elpips::{Error, Estimate, Image, LoadOptions, Metric, MetricKind, MetricOptions, RuntimeOptions, SamplerKind, Sampling};
+use clap::Args;
+use elpips::{Error, Estimate, Image, LoadOptions, Metric, MetricKind, MetricOptions, SamplerKind, Sampling};
 
-#[derive(Parser)]
-#[command(name = "elpips", version, about = "E-LPIPS and LPIPS perceptual image distances", propagate_version = true)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Perceptual distance between a reference image and a candidate (PNG 8/16-bit or JPEG).
-    Compare(CompareArgs),
-    /// Show where the runtime and models are found, and whether they load.
-    Info(CommonArgs),
-}
+use crate::{runtime_options, CommonArgs};
 
 #[derive(Args)]
-struct CommonArgs {
-    /// Path of libonnxruntime.so (default: $ORT_DYLIB_PATH, then the checkout's .cache set up by `make setup`).
-    #[arg(long, value_name = "FILE")]
-    runtime: Option<PathBuf>,
-    /// Directory with the .onnx models (default: $ELPIPS_MODEL_DIR, then the checkout's weights/models).
-    #[arg(long, value_name = "DIR")]
-    model_dir: Option<PathBuf>,
-    /// ONNX Runtime threads (default: one per core).
-    #[arg(long, value_name = "T", default_value_t = 0)]
-    threads: usize,
-}
-
-#[derive(Args)]
-struct CompareArgs {
+pub struct CompareArgs {
     /// Reference image.
     reference: PathBuf,
     /// Candidate image (same size as the reference).
@@ -81,39 +53,6 @@ struct CompareArgs {
     common: CommonArgs,
 }
 
-fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) => {
-            use clap::error::ErrorKind;
-            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
-                let _ = e.print();
-                return ExitCode::SUCCESS;
-            }
-            // clap's first line says what was wrong; its usage block follows in --help.
-            let text = e.render().to_string();
-            let first = text.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
-            eprintln!("elpips: {first} (see `elpips --help`)");
-            return ExitCode::from(2);
-        }
-    };
-    let result = match cli.command {
-        Command::Compare(args) => compare(args),
-        Command::Info(args) => info(args),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("elpips: {e}");
-            ExitCode::from(2)
-        }
-    }
-}
-
-fn runtime_options(common: &CommonArgs) -> RuntimeOptions {
-    RuntimeOptions { library: common.runtime.clone(), threads: common.threads }
-}
-
 fn sampling(args: &CompareArgs, kind: MetricKind) -> Result<Sampling, Error> {
     let adaptive_given = args.rel_error.is_some() || args.abs_error.is_some() || args.max_samples.is_some();
     if !kind.is_ensemble() && (args.samples.is_some() || adaptive_given || args.sampler != "iid") {
@@ -136,7 +75,7 @@ fn sampling(args: &CompareArgs, kind: MetricKind) -> Result<Sampling, Error> {
     Ok(sampling)
 }
 
-fn compare(args: CompareArgs) -> Result<(), Error> {
+pub fn run(args: CompareArgs) -> Result<(), Error> {
     let kind = MetricKind::from_name(&args.metric)?;
     let sampling = sampling(&args, kind)?;
     let load = LoadOptions { max_pixels: args.max_pixels };
@@ -220,21 +159,3 @@ fn print_result(args: &CompareArgs, metric: &Metric, kind: MetricKind, reference
     }
 }
 
-fn info(args: CommonArgs) -> Result<(), Error> {
-    let (lib, origin) = elpips::runtime::locate_library(args.runtime.as_deref());
-    println!("runtime: {} (from {origin})", lib.display());
-    let dir = elpips::models::model_dir(args.model_dir.as_deref());
-    println!("models:  {}", dir.display());
-    let mut failed = None;
-    for kind in MetricKind::ALL {
-        let opts = MetricOptions { metric: kind, model_dir: args.model_dir.clone(), runtime: runtime_options(&args), ..Default::default() };
-        match Metric::new(opts) {
-            Ok(_) => println!("  {:<11} ok", kind.name()),
-            Err(e) => {
-                println!("  {:<11} {e}", kind.name());
-                failed.get_or_insert(e);
-            }
-        }
-    }
-    failed.map_or(Ok(()), Err)
-}

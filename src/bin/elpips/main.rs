@@ -1,0 +1,90 @@
+//! `elpips`: the command-line front end. A thin layer over the library: parse, load, compare,
+//! print. Exit 0 on success, 2 on any error (one line on stderr saying what was wrong).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use elpips::{Error, Metric, MetricKind, MetricOptions, RuntimeOptions};
+
+mod compare;
+
+#[derive(Parser)]
+#[command(name = "elpips", version, about = "E-LPIPS and LPIPS perceptual image distances", propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Perceptual distance between a reference image and a candidate (PNG 8/16-bit or JPEG).
+    Compare(compare::CompareArgs),
+    /// Show where the runtime and models are found, and whether they load.
+    Info(CommonArgs),
+}
+
+#[derive(Args)]
+pub struct CommonArgs {
+    /// Path of libonnxruntime.so (default: $ORT_DYLIB_PATH, then the checkout's .cache set up by `make setup`).
+    #[arg(long, value_name = "FILE")]
+    pub runtime: Option<PathBuf>,
+    /// Directory with the .onnx models (default: $ELPIPS_MODEL_DIR, then the checkout's weights/models).
+    #[arg(long, value_name = "DIR")]
+    pub model_dir: Option<PathBuf>,
+    /// ONNX Runtime threads (default: one per core).
+    #[arg(long, value_name = "T", default_value_t = 0)]
+    pub threads: usize,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            // clap's first line says what was wrong; its usage block follows in --help.
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
+            eprintln!("elpips: {first} (see `elpips --help`)");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match cli.command {
+        Command::Compare(args) => compare::run(args),
+        Command::Info(args) => info(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("elpips: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+pub fn runtime_options(common: &CommonArgs) -> RuntimeOptions {
+    RuntimeOptions { library: common.runtime.clone(), threads: common.threads }
+}
+
+fn info(args: CommonArgs) -> Result<(), Error> {
+    let (lib, origin) = elpips::runtime::locate_library(args.runtime.as_deref());
+    println!("runtime: {} (from {origin})", lib.display());
+    let dir = elpips::models::model_dir(args.model_dir.as_deref());
+    println!("models:  {}", dir.display());
+    let mut failed = None;
+    for kind in MetricKind::ALL {
+        let opts = MetricOptions { metric: kind, model_dir: args.model_dir.clone(), runtime: runtime_options(&args), ..Default::default() };
+        match Metric::new(opts) {
+            Ok(_) => println!("  {:<11} ok", kind.name()),
+            Err(e) => {
+                println!("  {:<11} {e}", kind.name());
+                failed.get_or_insert(e);
+            }
+        }
+    }
+    failed.map_or(Ok(()), Err)
+}
