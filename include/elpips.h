@@ -234,7 +234,7 @@ typedef struct ElpipsResult {
 #define ELPIPS_STATUS_INVALID_ARGUMENT 1
 
 /**
- * A file could not be opened or read (`elpips_compare_files`).
+ * A file could not be opened, read or written (e.g. `elpips_compare_files`).
  */
 #define ELPIPS_STATUS_IO 2
 

@@ -45,6 +45,11 @@ pub enum Error {
     /// ONNX Runtime failed while evaluating the network.
     #[error("inference failed: {0}")]
     Inference(String),
+
+    /// An output file could not be written (see [`crate::io::write_atomic`]). Shares code 2
+    /// ("i/o error") with [`Error::Io`]: to a caller both are a file-system problem.
+    #[error("cannot write {path}: {reason}; check that the directory exists and is writable")]
+    Write { path: PathBuf, reason: String },
 }
 
 impl Error {
@@ -52,7 +57,7 @@ impl Error {
     pub fn code(&self) -> u32 {
         match self {
             Error::InvalidArgument(_) => 1,
-            Error::Io { .. } => 2,
+            Error::Io { .. } | Error::Write { .. } => 2,
             Error::ImageDecode { .. } => 3,
             Error::SizeMismatch { .. } => 4,
             Error::ImageTooSmall { .. } => 5,

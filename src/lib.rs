@@ -59,6 +59,7 @@ pub mod ensemble;
 pub mod error;
 pub mod estimate;
 pub mod image;
+pub mod io;
 pub mod linear_weights;
 pub mod metric;
 pub mod models;

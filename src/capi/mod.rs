@@ -43,7 +43,7 @@ pub type ElpipsStatus = i32;
 pub const ELPIPS_OK: ElpipsStatus = 0;
 /// An option or argument is invalid or conflicts with another (see `elpips_last_error`).
 pub const ELPIPS_STATUS_INVALID_ARGUMENT: ElpipsStatus = 1;
-/// A file could not be opened or read (`elpips_compare_files`).
+/// A file could not be opened, read or written (e.g. `elpips_compare_files`).
 pub const ELPIPS_STATUS_IO: ElpipsStatus = 2;
 /// A file is not a PNG or JPEG image we can decode (`elpips_compare_files`).
 pub const ELPIPS_STATUS_IMAGE_DECODE: ElpipsStatus = 3;
@@ -98,7 +98,7 @@ const STATUS_NAMES: [&CStr; 16] = [
 fn error_status(e: &Error) -> ElpipsStatus {
     match e {
         Error::InvalidArgument(_) => ELPIPS_STATUS_INVALID_ARGUMENT,
-        Error::Io { .. } => ELPIPS_STATUS_IO,
+        Error::Io { .. } | Error::Write { .. } => ELPIPS_STATUS_IO,
         Error::ImageDecode { .. } => ELPIPS_STATUS_IMAGE_DECODE,
         Error::SizeMismatch { .. } => ELPIPS_STATUS_SIZE_MISMATCH,
         Error::ImageTooSmall { .. } => ELPIPS_STATUS_IMAGE_TOO_SMALL,
@@ -977,6 +977,7 @@ mod tests {
         let errors = [
             Error::InvalidArgument(String::new()),
             Error::Io { path: "x".into(), reason: String::new() },
+            Error::Write { path: "x".into(), reason: String::new() },
             Error::ImageDecode { path: "x".into(), reason: String::new() },
             Error::SizeMismatch { reference_width: 1, reference_height: 1, candidate_width: 2, candidate_height: 2 },
             Error::ImageTooSmall { width: 1, height: 1, min: 16, metric: String::new(), hint: String::new() },
