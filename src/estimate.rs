@@ -75,14 +75,22 @@ pub struct RunningStats {
     n: u64,
     mean: f64,
     m2: f64,
+    /// Sum of cubed deviations (for the skewness the sequential bounds correct for).
+    m3: f64,
 }
 
 impl RunningStats {
     pub fn push(&mut self, x: f64) {
+        // Welford, extended to the third moment (Pebay 2008).
+        let n1 = self.n as f64;
         self.n += 1;
+        let n = self.n as f64;
         let d = x - self.mean;
-        self.mean += d / self.n as f64;
-        self.m2 += d * (x - self.mean);
+        let dn = d / n;
+        let term = d * dn * n1;
+        self.mean += dn;
+        self.m3 += term * dn * (n - 2.0) - 3.0 * dn * self.m2;
+        self.m2 += term;
     }
     pub fn count(&self) -> u64 {
         self.n
@@ -96,6 +104,15 @@ impl RunningStats {
             0.0
         } else {
             self.m2 / (self.n - 1) as f64
+        }
+    }
+    /// Unbiased third cumulant (0 with fewer than three samples).
+    pub fn third_cumulant(&self) -> f64 {
+        if self.n < 3 {
+            0.0
+        } else {
+            let n = self.n as f64;
+            n * self.m3 / ((n - 1.0) * (n - 2.0))
         }
     }
     /// Standard error of the mean.
@@ -147,6 +164,8 @@ mod tests {
         assert!((s.mean() - mean).abs() < 1e-15);
         assert!((s.variance() - var).abs() < 1e-15);
         assert!((s.ci95() - Z95 * (var / 6.0).sqrt()).abs() < 1e-15);
+        let m3 = xs.iter().map(|x| (x - mean).powi(3)).sum::<f64>();
+        assert!((s.third_cumulant() - 6.0 * m3 / 20.0).abs() < 1e-15);
     }
 
     #[test]

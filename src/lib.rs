@@ -55,6 +55,7 @@
 
 #[allow(unsafe_code)]
 pub mod capi;
+pub mod decision;
 pub mod ensemble;
 pub mod error;
 pub mod estimate;
@@ -66,6 +67,7 @@ pub mod models;
 pub mod runtime;
 pub mod sampler;
 
+pub use crate::decision::{Decision, Gate, Verdict};
 pub use crate::ensemble::{Flip, Transform};
 pub use crate::error::{Error, Result};
 pub use crate::estimate::{Estimate, Sampling};

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use rand_chacha::ChaCha8Rng;
 
 use crate::ensemble::{dropout_mask_shapes, fill_dropout, sample_rng, scale_levels_for, Transform, DROPOUT_KEEP};
+use crate::decision::{decide_plan, Decision, Gate};
 use crate::error::{Error, Result};
 use crate::estimate::{Estimate, Sampling, Z95};
 use crate::sampler::{Draw, Plan, SamplerKind, PILOT_PER_LEVEL};
@@ -200,6 +201,35 @@ impl Metric {
         self.run_plan(reference, candidate, &mut plan, progress)
     }
 
+    /// Answers "is the distance of this pair at most `gate.threshold`?" with as few samples as
+    /// the gate's error rate allows (see [`crate::decision`] for the stopping rule and its
+    /// guarantee). The gate, not the options' sampling policy, sets the sample counts; the
+    /// options' sampler and seed apply. Deterministic metrics (LPIPS) decide exactly at once.
+    pub fn decide(&mut self, reference: &Image, candidate: &Image, gate: &Gate) -> Result<Decision> {
+        self.decide_with_progress(reference, candidate, gate, &mut |_| {})
+    }
+
+    /// [`Metric::decide`], calling `progress` after every batch of samples.
+    pub fn decide_with_progress(
+        &mut self,
+        reference: &Image,
+        candidate: &Image,
+        gate: &Gate,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<Decision> {
+        gate.validate()?;
+        self.check_pair(reference, candidate)?;
+        if !self.kind().is_ensemble() {
+            let d = self.evaluate(reference, candidate, None, None)?;
+            return Ok(Decision::exact(d, gate));
+        }
+        let (h, w) = (reference.height() as usize, reference.width() as usize);
+        let levels = self.scale_levels(h as u32, w as u32);
+        let mut plan = Plan::new(self.options.sampler, self.options.seed, levels, h, w);
+        let per_round = round_samples(h, w);
+        decide_plan(&mut plan, gate, per_round, &mut |draws| self.evaluate_draws(reference, candidate, draws), progress)
+    }
+
     /// Draws and evaluates samples of `plan` until the sampling policy is met.
     fn run_plan(
         &mut self,
@@ -211,9 +241,7 @@ impl Metric {
         let (h, w) = (reference.height() as usize, reference.width() as usize);
         let sampling = self.options.sampling;
         let max = sampling.max_samples() as u64;
-        // Samples drawn per round: as many full-size samples as fit the batch budget.
-        let (fh, fw) = Transform::neutral().output_size(h, w);
-        let per_round = (BATCH_PIXELS / (fh * fw)).clamp(1, ROUND_SAMPLES) as u64;
+        let per_round = round_samples(h, w);
         let is_done = |plan: &Plan, sampling: Sampling| {
             let (mean, se) = plan.mean_and_std_error();
             sampling.is_done(plan.count(), mean, se.map(|s| Z95 * s))
@@ -385,6 +413,12 @@ impl DropoutBatch {
     fn inputs(&self) -> Vec<(Vec<usize>, &[f32])> {
         self.shapes.iter().zip(&self.data).map(|(&(c, mh, mw), m)| (vec![self.n, c, mh, mw], m.as_slice())).collect()
     }
+}
+
+/// Samples drawn per round for an `h x w` pair: as many full-size samples as fit the batch budget.
+fn round_samples(h: usize, w: usize) -> u64 {
+    let (fh, fw) = Transform::neutral().output_size(h, w);
+    (BATCH_PIXELS / (fh * fw)).clamp(1, ROUND_SAMPLES) as u64
 }
 
 /// Smallest side an image needs for E-LPIPS with `levels` scale levels.

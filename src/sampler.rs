@@ -216,6 +216,36 @@ impl Plan {
         }
     }
 
+    /// Skewness of the estimator's sampling distribution (third cumulant over the cube of its
+    /// standard error): `gamma / sqrt(n)` for iid draws; 0 while not estimable.
+    pub fn estimator_skewness(&self) -> f64 {
+        let (_, se) = self.mean_and_std_error();
+        let k3: f64 = match self.kind {
+            SamplerKind::Iid => self.stats[0].third_cumulant() / (self.stats[0].count().max(1) as f64).powi(2),
+            SamplerKind::Stratified => {
+                self.stats.iter().zip(&self.prob).map(|(s, p)| p.powi(3) * s.third_cumulant() / (s.count().max(1) as f64).powi(2)).sum()
+            }
+        };
+        match se {
+            Some(se) if se > 0.0 => k3 / se.powi(3),
+            _ => 0.0,
+        }
+    }
+
+    /// Samples needed before the standard error is defined: 2, or the stratified pilot.
+    pub fn min_estimable(&self) -> u64 {
+        match self.kind {
+            SamplerKind::Iid => 2,
+            SamplerKind::Stratified => PILOT_PER_LEVEL * self.levels as u64,
+        }
+    }
+
+    /// Degrees of freedom of the standard error: n - 1, or n - strata for the stratified
+    /// estimator (one mean estimated per stratum).
+    pub fn degrees_of_freedom(&self) -> f64 {
+        (self.count() as f64 - self.stats.len() as f64).max(1.0)
+    }
+
     /// The estimate so far.
     pub fn estimate(&self, converged: bool) -> Estimate {
         let (distance, se) = self.mean_and_std_error();
@@ -229,33 +259,56 @@ impl Plan {
     }
 }
 
+/// A stand-in for the network with a known expectation, for the statistical tests.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::ensemble::Flip;
+pub(crate) mod mock {
+    use rand::Rng;
+    use rand_chacha::ChaCha8Rng;
 
-    /// A stand-in for the network with a known expectation: depends on every part of the draw.
-    fn mock_distance(t: &Transform, rng: &mut ChaCha8Rng) -> f64 {
+    use crate::ensemble::{Flip, Transform};
+
+    /// The per-sample noise that stands in for dropout: symmetric, or right-skewed like
+    /// distances are (both mean zero).
+    #[derive(Clone, Copy, Debug)]
+    pub enum Noise {
+        Uniform,
+        Skewed,
+    }
+
+    /// Depends on every part of the draw.
+    pub fn mock_distance(t: &Transform, rng: &mut ChaCha8Rng, noise: Noise) -> f64 {
         let level = 0.3 / (t.scale * t.scale) as f64;
         let discrete = 0.02 * t.transpose as u8 as f64 + 0.01 * matches!(t.flip, Flip::X) as u8 as f64 + 0.005 * t.permutation[0] as f64;
         let colour = 0.05 * (t.color[0] as f64 - 0.6) + 0.03 * (t.color[2] as f64 - 0.6);
         let offset = 0.001 * (t.offset.0 + t.offset.1) as f64;
-        let noise = 0.02 * (rng.random::<f64>() - 0.5);
+        let u = rng.random::<f64>();
+        let noise = match noise {
+            Noise::Uniform => 0.02 * (u - 0.5),
+            // Exponential with mean 0.02, centred.
+            Noise::Skewed => 0.02 * (-(1.0 - u).ln() - 1.0),
+        };
         level + discrete + colour + offset + noise
     }
 
     /// Exact expectation of `mock_distance` for `levels` levels.
-    fn mock_truth(levels: u32) -> f64 {
+    pub fn mock_truth(levels: u32) -> f64 {
         let z: f64 = (1..=levels).map(|s| 1.0 / (s * s) as f64).sum();
         let level: f64 = (1..=levels).map(|s| (1.0 / (s * s) as f64 / z) * 0.3 / (s * s) as f64).sum();
         level + 0.02 * 0.5 + 0.01 * 0.25 + 0.005 * 1.0 + 0.001 * 7.0
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mock::{mock_distance, mock_truth, Noise};
+    use super::*;
+    use crate::ensemble::Flip;
 
     fn run(kind: SamplerKind, seed: u64, levels: u32, n: usize) -> Estimate {
         let mut plan = Plan::new(kind, seed, levels, 256, 256);
         while (plan.count() as usize) < n {
             let mut draws = plan.next_round(8.min(n - plan.count() as usize));
-            let d: Vec<f64> = draws.iter_mut().map(|d| mock_distance(&d.transform, &mut d.rng)).collect();
+            let d: Vec<f64> = draws.iter_mut().map(|d| mock_distance(&d.transform, &mut d.rng, Noise::Uniform)).collect();
             plan.record(&draws, &d);
         }
         plan.estimate(true)
