@@ -37,7 +37,7 @@ NO_ENV      := env -u ORT_DYLIB_PATH -u ELPIPS_MODEL_DIR -u LD_LIBRARY_PATH
 PYENV       := .cache/pyenv
 C_TESTS     := $(basename $(notdir $(wildcard tests/c/test_*.c)))
 
-.PHONY: setup build demo test test-rust test-c test-examples test-python test-long bench header install install-test clean-cache
+.PHONY: setup build demo test test-rust test-c test-examples test-python test-plugins test-e2e test-long bench header install install-test clean-cache
 
 setup:
 	$(PYTHON) weights/setup.py
@@ -59,6 +59,8 @@ test: setup
 	$(MAKE) test-c
 	$(MAKE) test-examples
 	$(MAKE) test-python
+	$(MAKE) test-plugins
+	$(MAKE) test-e2e
 
 test-rust: setup
 	$(CARGO) test --release
@@ -70,8 +72,9 @@ header:
 # Installs the C library, headers, runtime, models, pkg-config file and CMake package:
 #   lib/libelpips.so.$(VERSION) (+ .so.$(MAJOR), .so links), lib/libelpips.a,
 #   lib/libonnxruntime.so.$(ORT_VERSION) (+ .so.1; found through libelpips' RUNPATH $$ORIGIN),
-#   include/elpips.h, include/elpips.hpp, share/elpips/models/*.onnx (+ manifest, README),
+#   include/elpips.h, include/elpips.hpp, include/elpips_gtest.hpp (GoogleTest assertions), share/elpips/models/*.onnx (+ manifest, README),
 #   lib/pkgconfig/elpips.pc, lib/cmake/elpips/elpips{Config,ConfigVersion}.cmake
+#   (+ ElpipsImageTest.cmake: elpips_add_image_test, included by find_package(elpips))
 install: build
 	install -d $(LIBDIR)/pkgconfig $(LIBDIR)/cmake/elpips $(DESTDIR)$(PREFIX)/include \
 	  $(DESTDIR)$(PREFIX)/share/elpips/models
@@ -81,7 +84,8 @@ install: build
 	install -m 644 target/release/libelpips.a $(LIBDIR)/libelpips.a
 	install -m 755 .cache/onnxruntime/lib/libonnxruntime.so.$(ORT_VERSION) $(LIBDIR)/
 	ln -sf libonnxruntime.so.$(ORT_VERSION) $(LIBDIR)/libonnxruntime.so.1
-	install -m 644 include/elpips.h bindings/cpp/elpips.hpp $(DESTDIR)$(PREFIX)/include/
+	install -m 644 include/elpips.h bindings/cpp/elpips.hpp plugins/gtest/elpips_gtest.hpp $(DESTDIR)$(PREFIX)/include/
+	install -m 644 plugins/cmake/ElpipsImageTest.cmake $(LIBDIR)/cmake/elpips/
 	install -m 644 weights/models/*.onnx weights/manifest.json $(DESTDIR)$(PREFIX)/share/elpips/models/
 	install -m 644 weights/README.md $(DESTDIR)$(PREFIX)/share/elpips/models/README.md
 	sed -e 's|@VERSION@|$(VERSION)|g' -e 's|@NATIVE_STATIC_LIBS@|$(NATIVE_STATIC_LIBS)|g' \
@@ -154,6 +158,32 @@ test-python: install-test
 	rm -rf bindings/python/build bindings/python/src/elpips.egg-info
 	cd bindings/python && $(NO_ENV) ELPIPS_LIBRARY=$(TEST_PREFIX)/lib/libelpips.so.$(MAJOR) \
 	  ELPIPS_CLI=$(CURDIR)/$(BIN) $(CURDIR)/$(PYENV)/bin/python -m pytest -q -p no:cacheprovider tests
+	$(PYENV)/bin/pip install -q --force-reinstall --no-deps --no-build-isolation ./plugins/pytest
+	rm -rf plugins/pytest/build plugins/pytest/*.egg-info
+	cd plugins/pytest && $(NO_ENV) ELPIPS_LIBRARY=$(TEST_PREFIX)/lib/libelpips.so.$(MAJOR) \
+	  $(CURDIR)/$(PYENV)/bin/python -m pytest -q -p no:cacheprovider tests
+
+# The GoogleTest and CMake shims (plugins/), built against the installed package and run by CTest.
+test-plugins: install-test
+	cmake -S plugins/tests -B $(CBUILD)/plugins -DCMAKE_PREFIX_PATH=$(TEST_PREFIX) -DCMAKE_BUILD_TYPE=Release \
+	  -DELPIPS_EXECUTABLE=$(CURDIR)/$(BIN) -DELPIPS_TEST_IMAGES=$(CURDIR)/$(UP)/lpips/imgs >/dev/null
+	cmake --build $(CBUILD)/plugins >/dev/null
+	cd $(CBUILD)/plugins && $(NO_ENV) ctest --output-on-failure
+
+# The end-to-end gate on real renders: a Cornell box from Mitsuba 3 (reference at 256 spp, noisy
+# at 4 spp), the noisy frame denoised by Open Image Denoise and blurred by a broken "denoiser";
+# `elpips check` must pass the denoised frame only. Renderer and denoiser come from PyPI, pinned
+# with hashes (examples/render/requirements.txt), into .cache/e2e-venv; the frames are cached in
+# .cache/e2e (rendered again only when the script or its parameters change).
+E2E_VENV := .cache/e2e-venv
+$(E2E_VENV)/.installed: examples/render/requirements.txt
+	rm -rf $(E2E_VENV) && $(PYTHON) -m venv $(E2E_VENV)
+	$(E2E_VENV)/bin/pip install -q --require-hashes --no-deps --only-binary=:all: -r $<
+	touch $@
+
+test-e2e: build $(E2E_VENV)/.installed
+	$(E2E_VENV)/bin/python examples/render/cornell.py --out .cache/e2e
+	$(PYTHON) tests/e2e/render_gate.py --elpips $(BIN) --frames .cache/e2e
 
 test-long: setup
 	$(CARGO) test --release -- --include-ignored
