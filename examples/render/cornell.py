@@ -11,7 +11,9 @@ sRGB-encoded PNG (`NAME.png`, exposure 1, clamped to [0,1]):
   denoised   `noisy` through Open Image Denoise (RT filter, HDR, with albedo and normal AOVs)
   blurred    a broken "denoiser": `noisy` under a heavy Gaussian blur (sigma --blur-sigma pixels)
 
-plus `manifest.csv` (reference,candidate pairs for `elpips check --manifest`).
+plus `manifest.csv`, the three candidates against the reference for `elpips check --manifest`,
+each with the example's threshold (--max-distance, default 0.015: the denoised frame sits well
+below it, the noisy and the blurred ones well above).
 
 Variant scalar_rgb and a box reconstruction filter, so each pixel holds only its own samples
 (a wider filter would correlate neighbouring pixels' noise and blur the reference). Renders are
@@ -91,6 +93,7 @@ def main() -> int:
     ap.add_argument("--spp", type=int, default=4, help="samples per pixel of the noisy frame (default 4)")
     ap.add_argument("--ref-spp", type=int, default=256, help="samples per pixel of the reference (default 256)")
     ap.add_argument("--blur-sigma", type=float, default=3.0, help="blur of the broken denoiser, pixels (default 3)")
+    ap.add_argument("--max-distance", type=float, default=0.015, help="threshold written into manifest.csv (default 0.015)")
     ap.add_argument("--force", action="store_true", help="render even if stamp.json says the frames are current")
     a = ap.parse_args()
     for name in ("size", "spp", "ref_spp"):
@@ -111,11 +114,18 @@ def main() -> int:
     os.makedirs(a.out, exist_ok=True)
     stamp_path = os.path.join(a.out, "stamp.json")
     names = ("reference", "noisy", "denoised", "blurred")
+
+    def write_manifest(p):
+        with open(p, "w", encoding="utf-8") as f:
+            f.write("name,reference,candidate,max_distance\n")
+            for n in names[1:]:
+                f.write(f"{n},reference.png,{n}.png,{a.max_distance}\n")
+    write_atomic(os.path.join(a.out, "manifest.csv"), write_manifest)
     if not a.force and os.path.isfile(stamp_path) and all(
             os.path.isfile(os.path.join(a.out, n + e)) for n in names for e in (".exr", ".png")):
         with open(stamp_path, encoding="utf-8") as f:
             if json.load(f).get("params") == stamp:
-                print(f"frames in {a.out} are current (stamp.json); --force renders again")
+                print(f"frames in {a.out} are current (stamp.json; --force renders again); wrote manifest.csv")
                 return 0
 
     timings = {}
@@ -135,13 +145,6 @@ def main() -> int:
             print(f"cornell.py: {name} has non-finite pixels; refusing to write it", file=sys.stderr)
             return 1
         save(mi, a.out, name, img)
-
-    def write_manifest(p):
-        with open(p, "w", encoding="utf-8") as f:
-            f.write("reference,candidate\n")
-            for n in names[1:]:
-                f.write(f"reference.png,{n}.png\n")
-    write_atomic(os.path.join(a.out, "manifest.csv"), write_manifest)
 
     def write_stamp(p):
         with open(p, "w", encoding="utf-8") as f:

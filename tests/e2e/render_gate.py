@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""End-to-end: the gate on real renders (`make test-e2e`; frames from examples/render/cornell.py).
+
+    python3 tests/e2e/render_gate.py --elpips target/release/elpips --frames .cache/e2e
+
+Checks, with `elpips check` on the Cornell box frames:
+  * the OIDN-denoised frame passes at the manifest's threshold, stopping before the sample cap;
+  * the manifest run, in two shards merged afterwards, passes `denoised` and fails `noisy` and
+    `blurred` (exit 1), and its JUnit report says so;
+  * with --heatmap (when this elpips has it), the blurred frame's heatmap is written.
+Standard library only; prints one line per check and exits non-zero on the first wrong outcome.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import xml.etree.ElementTree as ET
+
+
+def run(cmd: list[str], expect: int) -> subprocess.CompletedProcess:
+    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if r.returncode != expect:
+        sys.exit(f"render_gate: `{' '.join(cmd)}` exited {r.returncode}, expected {expect}\n"
+                 f"stdout: {r.stdout}\nstderr: {r.stderr}")
+    return r
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--elpips", required=True)
+    ap.add_argument("--frames", required=True)
+    ap.add_argument("--threads", default="0")
+    a = ap.parse_args()
+    frames = a.frames
+    manifest = os.path.join(frames, "manifest.csv")
+    with open(manifest, newline="", encoding="utf-8") as f:
+        rows = {r["name"]: r for r in csv.DictReader(f)}
+    threshold = rows["denoised"]["max_distance"]
+    base = [a.elpips, "check", "--threads", a.threads]
+
+    # One pair, JSON out: the denoised frame passes, decided early.
+    r = run(base + [os.path.join(frames, "reference.png"), os.path.join(frames, "denoised.png"),
+                    "--max-distance", threshold, "--json"], expect=0)
+    v = json.loads(r.stdout)
+    assert v["verdict"] == "below" and v["samples"] < v["settings"]["max_samples"], v
+    print(f"ok   denoised passes: {v['distance']:.4f} ± {v['ci95']:.4f} <= {threshold} after {v['samples']} samples")
+
+    with tempfile.TemporaryDirectory(dir=frames) as tmp:
+        # The manifest in two shards (as two CI jobs would run it), then merged.
+        parts = []
+        for i in range(2):
+            p = os.path.join(tmp, f"shard{i}.json")
+            rr = subprocess.run(base + ["--manifest", manifest, "--shard", f"{i}/2", "--summary", p],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            if rr.returncode not in (0, 1):
+                sys.exit(f"render_gate: shard {i}/2 failed with exit {rr.returncode}: {rr.stderr}")
+            parts.append(p)
+        junit = os.path.join(tmp, "junit.xml")
+        r = run(base + ["--merge", *parts, "--junit", junit, "--json"], expect=1)
+        summary = json.loads(r.stdout)
+        got = {x["name"]: x["status"] for x in summary["results"]}
+        want = {"noisy": "fail", "denoised": "pass", "blurred": "fail"}
+        assert got == want, got
+        for x in summary["results"]:
+            print(f"ok   {x['name']:<9} {x['status']}: {x['distance']:.4f} ± {x['ci95']:.4f} "
+                  f"vs {x['max_distance']} ({x['verdict']} after {x['samples']} samples)")
+        suite = ET.parse(junit).getroot()
+        assert suite.get("tests") == "3" and suite.get("failures") == "2" and suite.get("errors") == "0", suite.attrib
+        failed = sorted(c.get("name") for c in suite.iter("testcase") if c.find("failure") is not None)
+        assert failed == ["blurred", "noisy"], failed
+        print("ok   shards 0/2 and 1/2 merged; JUnit report: 3 tests, 2 failures (blurred, noisy)")
+
+    # The heatmap of the broken denoiser (skipped by an elpips built without --heatmap).
+    helptext = run([a.elpips, "check", "--help"], expect=0).stdout
+    if "--heatmap" in helptext:
+        heatmap = os.path.join(frames, "heatmap-blurred.png")
+        run(base + [os.path.join(frames, "reference.png"), os.path.join(frames, "blurred.png"),
+                    "--max-distance", threshold, "--heatmap", heatmap], expect=1)
+        assert os.path.getsize(heatmap) > 0
+        print(f"ok   heatmap of the blurred frame written to {heatmap}")
+    else:
+        print("skip heatmap: this elpips has no --heatmap yet")
+    print("render_gate: all checks passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
