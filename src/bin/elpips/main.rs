@@ -1,5 +1,6 @@
 //! `elpips`: the command-line front end. A thin layer over the library: parse, load, compare,
-//! print. Exit 0 on success, 2 on any error (one line on stderr saying what was wrong).
+//! print. Exit 0 on success, 2 on any error (one line on stderr saying what was wrong); `check`
+//! also exits 1 when a candidate fails its gate.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use elpips::{Error, Metric, MetricKind, MetricOptions, RuntimeOptions};
 
+mod check;
 mod compare;
 
 #[derive(Parser)]
@@ -20,6 +22,9 @@ struct Cli {
 enum Command {
     /// Perceptual distance between a reference image and a candidate (PNG 8/16-bit or JPEG).
     Compare(compare::CompareArgs),
+    /// Gate: exit 0 if the candidate's distance from the reference is at most --max-distance, 1 if
+    /// not, 2 on error; stops sampling once the verdict is certain. Also manifests, shards, JUnit.
+    Check(check::CheckArgs),
     /// Show where the runtime and models are found, and whether they load.
     Info(CommonArgs),
 }
@@ -54,11 +59,12 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Compare(args) => compare::run(args),
-        Command::Info(args) => info(args),
+        Command::Compare(args) => compare::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Check(args) => check::run(args),
+        Command::Info(args) => info(args).map(|()| ExitCode::SUCCESS),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("elpips: {e}");
             ExitCode::from(2)

@@ -1,0 +1,226 @@
+//! `elpips check`, the CI gate: exit codes, early stopping, the undecided policy, manifests,
+//! shards, merging and the reports. On the LPIPS 2AFC images (64x64), so each case is quick;
+//! the rendered end-to-end case is `make test-e2e`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::upstream;
+use serde_json::Value;
+
+fn elpips(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_elpips")).args(args).arg("--threads").arg("1").output().expect("runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn json(o: &Output) -> Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", String::from_utf8_lossy(&o.stdout)))
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn images() -> (PathBuf, PathBuf, PathBuf) {
+    (upstream("lpips/imgs/ex_ref.png"), upstream("lpips/imgs/ex_p0.png"), upstream("lpips/imgs/ex_p1.png"))
+}
+
+#[test]
+fn identical_pair_passes_early_and_distorted_pair_fails_early() {
+    let (r, p0, _) = images();
+    let o = elpips(&["check", s(&r), s(&r), "--max-distance", "0.01", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v = json(&o);
+    assert_eq!(v["status"], "pass");
+    assert_eq!(v["verdict"], "below");
+    assert!(v["samples"].as_u64().unwrap() < 200, "stopped at the first look: {v}");
+    assert_eq!(v["settings"]["error_rate"], 0.05);
+
+    let o = elpips(&["check", s(&r), s(&p0), "--max-distance", "0.01"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let line = String::from_utf8_lossy(&o.stdout);
+    assert!(line.starts_with("FAIL ") && line.contains("> 0.01 (above;"), "{line}");
+}
+
+#[test]
+fn lpips_decides_exactly_on_either_side_of_its_distance() {
+    // lpips-vgg's distance for this pair is 0.568613 (tests/cli.rs).
+    let (r, p0, _) = images();
+    let pass = elpips(&["check", s(&r), s(&p0), "--metric", "lpips-vgg", "--max-distance", "0.5687"]);
+    assert_eq!(pass.status.code(), Some(0), "{}", stderr(&pass));
+    let fail = elpips(&["check", s(&r), s(&p0), "--metric", "lpips-vgg", "--max-distance", "0.5685"]);
+    assert_eq!(fail.status.code(), Some(1), "{}", stderr(&fail));
+}
+
+#[test]
+fn undecided_pairs_follow_the_documented_policy() {
+    let (r, p0, _) = images();
+    let fixed = ["--min-samples", "8", "--max-samples", "8"];
+    let probe = elpips(&[&["check", s(&r), s(&p0), "--max-distance", "0", "--json"][..], &fixed].concat());
+    let d = json(&probe)["distance"].as_f64().unwrap();
+    // A threshold equal to the estimate cannot be decided at any error rate (the bounds straddle it).
+    let t = format!("{d:.17}");
+    let run = |policy: &str| elpips(&[&["check", s(&r), s(&p0), "--max-distance", &t, "--json", "--undecided", policy][..], &fixed].concat());
+    let by_estimate = run("estimate");
+    assert_eq!(by_estimate.status.code(), Some(0), "{}", stderr(&by_estimate));
+    let v = json(&by_estimate);
+    assert_eq!(v["verdict"], "undecided");
+    assert!(v["message"].as_str().unwrap().contains("undecided after 8 samples"), "{v}");
+    assert!(stderr(&by_estimate).contains("warning"), "a warning on stderr: {}", stderr(&by_estimate));
+    assert_eq!(run("fail").status.code(), Some(1));
+    assert_eq!(run("pass").status.code(), Some(0));
+}
+
+#[test]
+fn bad_input_is_exit_2_with_one_line() {
+    let (r, _, _) = images();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["check", s(&r), s(&r)], "--max-distance"),
+        (vec!["check", s(&r), s(&r), "--max-distance", "-1"], "--max-distance"),
+        (vec!["check", s(&r), s(&r), "--max-distance", "0.1", "--error-rate", "0.7"], "error rate"),
+        (vec!["check", s(&r), "no/such.png", "--max-distance", "0.1"], "no/such.png"),
+        (vec!["check", "--manifest", "no/such.csv", "--max-distance", "0.1"], "no/such.csv"),
+        (vec!["check", "--merge", "no/such.json"], "no/such.json"),
+    ];
+    for (args, needle) in cases {
+        let o = elpips(&args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: one line expected: {err}");
+        assert!(err.contains(needle), "{args:?}: `{needle}` not in {err}");
+    }
+}
+
+/// A manifest of five rows (the middle one broken) in a scratch folder, with relative paths.
+fn manifest(dir: &Path, ext: &str) -> PathBuf {
+    let (r, p0, p1) = images();
+    for (name, src) in [("ref.png", &r), ("p0.png", &p0), ("p1.png", &p1)] {
+        std::fs::copy(src, dir.join(name)).unwrap();
+    }
+    let path = dir.join(format!("frames.{ext}"));
+    let text = if ext == "csv" {
+        "name,reference,candidate,max_distance\nsame,ref.png,ref.png,\np0,ref.png,p0.png,\nmissing,ref.png,gone.png,\np1-generous,ref.png,p1.png,0.9\nsame-again,ref.png,ref.png,0.001\n".to_string()
+    } else {
+        [
+            r#"{"name": "same", "reference": "ref.png", "candidate": "ref.png"}"#,
+            r#"{"name": "p0", "reference": "ref.png", "candidate": "p0.png"}"#,
+            r#"{"name": "missing", "reference": "ref.png", "candidate": "gone.png"}"#,
+            r#"{"name": "p1-generous", "reference": "ref.png", "candidate": "p1.png", "max_distance": 0.9}"#,
+            r#"{"name": "same-again", "reference": "ref.png", "candidate": "ref.png", "max_distance": 0.001}"#,
+        ]
+        .join("\n")
+    };
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn statuses(summary: &Value) -> Vec<(String, String)> {
+    summary["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["name"].as_str().unwrap().to_string(), r["status"].as_str().unwrap().to_string()))
+        .collect()
+}
+
+#[test]
+fn manifest_shards_merge_into_the_whole_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest(dir.path(), "csv");
+    let common = ["--metric", "lpips-alex", "--max-distance", "0.01"];
+
+    // The whole manifest at once: an error row makes it exit 2; the other rows still run.
+    let whole_path = dir.path().join("whole.json");
+    let o = elpips(&[&["check", "--manifest", s(&m), "--summary", s(&whole_path)][..], &common].concat());
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("elpips check: 5 pairs: 3 pass, 1 fail, 1 error"));
+    assert!(stderr(&o).contains("gone.png"), "{}", stderr(&o));
+    let whole: Value = serde_json::from_slice(&std::fs::read(&whole_path).unwrap()).unwrap();
+    let expected = [("same", "pass"), ("p0", "fail"), ("missing", "error"), ("p1-generous", "pass"), ("same-again", "pass")];
+    let expected: Vec<(String, String)> = expected.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+    assert_eq!(statuses(&whole), expected);
+    assert_eq!(whole["counts"]["error"], 1);
+    assert_eq!(whole["results"][3]["max_distance"], 0.9, "a row's threshold overrides --max-distance");
+
+    // Three shards: rows i, i+3, ...; disjoint, together all rows; merged = the whole run.
+    let mut parts = Vec::new();
+    for i in 0..3 {
+        let p = dir.path().join(format!("shard{i}.json"));
+        let shard = format!("{i}/3");
+        let o = elpips(&[&["check", "--manifest", s(&m), "--shard", &shard, "--summary", s(&p)][..], &common].concat());
+        let code = o.status.code();
+        assert_eq!(code, Some([0, 1, 2][i]), "shard {shard}: {}", stderr(&o));
+        let v: Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+        let rows: Vec<u64> = v["results"].as_array().unwrap().iter().map(|r| r["row"].as_u64().unwrap()).collect();
+        assert_eq!(rows, (0..5).filter(|r| r % 3 == i as u64).collect::<Vec<_>>());
+        parts.push(p);
+    }
+    let junit = dir.path().join("report.xml");
+    let merged_path = dir.path().join("merged.json");
+    let o = elpips(&["check", "--merge", s(&parts[2]), s(&parts[0]), s(&parts[1]), "--junit", s(&junit), "--summary", s(&merged_path)]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let merged: Value = serde_json::from_slice(&std::fs::read(&merged_path).unwrap()).unwrap();
+    assert_eq!(statuses(&merged), statuses(&whole));
+    assert_eq!(merged["counts"], whole["counts"]);
+
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains(r#"<testsuites tests="5" failures="1" errors="1""#), "{xml}");
+    assert_eq!(xml.matches("<testcase ").count(), 5);
+    assert!(xml.contains(r#"name="p0""#) && xml.contains("<failure message=\"E-LPIPS distance"), "{xml}");
+    assert!(xml.contains("<error message=\"cannot read"), "{xml}");
+    // Written through a temporary and a rename: nothing else is left in the folder.
+    let mut names: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    assert_eq!(names, ["frames.csv", "merged.json", "p0.png", "p1.png", "ref.png", "report.xml", "shard0.json", "shard1.json", "shard2.json", "whole.json"]);
+
+    // A lost shard or a shard given twice cannot pass as a whole run.
+    let o = elpips(&["check", "--merge", s(&parts[0]), s(&parts[2])]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("missing the summaries of shard(s) 1/3"), "{}", stderr(&o));
+    let o = elpips(&["check", "--merge", s(&parts[0]), s(&parts[1]), s(&parts[1]), s(&parts[2])]);
+    assert!(stderr(&o).contains("given twice"), "{}", stderr(&o));
+    // Shards of another manifest (or other settings) do not mix.
+    let other = dir.path().join("other.json");
+    elpips(&[&["check", "--manifest", s(&m), "--shard", "1/3", "--summary", s(&other), "--seed", "9"][..], &common].concat());
+    let o = elpips(&["check", "--merge", s(&parts[0]), s(&other), s(&parts[2])]);
+    assert!(stderr(&o).contains("different manifests or settings"), "{}", stderr(&o));
+}
+
+#[test]
+fn json_lines_manifests_read_like_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest(dir.path(), "jsonl");
+    let o = elpips(&["check", "--manifest", s(&m), "--metric", "lpips-alex", "--max-distance", "0.01", "--json"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let v = json(&o);
+    assert_eq!(v["manifest_rows"], 5);
+    assert_eq!(statuses(&v)[1], ("p0".to_string(), "fail".to_string()));
+}
+
+#[test]
+fn manifest_mistakes_name_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("a.csv", "reference,candidate,threshold\na.png,b.png,1\n", "unknown column `threshold`"),
+        ("b.csv", "reference,candidate,max_distance\na.png,b.png,abc\n", "b.csv:2: max_distance `abc` is not a number"),
+        ("c.csv", "reference,candidate\n", "lists no pairs"),
+        ("d.jsonl", "{\"reference\": \"a.png\"}\n", "d.jsonl:1:"),
+        ("e.csv", "reference,candidate\na.png,b.png\n", "row 1 (b.png) has no max_distance"),
+    ];
+    for (name, text, needle) in cases {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        let args: Vec<&str> = if name == "e.csv" { vec!["check", "--manifest", s(&p)] } else { vec!["check", "--manifest", s(&p), "--max-distance", "0.1"] };
+        let o = elpips(&args);
+        assert_eq!(o.status.code(), Some(2), "{name}: {}", stderr(&o));
+        assert!(stderr(&o).contains(needle), "{name}: `{needle}` not in {}", stderr(&o));
+    }
+    let p = dir.path().join("a.csv");
+    let o = elpips(&["check", "--manifest", s(&p), "--max-distance", "0.1", "--shard", "3/3"]);
+    assert!(stderr(&o).contains("--shard takes I/N"), "{}", stderr(&o));
+}
