@@ -148,7 +148,11 @@ impl Session {
             let t = ort::value::TensorRef::from_array_view((shape.clone(), *data))?;
             values.push((std::borrow::Cow::Borrowed(*name), ort::session::SessionInputValue::from(t)));
         }
-        let result = self.inner.run(values)?;
+        // Fetch only the named outputs: the per-tap maps (heatmaps) are graph outputs too, and
+        // copying them out on every distance-only run would cost memory for nothing.
+        let selector = outputs.iter().fold(ort::session::OutputSelector::no_default(), |s, name| s.with(*name));
+        let options = ort::session::RunOptions::new()?.with_outputs(selector);
+        let result = self.inner.run_with_options(values, &options)?;
         let mut out = Vec::with_capacity(outputs.len());
         for name in outputs {
             let value = result

@@ -124,7 +124,8 @@ def contract_checks(name: str, path: str, expect_taps: list[int], masks: int, de
     inits = {i.name: i for i in g.initializer}
     ins = {i.name: i for i in g.input}
     outs = [o.name for o in g.output]
-    ok = (m.opset_import[0].version == convert.OPSET and outs == ["distance", "per_tap"]
+    want_outs = ["distance", "per_tap"] + [f"map_{t}" for t in range(len(expect_taps))]
+    ok = (m.opset_import[0].version == convert.OPSET and outs == want_outs
           and "reference" in ins and "candidate" in ins)
     check(name, "opset 17, inputs/outputs named", ok, f"ir={m.ir_version} outputs={outs}")
     lin_ok = True
@@ -196,6 +197,16 @@ def main() -> int:
     check("ort", "distance == sum(per_tap), shapes [N],[N,T]",
           d0.shape == (1,) and pt0.shape == (1, 14) and np.allclose(d0, pt0.sum(1), rtol=1e-6),
           f"{d0.shape} {pt0.shape}")
+    # per-tap maps: [N,1,H_t,W_t], and each tap's term is exactly its map's spatial mean
+    feed = {"reference": a, "candidate": b}
+    feed.update({f"mask_{k}": np.ones((1, 1, 1, 1), np.float32) for k in range(13)})
+    maps = el.sess.run([f"map_{t}" for t in range(14)], feed)
+    means = np.array([mp.mean(axis=(2, 3), dtype=np.float64)[0, 0] for mp in maps])
+    check("ort", "per_tap[t] == mean(map_t), maps [N,1,H_t,W_t]",
+          all(mp.ndim == 4 and mp.shape[:2] == (1, 1) for mp in maps)
+          and maps[0].shape[2:] == a.shape[2:] and np.allclose(means, pt0[0], rtol=1e-5, atol=0),
+          f"tap-0 map {maps[0].shape}, tap-13 map {maps[13].shape}, "
+          f"max rel dev {np.abs(means / pt0[0] - 1).max():.1e}")
     # lin override: doubling lin_3 doubles per_tap[3] only
     lins = [w.copy() for w in full_avg_lins]
     lins[3] = lins[3] * 2

@@ -45,7 +45,7 @@ ROOT = os.path.dirname(HERE)
 MANIFEST = os.path.join(HERE, "manifest.json")
 
 # Bump when the graph layout or the names/semantics of inputs and outputs change.
-CONTRACT_VERSION = "1"
+CONTRACT_VERSION = "2"
 OPSET = 17
 
 # LPIPS "ScalingLayer" constants (applied after x -> 2x - 1).
@@ -552,7 +552,8 @@ def build_model(spec: NetSpec, lins: list[np.ndarray], metadata: dict) -> onnx.M
         nrm = g.node("Add", [nrm, "c_eps"], f"{tag}/norm_eps")
         return g.node("Div", [f, nrm], f"{tag}/unit")
 
-    per_tap = []
+    g.init("shape_lin4", np.array([1, -1, 1, 1], np.int64))
+    per_tap, maps = [], []
     for t in range(T):
         lin = f"lin_{t}"
         g.init(lin, lins[t])
@@ -562,15 +563,21 @@ def build_model(spec: NetSpec, lins: list[np.ndarray], metadata: dict) -> onnx.M
         u1 = unit(f_cand[t], f"tap{t}/cand")
         d = g.node("Sub", [u0, u1], f"tap{t}/diff")
         d = g.node("Mul", [d, d], f"tap{t}/diff_sq")
-        m = g.node("ReduceMean", [d], f"tap{t}/spatial_mean", axes=[2, 3], keepdims=0)  # [N,C]
-        w = g.node("Mul", [m, lin], f"tap{t}/weighted")                                 # [N,C]
-        per_tap.append(g.node("ReduceSum", [w, "axes_c"], f"tap{t}/value", keepdims=1))  # [N,1]
+        # Weight the channels first and average space last, so the per-position map (the
+        # heatmap's source) is a graph value and the tap's term is exactly its spatial mean.
+        lin4 = g.node("Reshape", [lin, "shape_lin4"], f"tap{t}/lin_nchw")                 # [1,C,1,1]
+        w = g.node("Mul", [d, lin4], f"tap{t}/weighted")                                # [N,C,H,W]
+        maps.append(g.node("ReduceSum", [w, "axes_c"], f"map_{t}", keepdims=1))         # [N,1,H,W]
+        per_tap.append(g.node("ReduceMean", [maps[-1]], f"tap{t}/value", axes=[2, 3],
+                              keepdims=0))                                              # [N,1]
 
     g.nodes.append(helper.make_node("Concat", per_tap, ["per_tap"], name="concat_per_tap", axis=1))
     g.nodes.append(helper.make_node("ReduceSum", ["per_tap", "axes_c"], ["distance"],
                                     name="sum_taps", keepdims=0))
     g.outputs = [helper.make_tensor_value_info("distance", f32, ["N"]),
                  helper.make_tensor_value_info("per_tap", f32, ["N", T])]
+    g.outputs += [helper.make_tensor_value_info(f"map_{t}", f32, ["N", 1, f"H_{t}", f"W_{t}"])
+                  for t in range(T)]
 
     graph = helper.make_graph(g.nodes, spec.name, g.inputs, g.outputs, initializer=g.inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
