@@ -66,6 +66,7 @@ pub mod metric;
 pub mod models;
 pub mod runtime;
 pub mod sampler;
+pub mod tune;
 
 pub use crate::decision::{Decision, Gate, Verdict};
 pub use crate::ensemble::{Flip, Transform};

@@ -9,7 +9,9 @@ use clap::{Args, Parser, Subcommand};
 use elpips::{Error, Metric, MetricKind, MetricOptions, RuntimeOptions};
 
 mod check;
+mod codec;
 mod compare;
+mod tune;
 
 #[derive(Parser)]
 #[command(name = "elpips", version, about = "E-LPIPS and LPIPS perceptual image distances", propagate_version = true)]
@@ -25,6 +27,8 @@ enum Command {
     /// Gate: exit 0 if the candidate's distance from the reference is at most --max-distance, 1 if
     /// not, 2 on error; stops sampling once the verdict is certain. Also manifests, shards, JUnit.
     Check(check::CheckArgs),
+    /// Encoder quality whose output meets a perceptual-distance goal (jpeg, webp, avif, jxl).
+    Tune(tune::TuneArgs),
     /// Show where the runtime and models are found, and whether they load.
     Info(CommonArgs),
 }
@@ -61,6 +65,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Compare(args) => compare::run(args).map(|()| ExitCode::SUCCESS),
         Command::Check(args) => check::run(args),
+        Command::Tune(args) => tune::run(args).map(|()| ExitCode::SUCCESS),
         Command::Info(args) => info(args).map(|()| ExitCode::SUCCESS),
     };
     match result {

@@ -1,0 +1,255 @@
+//! `elpips tune`: the encoder quality whose output meets a perceptual-distance goal (see
+//! `elpips::tune` for the search and docs/codec.md for its guarantees).
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use clap::{ArgGroup, Args};
+use image::ImageEncoder;
+use elpips::tune::{self, Encoded, Goal, Outcome, ProbeRule, TuneOptions};
+use elpips::{Error, Image, LoadOptions, Metric, MetricKind, MetricOptions};
+
+use crate::codec::Codec;
+use crate::{runtime_options, CommonArgs};
+
+#[derive(Args)]
+#[command(group(ArgGroup::new("goal").required(true).args(["max_distance", "target"])))]
+pub struct TuneArgs {
+    /// The original image (PNG 8/16-bit or JPEG; alpha is encoded but not compared).
+    input: PathBuf,
+    /// Where to write the chosen encoding.
+    #[arg(short, long, value_name = "FILE")]
+    output: PathBuf,
+    /// Encoder: jpeg (libjpeg-turbo), webp (libwebp), avif (libavif), jxl (libjxl).
+    #[arg(long, value_parser = ["jpeg", "webp", "avif", "jxl"])]
+    codec: String,
+    /// Smallest output whose distance is at most T (shown at --error-rate).
+    #[arg(long, value_name = "T", allow_negative_numbers = true)]
+    max_distance: Option<f64>,
+    /// Output whose distance is closest to T.
+    #[arg(long, value_name = "T", allow_negative_numbers = true)]
+    target: Option<f64>,
+    /// With --target: stop once a probe's 95% interval lies within T +- E (0: search until the
+    /// neighbouring qualities are known).
+    #[arg(long, value_name = "E", default_value_t = 0.0, allow_negative_numbers = true)]
+    tolerance: f64,
+    /// Metric: elpips-vgg (default), lpips-vgg or lpips-alex.
+    #[arg(long, default_value = "elpips-vgg", value_parser = ["elpips-vgg", "lpips-vgg", "lpips-alex"])]
+    metric: String,
+    /// Chance that one probe is put on the wrong side of T (E-LPIPS).
+    #[arg(long, value_name = "A", default_value_t = 0.05)]
+    error_rate: f64,
+    /// E-LPIPS samples at a probe's first look (later looks double it).
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    min_samples: u32,
+    /// E-LPIPS samples per probe at most.
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    max_samples: u32,
+    /// Encodes at most.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    max_probes: u32,
+    /// First quality to try (default: the middle of the range).
+    #[arg(long, value_name = "Q")]
+    start: Option<i32>,
+    /// Seed of the E-LPIPS draws (every probe shares them).
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    seed: u64,
+    /// E-LPIPS scale levels (default: max(1, min(H, W) / 64)).
+    #[arg(long, value_name = "S")]
+    scale_levels: Option<u32>,
+    /// Refuse images with more pixels than this.
+    #[arg(long, value_name = "P", default_value_t = elpips::DEFAULT_MAX_PIXELS)]
+    max_pixels: u64,
+    /// Also write the chosen output decoded back, as PNG (so `elpips compare` can check it).
+    #[arg(long, value_name = "FILE")]
+    decoded: Option<PathBuf>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+pub fn run(args: TuneArgs) -> Result<(), Error> {
+    let codec = Codec::from_name(&args.codec).ok_or_else(|| Error::InvalidArgument(format!("unknown codec {}", args.codec)))?;
+    codec.require()?;
+    let kind = MetricKind::from_name(&args.metric)?;
+    let goal = match (args.max_distance, args.target) {
+        (Some(t), None) => Goal::MaxDistance(t),
+        (None, Some(t)) => Goal::Target(t),
+        _ => return Err(Error::InvalidArgument("give exactly one of --max-distance and --target".into())),
+    };
+    if args.tolerance != 0.0 && args.target.is_none() {
+        return Err(Error::InvalidArgument("--tolerance applies to --target only".into()));
+    }
+    let options = TuneOptions {
+        goal,
+        min_setting: codec.min_quality(),
+        max_setting: 100,
+        start: args.start,
+        max_probes: args.max_probes,
+        rule: ProbeRule {
+            error_rate: args.error_rate,
+            min_samples: args.min_samples,
+            max_samples: args.max_samples,
+            tolerance: args.tolerance,
+        },
+    };
+    options.validate()?;
+
+    let load = LoadOptions { max_pixels: args.max_pixels };
+    let reference = Image::open(&args.input, &load)?;
+    let (pixels, channels) = encoder_pixels(&args.input)?;
+    let (w, h) = (reference.width(), reference.height());
+    let mut metric = Metric::new(MetricOptions {
+        metric: kind,
+        model_dir: args.common.model_dir.clone(),
+        runtime: runtime_options(&args.common),
+        seed: args.seed,
+        scale_levels: args.scale_levels,
+        ..Default::default()
+    })?;
+    metric.check_pair(&reference, &reference)?;
+
+    let started = Instant::now();
+    // Every output is kept until the choice is made (a handful of files of this image's size).
+    let mut files: HashMap<i32, (Vec<u8>, Vec<u8>)> = HashMap::new();
+    let outcome = tune::tune(&mut metric, &reference, &options, &mut |quality| {
+        let (file, decoded) = codec.encode(&pixels, w, h, channels, quality)?;
+        let mut hasher = DefaultHasher::new();
+        file.hash(&mut hasher);
+        let encoded = Encoded { bytes: file.len() as u64, fingerprint: Some(hasher.finish()), decoded: Image::from_rgb8(w, h, &decoded)? };
+        files.insert(quality, (file, decoded));
+        Ok(encoded)
+    })?;
+    let seconds = started.elapsed().as_secs_f64();
+
+    let Some(chosen) = outcome.chosen_probe() else {
+        let best = outcome.probes.iter().min_by(|a, b| a.estimate.distance.total_cmp(&b.estimate.distance));
+        let best = best.map_or(String::new(), |p| {
+            format!("; the lowest was quality {} at {:.4} ± {:.4}", p.setting, p.estimate.distance, p.estimate.ci95)
+        });
+        return Err(Error::InvalidArgument(format!(
+            "no {} quality in {}..100 was shown to reach distance <= {} within {} probes{best}; raise --max-distance (nothing written)",
+            codec.name(),
+            codec.min_quality(),
+            goal.threshold(),
+            outcome.probes.len()
+        )));
+    };
+    let (file, decoded) = &files[&chosen.setting];
+    write_atomically(&args.output, file)?;
+    if let Some(path) = &args.decoded {
+        let mut png = Vec::new();
+        image::codecs::png::PngEncoder::new(&mut png)
+            .write_image(decoded, w, h, image::ExtendedColorType::Rgb8)
+            .map_err(|e| Error::Io { path: path.clone(), reason: e.to_string() })?;
+        write_atomically(path, &png)?;
+    }
+    print_outcome(&args, codec, kind, goal, &outcome, seconds);
+    Ok(())
+}
+
+/// The input as packed 8-bit RGB or RGBA, the encoders' input.
+fn encoder_pixels(path: &Path) -> Result<(Vec<u8>, u32), Error> {
+    let img = image::ImageReader::open(path)
+        .and_then(|r| r.with_guessed_format())
+        .map_err(|e| Error::Io { path: path.to_owned(), reason: e.to_string() })?
+        .decode()
+        .map_err(|e| Error::ImageDecode { path: path.to_owned(), reason: e.to_string() })?;
+    Ok(if img.color().has_alpha() { (img.to_rgba8().into_raw(), 4) } else { (img.to_rgb8().into_raw(), 3) })
+}
+
+/// Writes `bytes` to a temporary file beside `path`, then renames it over `path`: a reader never
+/// sees a half-written file, and a failure leaves nothing behind.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    let io = |e: std::io::Error| Error::Io { path: path.to_owned(), reason: e.to_string() };
+    let name = path.file_name().ok_or_else(|| Error::InvalidArgument(format!("{} is not a file path", path.display())))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".tmp-{}", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
+    let result = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(io)
+}
+
+fn print_outcome(args: &TuneArgs, codec: Codec, kind: MetricKind, goal: Goal, outcome: &Outcome, seconds: f64) {
+    let chosen = outcome.chosen_probe().expect("checked by the caller");
+    let goal_name = match goal {
+        Goal::MaxDistance(_) => "max-distance",
+        Goal::Target(_) => "target",
+    };
+    if args.json {
+        let probes: Vec<serde_json::Value> = outcome
+            .probes
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "setting": p.setting,
+                    "bytes": p.bytes,
+                    "distance": p.estimate.distance,
+                    "ci95": p.estimate.ci95,
+                    "std_error": p.estimate.std_error,
+                    "samples": p.estimate.samples,
+                    "side": p.side.name(),
+                    "same_as": p.same_as,
+                })
+            })
+            .collect();
+        let obj = serde_json::json!({
+            "codec": codec.name(),
+            "setting": chosen.setting,
+            "bytes": chosen.bytes,
+            "distance": chosen.estimate.distance,
+            "ci95": chosen.estimate.ci95,
+            "std_error": chosen.estimate.std_error,
+            "samples": chosen.estimate.samples,
+            "side": chosen.side.name(),
+            "goal": goal_name,
+            "threshold": goal.threshold(),
+            "metric": kind.name(),
+            "seed": args.seed,
+            "error_rate": args.error_rate,
+            "probes": probes,
+            "probes_used": outcome.probes.len(),
+            "total_samples": outcome.samples,
+            "seconds": seconds,
+            "output": args.output,
+        });
+        println!("{obj}");
+        return;
+    }
+    for (i, p) in outcome.probes.iter().enumerate() {
+        let same = p.same_as.map_or(String::new(), |s| format!(", same file as quality {s}"));
+        println!(
+            "probe {:>2}: quality {:>3}  {:>9} bytes  distance {:.4} ± {:.4} ({} samples, {}{same})",
+            i + 1,
+            p.setting,
+            p.bytes,
+            p.estimate.distance,
+            p.estimate.ci95,
+            p.estimate.samples,
+            p.side.name()
+        );
+    }
+    println!(
+        "{} quality {}: {} bytes, distance {:.4} ± {:.4} (95%, {} {goal_name} {}); {} probes, {} samples, {:.1} s -> {}",
+        codec.name(),
+        chosen.setting,
+        chosen.bytes,
+        chosen.estimate.distance,
+        chosen.estimate.ci95,
+        kind.name(),
+        goal.threshold(),
+        outcome.probes.len(),
+        outcome.samples,
+        seconds,
+        args.output.display()
+    );
+}
