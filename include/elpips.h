@@ -28,6 +28,11 @@
 #define ELPIPS_ABI_VERSION 0
 
 /**
+ * `start_setting` value meaning "the middle of the range".
+ */
+#define ELPIPS_TUNE_START_MIDDLE INT32_MIN
+
+/**
  * A loaded metric (runtime + network) with its options. Create with `elpips_context_new`, free
  * with `elpips_context_free`. May be shared between threads: calls on one context are
  * serialised by an internal lock (create one context per thread to run in parallel).
@@ -224,6 +229,143 @@ typedef struct ElpipsResult {
 } ElpipsResult;
 
 /**
+ * What `elpips_tune` looks for.
+ */
+typedef uint32_t ElpipsTuneGoal;
+
+/**
+ * Options of `elpips_tune`. Fill with `elpips_tune_options_default`, then change fields.
+ */
+typedef struct ElpipsTuneOptions {
+    /**
+     * `sizeof(ElpipsTuneOptions)`, set by `elpips_tune_options_default`.
+     */
+    size_t struct_size;
+    /**
+     * `ELPIPS_TUNE_MAX_DISTANCE` (default) or `ELPIPS_TUNE_TARGET`.
+     */
+    ElpipsTuneGoal goal;
+    /**
+     * The distance threshold T (> 0). Default 0: must be set.
+     */
+    double threshold;
+    /**
+     * Lowest (worst-quality) setting. Default 0.
+     */
+    int32_t min_setting;
+    /**
+     * Highest (best-quality) setting; distance should mostly fall as the setting rises. Default 100.
+     */
+    int32_t max_setting;
+    /**
+     * First setting to probe; `ELPIPS_TUNE_START_MIDDLE` (default) = the middle of the range.
+     */
+    int32_t start_setting;
+    /**
+     * Encodes at most. Default 16.
+     */
+    uint32_t max_probes;
+    /**
+     * Chance that one probe is put on the wrong side of T (E-LPIPS; one-sided). Default 0.05.
+     */
+    double error_rate;
+    /**
+     * E-LPIPS samples at a probe's first look; later looks double it. Default 16.
+     */
+    uint32_t min_samples;
+    /**
+     * E-LPIPS samples per probe at most. Default 256.
+     */
+    uint32_t max_samples;
+    /**
+     * `ELPIPS_TUNE_TARGET` only: stop once a probe's 95% interval lies within T +- tolerance.
+     * Default 0 (search until the neighbouring settings are known).
+     */
+    double tolerance;
+} ElpipsTuneOptions;
+
+/**
+ * What the encode callback reports for one setting.
+ */
+typedef struct ElpipsEncoded {
+    /**
+     * Size of the encoded output in bytes.
+     */
+    uint64_t bytes;
+    /**
+     * Identifies the output's bytes (e.g. a hash): two settings with the same non-zero
+     * fingerprint are taken to give the same output, and the second reuses the first's
+     * estimate. 0 = never the same.
+     */
+    uint64_t fingerprint;
+    /**
+     * The output decoded back: same size as the reference, any supported format. Its pixels
+     * must stay valid until the callback is called again or `elpips_tune` returns.
+     */
+    struct ElpipsImage decoded;
+} ElpipsEncoded;
+
+/**
+ * The caller's encoder: encodes at `setting`, fills `*out`, returns 0; any other value stops
+ * the search with `ELPIPS_STATUS_CALLBACK`. Called from the thread that called `elpips_tune`,
+ * while the context is locked: it must not call elpips functions on the same context.
+ */
+typedef int32_t (*ElpipsEncodeFn)(void *user_data, int32_t setting, struct ElpipsEncoded *out);
+
+/**
+ * Where a probe's distance lies relative to the threshold, at the options' error rate.
+ */
+typedef uint32_t ElpipsSide;
+
+/**
+ * One probed setting.
+ */
+typedef struct ElpipsTuneProbe {
+    int32_t setting;
+    /**
+     * Size of its output.
+     */
+    uint64_t bytes;
+    /**
+     * Its distance estimate (distance, std_error, ci95, samples, ...).
+     */
+    struct ElpipsResult result;
+    /**
+     * `ELPIPS_SIDE_*`.
+     */
+    ElpipsSide side;
+    /**
+     * True when its output had the same fingerprint as the probe at `same_as` (whose estimate it reuses).
+     */
+    bool duplicate;
+    int32_t same_as;
+} ElpipsTuneProbe;
+
+/**
+ * The answer of `elpips_tune`.
+ */
+typedef struct ElpipsTuneResult {
+    /**
+     * True when a probe meets the goal (`ELPIPS_TUNE_TARGET`: always, the nearest probe).
+     * False: no probe was shown to be within a maximum distance; `probe` is then the one with
+     * the lowest distance, for information.
+     */
+    bool met;
+    /**
+     * The chosen probe.
+     */
+    struct ElpipsTuneProbe probe;
+    /**
+     * Probes made (encodes).
+     */
+    uint32_t probes;
+    /**
+     * E-LPIPS samples evaluated over all probes.
+     */
+    uint64_t samples;
+} ElpipsTuneResult;
+
+/**
  * Success.
  */
 #define ELPIPS_OK 0
@@ -304,6 +446,11 @@ typedef struct ElpipsResult {
  * A bug in elpips (a caught panic); the message says where. Please report it.
  */
 #define ELPIPS_STATUS_INTERNAL_ERROR 15
+
+/**
+ * A caller-supplied callback reported a failure (e.g. `elpips_tune`'s encoder).
+ */
+#define ELPIPS_STATUS_CALLBACK 16
 
 /**
  * E-LPIPS on VGG16 (the robust ensemble; stochastic, reported with its standard error). Default.
@@ -397,6 +544,31 @@ typedef struct ElpipsResult {
  * Linear light (e.g. a renderer's output before display encoding): encoded to sRGB first.
  */
 #define ELPIPS_TRANSFER_LINEAR 1
+
+/**
+ * The output with the fewest bytes whose distance is shown to be at most the threshold.
+ */
+#define ELPIPS_TUNE_MAX_DISTANCE 0
+
+/**
+ * The output whose distance is closest to the threshold.
+ */
+#define ELPIPS_TUNE_TARGET 1
+
+/**
+ * Shown to be at most the threshold.
+ */
+#define ELPIPS_SIDE_BELOW 0
+
+/**
+ * Shown to be above the threshold.
+ */
+#define ELPIPS_SIDE_ABOVE 1
+
+/**
+ * Not shown either way within `max_samples` (does not meet a maximum distance).
+ */
+#define ELPIPS_SIDE_UNDECIDED 2
 
 #ifdef __cplusplus
 extern "C" {
@@ -549,6 +721,41 @@ void elpips_reference_free(struct ElpipsReference *reference);
  * or a valid description of readable pixels; `result` is NULL or writable.
  */
 ElpipsStatus elpips_compare_reference(struct ElpipsContext *ctx, const struct ElpipsReference *reference, const struct ElpipsImage *candidate, struct ElpipsResult *result);
+
+/**
+ * Fills `options` with the defaults (see each field) and sets `struct_size`. NULL:
+ * `ELPIPS_STATUS_NULL_POINTER`. Thread-safe.
+ *
+ * # Safety
+ * `options` is NULL or writable.
+ */
+ElpipsStatus elpips_tune_options_default(struct ElpipsTuneOptions *options);
+
+/**
+ * Searches the settings `options->min_setting..=max_setting` for the one that meets the goal,
+ * calling `encode(user_data, setting, &out)` once per probed setting (never twice for one
+ * setting) and comparing each decoded output to `reference` on `ctx`.
+ *
+ * Every probe samples E-LPIPS with `ctx`'s seed, so all candidates share their draws (common
+ * random numbers), and stops as soon as its interval puts it on one side of the threshold (see
+ * docs/codec.md for the search and its error rate). LPIPS contexts give exact probes. On
+ * success `*result` holds the chosen probe; up to `probes_capacity` probes, in the order made,
+ * are written to `probes` (may be NULL when the capacity is 0), and `*probes_written` (may be
+ * NULL) receives how many were made, which may exceed the capacity.
+ *
+ * Errors: NULL `ctx`, `reference`, `options`, `encode` or `result`:
+ * `ELPIPS_STATUS_NULL_POINTER`; bad options: `ELPIPS_STATUS_INVALID_ARGUMENT`; the callback
+ * returned non-zero: `ELPIPS_STATUS_CALLBACK`; a decoded image of the wrong size:
+ * `ELPIPS_STATUS_SIZE_MISMATCH` (or the image statuses for a bad description). Nothing is
+ * written to `*result` on failure. Thread-safe as `elpips_compare` (the context is locked for
+ * the whole search).
+ *
+ * # Safety
+ * `ctx`, `reference` are NULL or live; `options` NULL or readable; `encode` a valid function
+ * or NULL; `result` NULL or writable; `probes` NULL or writable for `probes_capacity` entries;
+ * `probes_written` NULL or writable.
+ */
+ElpipsStatus elpips_tune(struct ElpipsContext *ctx, const struct ElpipsReference *reference, const struct ElpipsTuneOptions *options, ElpipsEncodeFn encode, void *user_data, struct ElpipsTuneResult *result, struct ElpipsTuneProbe *probes, size_t probes_capacity, size_t *probes_written);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -32,6 +32,9 @@ use crate::models::MetricKind;
 use crate::runtime::RuntimeOptions;
 use crate::sampler::SamplerKind;
 
+mod tune;
+pub use tune::*;
+
 // ---------------------------------------------------------------------------------------------
 // Status codes
 
@@ -73,8 +76,10 @@ pub const ELPIPS_STATUS_NON_FINITE: ElpipsStatus = 13;
 pub const ELPIPS_STATUS_UNSUPPORTED: ElpipsStatus = 14;
 /// A bug in elpips (a caught panic); the message says where. Please report it.
 pub const ELPIPS_STATUS_INTERNAL_ERROR: ElpipsStatus = 15;
+/// A caller-supplied callback reported a failure (e.g. `elpips_tune`'s encoder).
+pub const ELPIPS_STATUS_CALLBACK: ElpipsStatus = 16;
 
-const STATUS_NAMES: [&CStr; 16] = [
+const STATUS_NAMES: [&CStr; 17] = [
     c"ok",
     c"invalid argument",
     c"i/o error",
@@ -91,6 +96,7 @@ const STATUS_NAMES: [&CStr; 16] = [
     c"non-finite pixel value",
     c"unsupported in this build",
     c"internal error",
+    c"callback failed",
 ];
 
 /// The status an [`Error`] maps to. Exhaustive, so a new `Error` variant cannot compile without
@@ -994,7 +1000,7 @@ mod tests {
 
     #[test]
     fn every_status_has_a_name() {
-        for s in ELPIPS_OK..=ELPIPS_STATUS_INTERNAL_ERROR {
+        for s in ELPIPS_OK..=ELPIPS_STATUS_CALLBACK {
             // SAFETY: no preconditions.
             let name = unsafe { CStr::from_ptr(elpips_status_str(s)) };
             assert_ne!(name.to_str().unwrap(), "unknown status");

@@ -141,13 +141,13 @@ pub fn run(args: TuneArgs) -> Result<(), Error> {
         )));
     };
     let (file, decoded) = &files[&chosen.setting];
-    write_atomically(&args.output, file)?;
+    elpips::io::write_atomic(&args.output, file)?;
     if let Some(path) = &args.decoded {
         let mut png = Vec::new();
         image::codecs::png::PngEncoder::new(&mut png)
             .write_image(decoded, w, h, image::ExtendedColorType::Rgb8)
             .map_err(|e| Error::Io { path: path.clone(), reason: e.to_string() })?;
-        write_atomically(path, &png)?;
+        elpips::io::write_atomic(path, &png)?;
     }
     print_outcome(&args, codec, kind, goal, &outcome, seconds);
     Ok(())
@@ -161,22 +161,6 @@ fn encoder_pixels(path: &Path) -> Result<(Vec<u8>, u32), Error> {
         .decode()
         .map_err(|e| Error::ImageDecode { path: path.to_owned(), reason: e.to_string() })?;
     Ok(if img.color().has_alpha() { (img.to_rgba8().into_raw(), 4) } else { (img.to_rgb8().into_raw(), 3) })
-}
-
-/// Writes `bytes` to a temporary file beside `path`, then renames it over `path`: a reader never
-/// sees a half-written file, and a failure leaves nothing behind.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    let io = |e: std::io::Error| Error::Io { path: path.to_owned(), reason: e.to_string() };
-    let name = path.file_name().ok_or_else(|| Error::InvalidArgument(format!("{} is not a file path", path.display())))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".tmp-{}", std::process::id()));
-    let tmp = path.with_file_name(tmp_name);
-    let result = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(io)
 }
 
 fn print_outcome(args: &TuneArgs, codec: Codec, kind: MetricKind, goal: Goal, outcome: &Outcome, seconds: f64) {
