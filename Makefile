@@ -37,7 +37,7 @@ NO_ENV      := env -u ORT_DYLIB_PATH -u ELPIPS_MODEL_DIR -u LD_LIBRARY_PATH
 PYENV       := .cache/pyenv
 C_TESTS     := $(basename $(notdir $(wildcard tests/c/test_*.c)))
 
-.PHONY: setup build demo test test-rust test-c test-examples test-python test-plugins test-e2e test-long bench header install install-test clean-cache
+.PHONY: setup build demo test test-rust test-c test-examples test-python test-plugins test-e2e test-long test-no-codecs bench bench-tune header install install-test clean-cache
 
 setup:
 	$(PYTHON) weights/setup.py
@@ -187,9 +187,26 @@ test-e2e: build $(E2E_VENV)/.installed
 
 test-long: setup
 	$(CARGO) test --release -- --include-ignored
+	$(MAKE) test-no-codecs
+
+# A build whose encoder libraries are all missing (ELPIPS_CODECS_MISSING pretends so) still
+# builds, and `elpips tune` then names the package to install.
+test-no-codecs: build
+	@# Seeded from the normal build (when absent) so that only elpips itself is rebuilt.
+	test -d target/no-codecs/release || { mkdir -p target/no-codecs && cp -a target/release target/no-codecs/; }
+	ELPIPS_CODECS_MISSING=all $(CARGO) build --release --target-dir target/no-codecs
+	! target/no-codecs/release/elpips tune --codec webp --max-distance 0.1 $(UP)/lpips/imgs/ex_ref.png \
+	  -o target/no-codecs/never.webp 2>target/no-codecs/tune.err
+	grep -q "built without webp support: install libwebp-dev" target/no-codecs/tune.err
+	test ! -e target/no-codecs/never.webp
 
 bench: setup
 	$(CARGO) bench --bench throughput
+
+# Encoder tuning: probes, samples and time to a decision vs plain bisection (docs/codec.md).
+# ELPIPS_BENCH_FULL=1 adds 128x128 crops and a third threshold.
+bench-tune: setup
+	$(CARGO) bench --bench tune
 
 clean-cache:
 	rm -rf .cache weights/models

@@ -1,6 +1,7 @@
 /* JPEG XL through libjxl (VarDCT, effort 7 as cjxl's default, one thread). Quality q maps to
  * a butteraugli distance as cjxl's -q does: q >= 30: 0.1 + (100 - q) * 0.09; below 30:
- * 6.4 + 2.5^((30 - q) / 5) / 6.25; q = 100 is lossless. */
+ * 6.4 + 2.5^((30 - q) / 5) / 6.25, at most 25 (libjxl's limit, reached below q 7); q = 100 is
+ * lossless. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,7 +12,8 @@
 
 static float jxl_distance(int q) {
     if (q >= 30) return 0.1f + (float)(100 - q) * 0.09f;
-    return 6.4f + (float)pow(2.5, (30 - q) / 5.0) / 6.25f;
+    float d = 6.4f + (float)pow(2.5, (30 - q) / 5.0) / 6.25f;
+    return d > 25.0f ? 25.0f : d;
 }
 
 static int jxl_decode(const uint8_t *file, size_t size, uint32_t width, uint32_t height, uint8_t *rgb, char *err, size_t err_len) {

@@ -57,7 +57,12 @@ fn main() -> ExitCode {
             }
             // clap's first line says what was wrong; its usage block follows in --help.
             let text = e.render().to_string();
-            let first = text.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
+            let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+            let mut first = lines.next().unwrap_or("invalid arguments").trim_start_matches("error: ").to_string();
+            // "the following required arguments were not provided:" names them on the next line.
+            if first.ends_with(':') {
+                first = format!("{first} {}", lines.next().unwrap_or_default());
+            }
             eprintln!("elpips: {first} (see `elpips --help`)");
             return ExitCode::from(2);
         }
