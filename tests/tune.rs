@@ -129,10 +129,11 @@ fn lpips_target_lands_on_the_nearest_probe() {
 fn elpips_max_distance_is_met_by_an_independent_compare() {
     let dir = tempfile::tempdir().unwrap();
     let input = upstream("lpips/imgs/ex_ref.png");
-    let t = 0.1;
+    // E-LPIPS runs about ten times below LPIPS: JPEG quality 12 of this image is near 0.017.
+    let t = 0.015;
     for codec in CODECS {
         let out = dir.path().join(format!("e.{codec}"));
-        let extra = ["--max-distance", "0.1", "--min-samples", "8", "--max-samples", "32", "--seed", "3"];
+        let extra = ["--max-distance", "0.015", "--min-samples", "8", "--max-samples", "32", "--seed", "3"];
         let Some(v) = tune(codec, &input, &out, &extra) else { continue };
         let (_, distance, _) = check_run(&v, &out, codec);
         assert_eq!(v["side"], "below");
@@ -189,7 +190,7 @@ fn thorough_max_distance_is_met_by_independent_compares() {
     let mut misses = vec![];
     for input in &inputs {
         for codec in CODECS {
-            for t in [0.05, 0.1, 0.2] {
+            for t in [0.01, 0.02, 0.04] {
                 let out = dir.path().join(format!("{}-{t}.{codec}", input.file_stem().unwrap().to_str().unwrap()));
                 let Some(v) = tune(codec, input, &out, &["--max-distance", &t.to_string()]) else { continue };
                 check_run(&v, &out, codec);
