@@ -22,11 +22,11 @@ use std::time::Instant;
 
 use codec::Codec;
 use elpips::estimate::RunningStats;
-use elpips::tune::{self, Encoded, Goal, Outcome, Probe, Side, TuneOptions};
-use elpips::{Estimate, Image, Metric, MetricOptions, Sampling};
+use elpips::tune::{self, Encoded, Goal, Outcome, Probe, TuneOptions};
+use elpips::{Estimate, Image, Metric, MetricOptions, Sampling, Verdict};
 
 const CHECK: u64 = 64;
-/// Sample indices of probe k start at k << 32 when draws are independent.
+/// Sample indices of bisection's probe k start at k << 32 (independent draws).
 const STREAM: u64 = 1 << 32;
 
 struct Input {
@@ -65,11 +65,13 @@ fn run_tune(metric: &mut Metric, codec: Codec, input: &Input, t: f64, independen
         let mut outcome = tune::search(&options, &mut |q| {
             let e = encode(codec, input, q);
             k += 1;
-            let (estimate, side) = tune::judge(metric, &input.image, &e.decoded, options.goal, &options.rule, k * STREAM)?;
+            metric.set_seed(k);
+            let (estimate, side) = tune::judge(metric, &input.image, &e.decoded, options.goal, &options.rule)?;
             samples += estimate.samples;
             Ok(Probe { setting: q, bytes: e.bytes, estimate, side, same_as: None })
         })
         .unwrap();
+        metric.set_seed(0);
         outcome.samples = samples;
         outcome
     } else {
@@ -101,8 +103,8 @@ fn run_bisect(metric: &mut Metric, codec: Codec, input: &Input, t: f64) -> Run {
         let e = encode(codec, input, q);
         let estimate = adaptive(metric, &input.image, &e.decoded, (probes.len() as u64 + 1) * STREAM);
         samples += estimate.samples;
-        let side = if estimate.distance <= t { Side::Below } else { Side::Above };
-        if side == Side::Below {
+        let side = if estimate.distance <= t { Verdict::Below } else { Verdict::Above };
+        if side == Verdict::Below {
             hi = q;
         } else {
             lo = q;

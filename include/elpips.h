@@ -270,11 +270,11 @@ typedef struct ElpipsTuneOptions {
      */
     double error_rate;
     /**
-     * E-LPIPS samples at a probe's first look; later looks double it. Default 16.
+     * E-LPIPS samples at a probe's first look (later looks at 1.5x). Default 16.
      */
     uint32_t min_samples;
     /**
-     * E-LPIPS samples per probe at most. Default 256.
+     * E-LPIPS samples per probe at most. Default 200.
      */
     uint32_t max_samples;
     /**

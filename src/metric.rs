@@ -129,6 +129,12 @@ impl Metric {
         self.options.metric
     }
 
+    /// Changes the seed of the E-LPIPS draws: estimates under different seeds are independent,
+    /// under one seed they share their draws (common random numbers).
+    pub fn set_seed(&mut self, seed: u64) {
+        self.options.seed = seed;
+    }
+
     pub fn options(&self) -> &MetricOptions {
         &self.options
     }

@@ -6,12 +6,12 @@
 //! Settings are integers in `min..=max`, higher meaning better quality (larger files, smaller
 //! distances) for the usual encoder. Neither property is relied on for correctness:
 //!
-//! * **The metric is an estimate.** Each probe samples E-LPIPS sequentially against the
-//!   threshold ([`ProbeRule`]): it stops as soon as its interval puts the distance on one side of
-//!   T, so probes far from T cost a first look only and probes near T get more samples. A probe
-//!   *meets* T only when its upper bound says so; the chance that a probe whose true distance is
-//!   above T is called meeting is at most [`ProbeRule::error_rate`] (one-sided, Bonferroni over
-//!   the looks), and every probe is reported with its estimate and 95% half-width.
+//! * **The metric is an estimate.** Each probe is a sequential gate against the threshold
+//!   ([`Metric::decide`], see `crate::decision`): it stops at the first look whose bounds put
+//!   the distance on one side of T, so probes far from T cost a first look only and probes near
+//!   T get more samples. A probe *meets* T only on a [`Verdict::Below`]; the chance that a probe
+//!   whose true distance is above T gets one is at most [`ProbeRule::error_rate`], and every
+//!   probe is reported with its estimate and 95% half-width.
 //! * **Common random numbers.** Every probe draws sample `i` from the same stream `(seed, i)`,
 //!   so all candidates see the same transforms and dropout masks and their differences (the
 //!   slope the interpolation uses) are measured without the draw-to-draw noise.
@@ -28,8 +28,9 @@
 
 use std::collections::HashMap;
 
+use crate::decision::{Gate, Verdict};
 use crate::error::{Error, Result};
-use crate::estimate::{Estimate, RunningStats, Z95};
+use crate::estimate::Estimate;
 use crate::image::Image;
 use crate::metric::Metric;
 
@@ -51,14 +52,15 @@ impl Goal {
     }
 }
 
-/// How long one probe samples (E-LPIPS only; LPIPS probes are exact).
+/// How one probe is judged (E-LPIPS only; LPIPS probes are exact): the [`Gate`] of each probe,
+/// less its threshold (the goal's), plus the target tolerance.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ProbeRule {
-    /// Chance that one probe is put on the wrong side of T (one-sided, per probe).
+    /// Chance that one probe is put on the wrong side of T (per side, per probe).
     pub error_rate: f64,
-    /// Samples at the first look; later looks double it.
+    /// Samples at the gate's first look.
     pub min_samples: u32,
-    /// Samples at most; a probe still straddling T then is "undecided" (which does not meet T).
+    /// Samples at most; a probe still straddling T then is undecided (which does not meet T).
     pub max_samples: u32,
     /// [`Goal::Target`] only: a probe whose 95% interval lies within `T +- tolerance` is on
     /// target and ends the search. 0 = the search ends only when the bracket closes.
@@ -67,7 +69,15 @@ pub struct ProbeRule {
 
 impl Default for ProbeRule {
     fn default() -> Self {
-        ProbeRule { error_rate: 0.05, min_samples: 16, max_samples: 256, tolerance: 0.0 }
+        let gate = Gate::new(0.0);
+        ProbeRule { error_rate: gate.error_rate, min_samples: gate.min_samples, max_samples: gate.max_samples, tolerance: 0.0 }
+    }
+}
+
+impl ProbeRule {
+    /// The gate of a probe against `threshold`.
+    pub fn gate(&self, threshold: f64) -> Gate {
+        Gate { threshold, error_rate: self.error_rate, max_samples: self.max_samples, min_samples: self.min_samples }
     }
 }
 
@@ -108,40 +118,11 @@ impl TuneOptions {
             return Err(Error::invalid("max probes must be at least 1"));
         }
         let r = &self.rule;
-        if !(r.error_rate > 0.0 && r.error_rate < 0.5) {
-            return Err(Error::invalid(format!("the error rate must be in (0, 0.5), not {}", r.error_rate)));
-        }
-        if r.min_samples < 2 || r.max_samples < r.min_samples {
-            return Err(Error::invalid(format!(
-                "probe samples must satisfy 2 <= min ({}) <= max ({})",
-                r.min_samples, r.max_samples
-            )));
-        }
+        r.gate(t).validate()?;
         if !(r.tolerance.is_finite() && r.tolerance >= 0.0) {
             return Err(Error::invalid(format!("the tolerance must be a non-negative number, not {}", r.tolerance)));
         }
         Ok(())
-    }
-}
-
-/// Where a probe's distance lies relative to T, at the rule's error rate.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Side {
-    /// Shown to be at most T: meets a maximum distance.
-    Below,
-    /// Shown to be above T.
-    Above,
-    /// Not shown either way within the sample cap (or within the target tolerance).
-    Undecided,
-}
-
-impl Side {
-    pub fn name(self) -> &'static str {
-        match self {
-            Side::Below => "below",
-            Side::Above => "above",
-            Side::Undecided => "undecided",
-        }
     }
 }
 
@@ -152,7 +133,8 @@ pub struct Probe {
     /// Size of the encoded output.
     pub bytes: u64,
     pub estimate: Estimate,
-    pub side: Side,
+    /// Where the gate put it relative to T.
+    pub side: Verdict,
     /// The earlier setting whose output was byte-identical (its estimate was reused).
     pub same_as: Option<i32>,
 }
@@ -201,7 +183,7 @@ pub fn tune(
         if let Some(prev) = encoded.fingerprint.and_then(|f| seen.get(&f)) {
             return Ok(Probe { setting, bytes: encoded.bytes, same_as: Some(prev.setting), ..*prev });
         }
-        let (estimate, side) = judge(metric, reference, &encoded.decoded, goal, &rule, 0)?;
+        let (estimate, side) = judge(metric, reference, &encoded.decoded, goal, &rule)?;
         samples += estimate.samples;
         let probe = Probe { setting, bytes: encoded.bytes, estimate, side, same_as: None };
         if let Some(f) = encoded.fingerprint {
@@ -213,75 +195,12 @@ pub fn tune(
     Ok(outcome)
 }
 
-/// Estimates the distance of `candidate` to `reference` sequentially against `goal`'s threshold
-/// (see [`ProbeRule`]). Sample `i` is drawn from stream `(seed, first_index + i)`: probes
-/// sharing `first_index` share their draws (common random numbers); disjoint index ranges give
-/// independent draws.
-pub fn judge(
-    metric: &mut Metric,
-    reference: &Image,
-    candidate: &Image,
-    goal: Goal,
-    rule: &ProbeRule,
-    first_index: u64,
-) -> Result<(Estimate, Side)> {
-    metric.check_pair(reference, candidate)?;
-    let t = goal.threshold();
-    if !metric.kind().is_ensemble() {
-        let e = metric.compare(reference, candidate)?;
-        let side = if e.distance <= t { Side::Below } else { Side::Above };
-        return Ok((e, side));
-    }
-    let (h, w) = (reference.height(), reference.width());
-    let levels = metric.scale_levels(h, w);
-    let looks = looks(rule);
-    // Bonferroni over the looks: each look spends error_rate / looks per side.
-    let z = normal_quantile(1.0 - rule.error_rate / looks.len() as f64);
-    // Chunks bound the memory of one network run, as compare's rounds do.
-    let chunk = ((1usize << 19) / (h as usize * w as usize)).clamp(1, 16) as u64;
-    let mut stats = RunningStats::default();
-    let mut side = Side::Undecided;
-    let mut converged = false;
-    for &n in &looks {
-        while stats.count() < n {
-            let start = first_index + stats.count();
-            let end = start + chunk.min(n - stats.count());
-            for d in metric.evaluate_samples(reference, candidate, levels, start..end)? {
-                stats.push(d);
-            }
-        }
-        let (mean, se) = (stats.mean(), stats.std_error());
-        if mean + z * se <= t {
-            side = Side::Below;
-        } else if mean - z * se > t {
-            side = Side::Above;
-        }
-        let on_target = matches!(goal, Goal::Target(_)) && rule.tolerance > 0.0 && (mean - t).abs() + Z95 * se <= rule.tolerance;
-        if side != Side::Undecided || on_target {
-            converged = true;
-            break;
-        }
-    }
-    let e = Estimate {
-        distance: stats.mean(),
-        std_error: stats.std_error(),
-        ci95: stats.ci95(),
-        samples: stats.count(),
-        converged,
-    };
-    Ok((e, side))
-}
-
-/// Sample counts at which a probe looks: min, 2 min, 4 min, ..., max.
-fn looks(rule: &ProbeRule) -> Vec<u64> {
-    let mut out = vec![];
-    let mut n = rule.min_samples as u64;
-    while n < rule.max_samples as u64 {
-        out.push(n);
-        n *= 2;
-    }
-    out.push(rule.max_samples as u64);
-    out
+/// Judges `candidate` against `goal`'s threshold with the probe's gate ([`Metric::decide`]).
+/// Sample `i` is drawn from stream `(seed, i)` of the metric's seed, so every probe of one
+/// metric shares its draws (common random numbers).
+pub fn judge(metric: &mut Metric, reference: &Image, candidate: &Image, goal: Goal, rule: &ProbeRule) -> Result<(Estimate, Verdict)> {
+    let decision = metric.decide(reference, candidate, &rule.gate(goal.threshold()))?;
+    Ok((decision.estimate, decision.verdict))
 }
 
 /// The search over settings, given a way to probe one (encode + judge). Exposed so that callers
@@ -298,10 +217,10 @@ pub fn search(options: &TuneOptions, probe: &mut dyn FnMut(i32) -> Result<Probe>
     let mut run = 0i32;
     let mut last_bracket: Option<(i64, i64)> = None;
     let is_low = |p: &Probe| match p.side {
-        Side::Below => true,
-        Side::Above => false,
+        Verdict::Below => true,
+        Verdict::Above => false,
         // A maximum distance needs a probe shown to meet it; a target only needs the side.
-        Side::Undecided => target && p.estimate.distance <= t,
+        Verdict::Undecided => target && p.estimate.distance <= t,
     };
     let on_target = |p: &Probe| {
         target && options.rule.tolerance > 0.0 && (p.estimate.distance - t).abs() + p.estimate.ci95 <= options.rule.tolerance
@@ -345,7 +264,7 @@ pub fn search(options: &TuneOptions, probe: &mut dyn FnMut(i32) -> Result<Probe>
     }
     let chosen = match options.goal {
         Goal::MaxDistance(_) => (0..probes.len())
-            .filter(|&i| probes[i].side == Side::Below)
+            .filter(|&i| probes[i].side == Verdict::Below)
             .min_by_key(|&i| (probes[i].bytes, probes[i].setting)),
         Goal::Target(_) => (0..probes.len()).min_by(|&a, &b| {
             let key = |p: &Probe| ((p.estimate.distance - t).abs(), p.bytes);
@@ -399,25 +318,6 @@ fn interpolate(probes: &[Probe], l: Option<Probe>, h: Option<Probe>, t: f64, wl:
     Some(if l.is_some() { x.min(limit as f64) } else { x.max(limit as f64) })
 }
 
-/// The standard normal quantile (Acklam's rational approximation, relative error < 1.2e-9).
-pub fn normal_quantile(p: f64) -> f64 {
-    const A: [f64; 6] = [-3.969683028665376e1, 2.209460984245205e2, -2.759285104469687e2, 1.383577518672690e2, -3.066479806614716e1, 2.506628277459239];
-    const B: [f64; 5] = [-5.447609879822406e1, 1.615858368580409e2, -1.556989798598866e2, 6.680131188771972e1, -1.328068155288572e1];
-    const C: [f64; 6] = [-7.784894002430293e-3, -3.223964580411365e-1, -2.400758277161838, -2.549732539343734, 4.374664141464968, 2.938163982698783];
-    const D: [f64; 4] = [7.784695709041462e-3, 3.224671290700398e-1, 2.445134137142996, 3.754408661907416];
-    let tail = |q: f64| (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5]) / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0);
-    if p < 0.02425 {
-        tail((-2.0 * p.ln()).sqrt())
-    } else if p > 1.0 - 0.02425 {
-        -tail((-2.0 * (1.0 - p).ln()).sqrt())
-    } else {
-        let q = p - 0.5;
-        let r = q * q;
-        (((((A[0] * r + A[1]) * r + A[2]) * r + A[3]) * r + A[4]) * r + A[5]) * q
-            / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -432,7 +332,7 @@ mod tests {
         search(&options, &mut |s| {
             calls.push(s);
             let d = dist(s);
-            let side = if d <= goal.threshold() { Side::Below } else { Side::Above };
+            let side = if d <= goal.threshold() { Verdict::Below } else { Verdict::Above };
             let estimate = Estimate { distance: d, std_error: 0.0, ci95: 0.0, samples: 1, converged: true };
             Ok(Probe { setting: s, bytes: 100 + 10 * s as u64, estimate, side, same_as: None })
         })
@@ -441,18 +341,21 @@ mod tests {
 
     #[test]
     fn max_distance_finds_the_smallest_setting_that_meets_it_in_fewer_probes_than_bisection() {
+        let mut total = 0;
         for t in [0.3, 0.1, 0.05, 0.02, 0.011] {
             let mut calls = vec![];
             let out = synthetic(Goal::MaxDistance(t), &exact, &mut calls);
             let want = (0..=100).find(|&s| exact(s) <= t).unwrap();
             assert_eq!(out.chosen_probe().unwrap().setting, want, "T = {t}");
             // Bisection over 101 settings needs 7 probes.
-            assert!(calls.len() <= 5, "T = {t}: {calls:?}");
+            assert!(calls.len() < 7, "T = {t}: {calls:?}");
+            total += calls.len();
             let mut unique = calls.clone();
             unique.sort();
             unique.dedup();
             assert_eq!(unique.len(), calls.len(), "a setting was probed twice: {calls:?}");
         }
+        assert!(total <= 5 * 5, "{total} probes for 5 thresholds");
     }
 
     #[test]
@@ -497,7 +400,7 @@ mod tests {
         let out = search(&options, &mut |s| {
             n += 1;
             let estimate = Estimate { distance: 1.0, std_error: 0.0, ci95: 0.0, samples: 1, converged: true };
-            Ok(Probe { setting: s, bytes: 1, estimate, side: Side::Above, same_as: None })
+            Ok(Probe { setting: s, bytes: 1, estimate, side: Verdict::Above, same_as: None })
         })
         .unwrap();
         assert_eq!((n, out.probes.len(), out.chosen), (2, 2, None));
@@ -514,19 +417,5 @@ mod tests {
         assert!(TuneOptions { max_probes: 0, ..ok }.validate().is_err());
         assert!(TuneOptions { rule: ProbeRule { error_rate: 0.5, ..ok.rule }, ..ok }.validate().is_err());
         assert!(TuneOptions { rule: ProbeRule { min_samples: 1, ..ok.rule }, ..ok }.validate().is_err());
-    }
-
-    #[test]
-    fn normal_quantile_matches_known_values() {
-        assert!((normal_quantile(0.975) - Z95).abs() < 1e-8);
-        assert!((normal_quantile(0.5)).abs() < 1e-12);
-        assert!((normal_quantile(0.99) - 2.326_347_874_040_841).abs() < 1e-8);
-        assert!((normal_quantile(0.001) + 3.090_232_306_167_814).abs() < 1e-8);
-    }
-
-    #[test]
-    fn looks_double_up_to_the_cap() {
-        assert_eq!(looks(&ProbeRule { min_samples: 16, max_samples: 100, ..Default::default() }), vec![16, 32, 64, 100]);
-        assert_eq!(looks(&ProbeRule { min_samples: 8, max_samples: 8, ..Default::default() }), vec![8]);
     }
 }

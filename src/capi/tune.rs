@@ -7,7 +7,8 @@ use std::ffi::c_void;
 use super::{context, guard, need, need_out, read_image, result_of, ElpipsContext, ElpipsImage, ElpipsReference, ElpipsResult, ElpipsStatus, Failure};
 use super::{ELPIPS_STATUS_CALLBACK, ELPIPS_STATUS_INVALID_ARGUMENT};
 use crate::error::Error;
-use crate::tune::{self, Encoded, Goal, ProbeRule, Side, TuneOptions};
+use crate::decision::Verdict;
+use crate::tune::{self, Encoded, Goal, ProbeRule, TuneOptions};
 
 /// What `elpips_tune` looks for.
 pub type ElpipsTuneGoal = u32;
@@ -48,9 +49,9 @@ pub struct ElpipsTuneOptions {
     pub max_probes: u32,
     /// Chance that one probe is put on the wrong side of T (E-LPIPS; one-sided). Default 0.05.
     pub error_rate: f64,
-    /// E-LPIPS samples at a probe's first look; later looks double it. Default 16.
+    /// E-LPIPS samples at a probe's first look (later looks at 1.5x). Default 16.
     pub min_samples: u32,
-    /// E-LPIPS samples per probe at most. Default 256.
+    /// E-LPIPS samples per probe at most. Default 200.
     pub max_samples: u32,
     /// `ELPIPS_TUNE_TARGET` only: stop once a probe's 95% interval lies within T +- tolerance.
     /// Default 0 (search until the neighbouring settings are known).
@@ -109,11 +110,11 @@ pub struct ElpipsTuneResult {
     pub samples: u64,
 }
 
-fn side_of(side: Side) -> ElpipsSide {
+fn side_of(side: Verdict) -> ElpipsSide {
     match side {
-        Side::Below => ELPIPS_SIDE_BELOW,
-        Side::Above => ELPIPS_SIDE_ABOVE,
-        Side::Undecided => ELPIPS_SIDE_UNDECIDED,
+        Verdict::Below => ELPIPS_SIDE_BELOW,
+        Verdict::Above => ELPIPS_SIDE_ABOVE,
+        Verdict::Undecided => ELPIPS_SIDE_UNDECIDED,
     }
 }
 

@@ -42,11 +42,11 @@ pub struct TuneArgs {
     /// Chance that one probe is put on the wrong side of T (E-LPIPS).
     #[arg(long, value_name = "A", default_value_t = 0.05)]
     error_rate: f64,
-    /// E-LPIPS samples at a probe's first look (later looks double it).
+    /// E-LPIPS samples at a probe's first look (later looks at 1.5x).
     #[arg(long, value_name = "N", default_value_t = 16)]
     min_samples: u32,
     /// E-LPIPS samples per probe at most.
-    #[arg(long, value_name = "N", default_value_t = 256)]
+    #[arg(long, value_name = "N", default_value_t = 200)]
     max_samples: u32,
     /// Encodes at most.
     #[arg(long, value_name = "N", default_value_t = 16)]
