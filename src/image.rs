@@ -77,7 +77,8 @@ impl Image {
 
     /// Decodes an in-memory PNG or JPEG; see [`Image::open`].
     pub fn decode(bytes: &[u8], options: &LoadOptions) -> Result<Self> {
-        let decode_err = |reason: String| Error::ImageDecode { path: "<memory>".into(), reason };
+        // Decoder messages may span lines; errors here are one line.
+        let decode_err = |reason: String| Error::ImageDecode { path: "<memory>".into(), reason: reason.split_whitespace().collect::<Vec<_>>().join(" ") };
         let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
             .with_guessed_format()
             .map_err(|e| decode_err(e.to_string()))?;

@@ -60,6 +60,7 @@ pub mod ensemble;
 pub mod error;
 pub mod estimate;
 pub mod image;
+pub mod integrity;
 pub mod io;
 pub mod linear_weights;
 pub mod metric;

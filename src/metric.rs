@@ -78,6 +78,7 @@ impl Metric {
     /// Loads the runtime and the model named in `options`.
     pub fn new(options: MetricOptions) -> Result<Self> {
         options.sampling.validate()?;
+        options.runtime.validate()?;
         if options.scale_levels == Some(0) {
             return Err(Error::invalid("--scale-levels must be at least 1"));
         }
@@ -88,7 +89,8 @@ impl Metric {
         let linear_weights = match &options.linear_weights {
             None => None,
             Some(path) => {
-                let lw = LinearWeights::from_file(path).map_err(|e| Error::LinearWeights(format!("{}: {e}", path.display())))?;
+                let bytes = crate::integrity::read_weights_file(path).map_err(|e| Error::LinearWeights(format!("{}: {e}", path.display())))?;
+                let lw = LinearWeights::from_bytes(&bytes).map_err(|e| Error::LinearWeights(format!("{}: {e}", path.display())))?;
                 let want = kind.tap_channels();
                 if lw.channels() != want {
                     return Err(Error::LinearWeights(format!(

@@ -14,6 +14,8 @@ pub const ORT_DYLIB_ENV: &str = "ORT_DYLIB_PATH";
 /// The oldest ONNX Runtime minor version `ort` 2.0.0-rc.15 accepts (1.31).
 pub const MIN_ORT_VERSION: &str = "1.31";
 
+const EXPLICIT_ORIGIN: &str = "the explicit runtime path";
+
 /// Where `make setup` unpacks the runtime in a source checkout.
 fn project_default_library() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/onnxruntime/lib/libonnxruntime.so.1")
@@ -24,7 +26,7 @@ fn project_default_library() -> PathBuf {
 /// project's default location. Returns the path and where it came from (for error messages).
 pub fn locate_library(explicit: Option<&Path>) -> (PathBuf, &'static str) {
     if let Some(p) = explicit {
-        return (p.to_owned(), "the explicit runtime path");
+        return (p.to_owned(), EXPLICIT_ORIGIN);
     }
     if let Some(p) = std::env::var_os(ORT_DYLIB_ENV).filter(|p| !p.is_empty()) {
         return (PathBuf::from(p), ORT_DYLIB_ENV);
@@ -58,12 +60,16 @@ pub fn environment(explicit: Option<&Path>) -> Result<ort::environment::Environm
         }
         return Ok(loaded.env.clone());
     }
-    if !path.is_file() {
+    crate::integrity::check_local_path(&path, "runtime library path")?;
+    if !path.exists() {
         return Err(Error::Runtime(format!(
             "library not found at {} (from {origin}); run `make setup` to fetch it, or set {ORT_DYLIB_ENV} to a libonnxruntime.so of version {MIN_ORT_VERSION} or newer",
             path.display()
         )));
     }
+    // The library elpips installed must be the one it pinned; one the caller names is theirs.
+    let caller_chosen = origin == EXPLICIT_ORIGIN || origin == ORT_DYLIB_ENV;
+    crate::integrity::verify_runtime(&path, caller_chosen)?;
     let builder = std::panic::catch_unwind(|| ort::init_from(&path)).map_err(|_| {
         Error::Runtime(format!("loading {} crashed; is it a libonnxruntime.so?", path.display()))
     })?;
@@ -97,7 +103,19 @@ pub struct RuntimeOptions {
     pub threads: usize,
 }
 
+/// More intra-op threads than this is a mistake (an unset or negative value cast to unsigned),
+/// not a request: ONNX Runtime would try to start them all.
+pub const MAX_THREADS: usize = 1024;
+
 impl RuntimeOptions {
+    /// Refuses thread counts no machine has.
+    pub fn validate(&self) -> Result<()> {
+        if self.threads > MAX_THREADS {
+            return Err(Error::InvalidArgument(format!("{} threads requested; at most {MAX_THREADS} (0 = one per core)", self.threads)));
+        }
+        Ok(())
+    }
+
     pub(crate) fn effective_threads(&self) -> usize {
         if self.threads > 0 {
             self.threads
@@ -116,9 +134,8 @@ impl Session {
     /// Opens `model` with the given options.
     pub fn open(model: &Path, options: &RuntimeOptions) -> Result<Self> {
         let env = environment(options.library.as_deref())?;
-        if !model.is_file() {
-            return Err(Error::Model(format!("{} not found; run `make setup` to build the models", model.display())));
-        }
+        // The bytes checked against the manifest are the bytes loaded (no check-then-reopen race).
+        let bytes = crate::integrity::read_verified_model(model)?;
         // Builder errors carry the builder for recovery; we only need their message.
         let msg = |e: &dyn std::fmt::Display| Error::Model(format!("cannot load {}: {e}", model.display()));
         let inner = ort::session::Session::builder(&env)
@@ -129,7 +146,7 @@ impl Session {
             .map_err(|e| msg(&e))?
             .with_inter_threads(1)
             .map_err(|e| msg(&e))?
-            .commit_from_file(model)
+            .commit_from_memory(&bytes)
             .map_err(|e| msg(&e))?;
         Ok(Session { inner })
     }

@@ -1,0 +1,282 @@
+//! What the library loads from disk is checked before it is used: model files and the ONNX
+//! Runtime library must be regular files, and their sha256 must equal the pins of the manifest
+//! that ships with them (`weights/manifest.json`, installed as
+//! `<prefix>/share/elpips/models/manifest.json`; the runtime's pin as `onnxruntime.sha256` beside
+//! the installed library). Paths are only ever files: never URLs, shell words or format strings.
+//! Nothing here (or anywhere in the library) touches the network.
+
+use std::fs::{File, Metadata, OpenOptions};
+use std::io::Read;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+
+/// File name of the manifest that pins the models (in the model directory or its parent).
+pub const MANIFEST: &str = "manifest.json";
+/// File name, beside an installed runtime library, of its pin (`sha256sum` format).
+pub const RUNTIME_PIN: &str = "onnxruntime.sha256";
+
+/// Lower-case hex sha256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Lower-case hex sha256 of a file's contents, streamed.
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut f = File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Refuses a path that is not meant as a local file name: URLs are not fetched.
+pub fn check_local_path(path: &Path, what: &str) -> Result<()> {
+    let s = path.to_string_lossy();
+    if let Some((scheme, _)) = s.split_once("://") {
+        if !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c)) {
+            return Err(Error::invalid(format!(
+                "{what} `{s}` looks like a URL; elpips only reads local files and never uses the network (download it yourself, or run `make setup`)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// What kind of non-regular file `m` is, for error messages; `None` for a regular file.
+fn not_regular(m: &Metadata) -> Option<&'static str> {
+    let t = m.file_type();
+    if t.is_file() {
+        None
+    } else if t.is_dir() {
+        Some("a directory")
+    } else if t.is_fifo() {
+        Some("a named pipe")
+    } else if t.is_char_device() || t.is_block_device() {
+        Some("a device")
+    } else if t.is_socket() {
+        Some("a socket")
+    } else {
+        Some("not a regular file")
+    }
+}
+
+/// Opens `path` for reading only if it is a regular file (symlinks to one are fine). Opened
+/// non-blocking so that a FIFO cannot hang the caller before it is refused.
+fn open_regular(path: &Path, not_found: impl Fn(&Path) -> Error, bad: impl Fn(&Path, String) -> Error) -> Result<(File, u64)> {
+    let file = OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            not_found(path)
+        } else {
+            bad(path, format!("cannot open it: {e}"))
+        }
+    })?;
+    let meta = file.metadata().map_err(|e| bad(path, format!("cannot stat it: {e}")))?;
+    if let Some(kind) = not_regular(&meta) {
+        return Err(bad(path, format!("it is {kind}, not a file")));
+    }
+    Ok((file, meta.len()))
+}
+
+/// Reads a weights file the caller named (custom linear weights): a local regular file only.
+/// Errors are the reason alone, for the caller to wrap.
+pub fn read_weights_file(path: &Path) -> std::result::Result<Vec<u8>, String> {
+    check_local_path(path, "weights path").map_err(|e| e.to_string())?;
+    let (mut file, len) = open_regular(path, |_| Error::invalid("not found"), |_, why| Error::invalid(why))
+        .map_err(|e| match e {
+            Error::InvalidArgument(m) => m,
+            other => other.to_string(),
+        })?;
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.read_to_end(&mut bytes).map_err(|e| format!("cannot read it: {e}"))?;
+    Ok(bytes)
+}
+
+/// The sha256 pins of the models in `dir`: from `dir/manifest.json` (an installed model
+/// directory) or `dir/../manifest.json` (a checkout's `weights/models`). `None` if neither exists.
+pub fn model_pins(dir: &Path) -> Result<Option<(PathBuf, serde_json::Value)>> {
+    for candidate in [dir.join(MANIFEST), dir.join("..").join(MANIFEST)] {
+        if candidate.is_file() {
+            let text = std::fs::read_to_string(&candidate)
+                .map_err(|e| Error::Model(format!("cannot read {}: {e}; run `make setup`", candidate.display())))?;
+            let json: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| Error::Model(format!("{} is not valid JSON ({e}); run `make setup`", candidate.display())))?;
+            if json.pointer("/models/files").is_some_and(|f| f.is_object()) {
+                return Ok(Some((candidate, json)));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Reads a model file and checks it against its manifest pin; returns its bytes (which the
+/// caller hands to ONNX Runtime, so the file checked is the file loaded).
+pub fn read_verified_model(path: &Path) -> Result<Vec<u8>> {
+    check_local_path(path, "model path")?;
+    let not_found = |p: &Path| Error::Model(format!("{} not found; run `make setup` to build the models", p.display()));
+    let bad = |p: &Path, why: String| Error::Model(format!("{}: {why}", p.display()));
+    let (mut file, len) = open_regular(path, not_found, bad)?;
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.read_to_end(&mut bytes).map_err(|e| bad(path, format!("cannot read it: {e}")))?;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let Some((manifest, json)) = model_pins(dir)? else {
+        return Err(Error::Model(format!(
+            "no {MANIFEST} beside {} (nor in its parent) pins its sha256; models are only loaded with their manifest: run `make setup` (or `make install`), or add the model to your directory's manifest",
+            path.display()
+        )));
+    };
+    let pin = json.pointer("/models/files").and_then(|f| f.get(&name)).and_then(|e| e.get("sha256")).and_then(|s| s.as_str());
+    let Some(pin) = pin else {
+        return Err(Error::Model(format!(
+            "{} is not pinned in {} (no models.files.{name}.sha256); rebuild with `make setup` (after a deliberate model change: `python3 weights/setup.py --record-models`)",
+            path.display(),
+            manifest.display()
+        )));
+    };
+    let got = sha256_hex(&bytes);
+    if !got.eq_ignore_ascii_case(pin) {
+        return Err(Error::Model(format!(
+            "{} is corrupt or not the pinned model: sha256 {got}, {} pins {pin}; run `make setup` to rebuild it",
+            path.display(),
+            manifest.display()
+        )));
+    }
+    Ok(bytes)
+}
+
+/// Where the pin of a runtime library comes from, if anywhere: `onnxruntime.sha256` beside the
+/// library (what `make install` writes), else the checkout's manifest when the library lives in
+/// the checkout's `.cache/onnxruntime/lib` (what `make setup` unpacks).
+fn runtime_pin(real: &Path) -> Result<Option<(String, PathBuf)>> {
+    let name = real.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let dir = real.parent().unwrap_or(Path::new("."));
+    let beside = dir.join(RUNTIME_PIN);
+    if beside.is_file() {
+        let text = std::fs::read_to_string(&beside)
+            .map_err(|e| Error::Runtime(format!("cannot read {}: {e}; reinstall with `make install`", beside.display())))?;
+        for line in text.lines() {
+            let mut words = line.split_whitespace();
+            if let (Some(hash), Some(file)) = (words.next(), words.next()) {
+                if file.trim_start_matches('*') == name {
+                    return Ok(Some((hash.to_owned(), beside)));
+                }
+            }
+        }
+        return Err(Error::Runtime(format!("{} does not pin {name}; reinstall with `make install`", beside.display())));
+    }
+    let checkout = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let cache = checkout.join(".cache/onnxruntime/lib").canonicalize().ok();
+    if cache.as_deref() == Some(dir) {
+        let manifest = checkout.join("weights").join(MANIFEST);
+        let json: serde_json::Value = std::fs::read_to_string(&manifest)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .ok_or_else(|| Error::Runtime(format!("cannot read {}; run `make setup`", manifest.display())))?;
+        let pin = json.pointer("/onnxruntime_library/files").and_then(|f| f.get(&name)).and_then(|e| e.get("sha256")).and_then(|s| s.as_str());
+        return match pin {
+            Some(p) => Ok(Some((p.to_owned(), manifest))),
+            None => Err(Error::Runtime(format!("{name} is not pinned in {}; run `make setup`", manifest.display()))),
+        };
+    }
+    Ok(None)
+}
+
+/// Checks the runtime library before it is loaded: a regular file, and equal to its pin when
+/// elpips installed it (`pinned_only`: a library the caller named explicitly, by path or
+/// `ORT_DYLIB_PATH`, and that has no pin beside it is the caller's choice and is not hashed).
+/// Returns whether it was verified against a pin.
+pub fn verify_runtime(path: &Path, caller_chosen: bool) -> Result<bool> {
+    check_local_path(path, "runtime library path")?;
+    let not_found = |p: &Path| Error::Runtime(format!("library not found at {}; run `make setup` to fetch it", p.display()));
+    let bad = |p: &Path, why: String| Error::Runtime(format!("{}: {why}; it must be a libonnxruntime.so (run `make setup`)", p.display()));
+    drop(open_regular(path, not_found, bad)?);
+    let real = path.canonicalize().map_err(|e| bad(path, e.to_string()))?;
+    let pin = runtime_pin(&real)?;
+    let Some((pin, source)) = pin else {
+        if caller_chosen {
+            return Ok(false);
+        }
+        return Err(Error::Runtime(format!(
+            "{} has no pinned sha256 ({RUNTIME_PIN} beside it); reinstall with `make install` or run `make setup`",
+            real.display()
+        )));
+    };
+    let got = sha256_file(&real).map_err(|e| bad(&real, format!("cannot read it: {e}")))?;
+    if !got.eq_ignore_ascii_case(&pin) {
+        return Err(Error::Runtime(format!(
+            "{} is corrupt or not the pinned ONNX Runtime: sha256 {got}, {} pins {pin}; run `make setup` (or `make install`) again",
+            real.display(),
+            source.display()
+        )));
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sha256_of_known_strings() {
+        assert_eq!(sha256_hex(b""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        assert_eq!(sha256_hex(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    }
+
+    #[test]
+    fn urls_are_refused_and_odd_names_are_just_files() {
+        for url in ["http://example.com/m.onnx", "https://x/y", "file:///tmp/m.onnx", "s3://bucket/m"] {
+            let e = check_local_path(Path::new(url), "model path").unwrap_err();
+            assert!(e.to_string().contains("never uses the network"), "{e}");
+        }
+        for name in ["%s%n.onnx", "$(touch x).onnx", "a:b.onnx", "./m.onnx", "`id`"] {
+            assert!(check_local_path(Path::new(name), "model path").is_ok(), "{name}");
+        }
+    }
+
+    fn model_dir_with(name: &str, bytes: &[u8], pin: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(name), bytes).unwrap();
+        let manifest = serde_json::json!({"models": {"files": {name: {"sha256": pin}}}});
+        std::fs::write(dir.path().join(MANIFEST), manifest.to_string()).unwrap();
+        dir
+    }
+
+    #[test]
+    fn models_must_match_their_pin() {
+        let dir = model_dir_with("m.onnx", b"model bytes", &sha256_hex(b"model bytes"));
+        assert_eq!(read_verified_model(&dir.path().join("m.onnx")).unwrap(), b"model bytes");
+        let dir = model_dir_with("m.onnx", b"model bytes, corrupted", &sha256_hex(b"model bytes"));
+        let e = read_verified_model(&dir.path().join("m.onnx")).unwrap_err();
+        assert!(e.to_string().contains("corrupt or not the pinned model") && e.to_string().contains("make setup"), "{e}");
+        let e = read_verified_model(&dir.path().join("other.onnx")).unwrap_err();
+        assert!(e.to_string().contains("not found"), "{e}");
+        std::fs::write(dir.path().join("other.onnx"), b"x").unwrap();
+        let e = read_verified_model(&dir.path().join("other.onnx")).unwrap_err();
+        assert!(e.to_string().contains("is not pinned"), "{e}");
+    }
+
+    #[test]
+    fn directories_fifos_and_devices_are_not_models() {
+        let dir = model_dir_with("m.onnx", b"x", &sha256_hex(b"x"));
+        std::fs::create_dir(dir.path().join("d.onnx")).unwrap();
+        let e = read_verified_model(&dir.path().join("d.onnx")).unwrap_err();
+        assert!(e.to_string().contains("a directory, not a file"), "{e}");
+        let fifo = dir.path().join("f.onnx");
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        let e = read_verified_model(&fifo).unwrap_err();
+        assert!(e.to_string().contains("a named pipe, not a file"), "{e}");
+        let e = read_verified_model(Path::new("/dev/zero")).unwrap_err();
+        assert!(e.to_string().contains("a device, not a file"), "{e}");
+    }
+}

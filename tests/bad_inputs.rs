@@ -1,0 +1,531 @@
+//! The bad-input table of `docs/bad-inputs.md`, row by row: each row of the document names an
+//! input, the interface it goes through, the status it must get and a part of the message. This
+//! test reads the document, runs the case of every row, and fails if the status or message
+//! differ, if a row has no case here, or if a case here has no row there.
+//!
+//! `BAD_INPUTS_PRINT=1 cargo test --release --test bad_inputs -- --nocapture` prints what every
+//! case gets (to write a new row).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::ffi::{c_char, CStr, CString};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::ptr;
+
+use elpips::capi::*;
+use elpips::{Error, Image, LoadOptions, Metric, MetricKind, MetricOptions, Sampling};
+
+/// What a case got: the status name (`ELPIPS_STATUS_*`, or `exit N` for the command line) and
+/// the message.
+type Outcome = (String, String);
+
+const STATUS_NAMES: [&str; 16] = [
+    "ELPIPS_OK",
+    "ELPIPS_STATUS_INVALID_ARGUMENT",
+    "ELPIPS_STATUS_IO",
+    "ELPIPS_STATUS_IMAGE_DECODE",
+    "ELPIPS_STATUS_SIZE_MISMATCH",
+    "ELPIPS_STATUS_IMAGE_TOO_SMALL",
+    "ELPIPS_STATUS_IMAGE_TOO_LARGE",
+    "ELPIPS_STATUS_RUNTIME",
+    "ELPIPS_STATUS_MODEL",
+    "ELPIPS_STATUS_LINEAR_WEIGHTS",
+    "ELPIPS_STATUS_INFERENCE",
+    "ELPIPS_STATUS_NULL_POINTER",
+    "ELPIPS_STATUS_INVALID_IMAGE",
+    "ELPIPS_STATUS_NON_FINITE",
+    "ELPIPS_STATUS_UNSUPPORTED",
+    "ELPIPS_STATUS_INTERNAL_ERROR",
+];
+
+fn status_name(s: ElpipsStatus) -> String {
+    STATUS_NAMES.get(s as usize).map_or_else(|| format!("status {s}"), |n| n.to_string())
+}
+
+fn lib<T>(r: Result<T, Error>) -> Outcome {
+    match r {
+        Ok(_) => ("ELPIPS_OK".into(), String::new()),
+        Err(e) => (status_name(e.code() as i32), e.to_string()),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures
+
+struct Fixtures {
+    dir: tempfile::TempDir,
+    png: Vec<u8>,
+    jpeg: Vec<u8>,
+    rgb8: Vec<u8>,
+    /// LPIPS-AlexNet, the cheapest network, with a 64x64 pixel budget.
+    ctx: *mut ElpipsContext,
+}
+
+const N: u32 = 40;
+
+impl Fixtures {
+    fn new() -> Self {
+        let img = image::RgbImage::from_fn(N, N, |x, y| image::Rgb([(x * 7) as u8, (y * 5) as u8, ((x + y) * 3) as u8]));
+        let mut png = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut png, image::ImageFormat::Png).unwrap();
+        let mut jpeg = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut jpeg, image::ImageFormat::Jpeg).unwrap();
+        let mut o = options();
+        o.metric = ELPIPS_METRIC_LPIPS_ALEX;
+        o.max_pixels = 64 * 64;
+        let (s, ctx, msg) = context_new(&o);
+        assert_eq!(s, ELPIPS_OK, "{msg}; run `make setup` first");
+        Fixtures { dir: tempfile::tempdir().unwrap(), png: png.into_inner(), jpeg: jpeg.into_inner(), rgb8: img.into_raw(), ctx }
+    }
+
+    fn file(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    }
+
+    fn image(&self) -> ElpipsImage {
+        ElpipsImage { data: self.rgb8.as_ptr().cast(), width: N, height: N, stride_bytes: 0, format: ELPIPS_PIXEL_FORMAT_RGB8, transfer: ELPIPS_TRANSFER_SRGB }
+    }
+
+    /// `elpips_compare(ctx, reference, candidate)` through the C ABI.
+    fn compare(&self, reference: *const ElpipsImage, candidate: *const ElpipsImage) -> Outcome {
+        let mut r = ElpipsResult::default();
+        // SAFETY: the descriptions are valid or deliberately NULL (what is being tested).
+        let s = unsafe { elpips_compare(self.ctx, reference, candidate, &mut r) };
+        (status_name(s), self.last_error())
+    }
+
+    fn compare_one(&self, candidate: ElpipsImage) -> Outcome {
+        let good = self.image();
+        self.compare(&good, &candidate)
+    }
+
+    fn last_error(&self) -> String {
+        // SAFETY: a live context; the message is NUL-terminated.
+        unsafe { CStr::from_ptr(elpips_last_error(self.ctx)) }.to_string_lossy().into_owned()
+    }
+
+    /// A model directory holding a copy of lpips-alex.onnx and the manifest, for tampering.
+    fn model_dir(&self, name: &str) -> PathBuf {
+        let dir = self.dir.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let models = elpips::models::model_dir(None);
+        std::fs::copy(models.join("lpips-alex.onnx"), dir.join("lpips-alex.onnx")).unwrap();
+        std::fs::copy(models.join("../manifest.json"), dir.join("manifest.json")).unwrap();
+        dir
+    }
+
+    fn alex_with_model_dir(&self, dir: &Path) -> Outcome {
+        lib(Metric::new(MetricOptions { metric: MetricKind::LpipsAlex, model_dir: Some(dir.to_owned()), ..Default::default() }))
+    }
+
+    /// The command line, on a pair of valid PNGs plus `args`.
+    fn cli(&self, args: &[&str]) -> Outcome {
+        let png = self.file("cli.png", &self.png);
+        self.cli_files(png.to_str().unwrap(), args)
+    }
+
+    /// The command line, comparing a valid PNG to `candidate`, plus `args`.
+    fn cli_files(&self, candidate: &str, args: &[&str]) -> Outcome {
+        let png = self.file("cli.png", &self.png);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_elpips"));
+        cmd.arg("compare").arg(&png).arg(candidate).args(args).env_remove("ORT_DYLIB_PATH");
+        let out = cmd.output().unwrap();
+        let code = out.status.code().map_or("killed".into(), |c| format!("exit {c}"));
+        (code, String::from_utf8_lossy(&out.stderr).trim_end().to_owned())
+    }
+}
+
+impl Drop for Fixtures {
+    fn drop(&mut self) {
+        // SAFETY: ours, freed once.
+        unsafe { elpips_context_free(self.ctx) };
+    }
+}
+
+fn options() -> ElpipsOptions {
+    let mut o = std::mem::MaybeUninit::<ElpipsOptions>::zeroed();
+    // SAFETY: writable.
+    assert_eq!(unsafe { elpips_options_default(o.as_mut_ptr()) }, ELPIPS_OK);
+    // SAFETY: initialised above.
+    let mut o = unsafe { o.assume_init() };
+    o.threads = 1;
+    o
+}
+
+fn context_new(o: &ElpipsOptions) -> (ElpipsStatus, *mut ElpipsContext, String) {
+    let mut ctx = ptr::null_mut();
+    let mut msg = [0 as c_char; 1024];
+    // SAFETY: valid options (strings NUL-terminated or NULL), out-pointer and buffer.
+    let s = unsafe { elpips_context_new_with_error(o, &mut ctx, msg.as_mut_ptr(), msg.len()) };
+    // SAFETY: NUL-terminated by the call.
+    (s, ctx, unsafe { CStr::from_ptr(msg.as_ptr()) }.to_string_lossy().into_owned())
+}
+
+/// Creating a context with `o` must fail; its status and message.
+fn context_fails(o: &ElpipsOptions) -> Outcome {
+    let (s, ctx, msg) = context_new(o);
+    // SAFETY: ours (NULL on failure, which is a no-op).
+    unsafe { elpips_context_free(ctx) };
+    (status_name(s), msg)
+}
+
+fn with_options(f: impl FnOnce(&mut ElpipsOptions)) -> Outcome {
+    let mut o = options();
+    o.metric = ELPIPS_METRIC_LPIPS_ALEX;
+    f(&mut o);
+    context_fails(&o)
+}
+
+/// A PNG whose header claims `w x h` pixels (valid CRCs), then a tiny IDAT and IEND.
+fn png_header(w: u32, h: u32) -> Vec<u8> {
+    let mut ihdr = w.to_be_bytes().to_vec();
+    ihdr.extend(h.to_be_bytes());
+    ihdr.extend([8, 2, 0, 0, 0]);
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    for (kind, data) in [(&b"IHDR"[..], ihdr), (b"IDAT", vec![0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]), (b"IEND", vec![])] {
+        out.extend((data.len() as u32).to_be_bytes());
+        let mut chunk = kind.to_vec();
+        chunk.extend(&data);
+        out.extend(&chunk);
+        let mut c = 0xffff_ffffu32;
+        for &b in &chunk {
+            c ^= b as u32;
+            for _ in 0..8 {
+                c = if c & 1 != 0 { 0xedb8_8320 ^ (c >> 1) } else { c >> 1 };
+            }
+        }
+        out.extend((!c).to_be_bytes());
+    }
+    out
+}
+
+/// A baseline JPEG's SOF0 with its size replaced by `w x h`.
+fn jpeg_with_size(jpeg: &[u8], w: u16, h: u16) -> Vec<u8> {
+    let mut out = jpeg.to_vec();
+    let sof = out.windows(2).position(|m| m == [0xff, 0xc0]).expect("baseline JPEG");
+    out[sof + 5..sof + 7].copy_from_slice(&h.to_be_bytes());
+    out[sof + 7..sof + 9].copy_from_slice(&w.to_be_bytes());
+    out
+}
+
+/// A shared library that says it is ONNX Runtime 1.16.3 (older than the 1.31 ort needs).
+fn fake_old_runtime(dir: &Path) -> PathBuf {
+    let src = dir.join("old_ort.c");
+    std::fs::write(
+        &src,
+        "typedef struct { const void *(*get_api)(unsigned); const char *(*version)(void); } Base;\n\
+         static const void *get_api(unsigned v) { (void)v; return 0; }\n\
+         static const char *version(void) { return \"1.16.3\"; }\n\
+         static const Base base = { get_api, version };\n\
+         const Base *OrtGetApiBase(void) { return &base; }\n",
+    )
+    .unwrap();
+    let lib = dir.join("libonnxruntime.so.1.16.3");
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let ok = Command::new(cc).args(["-shared", "-fPIC", "-o"]).arg(&lib).arg(&src).status().map(|s| s.success());
+    assert!(matches!(ok, Ok(true)), "a C compiler is needed to build the fake old runtime");
+    lib
+}
+
+// ---------------------------------------------------------------------------------------------
+// The cases, by the ids of the document's rows
+
+fn run_case(id: &str, f: &Fixtures) -> Option<Outcome> {
+    let load = LoadOptions::default();
+    let decode = |bytes: &[u8]| lib(Image::decode(bytes, &load));
+    let good = f.image();
+    let s = |p: &Path| p.to_str().unwrap().to_owned();
+    Some(match id {
+        // Image files
+        "png-empty" => decode(b""),
+        "png-garbage" => decode(b"this is not an image\n"),
+        "png-truncated" => decode(&f.png[..f.png.len() / 2]),
+        "png-bad-crc" => {
+            let mut b = f.png.clone();
+            b[29] ^= 0xff; // the IHDR CRC
+            decode(&b)
+        }
+        "png-corrupt-data" => {
+            let mut b = f.png.clone();
+            let idat = b.windows(4).position(|w| w == b"IDAT").unwrap();
+            b[idat + 8..idat + 40].iter_mut().for_each(|v| *v ^= 0x5a);
+            decode(&b)
+        }
+        "png-zero-size" => decode(&png_header(0, 10)),
+        "png-huge-header" => decode(&png_header(100_000, 100_000)),
+        "png-over-budget" => lib(Image::decode(&f.png, &LoadOptions { max_pixels: 1000 })),
+        "jpeg-truncated" => decode(&f.jpeg[..f.jpeg.len() / 3]),
+        "jpeg-header-only" => decode(&f.jpeg[..20]),
+        "jpeg-huge-header" => decode(&jpeg_with_size(&f.jpeg, 65_000, 65_000)),
+        "jpeg-zero-size" => decode(&jpeg_with_size(&f.jpeg, 0, 40)),
+        "gif-unsupported" => decode(b"GIF89a\x01\x00\x01\x00\x00\x00\x00;"),
+        "file-missing" => lib(Image::open(f.dir.path().join("missing.png"), &load)),
+        "file-directory" => lib(Image::open(f.dir.path(), &load)),
+        "cli-file-missing" => f.cli_files("/nonexistent/x.png", &["--metric", "lpips-alex"]),
+        // Pixel buffers (C ABI)
+        "image-null" => f.compare(&good, ptr::null()),
+        "image-data-null" => f.compare_one(ElpipsImage { data: ptr::null(), ..good }),
+        "image-zero-width" => f.compare_one(ElpipsImage { width: 0, ..good }),
+        "image-zero-height" => f.compare_one(ElpipsImage { height: 0, ..good }),
+        "image-negative-width" => f.compare_one(ElpipsImage { width: -1i32 as u32, ..good }),
+        "image-over-budget" => f.compare_one(ElpipsImage { width: 65, height: 65, ..good }),
+        "image-stride-short" => f.compare_one(ElpipsImage { stride_bytes: 3 * N as usize - 1, ..good }),
+        "image-stride-overflow" => f.compare_one(ElpipsImage { stride_bytes: usize::MAX, ..good }),
+        "image-format-unknown" => f.compare_one(ElpipsImage { format: 99, ..good }),
+        "image-transfer-unknown" => f.compare_one(ElpipsImage { transfer: 7, ..good }),
+        "image-nan" | "image-inf" => {
+            let mut px = vec![0.5f32; (3 * N * N) as usize];
+            px[3 * 41 + 1] = if id == "image-nan" { f32::NAN } else { f32::INFINITY };
+            f.compare_one(ElpipsImage { data: px.as_ptr().cast(), format: ELPIPS_PIXEL_FORMAT_RGB_F32, ..good })
+        }
+        "image-size-mismatch" => {
+            let other = vec![0u8; (3 * (N - 1) * N) as usize];
+            f.compare_one(ElpipsImage { data: other.as_ptr().cast(), width: N - 1, ..good })
+        }
+        "image-too-small" => {
+            let small = ElpipsImage { width: 30, height: 30, ..good };
+            f.compare(&small, &small)
+        }
+        "planar-nan" => lib(Image::from_planar(1, 1, vec![0.0, f32::NAN, 0.0])),
+        "planar-length" => lib(Image::from_planar(2, 2, vec![0.0; 11])),
+        // Options (C ABI and command line)
+        "options-metric-unknown" => with_options(|o| o.metric = 9),
+        "options-device-unknown" => with_options(|o| o.device = 9),
+        "options-device-cuda" => with_options(|o| o.device = ELPIPS_DEVICE_CUDA),
+        "options-sampler-unknown" => with_options(|o| o.sampler = 7),
+        "options-sampling-unknown" => with_options(|o| o.sampling = 7),
+        "options-samples-zero" => with_options(|o| {
+            o.sampling = ELPIPS_SAMPLING_FIXED;
+            o.samples = 0
+        }),
+        "options-rel-error-nan" => with_options(|o| o.rel_error = f64::NAN),
+        "options-abs-error-negative" => with_options(|o| o.abs_error = -1.0),
+        "options-min-over-max" => with_options(|o| {
+            o.min_samples = 50;
+            o.max_samples = 10
+        }),
+        "options-threads-huge" => with_options(|o| o.threads = u32::MAX),
+        "options-scale-levels-lpips" => with_options(|o| o.scale_levels = 3),
+        "options-struct-size-small" => with_options(|o| o.struct_size = 8),
+        "options-struct-size-newer" => {
+            let mut bigger = [0u8; std::mem::size_of::<ElpipsOptions>() + 16];
+            let mut o = options();
+            o.struct_size = bigger.len();
+            // SAFETY: the buffer is larger than the struct.
+            unsafe { ptr::write_unaligned(bigger.as_mut_ptr().cast(), o) };
+            *bigger.last_mut().unwrap() = 1;
+            let mut ctx = ptr::null_mut();
+            let mut msg = [0 as c_char; 512];
+            // SAFETY: `struct_size` readable bytes; a message buffer of its size.
+            let st = unsafe { elpips_context_new_with_error(bigger.as_ptr().cast(), &mut ctx, msg.as_mut_ptr(), msg.len()) };
+            // SAFETY: NUL-terminated by the call.
+            (status_name(st), unsafe { CStr::from_ptr(msg.as_ptr()) }.to_string_lossy().into_owned())
+        }
+        "options-out-null" => {
+            let mut msg = [0 as c_char; 512];
+            // SAFETY: NULL `out` is what is tested; a message buffer of its size.
+            let st = unsafe { elpips_context_new_with_error(ptr::null(), ptr::null_mut(), msg.as_mut_ptr(), msg.len()) };
+            // SAFETY: NUL-terminated by the call.
+            (status_name(st), unsafe { CStr::from_ptr(msg.as_ptr()) }.to_string_lossy().into_owned())
+        }
+        "cli-samples-zero" => f.cli(&["--samples", "0"]),
+        "cli-rel-error-negative" => f.cli(&["--rel-error", "-1"]),
+        "cli-rel-error-nan" => f.cli(&["--rel-error", "NaN"]),
+        "cli-metric-unknown" => f.cli(&["--metric", "ssim"]),
+        "cli-max-pixels-text" => f.cli(&["--max-pixels", "lots"]),
+        "cli-threads-negative" => f.cli(&["--threads", "-2"]),
+        // Weights and models
+        "model-dir-missing" => f.alex_with_model_dir(Path::new("/nonexistent/models")),
+        "model-corrupt" => {
+            let dir = f.model_dir("corrupt");
+            let p = dir.join("lpips-alex.onnx");
+            let mut b = std::fs::read(&p).unwrap();
+            let mid = b.len() / 2;
+            b[mid] ^= 1;
+            std::fs::write(&p, b).unwrap();
+            f.alex_with_model_dir(&dir)
+        }
+        "model-truncated" => {
+            let dir = f.model_dir("truncated");
+            let p = dir.join("lpips-alex.onnx");
+            let b = std::fs::read(&p).unwrap();
+            std::fs::write(&p, &b[..b.len() / 2]).unwrap();
+            f.alex_with_model_dir(&dir)
+        }
+        "model-wrong-pin" => {
+            let dir = f.model_dir("wrong-pin");
+            let m = dir.join("manifest.json");
+            let text = std::fs::read_to_string(&m).unwrap();
+            let mut json: serde_json::Value = serde_json::from_str(&text).unwrap();
+            json["models"]["files"]["lpips-alex.onnx"]["sha256"] = "0".repeat(64).into();
+            std::fs::write(&m, json.to_string()).unwrap();
+            f.alex_with_model_dir(&dir)
+        }
+        "model-unpinned" => {
+            let dir = f.model_dir("unpinned");
+            let m = dir.join("manifest.json");
+            let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&m).unwrap()).unwrap();
+            json["models"]["files"].as_object_mut().unwrap().remove("lpips-alex.onnx");
+            std::fs::write(&m, json.to_string()).unwrap();
+            f.alex_with_model_dir(&dir)
+        }
+        "model-no-manifest" => {
+            let dir = f.model_dir("no-manifest");
+            std::fs::remove_file(dir.join("manifest.json")).unwrap();
+            f.alex_with_model_dir(&dir)
+        }
+        "model-manifest-corrupt" => {
+            let dir = f.model_dir("bad-manifest");
+            std::fs::write(dir.join("manifest.json"), "{ not json").unwrap();
+            f.alex_with_model_dir(&dir)
+        }
+        "model-is-directory" => {
+            let dir = f.dir.path().join("dir-model");
+            std::fs::create_dir_all(dir.join("lpips-alex.onnx")).unwrap();
+            f.alex_with_model_dir(&dir)
+        }
+        "model-is-fifo" => {
+            let dir = f.dir.path().join("fifo-model");
+            std::fs::create_dir_all(&dir).unwrap();
+            assert!(Command::new("mkfifo").arg(dir.join("lpips-alex.onnx")).status().unwrap().success());
+            f.alex_with_model_dir(&dir)
+        }
+        "model-dir-url" => f.alex_with_model_dir(Path::new("https://example.com/models")),
+        "model-not-onnx" => {
+            // Pinned, so it passes the checksum, but it is not an ONNX model.
+            let dir = f.dir.path().join("not-onnx");
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("lpips-alex.onnx"), b"not a model").unwrap();
+            let pin = elpips::integrity::sha256_hex(b"not a model");
+            let manifest = serde_json::json!({"models": {"files": {"lpips-alex.onnx": {"sha256": pin}}}});
+            std::fs::write(dir.join("manifest.json"), manifest.to_string()).unwrap();
+            f.alex_with_model_dir(&dir)
+        }
+        "c-model-dir-missing" => {
+            let dir = CString::new("/nonexistent/models").unwrap();
+            with_options(|o| o.model_dir = dir.as_ptr())
+        }
+        "lin-weights-missing" => f.cli(&["--lin-weights", "/nonexistent/w.npy"]),
+        "lin-weights-garbage" => {
+            let p = f.file("weights.npy", b"nope");
+            f.cli(&["--lin-weights", &s(&p)])
+        }
+        "lin-weights-wrong-network" => f.cli(&["--lin-weights", &s(&common::upstream("elpips/elpips/vgg_maxpool.npy"))]),
+        "lin-weights-directory" => f.cli(&["--lin-weights", &s(f.dir.path())]),
+        // ONNX Runtime (each in a fresh process: the runtime is loaded once per process)
+        "runtime-missing" => f.cli(&["--runtime", "/nonexistent/libonnxruntime.so"]),
+        "runtime-not-a-library" => {
+            let p = f.file("libonnxruntime.so", b"garbage");
+            f.cli(&["--runtime", &s(&p)])
+        }
+        "runtime-directory" => f.cli(&["--runtime", &s(f.dir.path())]),
+        "runtime-too-old" => {
+            let lib = fake_old_runtime(f.dir.path());
+            f.cli(&["--metric", "lpips-alex", "--runtime", &s(&lib)])
+        }
+        "runtime-wrong-pin" => {
+            let dir = f.dir.path().join("ort");
+            std::fs::create_dir_all(&dir).unwrap();
+            let (lib, _) = elpips::runtime::locate_library(None);
+            let real = lib.canonicalize().unwrap();
+            let name = real.file_name().unwrap().to_str().unwrap().to_owned();
+            std::fs::copy(&real, dir.join(&name)).unwrap();
+            std::fs::write(dir.join("onnxruntime.sha256"), format!("{}  {name}\n", "0".repeat(64))).unwrap();
+            f.cli(&["--metric", "lpips-alex", "--runtime", &s(&dir.join(&name))])
+        }
+        "runtime-url" => f.cli(&["--runtime", "http://example.com/libonnxruntime.so"]),
+        // Outputs
+        "output-parent-missing" => lib(elpips::io::write_atomic(f.dir.path().join("no/such/dir/out.json"), b"{}")),
+        "output-parent-is-file" => {
+            let p = f.file("plain", b"x");
+            lib(elpips::io::write_atomic(p.join("out.json"), b"{}"))
+        }
+        "output-is-directory" => lib(elpips::io::write_atomic(f.dir.path(), b"{}")),
+        // E-LPIPS runs too short to estimate their error
+        "elpips-one-sample" => {
+            let img = Image::from_rgb8(N, N, &f.rgb8).unwrap();
+            let mut m = common::metric_with(MetricOptions { sampling: Sampling::Fixed(1), ..Default::default() });
+            lib(m.compare(&img, &img))
+        }
+        _ => return None,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The document
+
+struct Row {
+    id: String,
+    status: String,
+    message: String,
+}
+
+/// Rows of the tables in docs/bad-inputs.md: `| `id` | input | through | `STATUS` | `message` |`.
+fn document_rows() -> Vec<Row> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/bad-inputs.md");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let code = |cell: &str| cell.trim().trim_matches('`').trim().replace("\\|", "|");
+    text.lines()
+        .filter(|l| l.starts_with("| `"))
+        .map(|l| {
+            let cells: Vec<&str> = l.trim().trim_matches('|').split(" | ").collect();
+            assert_eq!(cells.len(), 5, "a row needs 5 cells: {l}");
+            Row { id: code(cells[0]), status: code(cells[3]), message: code(cells[4]) }
+        })
+        .collect()
+}
+
+#[test]
+fn every_row_of_the_bad_input_table_holds() {
+    let rows = document_rows();
+    assert!(rows.len() >= 60, "only {} rows parsed", rows.len());
+    let mut seen = BTreeMap::new();
+    for r in &rows {
+        assert!(seen.insert(r.id.clone(), ()).is_none(), "row `{}` appears twice", r.id);
+    }
+    let f = Fixtures::new();
+    let print = std::env::var_os("BAD_INPUTS_PRINT").is_some();
+    let mut failures = Vec::new();
+    for r in &rows {
+        let Some((status, message)) = run_case(&r.id, &f) else {
+            failures.push(format!("`{}`: no case in tests/bad_inputs.rs", r.id));
+            continue;
+        };
+        if print {
+            println!("| `{}` | `{status}` | `{}` |", r.id, message.replace('|', "\\|"));
+        }
+        if status != r.status || !message.contains(&r.message) {
+            failures.push(format!("`{}`: documented {} / `{}`, got {status} / `{message}`", r.id, r.status, r.message));
+        }
+        if message.contains('\n') {
+            failures.push(format!("`{}`: messages are one line: {message}", r.id));
+        }
+    }
+    assert!(failures.is_empty(), "{} rows disagree with docs/bad-inputs.md:\n{}", failures.len(), failures.join("\n"));
+}
+
+#[test]
+fn every_case_has_a_row() {
+    // The ids the cases answer to, read from this file, must all be documented.
+    let source = include_str!("bad_inputs.rs");
+    let documented: Vec<String> = document_rows().into_iter().map(|r| r.id).collect();
+    let start = source.find("fn run_case").unwrap();
+    let end = source.find("// The document").unwrap();
+    let mut missing = Vec::new();
+    for line in source[start..end].lines() {
+        let line = line.trim_start();
+        if !line.starts_with('"') {
+            continue;
+        }
+        for id in line.split("=>").next().unwrap().split('|').map(|s| s.trim().trim_matches('"')) {
+            if !id.is_empty() && !documented.iter().any(|d| d == id) {
+                missing.push(id.to_owned());
+            }
+        }
+    }
+    assert!(missing.is_empty(), "cases without a row in docs/bad-inputs.md: {missing:?}");
+}
