@@ -37,7 +37,7 @@ NO_ENV      := env -u ORT_DYLIB_PATH -u ELPIPS_MODEL_DIR -u LD_LIBRARY_PATH
 PYENV       := .cache/pyenv
 C_TESTS     := $(basename $(notdir $(wildcard tests/c/test_*.c)))
 
-.PHONY: setup build demo test test-rust test-c test-examples test-python test-plugins test-e2e test-long test-no-codecs bench bench-tune header install install-test clean-cache
+.PHONY: fuzz test-tsan bench-integrity setup build demo test test-rust test-c test-examples test-python test-plugins test-e2e test-long test-no-codecs bench bench-tune header install install-test clean-cache
 
 setup:
 	$(PYTHON) weights/setup.py
@@ -72,6 +72,7 @@ header:
 # Installs the C library, headers, runtime, models, pkg-config file and CMake package:
 #   lib/libelpips.so.$(VERSION) (+ .so.$(MAJOR), .so links), lib/libelpips.a,
 #   lib/libonnxruntime.so.$(ORT_VERSION) (+ .so.1; found through libelpips' RUNPATH $$ORIGIN),
+#   lib/onnxruntime.sha256 (its pin from weights/manifest.json, checked when libelpips loads it),
 #   include/elpips.h, include/elpips.hpp, include/elpips_gtest.hpp (GoogleTest assertions), share/elpips/models/*.onnx (+ manifest, README),
 #   lib/pkgconfig/elpips.pc, lib/cmake/elpips/elpips{Config,ConfigVersion}.cmake
 #   (+ ElpipsImageTest.cmake: elpips_add_image_test, included by find_package(elpips))
@@ -84,6 +85,8 @@ install: build
 	install -m 644 target/release/libelpips.a $(LIBDIR)/libelpips.a
 	install -m 755 .cache/onnxruntime/lib/libonnxruntime.so.$(ORT_VERSION) $(LIBDIR)/
 	ln -sf libonnxruntime.so.$(ORT_VERSION) $(LIBDIR)/libonnxruntime.so.1
+	$(PYTHON) -c 'import json,sys; f="libonnxruntime.so.$(ORT_VERSION)"; print(json.load(open(sys.argv[1]))["onnxruntime_library"]["files"][f]["sha256"] + "  " + f)' \
+	  weights/manifest.json > $(LIBDIR)/onnxruntime.sha256
 	install -m 644 include/elpips.h bindings/cpp/elpips.hpp plugins/gtest/elpips_gtest.hpp $(DESTDIR)$(PREFIX)/include/
 	install -m 644 plugins/cmake/ElpipsImageTest.cmake $(LIBDIR)/cmake/elpips/
 	install -m 644 weights/models/*.onnx weights/manifest.json $(DESTDIR)$(PREFIX)/share/elpips/models/
@@ -142,7 +145,8 @@ test-examples: install-test
 	@echo "== an installed libelpips looks for its models under <prefix>/share/elpips/models first"
 	rm -rf $(CBUILD)/prefix2 && mkdir -p $(CBUILD)/prefix2/lib $(CBUILD)/prefix2/share/elpips/models
 	cp $(TEST_PREFIX)/lib/libelpips.so.$(VERSION) $(CBUILD)/prefix2/lib/libelpips.so.$(MAJOR)
-	cp $(TEST_PREFIX)/lib/libonnxruntime.so.$(ORT_VERSION) $(CBUILD)/prefix2/lib/libonnxruntime.so.1
+	cp $(TEST_PREFIX)/lib/libonnxruntime.so.$(ORT_VERSION) $(TEST_PREFIX)/lib/onnxruntime.sha256 $(CBUILD)/prefix2/lib/
+	ln -s libonnxruntime.so.$(ORT_VERSION) $(CBUILD)/prefix2/lib/libonnxruntime.so.1
 	! $(NO_ENV) LD_LIBRARY_PATH=$(CBUILD)/prefix2/lib $(CBUILD)/compare_c 2>$(CBUILD)/prefix2.err
 	grep -q "prefix2/lib/../share/elpips/models/elpips-vgg.onnx not found" $(CBUILD)/prefix2.err
 	rm -rf $(CBUILD)/prefix2
@@ -187,6 +191,8 @@ test-e2e: build $(E2E_VENV)/.installed
 
 test-long: setup
 	$(CARGO) test --release -- --include-ignored
+	$(MAKE) fuzz
+	$(MAKE) test-tsan
 	$(MAKE) test-no-codecs
 
 # A build whose encoder libraries are all missing (ELPIPS_CODECS_MISSING pretends so) still
@@ -200,6 +206,35 @@ test-no-codecs: build
 	grep -q "built without webp support: install libwebp-dev" target/no-codecs/tune.err
 	test ! -e target/no-codecs/never.webp
 
+# ThreadSanitizer over the concurrency tests (nightly with rust-src: `rustup component add
+# rust-src --toolchain nightly`): the standard library is rebuilt instrumented so that its locks
+# and atomics are understood. ONNX Runtime is not instrumented, so races inside it are out of
+# sight; races in elpips' own code (contexts, locks, message maps, references) are in sight.
+TSAN_TARGET := $(shell rustc -vV | sed -n 's/^host: //p')
+test-tsan: setup
+	RUSTFLAGS="-Zsanitizer=thread" TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+	  $(CARGO) +nightly test -Zbuild-std --target $(TSAN_TARGET) --release --no-default-features \
+	  --target-dir target/tsan --test concurrency
+
+# Fuzzing (cargo-fuzz, nightly; `cargo install cargo-fuzz`): each target runs FUZZ_SECONDS from
+# its committed seeds (fuzz/seeds/<target>) plus the set-up's images and weights; the working
+# corpus and any crash land in fuzz/corpus and fuzz/artifacts (git-ignored). A crash fails the
+# run: fix it, and copy the input to tests/fuzz-regressions/<target>/ (tests/fuzz_regressions.rs
+# replays those in the normal test suite).
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := decode_image linear_weights capi_image capi_options
+fuzz: setup
+	@mkdir -p $(addprefix fuzz/corpus/,$(FUZZ_TARGETS))
+	cp -n $(UP)/lpips/imgs/*.png fuzz/corpus/decode_image/
+	cp -n $(UP)/elpips/elpips/*.npy fuzz/corpus/linear_weights/
+	@for t in $(FUZZ_TARGETS); do \
+	  echo "== fuzz $$t for $(FUZZ_SECONDS) s"; \
+	  (cd fuzz && cargo +nightly fuzz run -O $$t corpus/$$t seeds/$$t -- \
+	    -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -max_len=65536 -print_final_stats=1) \
+	    > .cache/fuzz-$$t.log 2>&1; rc=$$?; grep -E "^(stat::|==|SUMMARY|Done)|panicked|ERROR" .cache/fuzz-$$t.log | tail -n 20; \
+	  [ $$rc -eq 0 ] || { echo "fuzz $$t failed (rc $$rc): see .cache/fuzz-$$t.log and fuzz/artifacts/$$t"; exit 1; }; \
+	done
+
 bench: setup
 	$(CARGO) bench --bench throughput
 
@@ -207,6 +242,10 @@ bench: setup
 # ELPIPS_BENCH_FULL=1 adds 128x128 crops and a third threshold.
 bench-tune: setup
 	$(CARGO) bench --bench tune
+
+# What the sha256 checks of the models and runtime add to loading a metric.
+bench-integrity: setup
+	$(CARGO) bench --bench integrity
 
 clean-cache:
 	rm -rf .cache weights/models

@@ -1,6 +1,6 @@
-/* Thread-safety: one context shared by several threads (calls are serialised by its lock) gives
- * each thread the figures a single thread gets; a prepared reference is shared too; last-error
- * messages are per thread. */
+/* Thread-safety: one context shared by several threads (calls are serialised by its lock), and a
+ * context of each thread's own, give each thread the figures a single thread gets; a prepared
+ * reference is shared too; last-error messages are per thread. */
 #include <pthread.h>
 
 #include "harness.h"
@@ -31,6 +31,21 @@ static void *work(void *arg) {
     if (elpips_compare_reference(shared, reference, &cand, &r2) != ELPIPS_OK ||
         r2.distance != expected[job->index])
         job->failures++;
+    {
+        /* A context of this thread's own, running in parallel with the others. */
+        ElpipsOptions o = test_options(TEST_METRIC, 2);
+        ElpipsContext *own = NULL;
+        if (elpips_context_new(&o, &own) != ELPIPS_OK) {
+            job->failures++;
+        } else {
+            if (elpips_compare(own, &ref, &cand, &r1) != ELPIPS_OK || r1.distance != expected[job->index])
+                job->failures++;
+            if (elpips_compare_reference(own, reference, &cand, &r2) != ELPIPS_OK ||
+                r2.distance != expected[job->index])
+                job->failures++;
+            elpips_context_free(own);
+        }
+    }
     /* A failure whose message names this thread's stride: no other thread's message leaks in. */
     bad = cand;
     bad.stride_bytes = (size_t)(10 + job->index);

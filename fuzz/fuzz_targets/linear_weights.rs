@@ -1,0 +1,7 @@
+//! Fuzzes the linear-weights reader; the body and its invariants are in `fuzz/harness.rs`.
+#![no_main]
+
+#[path = "../harness.rs"]
+mod harness;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::linear_weights(data));

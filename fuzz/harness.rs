@@ -1,0 +1,203 @@
+//! The fuzz targets' bodies, shared by `fuzz/fuzz_targets/*` (libFuzzer) and
+//! `tests/fuzz_regressions.rs` (which replays the seeds and every input that once failed).
+//! Each function panics when an invariant breaks; a panic, or a sanitizer report, is a finding.
+#![allow(clippy::missing_safety_doc, dead_code)]
+
+use std::ffi::{c_char, CStr};
+use std::sync::OnceLock;
+
+use elpips::capi::*;
+use elpips::{Image, LinearWeights, LoadOptions};
+
+/// Any bytes through the PNG/JPEG decoder: an error or a valid image, never a panic, never more
+/// than the pixel budget.
+pub fn decode_image(data: &[u8]) {
+    let options = LoadOptions { max_pixels: 1 << 20 };
+    if let Ok(image) = Image::decode(data, &options) {
+        assert!(image.width() as u64 * image.height() as u64 <= options.max_pixels);
+        assert!(image.data().iter().all(|v| (0.0..=1.0).contains(v)));
+    }
+}
+
+/// Any bytes through the linear-weights reader (npy / pickle / legacy and zip torch files): an
+/// error or weights, never a panic.
+pub fn linear_weights(data: &[u8]) {
+    let _ = LinearWeights::from_bytes(data);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The C ABI's image arguments: any width, height, stride, format, transfer and pixel bytes (and
+// NULLs) through `elpips_reference_new` (validation only) and `elpips_compare` (which runs
+// LPIPS-AlexNet on the few descriptions small enough to pass the context's 64x64 budget).
+// Invariants: never `ELPIPS_STATUS_INTERNAL_ERROR` (a caught panic), a NUL-terminated message on
+// every failure, a finite non-negative distance on success, and no read outside the bytes the
+// description covers (ASan catches those: the buffer is allocated to exactly that size).
+
+const MAX_PIXELS: u64 = 64 * 64;
+
+fn context() -> *mut ElpipsContext {
+    static CTX: OnceLock<usize> = OnceLock::new();
+    *CTX.get_or_init(|| {
+        let mut o = std::mem::MaybeUninit::<ElpipsOptions>::zeroed();
+        let mut ctx = std::ptr::null_mut();
+        unsafe {
+            assert_eq!(elpips_options_default(o.as_mut_ptr()), ELPIPS_OK);
+            let mut o = o.assume_init();
+            o.metric = ELPIPS_METRIC_LPIPS_ALEX;
+            o.threads = 1;
+            o.max_pixels = MAX_PIXELS;
+            let s = elpips_context_new(&o, &mut ctx);
+            assert_eq!(s, ELPIPS_OK, "run `make setup` first");
+        }
+        ctx as usize
+    }) as *mut ElpipsContext
+}
+
+struct Input<'a>(&'a [u8]);
+impl Input<'_> {
+    fn take<const N: usize>(&mut self) -> [u8; N] {
+        let mut out = [0u8; N];
+        let n = N.min(self.0.len());
+        out[..n].copy_from_slice(&self.0[..n]);
+        self.0 = &self.0[n..];
+        out
+    }
+}
+
+/// Bytes the description covers, as the C contract defines it; `None` when the library must
+/// refuse it before reading (unknown format, empty, over budget, overflowing).
+fn span(d: &ElpipsImage) -> Option<usize> {
+    let (channels, bytes) = match d.format {
+        0 => (3, 1),
+        1 => (4, 1),
+        2 => (3, 2),
+        3 => (4, 2),
+        4 => (3, 4),
+        5 => (4, 4),
+        _ => return None,
+    };
+    if d.width == 0 || d.height == 0 || d.width as u64 * d.height as u64 > MAX_PIXELS || d.transfer > 1 {
+        return None;
+    }
+    let row = d.width as usize * channels * bytes;
+    let stride = if d.stride_bytes == 0 { row } else { d.stride_bytes };
+    if stride < row {
+        return None;
+    }
+    stride.checked_mul(d.height as usize - 1)?.checked_add(row).filter(|&s| s <= isize::MAX as usize)
+}
+
+pub fn capi_image(data: &[u8]) {
+    let mut input = Input(data);
+    let [mode, nulls] = input.take::<2>();
+    let describe = |input: &mut Input| ElpipsImage {
+        data: std::ptr::null(),
+        width: u32::from_le_bytes(input.take()),
+        height: u32::from_le_bytes(input.take()),
+        stride_bytes: usize::from_le_bytes(input.take()),
+        format: u32::from(input.take::<1>()[0]),
+        transfer: u32::from(input.take::<1>()[0]),
+    };
+    let mut a = describe(&mut input);
+    let mut b = describe(&mut input);
+    let pixels = input.0;
+    // Exactly the covered bytes, so any over-read is an ASan report. Descriptions the library
+    // would read but that are too large to allocate here are skipped (a caller cannot make them).
+    let mut buffers = Vec::new();
+    for d in [&mut a, &mut b] {
+        let n = span(d).unwrap_or(16);
+        if n > 1 << 24 {
+            return;
+        }
+        let buf: Vec<u8> = (0..n).map(|i| if pixels.is_empty() { 0 } else { pixels[i % pixels.len()] }).collect();
+        d.data = buf.as_ptr().cast();
+        buffers.push(buf);
+    }
+    if nulls & 1 != 0 {
+        a.data = std::ptr::null();
+    }
+    let ctx = if nulls & 2 != 0 { std::ptr::null_mut() } else { context() };
+    let pa: *const ElpipsImage = if nulls & 4 != 0 { std::ptr::null() } else { &a };
+    let mut result = ElpipsResult::default();
+    let status = unsafe {
+        match mode % 3 {
+            0 => {
+                let mut r = std::ptr::null_mut();
+                let s = elpips_reference_new(ctx, pa, if nulls & 8 != 0 { std::ptr::null_mut() } else { &mut r });
+                assert!((s == ELPIPS_OK) == !r.is_null());
+                elpips_reference_free(r);
+                s
+            }
+            1 => elpips_compare(ctx, pa, &b, &mut result),
+            _ => elpips_compare(ctx, pa, pa, if nulls & 8 != 0 { std::ptr::null_mut() } else { &mut result }),
+        }
+    };
+    assert!((ELPIPS_OK..ELPIPS_STATUS_INTERNAL_ERROR).contains(&status), "status {status}: {:?}", unsafe {
+        CStr::from_ptr(elpips_last_error(ctx))
+    });
+    if status == ELPIPS_OK && mode % 3 != 0 {
+        assert!(result.distance.is_finite() && result.distance >= 0.0, "{result:?}");
+    } else if status != ELPIPS_OK && !ctx.is_null() {
+        let message = unsafe { CStr::from_ptr(elpips_last_error(ctx)) };
+        assert!(!message.to_bytes().is_empty() && message.to_str().is_ok());
+    }
+    drop(buffers);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The C ABI's options: any bytes as an `ElpipsOptions` of any `struct_size` (with its string
+// fields pointing at NULL, missing files, URLs, devices or directories) through
+// `elpips_context_new_with_error`, and `elpips_options_default` over any previous contents.
+// Invariants: never `ELPIPS_STATUS_INTERNAL_ERROR`, `*out` set exactly on success, the message
+// NUL-terminated within its buffer. Valid metrics are mapped to LPIPS-AlexNet, the cheapest to
+// load, so most time goes to the validation paths.
+
+const PATHS: [Option<&CStr>; 7] = [
+    None,
+    None,
+    Some(c"/nonexistent/elpips"),
+    Some(c"http://example.com/models"),
+    Some(c"/dev/null"),
+    Some(c"/tmp"),
+    Some(c""),
+];
+
+pub fn capi_options(data: &[u8]) {
+    let ours = std::mem::size_of::<ElpipsOptions>();
+    if data.len() < 4 {
+        return;
+    }
+    let (head, body) = data.split_at(4);
+    // Room for a caller built against a newer header (bigger struct) too.
+    let mut buf = vec![0u8; ours + 64];
+    let n = body.len().min(buf.len());
+    buf[..n].copy_from_slice(&body[..n]);
+    let size = (head[0] as usize * 4).min(buf.len());
+    let p = buf.as_mut_ptr().cast::<ElpipsOptions>();
+    unsafe {
+        std::ptr::addr_of_mut!((*p).struct_size).write_unaligned(size);
+        let mut o = p.read_unaligned();
+        let pick = |sel: u8| PATHS[sel as usize % PATHS.len()].map_or(std::ptr::null(), |s| s.as_ptr() as *const c_char);
+        o.runtime_library = std::ptr::null();
+        o.model_dir = pick(head[1]);
+        o.linear_weights = pick(head[2]);
+        if o.metric < 2 {
+            o.metric = ELPIPS_METRIC_LPIPS_ALEX;
+        }
+        p.write_unaligned(o);
+        let mut ctx = 1 as *mut ElpipsContext;
+        let mut message = [0x55 as c_char; 96];
+        let msg_size = head[3] as usize % (message.len() + 1);
+        let s = elpips_context_new_with_error(p, &mut ctx, message.as_mut_ptr(), msg_size);
+        assert!((ELPIPS_OK..ELPIPS_STATUS_INTERNAL_ERROR).contains(&s), "status {s}");
+        assert_eq!(s == ELPIPS_OK, !ctx.is_null());
+        if msg_size > 0 {
+            assert!(message[..msg_size].contains(&0), "message not NUL-terminated within its buffer");
+        }
+        elpips_context_free(ctx);
+        // The defaults over whatever the caller's struct held.
+        assert_eq!(elpips_options_default(p), ELPIPS_OK);
+        let written = std::ptr::addr_of!((*p).struct_size).read_unaligned();
+        assert!(written <= ours && written > 0);
+    }
+}
