@@ -128,39 +128,86 @@ impl Transform {
         }
     }
 
-    /// Applies the transform to a planar RGB image, writing `3 * out_h * out_w` values to `out`.
-    pub fn apply_into(&self, image: &[f32], h: usize, w: usize, out: &mut [f32]) {
-        let s = self.scale;
-        let (sh, sw) = (scaled_len(h, s), scaled_len(w, s));
-        let scaled = downscale(image, h, w, s, self.scale_offset);
-        // Steps 2-6 map each output pixel back to one scaled pixel: offset padding, flips and
-        // transpose are index permutations/reflections; permutation and colour act per channel.
+    /// Where pixels go: the sizes of each step and the flips, for an `h x w` image.
+    pub(crate) fn geometry(&self, h: usize, w: usize) -> Geometry {
+        let (sh, sw) = (scaled_len(h, self.scale), scaled_len(w, self.scale));
         let (ph, pw) = (sh + OFFSET_PAD, sw + OFFSET_PAD);
-        let (out_h, out_w) = if self.transpose { (pw, ph) } else { (ph, pw) };
-        debug_assert_eq!(out.len(), 3 * out_h * out_w);
-        let (before_y, before_x) = ((OFFSET_PAD - self.offset.0) as isize, (OFFSET_PAD - self.offset.1) as isize);
         let (flip_y, flip_x) = match self.flip {
             Flip::None => (false, false),
             Flip::X => (false, true),
             Flip::Y => (true, false),
             Flip::Both => (true, true),
         };
+        Geometry {
+            sh,
+            sw,
+            ph,
+            pw,
+            before_y: OFFSET_PAD - self.offset.0,
+            before_x: OFFSET_PAD - self.offset.1,
+            flip_y,
+            flip_x,
+            transpose: self.transpose,
+        }
+    }
+
+    /// Applies the transform to a planar RGB image, writing `3 * out_h * out_w` values to `out`.
+    pub fn apply_into(&self, image: &[f32], h: usize, w: usize, out: &mut [f32]) {
+        let g = self.geometry(h, w);
+        let (sh, sw) = (g.sh, g.sw);
+        let scaled = downscale(image, h, w, self.scale, self.scale_offset);
+        // Steps 2-6 map each output pixel back to one scaled pixel: offset padding, flips and
+        // transpose are index permutations/reflections; permutation and colour act per channel.
+        let (out_h, out_w) = g.output_size();
+        debug_assert_eq!(out.len(), 3 * out_h * out_w);
         for k in 0..3 {
             let src = &scaled[self.permutation[k] * sh * sw..(self.permutation[k] + 1) * sh * sw];
             let dst = &mut out[k * out_h * out_w..(k + 1) * out_h * out_w];
             let gain = self.color[k];
             for y in 0..out_h {
                 for x in 0..out_w {
-                    // Undo the transpose, then the flip, then the padding.
-                    let (py, px) = if self.transpose { (x, y) } else { (y, x) };
-                    let py = if flip_y { ph - 1 - py } else { py };
-                    let px = if flip_x { pw - 1 - px } else { px };
-                    let sy = reflect(py as isize - before_y, sh);
-                    let sx = reflect(px as isize - before_x, sw);
+                    let (sy, sx) = g.source(y, x);
                     dst[y * out_w + x] = src[sy * sw + sx] * gain;
                 }
             }
         }
+    }
+
+    /// The adjoint of the transform's geometry (scale, offset, flips, transpose; colour moves
+    /// no pixel): carries a single-channel map on the network input grid back to the `h x w`
+    /// image. Each input pixel's value goes to the image pixels it was made from, with the
+    /// weights it was made with (`1/s^2` over its `s x s` block; reflected padding lands on the
+    /// pixels it mirrors), so the sum is kept: `<apply(x), m> = <x, pull_back(m)>`.
+    pub fn pull_back(&self, map: &[f32], h: usize, w: usize) -> Vec<f32> {
+        let g = self.geometry(h, w);
+        let (out_h, out_w) = g.output_size();
+        assert_eq!(map.len(), out_h * out_w, "map on the transform's output grid");
+        let mut scaled = vec![0.0f32; g.sh * g.sw];
+        for y in 0..out_h {
+            for x in 0..out_w {
+                let (sy, sx) = g.source(y, x);
+                scaled[sy * g.sw + sx] += map[y * out_w + x];
+            }
+        }
+        let s = self.scale;
+        if s == 1 {
+            return scaled;
+        }
+        let (top, left) = (self.scale_offset.0 as isize, self.scale_offset.1 as isize);
+        let inv = 1.0 / (s * s) as f32;
+        let mut out = vec![0.0f32; h * w];
+        for sy in 0..g.sh {
+            for sx in 0..g.sw {
+                let v = scaled[sy * g.sw + sx] * inv;
+                for dy in 0..s {
+                    let iy = reflect((sy * s + dy) as isize - top, h);
+                    for dx in 0..s {
+                        out[iy * w + reflect((sx * s + dx) as isize - left, w)] += v;
+                    }
+                }
+            }
+        }
+        out
     }
 
     /// Applies the transform and returns the result as a new planar image.
@@ -169,6 +216,57 @@ impl Transform {
         let mut data = vec![0.0; 3 * oh * ow];
         self.apply_into(image, h, w, &mut data);
         Planar { height: oh, width: ow, data }
+    }
+}
+
+/// The pixel geometry of a [`Transform`] on one image size. Coordinates: the image (`h x w`),
+/// the scaled grid (`sh x sw`, after step 1), the padded grid (`ph x pw`, after the offset) and
+/// the network input (the padded grid, flipped, then transposed).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Geometry {
+    pub sh: usize,
+    pub sw: usize,
+    pub ph: usize,
+    pub pw: usize,
+    /// Reflected rows/columns before the scaled image in the padded grid (`7 - offset`).
+    pub before_y: usize,
+    pub before_x: usize,
+    pub flip_y: bool,
+    pub flip_x: bool,
+    pub transpose: bool,
+}
+
+impl Geometry {
+    pub fn output_size(&self) -> (usize, usize) {
+        if self.transpose {
+            (self.pw, self.ph)
+        } else {
+            (self.ph, self.pw)
+        }
+    }
+
+    /// The scaled-grid pixel that network input pixel `(y, x)` shows: undo the transpose, then
+    /// the flip, then the padding (reflecting padded pixels into the image).
+    #[inline]
+    pub fn source(&self, y: usize, x: usize) -> (usize, usize) {
+        let (py, px) = if self.transpose { (x, y) } else { (y, x) };
+        let py = if self.flip_y { self.ph - 1 - py } else { py };
+        let px = if self.flip_x { self.pw - 1 - px } else { px };
+        (reflect(py as isize - self.before_y as isize, self.sh), reflect(px as isize - self.before_x as isize, self.sw))
+    }
+
+    #[cfg(test)]
+    /// Where scaled-grid pixel `(sy, sx)` itself (not a reflection of it) lands in the network
+    /// input: the inverse of [`Geometry::source`] on the unpadded part.
+    pub fn destination(&self, sy: usize, sx: usize) -> (usize, usize) {
+        let (py, px) = (sy + self.before_y, sx + self.before_x);
+        let py = if self.flip_y { self.ph - 1 - py } else { py };
+        let px = if self.flip_x { self.pw - 1 - px } else { px };
+        if self.transpose {
+            (px, py)
+        } else {
+            (py, px)
+        }
     }
 }
 
@@ -395,5 +493,111 @@ mod tests {
         assert_eq!(shapes[0], (3, 37, 20));
         assert_eq!(shapes[2], (64, 18, 10));
         assert_eq!(shapes[12], (512, 2, 1));
+    }
+
+    /// Every geometric variant: all flips, both transposes, scales 1..3 with every phase, a
+    /// few offsets (including 0 and 7).
+    fn every_geometry() -> Vec<Transform> {
+        let mut out = Vec::new();
+        for &flip in &FLIPS {
+            for transpose in [false, true] {
+                for scale in 1..=3usize {
+                    for phase in 0..scale * scale {
+                        for offset in [(0, 7), (7, 0), (3, 5)] {
+                            out.push(Transform {
+                                scale,
+                                scale_offset: (phase / scale, phase % scale),
+                                offset,
+                                flip,
+                                transpose,
+                                ..Transform::neutral()
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn pixel_coordinates_round_trip_through_every_geometry() {
+        // Sizes keep >= 8 scaled pixels per axis at scale 3, as the metric's size rule does.
+        let (h, w) = (25, 22);
+        for t in every_geometry() {
+            let g = t.geometry(h, w);
+            assert_eq!(g.output_size(), t.output_size(h, w));
+            let (oh, ow) = g.output_size();
+            // Scaled grid -> network input -> scaled grid is the identity ...
+            let mut hit = vec![false; oh * ow];
+            for sy in 0..g.sh {
+                for sx in 0..g.sw {
+                    let (y, x) = g.destination(sy, sx);
+                    assert!(y < oh && x < ow, "{t:?}");
+                    assert_eq!(g.source(y, x), (sy, sx), "{t:?}");
+                    hit[y * ow + x] = true;
+                }
+            }
+            // ... and every other input pixel is padding, a reflection of an image pixel.
+            assert_eq!(hit.iter().filter(|&&b| b).count(), g.sh * g.sw);
+            // apply_into agrees: with s = 1 the input shows the image pixel at its destination.
+            if t.scale == 1 {
+                let img = ramp(h, w);
+                let out = t.apply(&img, h, w);
+                for y in 0..h {
+                    for x in 0..w {
+                        let (oy, ox) = g.destination(y, x);
+                        assert_eq!(at(&out, 1, oy, ox), img[h * w + y * w + x], "{t:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn pull_back_is_the_adjoint_of_apply() {
+        // <A x, m> == <x, A^T m> for random x and m, for every geometry: the heatmap's
+        // inverse mapping moves each value exactly where the forward transform took it from.
+        let (h, w) = (26, 29);
+        let mut rng = sample_rng(9, 9);
+        for t in every_geometry() {
+            let (oh, ow) = t.output_size(h, w);
+            let x: Vec<f32> = (0..3 * h * w).map(|_| rng.random::<f32>()).collect();
+            let m: Vec<f32> = (0..oh * ow).map(|_| rng.random::<f32>()).collect();
+            let ax = t.apply(&x, h, w);
+            let back = t.pull_back(&m, h, w);
+            for c in 0..3 {
+                let lhs: f64 = (0..oh * ow).map(|i| ax.data[c * oh * ow + i] as f64 * m[i] as f64).sum();
+                let rhs: f64 = (0..h * w).map(|i| x[c * h * w + i] as f64 * back[i] as f64).sum();
+                assert!((lhs - rhs).abs() < 1e-4 * lhs.abs(), "{t:?}: {lhs} vs {rhs}");
+            }
+            let (sm, sb) = (m.iter().map(|&v| v as f64).sum::<f64>(), back.iter().map(|&v| v as f64).sum::<f64>());
+            assert!((sm - sb).abs() < 1e-4 * sm, "the sum is kept");
+        }
+    }
+
+    #[test]
+    fn pull_back_moves_a_point_to_the_block_it_came_from() {
+        // A single hot input pixel lands on the image pixels it was averaged from: its s x s
+        // block, 1/s^2 each (an interior block here, so no reflection is involved).
+        let (h, w) = (27, 24);
+        for t in every_geometry() {
+            let g = t.geometry(h, w);
+            let (oh, ow) = g.output_size();
+            let (sy, sx) = (2, 2);
+            let (oy, ox) = g.destination(sy, sx);
+            let mut m = vec![0.0; oh * ow];
+            m[oy * ow + ox] = 1.0;
+            let back = t.pull_back(&m, h, w);
+            let s = t.scale;
+            let (top, left) = t.scale_offset;
+            for dy in 0..s {
+                for dx in 0..s {
+                    let (y, x) = (sy * s + dy - top, sx * s + dx - left);
+                    assert_eq!(back[y * w + x], 1.0 / (s * s) as f32, "{t:?}");
+                }
+            }
+            assert!((back.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        }
     }
 }

@@ -1,9 +1,11 @@
 //! Pixel buffers in: decoding, validation, and the planar RGB `[0,1]` float image the networks
 //! consume. This module owns the pixel budget; it knows nothing about networks or sampling.
+//! Turning scene-linear or alpha-carrying pixels into display values is [`crate::tonemap`]'s.
 
 use std::path::Path;
 
 use crate::error::{Error, Result};
+use crate::tonemap::{to_display_planar, InputOptions, Transfer};
 
 /// Default pixel budget: 16 Mpx (e.g. 4096x4096). A full-size VGG pass keeps several feature maps
 /// of 64 channels x the pixel count alive, so far larger inputs would exhaust memory instead of
@@ -23,11 +25,14 @@ pub struct Image {
 pub struct LoadOptions {
     /// Refuse images with more pixels than this (checked from the header, before decoding).
     pub max_pixels: u64,
+    /// Tone mapping of scene-linear files (EXR, HDR) and the alpha policy. The default leaves
+    /// 8/16-bit files exactly as decoded (value / 255 or / 65535, alpha dropped).
+    pub input: InputOptions,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { max_pixels: DEFAULT_MAX_PIXELS }
+        LoadOptions { max_pixels: DEFAULT_MAX_PIXELS, input: InputOptions::default() }
     }
 }
 
@@ -65,7 +70,24 @@ impl Image {
         Image::from_planar(width, height, data)
     }
 
-    /// Decodes a PNG (8 or 16 bit) or JPEG file. Alpha is dropped; grey is expanded to RGB.
+    /// Builds an image from interleaved float pixels (`channels` = 3, or 4 with alpha last) with
+    /// the given transfer, through `input`'s tone mapping and alpha policy (see
+    /// [`crate::tonemap`]). Non-finite values are refused.
+    pub fn from_interleaved_f32(width: u32, height: u32, channels: usize, pixels: &[f32], transfer: Transfer, input: &InputOptions) -> Result<Self> {
+        if channels != 3 && channels != 4 {
+            return Err(Error::invalid(format!("pixels need 3 (RGB) or 4 (RGBA) channels, not {channels}")));
+        }
+        let n = width as usize * height as usize;
+        if pixels.len() != n * channels {
+            return Err(Error::invalid(format!("{width}x{height} pixels with {channels} channels need {} values, got {}", n * channels, pixels.len())));
+        }
+        let data = to_display_planar(width as usize, height as usize, channels, pixels, transfer, input)?;
+        Image::from_planar(width, height, data)
+    }
+
+    /// Decodes a PNG (8 or 16 bit), JPEG, OpenEXR or Radiance HDR file. 8/16-bit files are
+    /// display-referred; EXR and HDR are scene-linear and go through `options.input`'s tone
+    /// mapping. Alpha follows `options.input.alpha` (dropped by default); grey becomes RGB.
     pub fn open(path: impl AsRef<Path>, options: &LoadOptions) -> Result<Self> {
         let path = path.as_ref();
         let bytes = std::fs::read(path).map_err(|e| Error::Io { path: path.to_owned(), reason: e.to_string() })?;
@@ -75,7 +97,7 @@ impl Image {
         })
     }
 
-    /// Decodes an in-memory PNG or JPEG; see [`Image::open`].
+    /// Decodes an in-memory image file; see [`Image::open`].
     pub fn decode(bytes: &[u8], options: &LoadOptions) -> Result<Self> {
         // Decoder messages may span lines; errors here are one line.
         let decode_err = |reason: String| Error::ImageDecode { path: "<memory>".into(), reason: reason.split_whitespace().collect::<Vec<_>>().join(" ") };
@@ -83,7 +105,7 @@ impl Image {
             .with_guessed_format()
             .map_err(|e| decode_err(e.to_string()))?;
         if reader.format().is_none() {
-            return Err(decode_err("not a PNG or JPEG file (unrecognised signature)".into()));
+            return Err(decode_err("not a PNG, JPEG, OpenEXR or Radiance HDR file (unrecognised signature)".into()));
         }
         // Read the header first so absurd sizes are refused before anything is allocated.
         let (width, height) = reader.into_dimensions().map_err(|e| decode_err(e.to_string()))?;
@@ -92,24 +114,43 @@ impl Image {
         let mut limits = image::Limits::default();
         limits.max_image_width = Some(width);
         limits.max_image_height = Some(height);
-        // Decoded image at 16 bit RGBA, plus our float copy.
-        limits.max_alloc = Some(width as u64 * height as u64 * 8 + (1 << 20));
+        // Decoded image at up to 32-bit float RGBA (EXR, HDR), plus the decoder's own buffers.
+        limits.max_alloc = Some(width as u64 * height as u64 * 32 + (1 << 20));
         reader.limits(limits);
         let decoded = reader.decode().map_err(|e| decode_err(e.to_string()))?;
-        // Divide integers exactly (value / 255 or / 65535), as the reference implementations do.
-        let n = width as usize * height as usize;
-        let mut data = vec![0.0; 3 * n];
-        let mut put = |i: usize, px: [f32; 3]| (0..3).for_each(|c| data[c * n + i] = px[c]);
-        if decoded.color().bytes_per_pixel() / decoded.color().channel_count() == 1 {
-            for (i, px) in decoded.to_rgb8().pixels().enumerate() {
-                put(i, px.0.map(|v| f32::from(v) / 255.0));
+        let color = decoded.color();
+        let float = matches!(color, image::ColorType::Rgb32F | image::ColorType::Rgba32F);
+        let transfer = if float { Transfer::Linear } else { Transfer::Display };
+        let input = &options.input;
+        // Alpha matters only when it is composited; otherwise it is never even converted.
+        let channels = if color.has_alpha() && input.alpha != crate::tonemap::AlphaPolicy::Ignore { 4 } else { 3 };
+        if !float && channels == 3 {
+            // The historical path, kept bit for bit: integers divided exactly (value / 255 or
+            // / 65535), as the reference implementations do.
+            let n = width as usize * height as usize;
+            let mut data = vec![0.0; 3 * n];
+            let mut put = |i: usize, px: [f32; 3]| (0..3).for_each(|c| data[c * n + i] = px[c]);
+            if color.bytes_per_pixel() / color.channel_count() == 1 {
+                for (i, px) in decoded.to_rgb8().pixels().enumerate() {
+                    put(i, px.0.map(|v| f32::from(v) / 255.0));
+                }
+            } else {
+                for (i, px) in decoded.to_rgb16().pixels().enumerate() {
+                    put(i, px.0.map(|v| f32::from(v) / 65535.0));
+                }
             }
-        } else {
-            for (i, px) in decoded.to_rgb16().pixels().enumerate() {
-                put(i, px.0.map(|v| f32::from(v) / 65535.0));
-            }
+            return Image::from_planar(width, height, data);
         }
-        Image::from_planar(width, height, data)
+        let pixels: Vec<f32> = match (float, channels, color.bytes_per_pixel() / color.channel_count()) {
+            (true, 3, _) => decoded.into_rgb32f().into_raw(),
+            (true, _, _) => decoded.into_rgba32f().into_raw(),
+            (false, _, 1) => decoded.to_rgba8().into_raw().into_iter().map(|v| f32::from(v) / 255.0).collect(),
+            (false, _, _) => decoded.to_rgba16().into_raw().into_iter().map(|v| f32::from(v) / 65535.0).collect(),
+        };
+        Image::from_interleaved_f32(width, height, channels, &pixels, transfer, input).map_err(|e| match e {
+            Error::InvalidArgument(reason) => decode_err(reason),
+            other => other,
+        })
     }
 
     pub fn width(&self) -> u32 {
@@ -193,8 +234,55 @@ mod tests {
         assert!(Image::from_planar(0, 5, vec![]).is_err());
         let err = Image::from_planar(1, 1, vec![0.0, f32::NAN, 0.0]).unwrap_err();
         assert!(err.to_string().contains("not finite"), "{err}");
-        let budget = LoadOptions { max_pixels: 5 };
+        let budget = LoadOptions { max_pixels: 5, ..Default::default() };
         let png = encode_png(image::GrayImage::new(3, 2));
         assert!(matches!(Image::decode(&png, &budget), Err(Error::ImageTooLarge { pixels: 6, limit: 5, .. })));
+    }
+
+    fn encode(img: image::DynamicImage, format: image::ImageFormat) -> Vec<u8> {
+        let mut out = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut out, format).unwrap();
+        out.into_inner()
+    }
+
+    #[test]
+    fn exr_and_hdr_are_linear_and_tone_mapped() {
+        use crate::tonemap::{srgb_encode, AlphaPolicy, InputOptions, ToneCurve, ToneMapping};
+        // Premultiplied RGBA: half-covered red with a highlight of 4 in green.
+        let px = [0.5f32, 4.0, 0.0, 0.5];
+        let exr = encode(image::DynamicImage::ImageRgba32F(image::ImageBuffer::from_fn(2, 1, |_, _| image::Rgba(px))), image::ImageFormat::OpenExr);
+        let d = Image::decode(&exr, &LoadOptions::default()).unwrap();
+        assert!((d.channel(0)[0] - srgb_encode(0.5)).abs() < 1e-6, "sRGB-encoded by default");
+        assert_eq!(d.channel(1)[0], 1.0, "clamped");
+        let opts = |input| LoadOptions { input, ..Default::default() };
+        let over = InputOptions { alpha: AlphaPolicy::Over([0.0, 0.0, 1.0]), ..Default::default() };
+        let d = Image::decode(&exr, &opts(over)).unwrap();
+        assert!((d.channel(2)[1] - srgb_encode(0.5)).abs() < 1e-6, "c + (1-a) bg");
+        let dark = InputOptions { tone: ToneMapping { exposure: -3.0, curve: ToneCurve::Reinhard, ..Default::default() }, ..Default::default() };
+        let d = Image::decode(&exr, &opts(dark)).unwrap();
+        assert!((d.channel(1)[0] - srgb_encode(0.5 / 1.5)).abs() < 1e-6, "4 * 2^-3 = 0.5 -> reinhard 1/3");
+        let strict = InputOptions { tone: ToneMapping { curve: ToneCurve::None, ..Default::default() }, ..Default::default() };
+        let err = Image::decode(&exr, &opts(strict)).unwrap_err();
+        assert!(err.to_string().contains("outside [0, 1]"), "{err}");
+
+        let hdr = encode(image::DynamicImage::ImageRgb32F(image::ImageBuffer::from_fn(3, 2, |x, _| image::Rgb([0.25 * x as f32, 2.0, 0.0]))), image::ImageFormat::Hdr);
+        let d = Image::decode(&hdr, &LoadOptions::default()).unwrap();
+        assert_eq!((d.width(), d.height()), (3, 2));
+        // Radiance RGBE keeps 8 mantissa bits: 0.25 survives exactly.
+        assert!((d.channel(0)[1] - srgb_encode(0.25)).abs() < 1e-6);
+        assert_eq!(d.channel(1)[4], 1.0);
+    }
+
+    #[test]
+    fn png_alpha_is_ignored_by_default_or_composited_straight() {
+        use crate::tonemap::{AlphaPolicy, InputOptions};
+        let png = encode_png(image::RgbaImage::from_pixel(2, 2, image::Rgba([255, 51, 0, 128])));
+        let d = Image::decode(&png, &LoadOptions::default()).unwrap();
+        assert_eq!((d.channel(0)[0], d.channel(1)[0], d.channel(2)[0]), (1.0, 0.2, 0.0), "exactly as before");
+        let over = LoadOptions { input: InputOptions { alpha: AlphaPolicy::Over([1.0, 1.0, 1.0]), ..Default::default() }, ..Default::default() };
+        let d = Image::decode(&png, &over).unwrap();
+        let a = 128.0 / 255.0;
+        assert!((d.channel(1)[3] - (a * 0.2 + (1.0 - a))).abs() < 1e-6);
+        assert!((d.channel(2)[3] - (1.0 - a)).abs() < 1e-6);
     }
 }

@@ -9,6 +9,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::ensemble::{dropout_mask_shapes, fill_dropout, sample_rng, scale_levels_for, Transform, DROPOUT_KEEP};
 use crate::decision::{decide_plan, Decision, Gate};
 use crate::error::{Error, Result};
+use crate::heatmap::{input_map, Accumulator, Heatmap};
 use crate::estimate::{Estimate, Sampling, Z95};
 use crate::sampler::{Draw, Plan, SamplerKind, PILOT_PER_LEVEL};
 use crate::image::{check_same_size, Image};
@@ -192,6 +193,14 @@ impl Metric {
             return Ok(Estimate::exact(d));
         }
         let (h, w) = (reference.height() as usize, reference.width() as usize);
+        self.check_sample_budget(h, w)?;
+        let levels = self.scale_levels(h as u32, w as u32);
+        let mut plan = Plan::new(self.options.sampler, self.options.seed, levels, h, w);
+        self.run_plan(reference, candidate, &mut plan, progress, None)
+    }
+
+    /// Refuses E-LPIPS sampling policies too short to estimate their own error.
+    fn check_sample_budget(&self, h: usize, w: usize) -> Result<()> {
         let levels = self.scale_levels(h as u32, w as u32);
         // An estimate without an error is not an E-LPIPS answer; a stratified one needs every
         // level sampled (its pilot) before its mean is defined.
@@ -205,8 +214,46 @@ impl Metric {
                 self.options.sampler.name()
             )));
         }
+        Ok(())
+    }
+
+    /// [`Metric::compare_with_progress`], also returning where the images differ: a per-pixel
+    /// map in image coordinates whose mean is the returned distance (see [`crate::heatmap`]).
+    /// E-LPIPS averages every sample's map, carried back through that sample's transform;
+    /// LPIPS returns its single map (like lpips' `spatial=True`, with area upsampling).
+    pub fn compare_with_heatmap(
+        &mut self,
+        reference: &Image,
+        candidate: &Image,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<(Estimate, Heatmap)> {
+        self.check_pair(reference, candidate)?;
+        self.check_has_maps()?;
+        let (h, w) = (reference.height() as usize, reference.width() as usize);
+        let mut acc = Accumulator::new(w, h);
+        if !self.kind().is_ensemble() {
+            let (d, maps) = self.run_with_maps(reference.data(), candidate.data(), 1, h, w, None, true)?;
+            add_maps(&mut acc, &maps, 0, 0, None, h, w);
+            return Ok((Estimate::exact(d[0]), acc.finish(&[1.0])));
+        }
+        self.check_sample_budget(h, w)?;
+        let levels = self.scale_levels(h as u32, w as u32);
         let mut plan = Plan::new(self.options.sampler, self.options.seed, levels, h, w);
-        self.run_plan(reference, candidate, &mut plan, progress)
+        let estimate = self.run_plan(reference, candidate, &mut plan, progress, Some(&mut acc))?;
+        Ok((estimate, acc.finish(&plan.stratum_weights())))
+    }
+
+    fn check_has_maps(&self) -> Result<()> {
+        let outputs = self.session.output_names();
+        let taps = self.kind().tap_channels().len();
+        if (0..taps).all(|t| outputs.iter().any(|o| *o == format!("map_{t}"))) {
+            return Ok(());
+        }
+        Err(Error::Model(format!(
+            "the {} model has no per-tap maps (outputs: {}); heatmaps need model contract 2: rebuild the models with `make setup`",
+            self.kind(),
+            outputs.join(", ")
+        )))
     }
 
     /// Answers "is the distance of this pair at most `gate.threshold`?" with as few samples as
@@ -245,6 +292,7 @@ impl Metric {
         candidate: &Image,
         plan: &mut Plan,
         progress: &mut dyn FnMut(Progress),
+        mut heat: Option<&mut Accumulator>,
     ) -> Result<Estimate> {
         let (h, w) = (reference.height() as usize, reference.width() as usize);
         let sampling = self.options.sampling;
@@ -256,7 +304,7 @@ impl Metric {
         };
         while plan.count() < max {
             let mut draws = plan.next_round(per_round.min(max - plan.count()) as usize);
-            let distances = self.evaluate_draws(reference, candidate, &mut draws)?;
+            let distances = self.evaluate_draws_into(reference, candidate, &mut draws, heat.as_deref_mut())?;
             plan.record(&draws, &distances);
             let done = is_done(plan, sampling);
             progress(Progress { samples: plan.count(), max_samples: max, estimate: plan.estimate(done) });
@@ -292,6 +340,17 @@ impl Metric {
     /// Evaluates `draws` (each draw's dropout masks continue its stream); returns the distances
     /// in order. Draws whose transforms give the same network input size share a run.
     pub fn evaluate_draws(&mut self, reference: &Image, candidate: &Image, draws: &mut [Draw]) -> Result<Vec<f64>> {
+        self.evaluate_draws_into(reference, candidate, draws, None)
+    }
+
+    /// [`Metric::evaluate_draws`], adding each sample's map to `heat` when given.
+    fn evaluate_draws_into(
+        &mut self,
+        reference: &Image,
+        candidate: &Image,
+        draws: &mut [Draw],
+        mut heat: Option<&mut Accumulator>,
+    ) -> Result<Vec<f64>> {
         let (h, w) = (reference.height() as usize, reference.width() as usize);
         let mut groups: BTreeMap<(usize, usize), Vec<(usize, &mut Draw)>> = BTreeMap::new();
         for (slot, d) in draws.iter_mut().enumerate() {
@@ -309,9 +368,12 @@ impl Metric {
             }
             let masks = DropoutBatch::draw(th, tw, members.iter_mut().map(|(_, d)| &mut d.rng));
             let mask_inputs = masks.inputs();
-            let d = self.run(&refs, &cands, n, th, tw, Some(&mask_inputs))?;
-            for (j, (slot, _)) in members.iter().enumerate() {
+            let (d, maps) = self.run_with_maps(&refs, &cands, n, th, tw, Some(&mask_inputs), heat.is_some())?;
+            for (j, (slot, draw)) in members.iter().enumerate() {
                 out[*slot] = d[j];
+                if let Some(acc) = heat.as_deref_mut() {
+                    add_maps(acc, &maps, j, draw.stratum, Some(&draw.transform), th, tw);
+                }
             }
         }
         Ok(out)
@@ -371,6 +433,22 @@ impl Metric {
         tw: usize,
         masks: Option<&[(Vec<usize>, &[f32])]>,
     ) -> Result<Vec<f64>> {
+        Ok(self.run_with_maps(refs, cands, n, th, tw, masks, false)?.0)
+    }
+
+    /// [`Metric::run`], also returning the per-tap maps `(shape [n,1,H_t,W_t], values)` when
+    /// `maps` is set (empty otherwise: they are not copied out of the runtime).
+    #[allow(clippy::too_many_arguments)]
+    fn run_with_maps(
+        &mut self,
+        refs: &[f32],
+        cands: &[f32],
+        n: usize,
+        th: usize,
+        tw: usize,
+        masks: Option<&[(Vec<usize>, &[f32])]>,
+        maps: bool,
+    ) -> Result<(Vec<f64>, Vec<(Vec<usize>, Vec<f32>)>)> {
         let shape = vec![n, 3, th, tw];
         let mut inputs: Vec<(&str, Vec<usize>, &[f32])> = vec![("reference", shape.clone(), refs), ("candidate", shape, cands)];
         if let Some(masks) = masks {
@@ -383,16 +461,37 @@ impl Metric {
                 inputs.push((name, vec![tap.len()], tap.as_slice()));
             }
         }
-        let out = self.session.run(&inputs, &["distance"])?;
-        let d: Vec<f64> = out[0].iter().map(|&v| v as f64).collect();
+        let map_names: Vec<String> = if maps { (0..self.kind().tap_channels().len()).map(|t| format!("map_{t}")).collect() } else { vec![] };
+        let mut names = vec!["distance"];
+        names.extend(map_names.iter().map(String::as_str));
+        let mut out = self.session.run_shaped(&inputs, &names)?;
+        let tap_maps = out.split_off(1);
+        let d: Vec<f64> = out[0].1.iter().map(|&v| v as f64).collect();
         if d.len() != n {
             return Err(Error::Model(format!("model returned {} distances for {n} pairs", d.len())));
         }
         if let Some(bad) = d.iter().find(|v| !v.is_finite()) {
             return Err(Error::Inference(format!("the network produced a non-finite distance ({bad})")));
         }
-        Ok(d)
+        for (shape, values) in &tap_maps {
+            if shape.len() != 4 || shape[0] != n || shape[1] != 1 || values.len() != shape.iter().product::<usize>() {
+                return Err(Error::Model(format!("model returned a per-tap map of shape {shape:?} for {n} pairs; rebuild the models with `make setup`")));
+            }
+        }
+        Ok((d, tap_maps))
     }
+}
+
+/// Adds sample `j`'s per-tap maps (of a batch run on a `th x tw` input) to `acc`.
+fn add_maps(acc: &mut Accumulator, maps: &[(Vec<usize>, Vec<f32>)], j: usize, stratum: usize, transform: Option<&Transform>, th: usize, tw: usize) {
+    let taps: Vec<(usize, usize, &[f32])> = maps
+        .iter()
+        .map(|(shape, v)| {
+            let len = shape[2] * shape[3];
+            (shape[2], shape[3], &v[j * len..(j + 1) * len])
+        })
+        .collect();
+    acc.add(stratum, transform, &input_map(&taps, th, tw), th, tw);
 }
 
 /// The 13 dropout masks of a batch, stacked along N: sample `j`'s masks come from the `j`-th

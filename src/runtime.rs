@@ -157,9 +157,19 @@ impl Session {
         inputs.chain(self.inner.overridable_initializers().iter().map(|i| i.name().to_string())).collect()
     }
 
+    /// Names of the graph outputs, in order.
+    pub fn output_names(&self) -> Vec<String> {
+        self.inner.outputs().iter().map(|o| o.name().to_string()).collect()
+    }
+
     /// Runs the graph with named `f32` inputs (`(name, shape, data)`) and returns the named
     /// `f32` outputs as flat vectors.
     pub fn run(&mut self, inputs: &[(&str, Vec<usize>, &[f32])], outputs: &[&str]) -> Result<Vec<Vec<f32>>> {
+        Ok(self.run_shaped(inputs, outputs)?.into_iter().map(|(_, data)| data).collect())
+    }
+
+    /// [`Session::run`], returning each output's shape with its values.
+    pub fn run_shaped(&mut self, inputs: &[(&str, Vec<usize>, &[f32])], outputs: &[&str]) -> Result<Vec<(Vec<usize>, Vec<f32>)>> {
         let mut values = Vec::with_capacity(inputs.len());
         for (name, shape, data) in inputs {
             let t = ort::value::TensorRef::from_array_view((shape.clone(), *data))?;
@@ -175,8 +185,9 @@ impl Session {
             let value = result
                 .get(*name)
                 .ok_or_else(|| Error::Model(format!("the model has no output named `{name}`; rebuild it with `make setup`")))?;
-            let (_, data) = value.try_extract_tensor::<f32>()?;
-            out.push(data.to_vec());
+            let (shape, data) = value.try_extract_tensor::<f32>()?;
+            let shape = shape.iter().map(|&d| usize::try_from(d).unwrap_or(0)).collect();
+            out.push((shape, data.to_vec()));
         }
         Ok(out)
     }

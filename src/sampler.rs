@@ -253,6 +253,15 @@ impl Plan {
         Estimate { distance, std_error, ci95: Z95 * std_error, samples: self.count(), converged }
     }
 
+    /// The weight of each stratum's mean in the estimate: 1 for iid draws, the level
+    /// probabilities for the stratified sampler (heatmaps average the same way).
+    pub fn stratum_weights(&self) -> Vec<f64> {
+        match self.kind {
+            SamplerKind::Iid => vec![1.0],
+            SamplerKind::Stratified => self.prob.clone(),
+        }
+    }
+
     /// Samples recorded per stratum (scale level for the stratified sampler).
     pub fn samples_per_stratum(&self) -> Vec<u64> {
         self.stats.iter().map(|s| s.count()).collect()

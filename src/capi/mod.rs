@@ -31,6 +31,12 @@ use crate::metric::{Metric, MetricOptions};
 use crate::models::MetricKind;
 use crate::runtime::RuntimeOptions;
 use crate::sampler::SamplerKind;
+use crate::tonemap::{to_display_planar, InputOptions, Transfer};
+
+mod heatmap;
+mod input;
+pub use heatmap::*;
+pub use input::*;
 
 mod tune;
 pub use tune::*;
@@ -180,8 +186,9 @@ pub const ELPIPS_DEVICE_AUTO: ElpipsDevice = 1;
 pub const ELPIPS_DEVICE_CUDA: ElpipsDevice = 2;
 
 /// Layout of the pixels an `ElpipsImage` points to: interleaved channels, rows `stride_bytes`
-/// apart. Alpha is ignored. 16-bit samples are native-endian and divided by 65535; 8-bit ones by
-/// 255; float samples are used as they are and clamped to [0, 1] after the transfer.
+/// apart. Alpha follows `ElpipsOptions.alpha` (ignored by default). 16-bit samples are
+/// native-endian and divided by 65535; 8-bit ones by 255; float samples are used as they are.
+/// The values then go through the transfer (see `ElpipsTransfer`).
 pub type ElpipsPixelFormat = u32;
 /// 3 x `uint8_t` per pixel. The zero value, hence the default.
 pub const ELPIPS_PIXEL_FORMAT_RGB8: ElpipsPixelFormat = 0;
@@ -199,9 +206,10 @@ pub const ELPIPS_PIXEL_FORMAT_RGBA_F32: ElpipsPixelFormat = 5;
 /// How the pixel values encode light.
 pub type ElpipsTransfer = u32;
 /// sRGB-encoded values (what PNG and JPEG files hold, and what the networks were trained on):
-/// used as they are. The zero value, hence the default.
+/// used as they are, clamped to [0, 1]. The zero value, hence the default.
 pub const ELPIPS_TRANSFER_SRGB: ElpipsTransfer = 0;
-/// Linear light (e.g. a renderer's output before display encoding): encoded to sRGB first.
+/// Linear light (e.g. a renderer's output before display encoding): exposed by
+/// `ElpipsOptions.exposure`, compressed by `ElpipsOptions.tonemap`, then sRGB-encoded.
 pub const ELPIPS_TRANSFER_LINEAR: ElpipsTransfer = 1;
 
 fn metric_kind(m: ElpipsMetric) -> CResult<MetricKind> {
@@ -264,10 +272,22 @@ pub struct ElpipsOptions {
     /// Custom linear weights (the authors' `.npy` dict or an lpips `.pth`) replacing the
     /// metric's, or NULL (default) for the published ones. Copied by `elpips_context_new`.
     pub linear_weights: *const c_char,
+    /// Exposure in stops for `ELPIPS_TRANSFER_LINEAR` images (and EXR/HDR files): values are
+    /// multiplied by 2^exposure before the tone curve (finite, within +-64). Default 0.
+    /// (Added in 0.2; older callers get the default.)
+    pub exposure: f32,
+    /// An `ELPIPS_TONEMAP_*` value for linear images. Default `ELPIPS_TONEMAP_CLAMP`.
+    pub tonemap: ElpipsTonemap,
+    /// An `ELPIPS_ALPHA_*` value for RGBA images. Default `ELPIPS_ALPHA_IGNORE`.
+    pub alpha: ElpipsAlpha,
+    /// Background colour (R, G, B >= 0) for `ELPIPS_ALPHA_OVER`, in the image's own units:
+    /// display values for sRGB images, linear for linear ones. Default 0, 0, 0.
+    pub background: [f32; 3],
 }
 
-/// The size of the first version of `ElpipsOptions`; smaller `struct_size` values are refused.
-const OPTIONS_V1_SIZE: usize = std::mem::size_of::<ElpipsOptions>();
+/// The size of the first version of `ElpipsOptions` (up to `linear_weights`); smaller
+/// `struct_size` values are refused, and fields beyond a caller's size take their defaults.
+const OPTIONS_V1_SIZE: usize = std::mem::offset_of!(ElpipsOptions, exposure);
 
 impl ElpipsOptions {
     fn defaults() -> Self {
@@ -295,6 +315,10 @@ impl ElpipsOptions {
             runtime_library: std::ptr::null(),
             model_dir: std::ptr::null(),
             linear_weights: std::ptr::null(),
+            exposure: 0.0,
+            tonemap: ELPIPS_TONEMAP_CLAMP,
+            alpha: ELPIPS_ALPHA_IGNORE,
+            background: [0.0; 3],
         }
     }
 
@@ -326,7 +350,7 @@ impl ElpipsOptions {
             }
         }
         let mut out = ElpipsOptions::defaults();
-        // SAFETY: every field is an integer, float or raw pointer, for which any bytes are valid;
+        // SAFETY: every field is an integer, float (array) or raw pointer, for which any bytes are valid;
         // the caller's bytes beyond `size` are not read.
         unsafe { std::ptr::copy_nonoverlapping(bytes, (&mut out as *mut ElpipsOptions).cast::<u8>(), size.min(ours)) };
         out.struct_size = ours;
@@ -440,15 +464,6 @@ fn pixel_layout(format: ElpipsPixelFormat) -> CResult<(SampleType, usize)> {
     })
 }
 
-/// sRGB encoding of linear light in [0, 1] (IEC 61966-2-1).
-fn srgb_encode(v: f32) -> f32 {
-    if v <= 0.003_130_8 {
-        12.92 * v
-    } else {
-        1.055 * v.powf(1.0 / 2.4) - 0.055
-    }
-}
-
 /// The geometry of a validated image description.
 struct Geometry {
     width: usize,
@@ -499,14 +514,16 @@ fn geometry(img: &ElpipsImage, max_pixels: u64) -> CResult<Geometry> {
     Ok(Geometry { width: w as usize, height: h as usize, stride, row_bytes, span, sample, channels, linear })
 }
 
-/// Converts validated pixels to the core's planar RGB image.
-fn convert(g: &Geometry, bytes: &[u8]) -> CResult<Image> {
-    let n = g.width * g.height;
-    let mut data = vec![0.0f32; 3 * n];
+/// Converts validated pixels to the core's planar RGB image, through the context's tone mapping
+/// and alpha policy.
+fn convert(g: &Geometry, bytes: &[u8], input: &InputOptions) -> CResult<Image> {
+    // Alpha is read only when it is composited.
+    let channels = if g.channels == 4 && input.alpha != crate::tonemap::AlphaPolicy::Ignore { 4 } else { 3 };
+    let mut pixels = vec![0.0f32; channels * g.width * g.height];
     for y in 0..g.height {
         let row = &bytes[y * g.stride..y * g.stride + g.row_bytes];
         for x in 0..g.width {
-            for c in 0..3 {
+            for c in 0..channels {
                 let i = x * g.channels + c;
                 let v = match g.sample {
                     SampleType::U8 => f32::from(row[i]) / 255.0,
@@ -522,11 +539,12 @@ fn convert(g: &Geometry, bytes: &[u8]) -> CResult<Image> {
                         v
                     }
                 };
-                let v = if g.linear { srgb_encode(v.max(0.0)) } else { v };
-                data[c * n + y * g.width + x] = v.clamp(0.0, 1.0);
+                pixels[(y * g.width + x) * channels + c] = v;
             }
         }
     }
+    let transfer = if g.linear { Transfer::Linear } else { Transfer::Display };
+    let data = to_display_planar(g.width, g.height, channels, &pixels, transfer, input)?;
     Ok(Image::from_planar(g.width as u32, g.height as u32, data)?)
 }
 
@@ -534,7 +552,7 @@ fn convert(g: &Geometry, bytes: &[u8]) -> CResult<Image> {
 ///
 /// # Safety
 /// `img` is NULL or points to an `ElpipsImage` whose `data` holds the bytes it describes.
-unsafe fn read_image(img: *const ElpipsImage, what: &str, max_pixels: u64) -> CResult<Image> {
+unsafe fn read_image(img: *const ElpipsImage, what: &str, max_pixels: u64, input: &InputOptions) -> CResult<Image> {
     if img.is_null() {
         return Err(Failure::null(what));
     }
@@ -544,7 +562,7 @@ unsafe fn read_image(img: *const ElpipsImage, what: &str, max_pixels: u64) -> CR
     // SAFETY: `geometry` checked `data` is non-NULL and that `span` is the extent the caller
     // described (and fits in isize); the caller promises those bytes are readable.
     let bytes = unsafe { std::slice::from_raw_parts(desc.data.cast::<u8>(), g.span) };
-    convert(&g, bytes).map_err(|f| Failure { message: format!("{what}: {}", f.message), ..f })
+    convert(&g, bytes, input).map_err(|f| Failure { message: format!("{what}: {}", f.message), ..f })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -556,6 +574,8 @@ unsafe fn read_image(img: *const ElpipsImage, what: &str, max_pixels: u64) -> CR
 pub struct ElpipsContext {
     metric: Mutex<Metric>,
     max_pixels: u64,
+    /// Tone mapping and alpha policy for every image read with this context.
+    input: InputOptions,
     /// The last failure's message, per calling thread, so a shared context never hands one
     /// thread another's message.
     errors: Mutex<HashMap<ThreadId, CString>>,
@@ -754,8 +774,9 @@ pub unsafe extern "C" fn elpips_context_new_with_error(
             };
             // SAFETY: the strings are the caller's, promised NUL-terminated.
             let metric_options = unsafe { options.metric_options()? };
+            let input = options.input_options()?;
             let metric = Metric::new(metric_options)?;
-            let ctx = ElpipsContext { metric: Mutex::new(metric), max_pixels: options.max_pixels(), errors: Mutex::new(HashMap::new()) };
+            let ctx = ElpipsContext { metric: Mutex::new(metric), max_pixels: options.max_pixels(), input, errors: Mutex::new(HashMap::new()) };
             *out = Box::into_raw(Box::new(ctx));
             Ok(())
         })();
@@ -839,16 +860,16 @@ pub unsafe extern "C" fn elpips_compare(
         let ctx = c.ok_or_else(|| Failure::null("ctx"))?;
         let result = need_out(result, "result")?;
         // SAFETY: forwarded from the caller.
-        let reference = unsafe { read_image(reference, "reference", ctx.max_pixels)? };
+        let reference = unsafe { read_image(reference, "reference", ctx.max_pixels, &ctx.input)? };
         // SAFETY: forwarded from the caller.
-        let candidate = unsafe { read_image(candidate, "candidate", ctx.max_pixels)? };
+        let candidate = unsafe { read_image(candidate, "candidate", ctx.max_pixels, &ctx.input)? };
         *result = compare_images(ctx, &reference, &candidate)?;
         Ok(())
     })
 }
 
-/// Compares two PNG (8/16-bit) or JPEG files, as the `elpips compare` command does (alpha
-/// dropped, grey expanded). Paths are NUL-terminated; NULL anything: `ELPIPS_STATUS_NULL_POINTER`.
+/// Compares two image files (PNG 8/16-bit, JPEG, OpenEXR, Radiance HDR) as the `elpips compare`
+/// command does, with the context's tone mapping (EXR/HDR) and alpha policy; grey is expanded. Paths are NUL-terminated; NULL anything: `ELPIPS_STATUS_NULL_POINTER`.
 /// Unreadable file: `ELPIPS_STATUS_IO`; undecodable: `ELPIPS_STATUS_IMAGE_DECODE`.
 /// Thread-safe as `elpips_compare`.
 ///
@@ -871,7 +892,7 @@ pub unsafe extern "C" fn elpips_compare_files(
         let reference_path = unsafe { opt_path(reference_path) }.ok_or_else(|| Failure::null("reference_path"))?;
         // SAFETY: forwarded from the caller.
         let candidate_path = unsafe { opt_path(candidate_path) }.ok_or_else(|| Failure::null("candidate_path"))?;
-        let load = LoadOptions { max_pixels: ctx.max_pixels };
+        let load = LoadOptions { max_pixels: ctx.max_pixels, input: ctx.input };
         let reference = Image::open(&reference_path, &load)?;
         let candidate = Image::open(&candidate_path, &load)?;
         *result = compare_images(ctx, &reference, &candidate)?;
@@ -904,7 +925,7 @@ pub unsafe extern "C" fn elpips_reference_new(
         let out = need_out(out, "out")?;
         *out = std::ptr::null_mut();
         // SAFETY: forwarded from the caller.
-        let image = unsafe { read_image(image, "image", ctx.max_pixels)? };
+        let image = unsafe { read_image(image, "image", ctx.max_pixels, &ctx.input)? };
         ctx.metric().check_pair(&image, &image)?;
         *out = Box::into_raw(Box::new(ElpipsReference { image }));
         Ok(())
@@ -948,7 +969,7 @@ pub unsafe extern "C" fn elpips_compare_reference(
         let reference = need(reference, "reference")?;
         let result = need_out(result, "result")?;
         // SAFETY: forwarded from the caller.
-        let candidate = unsafe { read_image(candidate, "candidate", ctx.max_pixels)? };
+        let candidate = unsafe { read_image(candidate, "candidate", ctx.max_pixels, &ctx.input)? };
         *result = compare_images(ctx, &reference.image, &candidate)?;
         Ok(())
     })
@@ -1027,6 +1048,7 @@ mod tests {
 
     #[test]
     fn srgb_encoding_matches_the_standard_at_known_points() {
+        use crate::tonemap::srgb_encode;
         assert_eq!(srgb_encode(0.0), 0.0);
         assert!((srgb_encode(1.0) - 1.0).abs() < 1e-6);
         assert!((srgb_encode(0.18) - 0.461_356).abs() < 1e-5);
@@ -1039,7 +1061,7 @@ mod tests {
         let convert_from = |bytes: Vec<u8>, format, stride| {
             let desc = ElpipsImage { data: bytes.as_ptr().cast(), width: w, height: h, stride_bytes: stride, format, transfer: 0 };
             let g = geometry(&desc, 1000).ok().unwrap();
-            convert(&g, &bytes[..g.span]).ok().unwrap()
+            convert(&g, &bytes[..g.span], &InputOptions::default()).ok().unwrap()
         };
         let base = convert_from(rgb8.clone(), ELPIPS_PIXEL_FORMAT_RGB8, 0);
         // RGBA8 with a padded stride.

@@ -5,8 +5,10 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use elpips::{Error, Estimate, Image, LoadOptions, Metric, MetricKind, MetricOptions, SamplerKind, Sampling};
+use elpips::{Error, Estimate, Image, Metric, MetricKind, MetricOptions, SamplerKind, Sampling};
 
+use crate::heatmap::HeatmapArgs;
+use crate::input::InputArgs;
 use crate::{runtime_options, CommonArgs};
 
 #[derive(Args)]
@@ -43,9 +45,10 @@ pub struct CompareArgs {
     /// E-LPIPS scale levels (default: max(1, min(H, W) / 64); the authors' library default is 8).
     #[arg(long, value_name = "S")]
     scale_levels: Option<u32>,
-    /// Refuse images with more pixels than this.
-    #[arg(long, value_name = "P", default_value_t = elpips::DEFAULT_MAX_PIXELS)]
-    max_pixels: u64,
+    #[command(flatten)]
+    input: InputArgs,
+    #[command(flatten)]
+    heatmap: HeatmapArgs,
     /// Print one JSON object instead of a line of text.
     #[arg(long)]
     json: bool,
@@ -78,7 +81,8 @@ fn sampling(args: &CompareArgs, kind: MetricKind) -> Result<Sampling, Error> {
 pub fn run(args: CompareArgs) -> Result<(), Error> {
     let kind = MetricKind::from_name(&args.metric)?;
     let sampling = sampling(&args, kind)?;
-    let load = LoadOptions { max_pixels: args.max_pixels };
+    args.heatmap.validate()?;
+    let load = args.input.load_options()?;
     let reference = Image::open(&args.reference, &load)?;
     let candidate = Image::open(&args.candidate, &load)?;
     let mut metric = Metric::new(MetricOptions {
@@ -96,7 +100,7 @@ pub fn run(args: CompareArgs) -> Result<(), Error> {
     let started = Instant::now();
     let mut bar: Option<indicatif::ProgressBar> = None;
     let interactive = std::io::stderr().is_terminal();
-    let estimate = metric.compare_with_progress(&reference, &candidate, &mut |p| {
+    let mut on_progress = |p: elpips::Progress| {
         // Only long runs on a terminal get a bar; pipes and CI logs stay clean.
         if !interactive || (bar.is_none() && started.elapsed() < Duration::from_secs(2)) {
             return;
@@ -111,15 +115,21 @@ pub fn run(args: CompareArgs) -> Result<(), Error> {
         });
         b.set_position(p.samples);
         b.set_message(format!("{:.4} ± {:.4}", p.estimate.distance, p.estimate.ci95));
-    })?;
+    };
+    let (estimate, heatmap) = if args.heatmap.heatmap.is_some() {
+        let (e, map) = metric.compare_with_heatmap(&reference, &candidate, &mut on_progress)?;
+        (e, args.heatmap.write(&map)?)
+    } else {
+        (metric.compare_with_progress(&reference, &candidate, &mut on_progress)?, None)
+    };
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    print_result(&args, &metric, kind, &reference, &estimate);
+    print_result(&args, &metric, kind, &reference, &estimate, heatmap.as_ref());
     Ok(())
 }
 
-fn print_result(args: &CompareArgs, metric: &Metric, kind: MetricKind, reference: &Image, e: &Estimate) {
+fn print_result(args: &CompareArgs, metric: &Metric, kind: MetricKind, reference: &Image, e: &Estimate, heatmap: Option<&serde_json::Value>) {
     let levels = kind.is_ensemble().then(|| metric.scale_levels(reference.height(), reference.width()));
     if args.json {
         let mut obj = serde_json::json!({
@@ -142,7 +152,11 @@ fn print_result(args: &CompareArgs, metric: &Metric, kind: MetricKind, reference
         if let Some(lw) = &args.lin_weights {
             obj["lin_weights"] = serde_json::json!(lw);
         }
+        if let Some(h) = heatmap {
+            obj["heatmap"] = h.clone();
+        }
         println!("{obj}");
+        return;
     } else if let Some(l) = levels {
         println!(
             "{:.6} ± {:.6} (95%; {} {} samples, {} scale levels, seed {}{})",
@@ -156,6 +170,10 @@ fn print_result(args: &CompareArgs, metric: &Metric, kind: MetricKind, reference
         );
     } else {
         println!("{:.6}", e.distance);
+    }
+    // stdout keeps its one line; the heatmap's legend goes with the progress output.
+    if let Some(h) = heatmap {
+        eprintln!("{}", HeatmapArgs::describe(h));
     }
 }
 

@@ -12,6 +12,8 @@ mod check;
 mod codec;
 mod compare;
 mod tune;
+mod heatmap;
+mod input;
 
 #[derive(Parser)]
 #[command(name = "elpips", version, about = "E-LPIPS and LPIPS perceptual image distances", propagate_version = true)]
@@ -22,7 +24,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Perceptual distance between a reference image and a candidate (PNG 8/16-bit or JPEG).
+    /// Perceptual distance between a reference image and a candidate (PNG 8/16-bit, JPEG,
+    /// OpenEXR, Radiance HDR).
     Compare(compare::CompareArgs),
     /// Gate: exit 0 if the candidate's distance from the reference is at most --max-distance, 1 if
     /// not, 2 on error; stops sampling once the verdict is certain. Also manifests, shards, JUnit.

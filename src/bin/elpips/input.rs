@@ -1,0 +1,62 @@
+//! Input options shared by the subcommands that read image files: tone mapping of scene-linear
+//! files (EXR, HDR) and the alpha policy (see docs/renderer.md). Flatten [`InputArgs`] into a
+//! subcommand's arguments and pass [`InputArgs::load_options`] to `Image::open`.
+
+use clap::Args;
+use elpips::{AlphaPolicy, Encoding, Error, InputOptions, LoadOptions, ToneCurve, ToneMapping};
+
+#[derive(Args, Clone, Debug)]
+pub struct InputArgs {
+    /// Exposure in stops for scene-linear inputs (EXR, HDR): values are multiplied by 2^STOPS
+    /// before the tone curve. 8/16-bit PNG and JPEG are display-referred and never change.
+    #[arg(long, value_name = "STOPS", default_value_t = 0.0, allow_negative_numbers = true)]
+    pub exposure: f32,
+    /// Tone curve for scene-linear inputs: clamp to [0,1], reinhard x/(1+x), or none (values
+    /// must already lie in [0,1]).
+    #[arg(long, value_name = "CURVE", default_value = "clamp", value_parser = ToneCurve::NAMES)]
+    pub tonemap: String,
+    /// Display encoding of scene-linear inputs after the curve: srgb, or linear (no encoding).
+    #[arg(long, value_name = "ENC", default_value = "srgb", value_parser = ["srgb", "linear"])]
+    pub encoding: String,
+    /// Alpha channel: ignore it, or composite over --background (straight alpha for PNG,
+    /// premultiplied for EXR).
+    #[arg(long, value_name = "POLICY", default_value = "ignore", value_parser = ["ignore", "over"])]
+    pub alpha: String,
+    /// Background for --alpha over: R,G,B in the input's own units (display values for PNG,
+    /// linear for EXR) [default: 0,0,0].
+    #[arg(long, value_name = "R,G,B")]
+    pub background: Option<String>,
+    /// Refuse images with more pixels than this.
+    #[arg(long, value_name = "P", default_value_t = elpips::DEFAULT_MAX_PIXELS)]
+    pub max_pixels: u64,
+}
+
+impl InputArgs {
+    pub fn input_options(&self) -> Result<InputOptions, Error> {
+        let tone = ToneMapping { exposure: self.exposure, curve: ToneCurve::from_name(&self.tonemap)?, encoding: Encoding::from_name(&self.encoding)? };
+        let background = match &self.background {
+            None => [0.0; 3],
+            Some(text) => parse_rgb(text)?,
+        };
+        let alpha = match self.alpha.as_str() {
+            "over" => AlphaPolicy::Over(background),
+            _ if self.background.is_some() => {
+                return Err(Error::InvalidArgument("--background applies to --alpha over only".into()));
+            }
+            _ => AlphaPolicy::Ignore,
+        };
+        let options = InputOptions { tone, alpha };
+        options.validate()?;
+        Ok(options)
+    }
+
+    pub fn load_options(&self) -> Result<LoadOptions, Error> {
+        Ok(LoadOptions { max_pixels: self.max_pixels, input: self.input_options()? })
+    }
+}
+
+fn parse_rgb(text: &str) -> Result<[f32; 3], Error> {
+    let bad = || Error::InvalidArgument(format!("--background `{text}` must be three numbers R,G,B (e.g. 1,1,1 for white)"));
+    let parts: Vec<f32> = text.split(',').map(|p| p.trim().parse::<f32>()).collect::<Result<_, _>>().map_err(|_| bad())?;
+    <[f32; 3]>::try_from(parts).map_err(|_| bad())
+}
