@@ -190,7 +190,7 @@ impl Accumulator {
             Some(t) => {
                 let mut back = t.pull_back(input_map, h, w);
                 // The adjoint keeps the sum; rescale so the mean is kept too.
-                let k = (th * tw) as f32 / (h * w) as f32;
+                let k = (h * w) as f32 / (th * tw) as f32;
                 back.iter_mut().for_each(|v| *v *= k);
                 back
             }

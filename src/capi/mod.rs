@@ -274,7 +274,7 @@ pub struct ElpipsOptions {
     pub linear_weights: *const c_char,
     /// Exposure in stops for `ELPIPS_TRANSFER_LINEAR` images (and EXR/HDR files): values are
     /// multiplied by 2^exposure before the tone curve (finite, within +-64). Default 0.
-    /// (Added in 0.2; older callers get the default.)
+    /// Older callers (a smaller `struct_size`) get the defaults of this and the following fields.
     pub exposure: f32,
     /// An `ELPIPS_TONEMAP_*` value for linear images. Default `ELPIPS_TONEMAP_CLAMP`.
     pub tonemap: ElpipsTonemap,
