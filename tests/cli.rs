@@ -87,7 +87,7 @@ fn bad_files() {
 
     let text = dir.path().join("notes.png");
     std::fs::write(&text, "this is not an image\n").unwrap();
-    assert_error(&elpips(&["compare", s(&text), s(&good)]), &["cannot decode image", "notes.png", "not a PNG or JPEG"]);
+    assert_error(&elpips(&["compare", s(&text), s(&good)]), &["cannot decode image", "notes.png", "not a PNG, JPEG, OpenEXR or Radiance HDR"]);
 
     let bytes = std::fs::read(&good).unwrap();
     let truncated = dir.path().join("truncated.png");

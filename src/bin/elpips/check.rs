@@ -81,9 +81,9 @@ pub struct CheckArgs {
     /// E-LPIPS scale levels (default: max(1, min(H, W) / 64)).
     #[arg(long, value_name = "S")]
     scale_levels: Option<u32>,
-    /// Refuse images with more pixels than this.
-    #[arg(long, value_name = "P", default_value_t = elpips::DEFAULT_MAX_PIXELS)]
-    max_pixels: u64,
+    /// Tone mapping of EXR/HDR inputs, alpha policy, pixel budget (see docs/renderer.md).
+    #[command(flatten)]
+    input: crate::input::InputArgs,
     /// Print only failures, errors and the closing count.
     #[arg(long, short)]
     quiet: bool,
@@ -167,7 +167,7 @@ pub fn run(args: CheckArgs) -> Result<ExitCode, Error> {
         scale_levels: args.scale_levels,
         ..Default::default()
     })?;
-    let load = LoadOptions { max_pixels: args.max_pixels };
+    let load: LoadOptions = args.input.load_options()?;
 
     let started = Instant::now();
     let single = manifest.is_none();
