@@ -72,6 +72,17 @@ typedef uint32_t ElpipsSampler;
 typedef uint32_t ElpipsSampling;
 
 /**
+ * The tone curve for linear images (`ELPIPS_TRANSFER_LINEAR`), applied after the exposure and
+ * before the sRGB encoding.
+ */
+typedef uint32_t ElpipsTonemap;
+
+/**
+ * What to do with the alpha channel of RGBA formats.
+ */
+typedef uint32_t ElpipsAlpha;
+
+/**
  * Everything that configures a context. Fill it with `elpips_options_default`, then change
  * what you need. The struct may grow at its end in later versions: `struct_size` tells the
  * library which version the caller was built with, and fields beyond it take their defaults.
@@ -153,12 +164,32 @@ typedef struct ElpipsOptions {
      * metric's, or NULL (default) for the published ones. Copied by `elpips_context_new`.
      */
     const char *linear_weights;
+    /**
+     * Exposure in stops for `ELPIPS_TRANSFER_LINEAR` images (and EXR/HDR files): values are
+     * multiplied by 2^exposure before the tone curve (finite, within +-64). Default 0.
+     * Older callers (a smaller `struct_size`) get the defaults of this and the following fields.
+     */
+    float exposure;
+    /**
+     * An `ELPIPS_TONEMAP_*` value for linear images. Default `ELPIPS_TONEMAP_CLAMP`.
+     */
+    ElpipsTonemap tonemap;
+    /**
+     * An `ELPIPS_ALPHA_*` value for RGBA images. Default `ELPIPS_ALPHA_IGNORE`.
+     */
+    ElpipsAlpha alpha;
+    /**
+     * Background colour (R, G, B >= 0) for `ELPIPS_ALPHA_OVER`, in the image's own units:
+     * display values for sRGB images, linear for linear ones. Default 0, 0, 0.
+     */
+    float background[3];
 } ElpipsOptions;
 
 /**
  * Layout of the pixels an `ElpipsImage` points to: interleaved channels, rows `stride_bytes`
- * apart. Alpha is ignored. 16-bit samples are native-endian and divided by 65535; 8-bit ones by
- * 255; float samples are used as they are and clamped to [0, 1] after the transfer.
+ * apart. Alpha follows `ElpipsOptions.alpha` (ignored by default). 16-bit samples are
+ * native-endian and divided by 65535; 8-bit ones by 255; float samples are used as they are.
+ * The values then go through the transfer (see `ElpipsTransfer`).
  */
 typedef uint32_t ElpipsPixelFormat;
 
@@ -536,14 +567,41 @@ typedef struct ElpipsTuneResult {
 
 /**
  * sRGB-encoded values (what PNG and JPEG files hold, and what the networks were trained on):
- * used as they are. The zero value, hence the default.
+ * used as they are, clamped to [0, 1]. The zero value, hence the default.
  */
 #define ELPIPS_TRANSFER_SRGB 0
 
 /**
- * Linear light (e.g. a renderer's output before display encoding): encoded to sRGB first.
+ * Linear light (e.g. a renderer's output before display encoding): exposed by
+ * `ElpipsOptions.exposure`, compressed by `ElpipsOptions.tonemap`, then sRGB-encoded.
  */
 #define ELPIPS_TRANSFER_LINEAR 1
+
+/**
+ * clamp(x, 0, 1). The zero value, hence the default.
+ */
+#define ELPIPS_TONEMAP_CLAMP 0
+
+/**
+ * x / (1 + x) for x >= 0 (negative values clamp to 0).
+ */
+#define ELPIPS_TONEMAP_REINHARD 1
+
+/**
+ * No curve: every exposed value must lie in [0, 1], else `ELPIPS_STATUS_INVALID_ARGUMENT`.
+ */
+#define ELPIPS_TONEMAP_NONE 2
+
+/**
+ * Drop it and use the colour as stored. The zero value, hence the default.
+ */
+#define ELPIPS_ALPHA_IGNORE 0
+
+/**
+ * Composite over `ElpipsOptions.background`: straight alpha for sRGB images
+ * (`a*c + (1-a)*bg`), premultiplied for linear ones (`c + (1-a)*bg`), before tone mapping.
+ */
+#define ELPIPS_ALPHA_OVER 1
 
 /**
  * The output with the fewest bytes whose distance is shown to be at most the threshold.
@@ -675,8 +733,8 @@ const char *elpips_last_error(const struct ElpipsContext *ctx);
 ElpipsStatus elpips_compare(struct ElpipsContext *ctx, const struct ElpipsImage *reference, const struct ElpipsImage *candidate, struct ElpipsResult *result);
 
 /**
- * Compares two PNG (8/16-bit) or JPEG files, as the `elpips compare` command does (alpha
- * dropped, grey expanded). Paths are NUL-terminated; NULL anything: `ELPIPS_STATUS_NULL_POINTER`.
+ * Compares two image files (PNG 8/16-bit, JPEG, OpenEXR, Radiance HDR) as the `elpips compare`
+ * command does, with the context's tone mapping (EXR/HDR) and alpha policy; grey is expanded. Paths are NUL-terminated; NULL anything: `ELPIPS_STATUS_NULL_POINTER`.
  * Unreadable file: `ELPIPS_STATUS_IO`; undecodable: `ELPIPS_STATUS_IMAGE_DECODE`.
  * Thread-safe as `elpips_compare`.
  *
@@ -721,6 +779,25 @@ void elpips_reference_free(struct ElpipsReference *reference);
  * or a valid description of readable pixels; `result` is NULL or writable.
  */
 ElpipsStatus elpips_compare_reference(struct ElpipsContext *ctx, const struct ElpipsReference *reference, const struct ElpipsImage *candidate, struct ElpipsResult *result);
+
+/**
+ * Compares `candidate` to `reference` like `elpips_compare` (same result for the same options
+ * and seed) and fills `heatmap` with where they differ.
+ *
+ * `heatmap` is caller-allocated: `heatmap_len` floats, which must equal width x height of the
+ * images (else `ELPIPS_STATUS_INVALID_ARGUMENT`); it receives the map row-major (`heatmap[y *
+ * width + x]`, top row first). Values are distance per pixel, >= 0: their mean equals
+ * `result->distance` (up to float rounding), so a region's share of the sum is its share of the
+ * distance. E-LPIPS averages every sample's map, carried back through that sample's transform
+ * to image coordinates; LPIPS gives its single map. Identical images give all zeros.
+ * `*result` and `heatmap` are written only on success. NULL anything:
+ * `ELPIPS_STATUS_NULL_POINTER`. Thread-safe as `elpips_compare`.
+ *
+ * # Safety
+ * `ctx` is NULL or a live context; each image is NULL or a valid description of readable
+ * pixels; `result` is NULL or writable; `heatmap` is NULL or has `heatmap_len` writable floats.
+ */
+ElpipsStatus elpips_compare_heatmap(struct ElpipsContext *ctx, const struct ElpipsImage *reference, const struct ElpipsImage *candidate, struct ElpipsResult *result, float *heatmap, size_t heatmap_len);
 
 /**
  * Fills `options` with the defaults (see each field) and sets `struct_size`. NULL:

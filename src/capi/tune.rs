@@ -251,7 +251,7 @@ pub unsafe extern "C" fn elpips_tune(
                 return Err(Error::invalid("encode callback failed"));
             }
             // SAFETY: the callback promises a valid description of readable pixels.
-            match unsafe { read_image(&out.decoded, "decoded", ctx.max_pixels) } {
+            match unsafe { read_image(&out.decoded, "decoded", ctx.max_pixels, &ctx.input) } {
                 Ok(decoded) => Ok(Encoded { bytes: out.bytes, fingerprint: (out.fingerprint != 0).then_some(out.fingerprint), decoded }),
                 Err(f) => {
                     failure = Some(Failure { message: format!("setting {setting}: {}", f.message), ..f });

@@ -100,7 +100,7 @@ pub fn run(args: TuneArgs) -> Result<(), Error> {
     };
     options.validate()?;
 
-    let load = LoadOptions { max_pixels: args.max_pixels };
+    let load = LoadOptions { max_pixels: args.max_pixels, ..Default::default() };
     let reference = Image::open(&args.input, &load)?;
     let (pixels, channels) = encoder_pixels(&args.input)?;
     let (w, h) = (reference.width(), reference.height());
