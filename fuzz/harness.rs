@@ -12,7 +12,7 @@ use elpips::{Image, LinearWeights, LoadOptions};
 /// Any bytes through the PNG/JPEG decoder: an error or a valid image, never a panic, never more
 /// than the pixel budget.
 pub fn decode_image(data: &[u8]) {
-    let options = LoadOptions { max_pixels: 1 << 20 };
+    let options = LoadOptions { max_pixels: 1 << 20, ..Default::default() };
     if let Ok(image) = Image::decode(data, &options) {
         assert!(image.width() as u64 * image.height() as u64 <= options.max_pixels);
         assert!(image.data().iter().all(|v| (0.0..=1.0).contains(v)));
