@@ -10,6 +10,8 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::models::{vgg_block_sizes, VGG_CONV_INPUTS};
 
+mod adjoint;
+
 /// Reflect padding per axis used by the offset transform (the image grows by this much).
 pub const OFFSET_PAD: usize = 7;
 /// Dropout keep probability (E-LPIPS default).

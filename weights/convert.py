@@ -12,7 +12,8 @@ no jax). Every input is a file whose sha256 is pinned in ``weights/manifest.json
 
 Commands::
 
-    convert.py build  [--models elpips-vgg,lpips-vgg,lpips-alex] [--out-dir weights/models]
+    convert.py build  [--models elpips-vgg,lpips-vgg,lpips-alex,lpips-vgg-grad,elpips-vgg-grad]
+                      [--out-dir weights/models]
     convert.py custom --base lpips-vgg|lpips-alex|elpips-vgg --lin-weights FILE -o OUT.onnx
     convert.py show-lin FILE          # print what a linear-weight file holds
 
@@ -659,6 +660,242 @@ def model_metadata(spec: NetSpec, lin_source: str, sources: dict) -> dict:
 
 
 # --------------------------------------------------------------------------------------------
+# Gradient models: the distance and its gradient with respect to the candidate
+# --------------------------------------------------------------------------------------------
+#
+# The plain onnxruntime wheel has no training operators (ConvGrad and friends exist only in
+# training builds), so the backward pass is written out by hand from standard inference ops:
+#   conv            -> ConvTranspose with the same weights, strides and pads (its adjoint)
+#   ReLU            -> Where(y > 0, g, 0)
+#   dropout mask    -> Mul by the same mask
+#   2x2 avg pool    -> depthwise ConvTranspose with a 1/4 kernel, zero-padded back to odd sizes
+#   max pool        -> the forward MaxPool's Indices output + ScatterElements (exact; ties go to
+#                      the first maximum, like the forward pass picks it)
+#   LPIPS head      -> differentiated by hand below (unit normalisation with its eps)
+#   input scaling   -> Mul by 2 / scale
+# Only the candidate branch is differentiated; the reference branch is the plain forward pass.
+
+GRAD_MODELS = {"lpips-vgg-grad": "lpips-vgg", "elpips-vgg-grad": "elpips-vgg"}
+
+
+def build_grad_model(spec: NetSpec, lins: list[np.ndarray], metadata: dict) -> onnx.ModelProto:
+    """A model with the inputs of ``build_model`` and outputs ``distance`` [N] and
+    ``d_candidate`` [N,3,H,W] = d distance[n] / d candidate[n]."""
+    T = len(spec.tap_channels)
+    if len(lins) != T or any(w.shape != (c,) for w, c in zip(lins, spec.tap_channels)):
+        raise ConvertError(f"{spec.name}: linear weights do not fit the taps {spec.tap_channels}")
+    for cv in spec.convs:
+        if cv.stride != 1:
+            raise ConvertError(f"{spec.name}: gradient graphs support stride-1 convs only ({cv.name})")
+
+    g = _Graph()
+    f32 = TensorProto.FLOAT
+    for nm in ("reference", "candidate"):
+        g.inputs.append(helper.make_tensor_value_info(nm, f32, ["N", 3, "H", "W"]))
+    g.init("c_two", np.array(2.0, np.float32))
+    g.init("c_one", np.array(1.0, np.float32))
+    g.init("c_zero", np.array(0.0, np.float32))
+    g.init("c_minus_two", np.array(-2.0, np.float32))
+    g.init("c_eps", np.array(EPS, np.float32))
+    g.init("c_shift", np.array(SHIFT, np.float32).reshape(1, 3, 1, 1))
+    g.init("c_scale", np.array(SCALE, np.float32).reshape(1, 3, 1, 1))
+    g.init("c_input_grad", (2.0 / np.array(SCALE, np.float32)).reshape(1, 3, 1, 1))
+    g.init("axes_c", np.array([1], np.int64))
+    g.init("shape_flat", np.array([-1], np.int64))
+    g.init("shape_lin", np.array([1, -1, 1, 1], np.int64))
+    g.init("hw_start", np.array([2], np.int64))
+    g.init("hw_end", np.array([4], np.int64))
+    g.init("pads_begin", np.zeros(6, np.int64))
+    for cv in spec.convs:
+        g.init(f"{cv.name}.weight", cv.weight)
+        g.init(f"{cv.name}.bias", cv.bias)
+    mask_names = []
+    if spec.masks:
+        for k in range(len(spec.convs)):
+            nm = f"mask_{k}"
+            g.inputs.append(helper.make_tensor_value_info(
+                nm, f32, [f"{nm}_N", f"{nm}_C", f"{nm}_H", f"{nm}_W"]))
+            mask_names.append(nm)
+
+    def forward(x: str, tag: str, tape: list | None) -> list[str]:
+        """The network; with a tape, records what the backward pass needs, in order."""
+        x = g.node("Mul", [x, "c_two"], f"{tag}/x2")
+        x = g.node("Sub", [x, "c_one"], f"{tag}/x2m1")
+        x = g.node("Sub", [x, "c_shift"], f"{tag}/shifted")
+        x = g.node("Div", [x, "c_scale"], f"{tag}/normalised")
+        feats, ch = [], 3
+        for step in spec.program:
+            if step[0] == "input_tap":
+                feats.append(x)
+                if tape is not None:
+                    tape.append(("tap", len(feats) - 1))
+            elif step[0] == "conv":
+                cv = spec.convs[step[1]]
+                if spec.masks:
+                    x = g.node("Mul", [x, mask_names[step[1]]], f"{tag}/{cv.name}.masked_in")
+                    if tape is not None:
+                        tape.append(("mask", mask_names[step[1]]))
+                x = g.node("Conv", [x, f"{cv.name}.weight", f"{cv.name}.bias"], f"{tag}/{cv.name}",
+                           kernel_shape=list(cv.weight.shape[2:]), strides=[1, 1],
+                           pads=[cv.pad] * 4, dilations=[1, 1], group=1)
+                ch = int(cv.weight.shape[0])
+                if tape is not None:
+                    tape.append(("conv", cv))
+            elif step[0] == "relu":
+                x = g.node("Relu", [x], f"{tag}/relu_after_{x.split('/')[-1]}")
+                if tape is not None:
+                    tape.append(("relu", x))
+                if step[1] is not None:
+                    feats.append(x)
+                    if tape is not None:
+                        tape.append(("tap", len(feats) - 1))
+            elif step[0] == "pool":
+                _, kind, k, s = step
+                g._n += 1
+                out = f"{tag}/pool{g._n}"
+                attrs = dict(kernel_shape=[k, k], strides=[s, s], pads=[0, 0, 0, 0], ceil_mode=0)
+                if kind == "avg":
+                    g.nodes.append(helper.make_node("AveragePool", [x], [out],
+                                                    name=f"n{g._n:04d}_AveragePool_{out}", **attrs))
+                    if tape is not None:
+                        tape.append(("avgpool", x, k, s, ch))
+                elif tape is None:
+                    g.nodes.append(helper.make_node("MaxPool", [x], [out],
+                                                    name=f"n{g._n:04d}_MaxPool_{out}", **attrs))
+                else:
+                    g.nodes.append(helper.make_node("MaxPool", [x], [out, out + ".indices"],
+                                                    name=f"n{g._n:04d}_MaxPool_{out}", **attrs))
+                    tape.append(("maxpool", x, out + ".indices"))
+                x = out
+            else:  # pragma: no cover
+                raise AssertionError(step)
+        return feats
+
+    tape: list = []
+    f_ref = forward("reference", "ref", None)
+    f_cand = forward("candidate", "cand", tape)
+
+    # Head: d = sum_t sum_c w_tc mean_hw (u0 - u1)^2 with u = f / (|f| + eps) per pixel.
+    # d d / d u1 = -2 w (u0 - u1) / (H W); through u1 = f1 / den, den = |f1| + eps:
+    # d d / d f1 = g_u / den - u1 (sum_c g_u u1) / |f1|, the last term 0 where |f1| = 0 (then f1 = 0).
+    per_tap, tap_grads = [], []
+    for t in range(T):
+        lin = f"lin_{t}"
+        g.init(lin, lins[t])
+        g.inputs.append(helper.make_tensor_value_info(lin, f32, [spec.tap_channels[t]]))
+        tg = f"tap{t}"
+        units = []
+        for f, side in ((f_ref[t], "ref"), (f_cand[t], "cand")):
+            ss = g.node("ReduceSumSquare", [f], f"{tg}/{side}/sumsq", axes=[1], keepdims=1)
+            nrm = g.node("Sqrt", [ss], f"{tg}/{side}/norm")
+            den = g.node("Add", [nrm, "c_eps"], f"{tg}/{side}/norm_eps")
+            units.append((g.node("Div", [f, den], f"{tg}/{side}/unit"), nrm, den))
+        (u0, _, _), (u1, n1, den1) = units
+        diff = g.node("Sub", [u0, u1], f"{tg}/diff")
+        sq = g.node("Mul", [diff, diff], f"{tg}/diff_sq")
+        m = g.node("ReduceMean", [sq], f"{tg}/spatial_mean", axes=[2, 3], keepdims=0)
+        w = g.node("Mul", [m, lin], f"{tg}/weighted")
+        per_tap.append(g.node("ReduceSum", [w, "axes_c"], f"{tg}/value", keepdims=1))
+
+        shape = g.node("Shape", [f_cand[t]], f"{tg}/grad/shape")
+        hw = g.node("Slice", [shape, "hw_start", "hw_end"], f"{tg}/grad/hw_dims")
+        hw = g.node("ReduceProd", [hw], f"{tg}/grad/hw", keepdims=1)
+        hw = g.node("Cast", [hw], f"{tg}/grad/hw_f", to=f32)
+        lin4 = g.node("Reshape", [lin, "shape_lin"], f"{tg}/grad/lin4")
+        gu = g.node("Mul", [diff, lin4], f"{tg}/grad/w_diff")
+        gu = g.node("Mul", [gu, "c_minus_two"], f"{tg}/grad/m2_w_diff")
+        gu = g.node("Div", [gu, hw], f"{tg}/grad/d_unit")
+        s = g.node("Mul", [gu, u1], f"{tg}/grad/gu_u")
+        s = g.node("ReduceSum", [s, "axes_c"], f"{tg}/grad/sum_gu_u", keepdims=1)
+        pos = g.node("Greater", [n1, "c_zero"], f"{tg}/grad/norm_pos")
+        inv = g.node("Reciprocal", [n1], f"{tg}/grad/inv_norm_raw")
+        inv = g.node("Where", [pos, inv, "c_zero"], f"{tg}/grad/inv_norm")
+        a = g.node("Div", [gu, den1], f"{tg}/grad/gu_over_den")
+        b = g.node("Mul", [u1, s], f"{tg}/grad/u_s")
+        b = g.node("Mul", [b, inv], f"{tg}/grad/u_s_over_norm")
+        tap_grads.append(g.node("Sub", [a, b], f"{tg}/grad/d_feature"))
+
+    g.nodes.append(helper.make_node("Concat", per_tap, ["per_tap"], name="concat_per_tap", axis=1))
+    g.nodes.append(helper.make_node("ReduceSum", ["per_tap", "axes_c"], ["distance"],
+                                    name="sum_taps", keepdims=0))
+
+    # Backward through the candidate branch, last layer first.
+    grad = None
+    avg_kernels: set = set()
+    for j, op in enumerate(reversed(tape)):
+        tag = f"back{j:02d}"
+        if op[0] == "tap":
+            tgr = tap_grads[op[1]]
+            grad = tgr if grad is None else g.node("Add", [grad, tgr], f"{tag}/add_tap{op[1]}")
+        elif grad is None:
+            continue  # nothing after the last tap reaches the distance
+        elif op[0] == "relu":
+            pos = g.node("Greater", [op[1], "c_zero"], f"{tag}/relu_pos")
+            grad = g.node("Where", [pos, grad, "c_zero"], f"{tag}/relu_back")
+        elif op[0] == "mask":
+            grad = g.node("Mul", [grad, op[1]], f"{tag}/mask_back")
+        elif op[0] == "conv":
+            cv = op[1]
+            grad = g.node("ConvTranspose", [grad, f"{cv.name}.weight"], f"{tag}/{cv.name}_back",
+                          kernel_shape=list(cv.weight.shape[2:]), strides=[1, 1],
+                          pads=[cv.pad] * 4, dilations=[1, 1], group=1)
+        elif op[0] == "avgpool":
+            # Each output pixel spread evenly over its k x k window; rows/columns the floor
+            # dropped get nothing.
+            _, x_in, k, s, c = op
+            kern = f"avgpool_back_{c}x{k}"
+            if kern not in avg_kernels:
+                avg_kernels.add(kern)
+                g.init(kern, np.full((c, 1, k, k), 1.0 / (k * k), np.float32))
+            up = g.node("ConvTranspose", [grad, kern], f"{tag}/avgpool_spread",
+                        kernel_shape=[k, k], strides=[s, s], pads=[0, 0, 0, 0], group=c)
+            want = g.node("Slice", [g.node("Shape", [x_in], f"{tag}/in_shape"), "hw_start", "hw_end"],
+                          f"{tag}/in_hw")
+            got = g.node("Slice", [g.node("Shape", [up], f"{tag}/up_shape"), "hw_start", "hw_end"],
+                         f"{tag}/up_hw")
+            pads = g.node("Concat", ["pads_begin", g.node("Sub", [want, got], f"{tag}/missing")],
+                          f"{tag}/pads", axis=0)
+            grad = g.node("Pad", [up, pads], f"{tag}/avgpool_back")
+        elif op[0] == "maxpool":
+            _, x_in, idx = op
+            flat = g.node("Reshape", [x_in, "shape_flat"], f"{tag}/in_flat")
+            zeros = g.node("ConstantOfShape", [g.node("Shape", [flat], f"{tag}/in_flat_shape")],
+                           f"{tag}/zeros", value=numpy_helper.from_array(np.zeros(1, np.float32)))
+            idx = g.node("Reshape", [idx, "shape_flat"], f"{tag}/indices_flat")
+            upd = g.node("Reshape", [grad, "shape_flat"], f"{tag}/grad_flat")
+            sc = g.node("ScatterElements", [zeros, idx, upd], f"{tag}/scatter", axis=0)
+            grad = g.node("Reshape", [sc, g.node("Shape", [x_in], f"{tag}/in_shape")],
+                          f"{tag}/maxpool_back")
+        else:  # pragma: no cover
+            raise AssertionError(op)
+    g.nodes.append(helper.make_node("Mul", [grad, "c_input_grad"], ["d_candidate"],
+                                    name="input_scaling_back"))
+
+    g.outputs = [helper.make_tensor_value_info("distance", f32, ["N"]),
+                 helper.make_tensor_value_info("d_candidate", f32, ["N", 3, "H", "W"])]
+    graph = helper.make_graph(g.nodes, spec.name + "-grad", g.inputs, g.outputs, initializer=g.inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                              producer_name="elpips weights/convert.py",
+                              producer_version=CONTRACT_VERSION)
+    model.ir_version = helper.find_min_ir_version_for(model.opset_import)
+    model.doc_string = spec.description + "; outputs the distance and d distance / d candidate"
+    md = dict(metadata)
+    md["elpips.name"] = spec.name + "-grad"
+    md["elpips.gradient"] = "d_candidate = d distance[n] / d candidate[n], float32, hand-written backward graph"
+    helper.set_model_props(model, md)
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def convert_grad(src: "Sources", name: str) -> onnx.ModelProto:
+    """The gradient model `name` (a key of GRAD_MODELS) with its base's default linear weights."""
+    base = GRAD_MODELS[name]
+    spec = src.spec(base)
+    lins, label, used = src.default_lins(base)
+    return build_grad_model(spec, lins, model_metadata(spec, label, src.source_meta(used)))
+
+
+# --------------------------------------------------------------------------------------------
 # Top level
 # --------------------------------------------------------------------------------------------
 
@@ -756,7 +993,7 @@ def main(argv=None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="build the standard models")
     b.add_argument("--models", default=",".join(BASES),
-                   help=f"comma-separated subset of {','.join(BASES)}")
+                   help=f"comma-separated subset of {','.join(list(BASES) + list(GRAD_MODELS))}")
     b.add_argument("--out-dir", default=os.path.join(HERE, "models"))
     c = sub.add_parser("custom", help="a base network with other linear weights")
     c.add_argument("--base", required=True, choices=BASES)
@@ -782,11 +1019,12 @@ def main(argv=None) -> int:
         src = Sources(args.downloads, args.upstream, verify=not args.no_verify)
         if args.cmd == "build":
             names = [m.strip() for m in args.models.split(",") if m.strip()]
-            bad = [m for m in names if m not in BASES]
+            bad = [m for m in names if m not in BASES and m not in GRAD_MODELS]
             if bad:
-                raise ConvertError(f"unknown model(s) {bad}; choose from {list(BASES)}")
+                raise ConvertError(f"unknown model(s) {bad}; choose from "
+                                   f"{list(BASES) + list(GRAD_MODELS)}")
             for name in names:
-                model = convert(src, name)
+                model = convert_grad(src, name) if name in GRAD_MODELS else convert(src, name)
                 out = os.path.join(args.out_dir, name + ".onnx")
                 data = model.SerializeToString()
                 atomic_write_bytes(out, data)

@@ -995,6 +995,8 @@ pub(crate) fn loaded_from_dir() -> Option<PathBuf> {
     path.parent().map(|p| p.to_owned())
 }
 
+mod gradient;
+
 #[cfg(test)]
 mod tests {
     use super::*;
