@@ -37,7 +37,7 @@ NO_ENV      := env -u ORT_DYLIB_PATH -u ELPIPS_MODEL_DIR -u LD_LIBRARY_PATH
 PYENV       := .cache/pyenv
 C_TESTS     := $(basename $(notdir $(wildcard tests/c/test_*.c)))
 
-.PHONY: fuzz test-tsan bench-integrity setup build demo test test-rust test-c test-examples test-python test-plugins test-e2e test-long test-no-codecs bench bench-tune header install install-test clean-cache
+.PHONY: fuzz test-tsan bench-integrity setup build demo test test-rust test-c test-examples test-python test-plugins test-e2e test-long test-no-codecs bench bench-tune attack interpolate header install install-test clean-cache
 
 setup:
 	$(PYTHON) weights/setup.py
@@ -246,6 +246,15 @@ bench-tune: setup
 # What the sha256 checks of the models and runtime add to loading a metric.
 bench-integrity: setup
 	$(CARGO) bench --bench integrity
+
+# The paper's claims (docs/paper.md), minutes on the CPU: the attack harness (prints the JSON
+# of the LPIPS and E-LPIPS attacks) and perceptual interpolation; both write their images under
+# docs/images/.
+attack: setup
+	$(CARGO) run --release --example attack -- --json --out-dir docs/images/attack
+
+interpolate: setup
+	$(CARGO) run --release --example interpolate -- --out-dir docs/images/interpolate
 
 clean-cache:
 	rm -rf .cache weights/models

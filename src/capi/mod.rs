@@ -996,6 +996,7 @@ pub(crate) fn loaded_from_dir() -> Option<PathBuf> {
 }
 
 mod gradient;
+pub use gradient::*;
 
 #[cfg(test)]
 mod tests {

@@ -82,8 +82,10 @@ mod tests {
     fn adjoint_satisfies_the_inner_product_identity() {
         let mut rng = sample_rng(11, 0);
         for trial in 0..200 {
-            let (h, w) = (rng.random_range(9..30), rng.random_range(9..30));
+            // The smallest sizes the metric accepts (7 levels + 2) and a little more.
             let levels = 1 + (trial % 3) as u32;
+            let min = 7 * levels as usize + 2;
+            let (h, w) = (rng.random_range(min..min + 15), rng.random_range(min..min + 15));
             let t = Transform::sample(&mut rng, levels);
             let x: Vec<f32> = (0..3 * h * w).map(|_| rng.random::<f32>() - 0.5).collect();
             let tx = t.apply(&x, h, w);
