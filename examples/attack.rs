@@ -12,7 +12,7 @@
 //!    source + l (x - source) inside, found by bisection (`--bisections`); E-LPIPS values are
 //!    means over `--check-samples` fixed draws.
 //! Epsilon is by default a fraction (0.5) of the attacked metric's own distance from the source
-//! to the target: the two metrics have different scales (E-LPIPS values are ~5x smaller than
+//! to the target: the two metrics have different scales (E-LPIPS values are ~7x smaller than
 //! LPIPS-VGG's on the same pair), so one absolute value would be a tight ball for one and a
 //! loose one for the other. `--epsilon E` sets an absolute value for both.
 //! A fooled metric lets x stay near the target (l = 1, small RMSE to the target); a robust one
