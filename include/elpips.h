@@ -40,6 +40,13 @@
 typedef struct ElpipsContext ElpipsContext;
 
 /**
+ * A loaded gradient model (ONNX Runtime + `<metric>-grad.onnx`). Create with
+ * `elpips_gradient_new`, free with `elpips_gradient_free`. May be shared between threads:
+ * calls on one handle are serialised by an internal lock.
+ */
+typedef struct ElpipsGradient ElpipsGradient;
+
+/**
  * A reference image prepared once for comparing many candidates with
  * `elpips_compare_reference`. Immutable: may be shared between threads and contexts.
  */
@@ -833,6 +840,60 @@ ElpipsStatus elpips_tune_options_default(struct ElpipsTuneOptions *options);
  * `probes_written` NULL or writable.
  */
 ElpipsStatus elpips_tune(struct ElpipsContext *ctx, const struct ElpipsReference *reference, const struct ElpipsTuneOptions *options, ElpipsEncodeFn encode, void *user_data, struct ElpipsTuneResult *result, struct ElpipsTuneProbe *probes, size_t probes_capacity, size_t *probes_written);
+
+/**
+ * Loads the gradient model of `options->metric`: `ELPIPS_METRIC_LPIPS_VGG` or
+ * `ELPIPS_METRIC_ELPIPS_VGG` (`ELPIPS_METRIC_LPIPS_ALEX` has none:
+ * `ELPIPS_STATUS_INVALID_ARGUMENT`). Uses the options' seed, scale levels, threads,
+ * max_pixels, runtime library and model directory; sampling, sampler and linear weights do not
+ * apply (custom linear weights are refused). NULL `options` = the defaults (E-LPIPS-VGG).
+ * On success `*out` receives a handle to free with `elpips_gradient_free`; on failure `*out`
+ * is set to NULL (no handle to ask: the status says what failed). Thread-safe.
+ *
+ * # Safety
+ * As `elpips_context_new`.
+ */
+ElpipsStatus elpips_gradient_new(const struct ElpipsOptions *options, struct ElpipsGradient **out);
+
+/**
+ * Releases a gradient handle. NULL is a no-op. It must not be in use by another thread.
+ *
+ * # Safety
+ * `gradient` is NULL or a handle from `elpips_gradient_new` not yet freed.
+ */
+void elpips_gradient_free(struct ElpipsGradient *gradient);
+
+/**
+ * The message of the calling thread's last failed call on `gradient` ("" if none), UTF-8,
+ * NUL-terminated, owned by the handle (valid until this thread's next call on it or its
+ * release; never free it). NULL gives "". Thread-safe.
+ *
+ * # Safety
+ * `gradient` is NULL or a live handle.
+ */
+const char *elpips_gradient_last_error(const struct ElpipsGradient *gradient);
+
+/**
+ * The distance from `reference` to `candidate` and its gradient with respect to the candidate.
+ *
+ * - LPIPS-VGG: the exact distance and gradient; `samples` must be 0 (`first_sample` ignored).
+ * - E-LPIPS-VGG: the mean over the samples `first_sample .. first_sample + samples - 1` (at
+ *   least 1) of the handle's seed, and the gradient of that mean: each sample's transform and
+ *   dropout are fixed, exactly those `elpips_compare` draws for the same seed and index.
+ *   Use fresh sample indices per optimisation step for a stochastic gradient of E-LPIPS.
+ *
+ * `gradient` receives `3 * width * height` floats, planar (all of red, then green, then blue;
+ * rows top to bottom), the derivative per unit of candidate value on the [0, 1] scale the
+ * metric sees (for 8-bit input: per 255 code values; for `ELPIPS_TRANSFER_LINEAR` input:
+ * with respect to the sRGB-encoded values). `gradient_len` is its capacity in floats; less
+ * than needed is `ELPIPS_STATUS_INVALID_ARGUMENT`. `*distance` and `gradient` are written only
+ * on success. NULL pointers: `ELPIPS_STATUS_NULL_POINTER`. Thread-safe (serialised per handle).
+ *
+ * # Safety
+ * `handle` is NULL or live; each image is NULL or valid; `distance` is NULL or writable;
+ * `gradient` is NULL or has `gradient_len` writable floats.
+ */
+ElpipsStatus elpips_gradient_compute(struct ElpipsGradient *handle, const struct ElpipsImage *reference, const struct ElpipsImage *candidate, uint64_t first_sample, uint32_t samples, double *distance, float *gradient, size_t gradient_len);
 
 #ifdef __cplusplus
 }  // extern "C"
