@@ -885,7 +885,7 @@ const char *elpips_gradient_last_error(const struct ElpipsGradient *gradient);
  * `gradient` receives `3 * width * height` floats, planar (all of red, then green, then blue;
  * rows top to bottom), the derivative per unit of candidate value on the [0, 1] scale the
  * metric sees (for 8-bit input: per 255 code values; for `ELPIPS_TRANSFER_LINEAR` input:
- * with respect to the sRGB-encoded values). `gradient_len` is its capacity in floats; less
+ * with respect to the values after the options' tone mapping and sRGB encoding). `gradient_len` is its capacity in floats; less
  * than needed is `ELPIPS_STATUS_INVALID_ARGUMENT`. `*distance` and `gradient` are written only
  * on success. NULL pointers: `ELPIPS_STATUS_NULL_POINTER`. Thread-safe (serialised per handle).
  *

@@ -11,6 +11,8 @@ use crate::gradient::{Gradient, GradientOptions};
 pub struct ElpipsGradient {
     gradient: Mutex<Gradient>,
     max_pixels: u64,
+    /// How the caller's pixels become [0, 1] values (tone mapping, alpha), as for a context.
+    input: InputOptions,
     errors: Mutex<HashMap<ThreadId, CString>>,
 }
 
@@ -65,6 +67,7 @@ pub unsafe extern "C" fn elpips_gradient_new(options: *const ElpipsOptions, out:
         };
         // SAFETY: the strings are the caller's, promised NUL-terminated.
         let m = unsafe { options.metric_options()? };
+        let input = options.input_options()?;
         if m.linear_weights.is_some() {
             return Err(Failure::new(ELPIPS_STATUS_INVALID_ARGUMENT, "gradients use the published linear weights; leave linear_weights NULL"));
         }
@@ -75,7 +78,7 @@ pub unsafe extern "C" fn elpips_gradient_new(options: *const ElpipsOptions, out:
             seed: m.seed,
             scale_levels: m.scale_levels,
         })?;
-        let handle = ElpipsGradient { gradient: Mutex::new(gradient), max_pixels: options.max_pixels(), errors: Mutex::new(HashMap::new()) };
+        let handle = ElpipsGradient { gradient: Mutex::new(gradient), max_pixels: options.max_pixels(), input, errors: Mutex::new(HashMap::new()) };
         *out = Box::into_raw(Box::new(handle));
         Ok(())
     })
@@ -125,7 +128,7 @@ pub unsafe extern "C" fn elpips_gradient_last_error(gradient: *const ElpipsGradi
 /// `gradient` receives `3 * width * height` floats, planar (all of red, then green, then blue;
 /// rows top to bottom), the derivative per unit of candidate value on the [0, 1] scale the
 /// metric sees (for 8-bit input: per 255 code values; for `ELPIPS_TRANSFER_LINEAR` input:
-/// with respect to the sRGB-encoded values). `gradient_len` is its capacity in floats; less
+/// with respect to the values after the options' tone mapping and sRGB encoding). `gradient_len` is its capacity in floats; less
 /// than needed is `ELPIPS_STATUS_INVALID_ARGUMENT`. `*distance` and `gradient` are written only
 /// on success. NULL pointers: `ELPIPS_STATUS_NULL_POINTER`. Thread-safe (serialised per handle).
 ///
@@ -152,9 +155,9 @@ pub unsafe extern "C" fn elpips_gradient_compute(
             return Err(Failure::null("gradient"));
         }
         // SAFETY: the caller promises valid image descriptions.
-        let reference = unsafe { read_image(reference, "reference", h.max_pixels)? };
+        let reference = unsafe { read_image(reference, "reference", h.max_pixels, &h.input)? };
         // SAFETY: as above.
-        let candidate = unsafe { read_image(candidate, "candidate", h.max_pixels)? };
+        let candidate = unsafe { read_image(candidate, "candidate", h.max_pixels, &h.input)? };
         let needed = 3 * candidate.width() as usize * candidate.height() as usize;
         if gradient_len < needed {
             return Err(Failure::new(
