@@ -224,3 +224,24 @@ fn manifest_mistakes_name_the_line() {
     let o = elpips(&["check", "--manifest", s(&p), "--max-distance", "0.1", "--shard", "3/3"]);
     assert!(stderr(&o).contains("--shard takes I/N"), "{}", stderr(&o));
 }
+
+#[test]
+fn heatmaps_for_one_pair_and_for_the_pairs_that_did_not_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let (r, p0, _) = images();
+    let one = dir.path().join("p0.png");
+    let o = elpips(&["check", s(&r), s(&p0), "--metric", "lpips-alex", "--max-distance", "0.01", "--heatmap", s(&one), "--json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(json(&o)["heatmap"]["path"], s(&one));
+    assert!(std::fs::read(&one).unwrap().starts_with(b"\x89PNG"));
+
+    let m = manifest(dir.path(), "csv");
+    let maps = dir.path().join("maps");
+    let o = elpips(&["check", "--manifest", s(&m), "--metric", "lpips-alex", "--max-distance", "0.01", "--heatmap-dir", s(&maps)]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let names: Vec<String> = std::fs::read_dir(&maps).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    assert_eq!(names, ["1-p0.png"], "only the failing pair (the error row has no images)");
+
+    let o = elpips(&["check", "--manifest", s(&m), "--max-distance", "0.01", "--heatmap", s(&one)]);
+    assert!(stderr(&o).contains("use --heatmap-dir"), "{}", stderr(&o));
+}

@@ -7,7 +7,7 @@ Checks, with `elpips check` on the Cornell box frames:
   * the OIDN-denoised frame passes at the manifest's threshold, stopping before the sample cap;
   * the manifest run, in two shards merged afterwards, passes `denoised` and fails `noisy` and
     `blurred` (exit 1), and its JUnit report says so;
-  * with --heatmap (when this elpips has it), the blurred frame's heatmap is written.
+  * with --heatmap, the blurred frame's heatmap is written (PNG, inferno colour map).
 Standard library only; prints one line per check and exits non-zero on the first wrong outcome.
 """
 from __future__ import annotations
@@ -43,8 +43,9 @@ def main() -> int:
     threshold = rows["denoised"]["max_distance"]
     base = [a.elpips, "check", "--threads", a.threads]
 
-    # One pair, JSON out: the denoised frame passes, decided early.
-    r = run(base + [os.path.join(frames, "reference.png"), os.path.join(frames, "denoised.png"),
+    # One pair, the renderer's linear EXRs (tone-mapped by elpips), JSON out: the denoised frame
+    # passes, decided early.
+    r = run(base + [os.path.join(frames, "reference.exr"), os.path.join(frames, "denoised.exr"),
                     "--max-distance", threshold, "--json"], expect=0)
     v = json.loads(r.stdout)
     assert v["verdict"] == "below" and v["samples"] < v["settings"]["max_samples"], v
@@ -75,16 +76,15 @@ def main() -> int:
         assert failed == ["blurred", "noisy"], failed
         print("ok   shards 0/2 and 1/2 merged; JUnit report: 3 tests, 2 failures (blurred, noisy)")
 
-    # The heatmap of the broken denoiser (skipped by an elpips built without --heatmap).
-    helptext = run([a.elpips, "check", "--help"], expect=0).stdout
-    if "--heatmap" in helptext:
-        heatmap = os.path.join(frames, "heatmap-blurred.png")
-        run(base + [os.path.join(frames, "reference.png"), os.path.join(frames, "blurred.png"),
-                    "--max-distance", threshold, "--heatmap", heatmap], expect=1)
-        assert os.path.getsize(heatmap) > 0
-        print(f"ok   heatmap of the blurred frame written to {heatmap}")
-    else:
-        print("skip heatmap: this elpips has no --heatmap yet")
+    # The heatmap of the broken denoiser: where it differs from the reference.
+    heatmap = os.path.join(frames, "heatmap-blurred.png")
+    r = run(base + [os.path.join(frames, "reference.exr"), os.path.join(frames, "blurred.exr"),
+                    "--max-distance", threshold, "--heatmap", heatmap, "--json"], expect=1)
+    v = json.loads(r.stdout)
+    with open(heatmap, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n", "the heatmap is a PNG"
+    assert v["heatmap"]["max"] > v["distance"], v["heatmap"]
+    print(f"ok   heatmap of the blurred frame: {heatmap} (max {v['heatmap']['max']:.4f})")
     print("render_gate: all checks passed")
     return 0
 

@@ -13,9 +13,11 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Args;
-use elpips::{Decision, Error, Gate, Image, LoadOptions, Metric, MetricKind, MetricOptions, SamplerKind, Verdict};
+use elpips::{Decision, Error, Gate, Image, LoadOptions, Metric, MetricKind, MetricOptions, SamplerKind, Sampling, Verdict};
 use serde_json::{json, Value};
 
+use crate::heatmap::HeatmapArgs;
+use crate::input::InputArgs;
 use crate::{runtime_options, CommonArgs};
 
 /// Version of the summary format written by `--summary` (and read by `--merge`).
@@ -83,7 +85,14 @@ pub struct CheckArgs {
     scale_levels: Option<u32>,
     /// Tone mapping of EXR/HDR inputs, alpha policy, pixel budget (see docs/renderer.md).
     #[command(flatten)]
-    input: crate::input::InputArgs,
+    input: InputArgs,
+    /// (One pair.) The heatmap averages the samples the verdict used (same seed and count).
+    #[command(flatten)]
+    heatmap: HeatmapArgs,
+    /// With --manifest: write a heatmap (PNG, as --heatmap) of every pair that did not pass into
+    /// DIR, named ROW-NAME.png (--heatmap-max sets their common colour scale).
+    #[arg(long, value_name = "DIR", requires = "manifest")]
+    heatmap_dir: Option<PathBuf>,
     /// Print only failures, errors and the closing count.
     #[arg(long, short)]
     quiet: bool,
@@ -118,6 +127,16 @@ pub fn run(args: CheckArgs) -> Result<ExitCode, Error> {
     let gate = Gate { threshold: 0.0, error_rate: args.error_rate, max_samples: args.max_samples, min_samples: args.min_samples };
     gate.validate().map_err(|e| invalid(format!("{e} (see --error-rate, --max-samples, --min-samples)")))?;
     let shard = args.shard.as_deref().map(parse_shard).transpose()?;
+    args.heatmap.validate()?;
+    if args.manifest.is_some() && args.heatmap.heatmap.is_some() {
+        return Err(invalid("--heatmap FILE is for one pair; with --manifest use --heatmap-dir DIR"));
+    }
+    if args.heatmap_max_without_target() {
+        return Err(invalid("--heatmap-max needs --heatmap or --heatmap-dir"));
+    }
+    if let Some(dir) = &args.heatmap_dir {
+        std::fs::create_dir_all(dir).map_err(|e| Error::Write { path: dir.clone(), reason: e.to_string() })?;
+    }
 
     let (cases, manifest) = match &args.manifest {
         Some(path) => {
@@ -167,7 +186,7 @@ pub fn run(args: CheckArgs) -> Result<ExitCode, Error> {
         scale_levels: args.scale_levels,
         ..Default::default()
     })?;
-    let load: LoadOptions = args.input.load_options()?;
+    let load = args.input.load_options()?;
 
     let started = Instant::now();
     let single = manifest.is_none();
@@ -176,7 +195,17 @@ pub fn run(args: CheckArgs) -> Result<ExitCode, Error> {
         let gate = Gate { threshold: case.max_distance.or(args.max_distance).unwrap(), ..gate };
         let t0 = Instant::now();
         let outcome = check_pair(&mut metric, &load, case, &gate);
-        let result = case_result(&args, case, &gate, outcome, t0.elapsed().as_secs_f64());
+        let mut result = case_result(&args, case, &gate, outcome.as_ref().map(|(d, _, _)| *d).map_err(|e| e.to_string()), 0.0);
+        if let (Ok((decision, reference, candidate)), Some(path)) = (&outcome, heatmap_path(&args, case, &result)) {
+            match heatmap(&metric, reference, candidate, decision, &path, &args.heatmap) {
+                Ok(info) => result["heatmap"] = info,
+                Err(e) => {
+                    result["status"] = "error".into();
+                    result["message"] = format!("heatmap: {e}").into();
+                }
+            }
+        }
+        result["seconds"] = round3(t0.elapsed().as_secs_f64()).into();
         print_case(&args, &result, single);
         results.push(result);
     }
@@ -240,14 +269,47 @@ fn finish(args: &CheckArgs, summary: &Value, [pass, fail, error]: [usize; 3], si
     }))
 }
 
-fn check_pair(metric: &mut Metric, load: &LoadOptions, case: &Case, gate: &Gate) -> Result<Decision, Error> {
+fn check_pair(metric: &mut Metric, load: &LoadOptions, case: &Case, gate: &Gate) -> Result<(Decision, Image, Image), Error> {
     let reference = Image::open(&case.reference_path, load)?;
     let candidate = Image::open(&case.candidate_path, load)?;
-    metric.decide(&reference, &candidate, gate)
+    let decision = metric.decide(&reference, &candidate, gate)?;
+    Ok((decision, reference, candidate))
+}
+
+impl CheckArgs {
+    fn heatmap_max_without_target(&self) -> bool {
+        self.heatmap.heatmap_max.is_some() && self.heatmap.heatmap.is_none() && self.heatmap_dir.is_none()
+    }
+}
+
+/// Where this pair's heatmap goes: --heatmap for one pair; for a manifest, --heatmap-dir for
+/// the pairs that did not pass (the ones someone will look at).
+fn heatmap_path(args: &CheckArgs, case: &Case, result: &Value) -> Option<PathBuf> {
+    if let Some(p) = &args.heatmap.heatmap {
+        return Some(p.clone());
+    }
+    let dir = args.heatmap_dir.as_ref()?;
+    if result["status"] == "pass" {
+        return None;
+    }
+    let safe: String = case.name.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect();
+    Some(dir.join(format!("{}-{}.png", case.row, safe.trim_start_matches('.'))))
+}
+
+/// The heatmap of the samples the verdict rests on: the same seed and sample count, so each
+/// sample's draw is the one `decide` used (iid draws are keyed by seed and index) and the map's
+/// mean is the verdict's distance. It costs that many samples again.
+fn heatmap(metric: &Metric, reference: &Image, candidate: &Image, decision: &Decision, path: &Path, style: &HeatmapArgs) -> Result<Value, Error> {
+    let mut options = metric.options().clone();
+    options.sampling = Sampling::Fixed(decision.estimate.samples.max(1) as u32);
+    let mut again = Metric::new(options)?;
+    let (_, map) = again.compare_with_heatmap(reference, candidate, &mut |_| {})?;
+    let writer = HeatmapArgs { heatmap: Some(path.to_owned()), ..style.clone() };
+    Ok(writer.write(&map)?.unwrap_or(Value::Null))
 }
 
 /// The JSON record of one pair (the unit of summaries, JUnit cases and text lines).
-fn case_result(args: &CheckArgs, case: &Case, gate: &Gate, outcome: Result<Decision, Error>, seconds: f64) -> Value {
+fn case_result(args: &CheckArgs, case: &Case, gate: &Gate, outcome: Result<Decision, String>, seconds: f64) -> Value {
     let mut r = json!({
         "row": case.row,
         "name": case.name,
@@ -259,7 +321,7 @@ fn case_result(args: &CheckArgs, case: &Case, gate: &Gate, outcome: Result<Decis
     match outcome {
         Err(e) => {
             r["status"] = "error".into();
-            r["message"] = e.to_string().into();
+            r["message"] = e.into();
         }
         Ok(d) => {
             let pass = match d.verdict {
@@ -333,6 +395,9 @@ fn print_case(args: &CheckArgs, r: &Value, single: bool) {
         println!("{line}");
     } else {
         println!("{line}  {}", r["name"].as_str().unwrap_or(""));
+    }
+    if !r["heatmap"].is_null() {
+        eprintln!("{}", HeatmapArgs::describe(&r["heatmap"]));
     }
 }
 
