@@ -55,6 +55,7 @@
 
 #[allow(unsafe_code)]
 pub mod capi;
+pub mod control;
 pub mod decision;
 pub mod ensemble;
 pub mod error;
@@ -67,6 +68,7 @@ pub mod io;
 pub mod linear_weights;
 pub mod metric;
 pub mod models;
+pub mod multi;
 pub mod runtime;
 pub mod sampler;
 pub mod tune;
@@ -82,6 +84,7 @@ pub use crate::image::{Image, LoadOptions, DEFAULT_MAX_PIXELS};
 pub use crate::linear_weights::LinearWeights;
 pub use crate::metric::{Metric, MetricOptions, Progress};
 pub use crate::models::MetricKind;
+pub use crate::multi::{Difference, MultiEstimate};
 pub use crate::runtime::RuntimeOptions;
 pub use crate::sampler::SamplerKind;
 pub use crate::tonemap::{AlphaPolicy, Encoding, InputOptions, ToneCurve, ToneMapping, Transfer};

@@ -10,6 +10,7 @@ use crate::ensemble::{dropout_mask_shapes, fill_dropout, sample_rng, scale_level
 use crate::decision::{decide_plan, Decision, Gate};
 use crate::error::{Error, Result};
 use crate::heatmap::{input_map, Accumulator, Heatmap};
+use crate::multi::{MultiEstimate, PairedPlans};
 use crate::estimate::{Estimate, Sampling, Z95};
 use crate::sampler::{Draw, Plan, SamplerKind, PILOT_PER_LEVEL};
 use crate::image::{check_same_size, Image};
@@ -283,6 +284,74 @@ impl Metric {
         let mut plan = Plan::new(self.options.sampler, self.options.seed, levels, h, w);
         let per_round = round_samples(h, w);
         decide_plan(&mut plan, gate, per_round, &mut |draws| self.evaluate_draws(reference, candidate, draws), progress)
+    }
+
+    /// Compares several candidates to one reference with common random numbers: every sample's
+    /// draw is applied to all of them, and the result holds each distance and every pairwise
+    /// difference with its own standard error (see [`crate::multi`]). The options' sampling
+    /// policy applies to every candidate's distance. Deterministic metrics give exact values.
+    pub fn compare_many(&mut self, reference: &Image, candidates: &[&Image]) -> Result<MultiEstimate> {
+        self.compare_many_with_progress(reference, candidates, &mut |_| {})
+    }
+
+    /// [`Metric::compare_many`], calling `progress` after every batch (its estimate is the
+    /// first candidate's).
+    pub fn compare_many_with_progress(
+        &mut self,
+        reference: &Image,
+        candidates: &[&Image],
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<MultiEstimate> {
+        if candidates.is_empty() {
+            return Err(Error::invalid("no candidates to compare"));
+        }
+        for c in candidates {
+            self.check_pair(reference, c)?;
+        }
+        let (h, w) = (reference.height() as usize, reference.width() as usize);
+        let ensemble = self.kind().is_ensemble();
+        let levels = if ensemble { self.scale_levels(h as u32, w as u32) } else { 1 };
+        let mut plans = PairedPlans::new(self.options.sampler, self.options.seed, levels, h, w, candidates.len());
+        if !ensemble {
+            let values = candidates.iter().map(|c| Ok(vec![self.evaluate(reference, c, None, None)?])).collect::<Result<Vec<_>>>()?;
+            plans.record(&[Draw::iid(0, 0, 1)], &values);
+            let mut m = plans.estimate(true);
+            m.distances.iter_mut().for_each(|e| *e = Estimate::exact(e.distance));
+            m.samples = 1;
+            return Ok(m);
+        }
+        let sampling = self.options.sampling;
+        let max = sampling.max_samples() as u64;
+        if max < plans.driver.min_estimable() {
+            return Err(Error::invalid(format!(
+                "{} sampling of this {w}x{h} pair ({levels} scale levels) needs at least {} samples to estimate its error; raise --samples / --max-samples",
+                self.options.sampler.name(),
+                plans.driver.min_estimable()
+            )));
+        }
+        let per_round = round_samples(h, w);
+        while plans.driver.count() < max {
+            let draws = plans.driver.next_round(per_round.min(max - plans.driver.count()) as usize);
+            let mut values = Vec::with_capacity(candidates.len());
+            for c in candidates {
+                // Each candidate's dropout continues a copy of the same streams.
+                values.push(self.evaluate_draws(reference, c, &mut draws.clone())?);
+            }
+            plans.record(&draws, &values);
+            let done = plans.is_done(sampling);
+            let first = plans.estimate(done).distances[0];
+            progress(Progress { samples: plans.driver.count(), max_samples: max, estimate: first });
+            if done {
+                break;
+            }
+        }
+        let converged = match sampling {
+            Sampling::Fixed(_) => true,
+            Sampling::Adaptive { abs_error, rel_error, min_samples, .. } => {
+                plans.is_done(Sampling::Adaptive { abs_error, rel_error, min_samples, max_samples: u32::MAX })
+            }
+        };
+        Ok(plans.estimate(converged))
     }
 
     /// Draws and evaluates samples of `plan` until the sampling policy is met.

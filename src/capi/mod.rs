@@ -40,6 +40,8 @@ pub use input::*;
 
 mod tune;
 pub use tune::*;
+// C ABI areas beyond the core, one file each (cbindgen follows these declarations).
+pub mod multi;
 
 // ---------------------------------------------------------------------------------------------
 // Status codes

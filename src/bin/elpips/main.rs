@@ -14,6 +14,7 @@ mod compare;
 mod tune;
 mod heatmap;
 mod input;
+mod rank;
 
 #[derive(Parser)]
 #[command(name = "elpips", version, about = "E-LPIPS and LPIPS perceptual image distances", propagate_version = true)]
@@ -32,6 +33,9 @@ enum Command {
     Check(check::CheckArgs),
     /// Encoder quality whose output meets a perceptual-distance goal (jpeg, webp, avif, jxl).
     Tune(tune::TuneArgs),
+    /// Several candidates against one reference with the same random draws: each distance, and
+    /// each candidate's difference from the next closer one, with 95% intervals.
+    Rank(rank::RankArgs),
     /// Show where the runtime and models are found, and whether they load.
     Info(CommonArgs),
 }
@@ -74,6 +78,7 @@ fn main() -> ExitCode {
         Command::Compare(args) => compare::run(args).map(|()| ExitCode::SUCCESS),
         Command::Check(args) => check::run(args),
         Command::Tune(args) => tune::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Rank(args) => rank::run(args).map(|()| ExitCode::SUCCESS),
         Command::Info(args) => info(args).map(|()| ExitCode::SUCCESS),
     };
     match result {
