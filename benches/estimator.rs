@@ -5,19 +5,29 @@
 //!   (total-effect indices, Jansen's estimator) and how much of it known-mean functions of the
 //!   draw explain (what control variates can remove).
 //!
-//! `ELPIPS_BENCH_PAIRS=N` sets the draws per decomposition (default 24).
+//! * `samples`: samples (and seconds) each sampler needs for a 95% half-width of 2.5% of the
+//!   distance on three pairs, from the variance of an `ELPIPS_BENCH_SAMPLES`-sample run
+//!   (default 96) rather than running to the target.
+//! * `gate`: samples and seconds for the sequential gate to decide with a threshold 10% above
+//!   and 10% below the distance, against a fixed-precision estimate (the 2.5% rule).
+//! * `rank`: ranking 8 candidates (blends of a pair) until every neighbour pair is told apart
+//!   at 95%, with common random numbers vs independent draws, from a 32-sample pilot.
+//!
+//! `ELPIPS_BENCH_IMAGES=1` limits `samples` to the small pair. `ELPIPS_BENCH_PAIRS=N` sets the draws per decomposition (default 16); `ELPIPS_BENCH_FULL=1`
+//! adds cat/dog and teddy to the decomposition (slow: ~8 network runs per draw at full size).
 
 use std::time::Instant;
 
-use elpips::control::{draw_features, least_squares};
+use elpips::control::{control_features, draw_features, least_squares};
 use elpips::ensemble::sample_rng;
 use elpips::sampler::Draw;
-use elpips::{Image, LoadOptions, Metric, MetricOptions, Transform};
+use elpips::estimate::Z95;
+use elpips::{Gate, Image, LoadOptions, Metric, MetricOptions, SamplerKind, Sampling, Transform};
 
 const PAIRS: [(&str, &str); 3] = [
-    ("elpips/inputs/adv_teddy.png", "elpips/inputs/adv_reference.png"),
-    ("elpips/inputs/cat.png", "elpips/inputs/dog.png"),
     ("lpips/imgs/ex_ref.png", "lpips/imgs/ex_p0.png"),
+    ("elpips/inputs/cat.png", "elpips/inputs/dog.png"),
+    ("elpips/inputs/adv_teddy.png", "elpips/inputs/adv_reference.png"),
 ];
 
 fn load_pair(a: &str, b: &str) -> elpips::Result<(Image, Image)> {
@@ -56,23 +66,24 @@ fn swap(a: &Transform, b: &Transform, f: usize) -> Transform {
     t
 }
 
-fn decomposition(pairs: usize) -> elpips::Result<()> {
+fn decomposition(pairs: usize, images: usize) -> elpips::Result<()> {
     println!("\n== variance decomposition of one sample's distance ({pairs} base draws per pair)");
     println!("total-effect index: the share of the variance that goes if the part is held fixed (interactions included, so");
-    println!("they may sum past 100%); R2 adj: variance explained by known-mean functions of the draw (cross-validated, 2 folds)");
+    println!("they may sum past 100%); R2: variance explained by known-mean functions of the draw (all of draw_features, or the");
+    println!("control sampler's control_features), cross-validated over 2 folds");
     print!("{:<26} {:>8} {:>7}", "pair", "mean", "cv");
     for f in FACTORS {
         print!(" {f:>9}");
     }
-    println!(" {:>8} {:>6}", "R2 cv", "s");
-    for (a, b) in PAIRS {
+    println!(" {:>8} {:>8} {:>6}", "R2 all", "R2 ctl", "s");
+    for (a, b) in PAIRS.into_iter().take(images) {
         let (ra, rb) = load_pair(a, b)?;
         let mut m = Metric::new(MetricOptions::default())?;
         let (h, w) = (ra.height(), ra.width());
         let levels = m.scale_levels(h, w);
         let t0 = Instant::now();
         let mut sq = [0.0; FACTORS.len()];
-        let (mut all_y, mut all_x) = (Vec::new(), Vec::new());
+        let (mut all_y, mut all_x, mut all_c) = (Vec::new(), Vec::new(), Vec::new());
         for i in 0..pairs as u64 {
             let ta = Transform::sample(&mut sample_rng(101, i), levels);
             let tb = Transform::sample(&mut sample_rng(202, i), levels);
@@ -82,10 +93,12 @@ fn decomposition(pairs: usize) -> elpips::Result<()> {
                 draws.push(Draw { stratum: 0, transform: swap(&ta, &tb, f), rng: sample_rng(dropout, i) });
             }
             let x: Vec<Vec<f64>> = draws.iter().map(|d| draw_features(&d.transform, levels)).collect();
+            all_c.extend(draws.iter().map(|d| control_features(&d.transform, levels)));
             let y = m.evaluate_draws(&ra, &rb, &mut draws)?;
             for f in 0..FACTORS.len() {
                 sq[f] += (y[0] - y[f + 1]).powi(2);
             }
+            eprint!("\r{} / {pairs} draws", i + 1);
             all_y.extend(y);
             all_x.extend(x);
         }
@@ -94,21 +107,22 @@ fn decomposition(pairs: usize) -> elpips::Result<()> {
         let var = all_y.iter().map(|y| (y - mean).powi(2)).sum::<f64>() / (n - 1.0);
         // Cross-validated R2: fit on the even base draws, test on the odd, and back.
         let group = FACTORS.len() + 1;
-        let fold = |odd: bool| -> (Vec<Vec<f64>>, Vec<f64>) {
-            let idx: Vec<usize> = (0..all_y.len()).filter(|i| (i / group % 2 == 1) == odd).collect();
-            (idx.iter().map(|&i| all_x[i].clone()).collect(), idx.iter().map(|&i| all_y[i]).collect())
-        };
-        let cv_rss = {
+        let r2 = |xs: &[Vec<f64>]| {
+            let fold = |odd: bool| -> (Vec<Vec<f64>>, Vec<f64>) {
+                let idx: Vec<usize> = (0..all_y.len()).filter(|i| (i / group % 2 == 1) == odd).collect();
+                (idx.iter().map(|&i| xs[i].clone()).collect(), idx.iter().map(|&i| all_y[i]).collect())
+            };
             let (x0, y0) = fold(false);
             let (x1, y1) = fold(true);
-            held_out_rss(&x0, &y0, &x1, &y1) + held_out_rss(&x1, &y1, &x0, &y0)
+            1.0 - (held_out_rss(&x0, &y0, &x1, &y1) + held_out_rss(&x1, &y1, &x0, &y0)) / (var * (n - 1.0))
         };
-        let r2 = 1.0 - cv_rss / (var * (n - 1.0));
+        let (r2_all, r2_ctl) = (r2(&all_x), r2(&all_c));
+        eprint!("\r");
         print!("{:<26} {:>8.4} {:>6.1}%", format!("{} / {} ({levels} lv)", file_stem(a), file_stem(b)), mean, 100.0 * var.sqrt() / mean);
         for s in sq {
             print!(" {:>8.0}%", 100.0 * s / 2.0 / pairs as f64 / var);
         }
-        println!(" {:>7.0}% {:>6.0}", 100.0 * r2, t0.elapsed().as_secs_f64());
+        println!(" {:>7.0}% {:>7.0}% {:>6.0}", 100.0 * r2_all, 100.0 * r2_ctl, t0.elapsed().as_secs_f64());
     }
     Ok(())
 }
@@ -119,13 +133,111 @@ fn held_out_rss(xf: &[Vec<f64>], yf: &[f64], xt: &[Vec<f64>], yt: &[f64]) -> f64
     xt.iter().zip(yt).map(|(x, y)| (y - beta[0] - x.iter().zip(&beta[1..]).map(|(a, b)| a * b).sum::<f64>()).powi(2)).sum()
 }
 
+const SAMPLERS: [SamplerKind; 3] = [SamplerKind::Iid, SamplerKind::Stratified, SamplerKind::Control];
+
+fn samples(n: u32, images: usize) -> elpips::Result<()> {
+    println!("\n== samples (seconds) for a 2.5% 95% half-width, from {n}-sample runs (seed 1); gain in time vs iid");
+    print!("{:<30}", "pair");
+    for k in SAMPLERS {
+        print!(" {:>17}", k.name());
+    }
+    println!(" {:>9} {:>9}", "gain str", "gain ctl");
+    for (a, b) in PAIRS.into_iter().take(images) {
+        let (ra, rb) = load_pair(a, b)?;
+        let mut needed = Vec::new();
+        for sampler in SAMPLERS {
+            let mut m = Metric::new(MetricOptions { sampling: Sampling::Fixed(n), sampler, seed: 1, ..Default::default() })?;
+            let t = Instant::now();
+            let e = m.compare(&ra, &rb)?;
+            let per_sample = t.elapsed().as_secs_f64() / e.samples as f64;
+            let k = e.samples as f64 * (e.ci95 / (0.025 * e.distance)).powi(2);
+            needed.push((k, k * per_sample));
+        }
+        print!("{:<30}", format!("{} / {}", file_stem(a), file_stem(b)));
+        for (k, secs) in &needed {
+            print!(" {:>8.0} ({:>6.0}s)", k, secs);
+        }
+        println!(" {:>8.1}x {:>8.1}x", needed[0].1 / needed[1].1, needed[0].1 / needed[2].1);
+    }
+    Ok(())
+}
+
+fn gate() -> elpips::Result<()> {
+    let (a, b) = PAIRS[0];
+    let (ra, rb) = load_pair(a, b)?;
+    println!("\n== time to a decision, {} / {}: sequential gate (5% error rate, 16..400 samples) vs a 2.5% estimate", file_stem(a), file_stem(b));
+    let mut m = Metric::new(MetricOptions { seed: 2, sampling: Sampling::Adaptive { abs_error: 1.0, rel_error: 0.025, max_samples: 2000, min_samples: 16 }, ..Default::default() })?;
+    let t = Instant::now();
+    let e = m.compare(&ra, &rb)?;
+    println!("{:<36} {:>8} samples {:>7.1} s   ({:.4} ± {:.4})", "2.5% estimate", e.samples, t.elapsed().as_secs_f64(), e.distance, e.ci95);
+    for (label, factor) in [("gate T = 1.1 x distance", 1.1), ("gate T = 0.9 x distance", 0.9), ("gate T = 1.03 x distance", 1.03)] {
+        for sampler in [SamplerKind::Iid, SamplerKind::Control] {
+            let mut m = Metric::new(MetricOptions { seed: 3, sampler, ..Default::default() })?;
+            let t = Instant::now();
+            let d = m.decide(&ra, &rb, &Gate { max_samples: 400, ..Gate::new(factor * e.distance) })?;
+            println!(
+                "{:<36} {:>8} samples {:>7.1} s   {}",
+                format!("{label}, {}", sampler.name()),
+                d.estimate.samples,
+                t.elapsed().as_secs_f64(),
+                d.verdict.name()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn blend(a: &Image, b: &Image, t: f32) -> Image {
+    let data = a.data().iter().zip(b.data()).map(|(x, y)| x + t * (y - x)).collect();
+    Image::from_planar(a.width(), a.height(), data).expect("same size")
+}
+
+fn rank() -> elpips::Result<()> {
+    let (a, b) = PAIRS[0];
+    let (ra, rb) = load_pair(a, b)?;
+    const PILOT: u32 = 32;
+    let candidates: Vec<Image> = (0..8).map(|k| blend(&ra, &rb, 0.3 + 0.1 * k as f32)).collect();
+    let refs: Vec<&Image> = candidates.iter().collect();
+    println!("\n== ranking 8 candidates ({} blended 30%..100% toward {}) until every neighbour pair is told apart at 95%", file_stem(a), file_stem(b));
+    let mut m = Metric::new(MetricOptions { sampling: Sampling::Fixed(PILOT), seed: 4, ..Default::default() })?;
+    let t = Instant::now();
+    let multi = m.compare_many(&ra, &refs)?;
+    let per_eval = t.elapsed().as_secs_f64() / (PILOT as f64 * 8.0);
+    let order = multi.ranking();
+    let sd = |se: f64| se * (PILOT as f64).sqrt();
+    let (mut n_crn, mut n_ind) = (0.0f64, 0.0f64);
+    for w in order.windows(2) {
+        let d = multi.difference(w[1], w[0]).expect("pair");
+        let (ea, eb) = (multi.distances[w[0]], multi.distances[w[1]]);
+        n_crn = n_crn.max((Z95 * sd(d.std_error) / d.difference).powi(2));
+        n_ind = n_ind.max((Z95 * sd(ea.std_error).hypot(sd(eb.std_error)) / d.difference).powi(2));
+    }
+    let correct = order == (0..8).collect::<Vec<_>>();
+    println!("pilot: {PILOT} samples x 8 candidates, {:.3} s per network run; pilot order {}", per_eval, if correct { "correct" } else { "WRONG" });
+    println!("{:<28} {:>10} {:>14} {:>10}", "", "samples", "network runs", "seconds");
+    println!("{:<28} {:>10.0} {:>14.0} {:>10.0}", "common random numbers", n_crn, 8.0 * n_crn, 8.0 * n_crn * per_eval);
+    println!("{:<28} {:>10.0} {:>14.0} {:>10.0}", "independent draws", n_ind, 8.0 * n_ind, 8.0 * n_ind * per_eval);
+    println!("CRN gain: {:.1}x", n_ind / n_crn);
+    Ok(())
+}
+
 fn main() -> elpips::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let wants = |s: &str| args.is_empty() || args.iter().any(|a| a == s);
-    let pairs: usize = std::env::var("ELPIPS_BENCH_PAIRS").ok().and_then(|v| v.parse().ok()).unwrap_or(24);
+    let env = |k: &str, d: usize| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
     println!("machine: {}", machine());
+    if wants("samples") {
+        samples(env("ELPIPS_BENCH_SAMPLES", 96) as u32, env("ELPIPS_BENCH_IMAGES", 3))?;
+    }
+    if wants("gate") {
+        gate()?;
+    }
+    if wants("rank") {
+        rank()?;
+    }
     if wants("decomposition") {
-        decomposition(pairs)?;
+        let full = std::env::var("ELPIPS_BENCH_FULL").is_ok_and(|v| v == "1");
+        decomposition(env("ELPIPS_BENCH_PAIRS", 16), if full { 3 } else { 1 })?;
     }
     Ok(())
 }

@@ -206,7 +206,7 @@ impl Metric {
         // An estimate without an error is not an E-LPIPS answer; a stratified one needs every
         // level sampled (its pilot) before its mean is defined.
         let needed = match self.options.sampler {
-            SamplerKind::Iid => 2,
+            SamplerKind::Iid | SamplerKind::Control => 2,
             SamplerKind::Stratified => PILOT_PER_LEVEL * levels as u64,
         };
         if (self.options.sampling.max_samples() as u64) < needed {

@@ -170,13 +170,16 @@ pub const ELPIPS_SAMPLING_ADAPTIVE: ElpipsSampling = 0;
 /// Draw exactly `samples` samples.
 pub const ELPIPS_SAMPLING_FIXED: ElpipsSampling = 1;
 
-/// How E-LPIPS draws its samples (both estimate the same expectation; see the crate's `sampler`).
+/// How E-LPIPS draws its samples (all estimate the same expectation; see the crate's `sampler`).
 pub type ElpipsSampler = u32;
 /// Independent draws (the authors' estimator): sample `i` comes from stream `(seed, i)`. Default
 /// (the zero value), as in the library and the command line.
 pub const ELPIPS_SAMPLER_IID: ElpipsSampler = 0;
 /// Stratified by scale level with cost-aware allocation and shuffled decks within levels.
 pub const ELPIPS_SAMPLER_STRATIFIED: ElpipsSampler = 1;
+/// Independent draws with regression control variates on the colour gains and scale level
+/// (docs/estimator.md).
+pub const ELPIPS_SAMPLER_CONTROL: ElpipsSampler = 2;
 
 /// Where the networks run.
 pub type ElpipsDevice = u32;
@@ -304,6 +307,7 @@ impl ElpipsOptions {
             sampler: match SamplerKind::default() {
                 SamplerKind::Iid => ELPIPS_SAMPLER_IID,
                 SamplerKind::Stratified => ELPIPS_SAMPLER_STRATIFIED,
+                SamplerKind::Control => ELPIPS_SAMPLER_CONTROL,
             },
             sampling: ELPIPS_SAMPLING_ADAPTIVE,
             samples: 200,
@@ -378,6 +382,7 @@ impl ElpipsOptions {
         let sampler = match self.sampler {
             ELPIPS_SAMPLER_STRATIFIED => SamplerKind::Stratified,
             ELPIPS_SAMPLER_IID => SamplerKind::Iid,
+            ELPIPS_SAMPLER_CONTROL => SamplerKind::Control,
             other => return Err(Failure::new(ELPIPS_STATUS_INVALID_ARGUMENT, format!("unknown sampler {other}; use an ELPIPS_SAMPLER_* value"))),
         };
         let sampling = match self.sampling {

@@ -35,9 +35,9 @@ pub struct CompareArgs {
     /// ... or after M samples [default: 200].
     #[arg(long, value_name = "M")]
     max_samples: Option<u32>,
-    /// How samples are drawn: iid (independent draws, the authors' estimator; default) or
-    /// stratified by scale level (an unbiased alternative, see the README).
-    #[arg(long, default_value = "iid", value_parser = ["iid", "stratified"])]
+    /// How samples are drawn: iid (independent draws, the authors' estimator; default),
+    /// stratified by scale level, or control (iid with control variates); see docs/estimator.md.
+    #[arg(long, default_value = "iid", value_parser = ["iid", "stratified", "control"])]
     sampler: String,
     /// Seed of the random transforms and dropout.
     #[arg(long, value_name = "S", default_value_t = 0)]
@@ -92,7 +92,11 @@ pub fn run(args: CompareArgs) -> Result<(), Error> {
         runtime: runtime_options(&args.common),
         seed: args.seed,
         sampling,
-        sampler: if args.sampler == "iid" { SamplerKind::Iid } else { SamplerKind::Stratified },
+        sampler: match args.sampler.as_str() {
+            "stratified" => SamplerKind::Stratified,
+            "control" => SamplerKind::Control,
+            _ => SamplerKind::Iid,
+        },
         scale_levels: args.scale_levels,
     })?;
     metric.check_pair(&reference, &candidate)?;

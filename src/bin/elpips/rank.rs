@@ -34,8 +34,8 @@ pub struct RankArgs {
     /// ... or after M samples [default: 200].
     #[arg(long, value_name = "M")]
     max_samples: Option<u32>,
-    /// How samples are drawn: iid (default) or stratified (see docs/estimator.md).
-    #[arg(long, default_value = "iid", value_parser = ["iid", "stratified"])]
+    /// How samples are drawn: iid (default), stratified or control (see docs/estimator.md).
+    #[arg(long, default_value = "iid", value_parser = ["iid", "stratified", "control"])]
     sampler: String,
     /// Seed of the random transforms and dropout.
     #[arg(long, value_name = "S", default_value_t = 0)]
@@ -88,7 +88,11 @@ pub fn run(args: RankArgs) -> Result<(), Error> {
         runtime: runtime_options(&args.common),
         seed: args.seed,
         sampling,
-        sampler: if args.sampler == "iid" { SamplerKind::Iid } else { SamplerKind::Stratified },
+        sampler: match args.sampler.as_str() {
+            "stratified" => SamplerKind::Stratified,
+            "control" => SamplerKind::Control,
+            _ => SamplerKind::Iid,
+        },
         scale_levels: args.scale_levels,
     })?;
     let refs: Vec<&Image> = candidates.iter().collect();
