@@ -237,6 +237,7 @@ fuzz: setup
 
 bench: setup
 	$(CARGO) bench --bench throughput
+	$(CARGO) bench --bench estimator
 
 # Encoder tuning: probes, samples and time to a decision vs plain bisection (docs/codec.md).
 # ELPIPS_BENCH_FULL=1 adds 128x128 crops and a third threshold.

@@ -10,7 +10,7 @@
 //!   (default 96) rather than running to the target.
 //! * `gate`: samples and seconds for the sequential gate to decide with a threshold 10% above
 //!   and 10% below the distance, against a fixed-precision estimate (the 2.5% rule).
-//! * `rank`: ranking 8 candidates (blends of a pair) until every neighbour pair is told apart
+//! * `rank`: ranking 8 candidates (blends of a pair, 2% apart) until every neighbour pair is told apart
 //!   at 95%, with common random numbers vs independent draws, from a 32-sample pilot.
 //!
 //! `ELPIPS_BENCH_IMAGES=1` limits `samples` to the small pair. `ELPIPS_BENCH_PAIRS=N` sets the draws per decomposition (default 16); `ELPIPS_BENCH_FULL=1`
@@ -196,9 +196,9 @@ fn rank() -> elpips::Result<()> {
     let (a, b) = PAIRS[0];
     let (ra, rb) = load_pair(a, b)?;
     const PILOT: u32 = 32;
-    let candidates: Vec<Image> = (0..8).map(|k| blend(&ra, &rb, 0.3 + 0.1 * k as f32)).collect();
+    let candidates: Vec<Image> = (0..8).map(|k| blend(&ra, &rb, 0.86 + 0.02 * k as f32)).collect();
     let refs: Vec<&Image> = candidates.iter().collect();
-    println!("\n== ranking 8 candidates ({} blended 30%..100% toward {}) until every neighbour pair is told apart at 95%", file_stem(a), file_stem(b));
+    println!("\n== ranking 8 candidates ({} blended 86%..100% in 2% steps toward {}) until every neighbour pair is told apart at 95%", file_stem(a), file_stem(b));
     let mut m = Metric::new(MetricOptions { sampling: Sampling::Fixed(PILOT), seed: 4, ..Default::default() })?;
     let t = Instant::now();
     let multi = m.compare_many(&ra, &refs)?;
@@ -212,6 +212,8 @@ fn rank() -> elpips::Result<()> {
         n_crn = n_crn.max((Z95 * sd(d.std_error) / d.difference).powi(2));
         n_ind = n_ind.max((Z95 * sd(ea.std_error).hypot(sd(eb.std_error)) / d.difference).powi(2));
     }
+    // No estimate with an error has fewer than 2 samples.
+    let (n_crn, n_ind) = (n_crn.max(2.0).ceil(), n_ind.max(2.0).ceil());
     let correct = order == (0..8).collect::<Vec<_>>();
     println!("pilot: {PILOT} samples x 8 candidates, {:.3} s per network run; pilot order {}", per_eval, if correct { "correct" } else { "WRONG" });
     println!("{:<28} {:>10} {:>14} {:>10}", "", "samples", "network runs", "seconds");
