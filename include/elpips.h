@@ -69,7 +69,7 @@ typedef uint32_t ElpipsMetric;
 typedef uint32_t ElpipsDevice;
 
 /**
- * How E-LPIPS draws its samples (all estimate the same expectation; see the crate's `sampler`).
+ * How E-LPIPS draws its samples (both estimate the same expectation; see the crate's `sampler`).
  */
 typedef uint32_t ElpipsSampler;
 
@@ -526,12 +526,6 @@ typedef struct ElpipsTuneResult {
  * Stratified by scale level with cost-aware allocation and shuffled decks within levels.
  */
 #define ELPIPS_SAMPLER_STRATIFIED 1
-
-/**
- * Independent draws with regression control variates on the colour gains and scale level
- * (docs/estimator.md).
- */
-#define ELPIPS_SAMPLER_CONTROL 2
 
 /**
  * The CPU. Default.
