@@ -269,7 +269,8 @@ impl Plan {
     /// probabilities for the stratified sampler (heatmaps average the same way).
     pub fn stratum_weights(&self) -> Vec<f64> {
         match self.kind {
-            SamplerKind::Iid => vec![1.0],
+            // The control sampler's draws are iid: its heatmap is the plain mean of the maps.
+            SamplerKind::Iid | SamplerKind::Control => vec![1.0],
             SamplerKind::Stratified => self.prob.clone(),
         }
     }

@@ -59,7 +59,7 @@ pub unsafe extern "C" fn elpips_compare_many(
         }
         let images = (0..count)
             // SAFETY: the caller promises `count` readable descriptions.
-            .map(|i| unsafe { read_image(candidates.add(i), &format!("candidates[{i}]"), ctx.max_pixels) })
+            .map(|i| unsafe { read_image(candidates.add(i), &format!("candidates[{i}]"), ctx.max_pixels, &ctx.input) })
             .collect::<CResult<Vec<Image>>>()?;
         let refs: Vec<&Image> = images.iter().collect();
         let mut metric = ctx.metric();

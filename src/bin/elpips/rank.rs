@@ -78,7 +78,7 @@ fn sampling(args: &RankArgs, kind: MetricKind) -> Result<Sampling, Error> {
 pub fn run(args: RankArgs) -> Result<(), Error> {
     let kind = MetricKind::from_name(&args.metric)?;
     let sampling = sampling(&args, kind)?;
-    let load = LoadOptions { max_pixels: args.max_pixels };
+    let load = LoadOptions { max_pixels: args.max_pixels, ..Default::default() };
     let reference = Image::open(&args.reference, &load)?;
     let candidates = args.candidates.iter().map(|p| Image::open(p, &load)).collect::<Result<Vec<_>, _>>()?;
     let mut metric = Metric::new(MetricOptions {
