@@ -69,7 +69,7 @@ typedef uint32_t ElpipsMetric;
 typedef uint32_t ElpipsDevice;
 
 /**
- * How E-LPIPS draws its samples (both estimate the same expectation; see the crate's `sampler`).
+ * How E-LPIPS draws its samples (all estimate the same expectation; see the crate's `sampler`).
  */
 typedef uint32_t ElpipsSampler;
 
@@ -404,6 +404,33 @@ typedef struct ElpipsTuneResult {
 } ElpipsTuneResult;
 
 /**
+ * The difference `distance(first) - distance(second)` between two candidates of
+ * `elpips_compare_many`, measured on the same draws.
+ */
+typedef struct ElpipsDifference {
+    /**
+     * Index of the first candidate.
+     */
+    size_t first;
+    /**
+     * Index of the second candidate (`first < second`).
+     */
+    size_t second;
+    /**
+     * `distance(first) - distance(second)`.
+     */
+    double difference;
+    /**
+     * Standard error of `difference` (0 for the deterministic LPIPS metrics).
+     */
+    double std_error;
+    /**
+     * 95% confidence half-width of `difference`.
+     */
+    double ci95;
+} ElpipsDifference;
+
+/**
  * Success.
  */
 #define ELPIPS_OK 0
@@ -526,6 +553,12 @@ typedef struct ElpipsTuneResult {
  * Stratified by scale level with cost-aware allocation and shuffled decks within levels.
  */
 #define ELPIPS_SAMPLER_STRATIFIED 1
+
+/**
+ * Independent draws with regression control variates on the colour gains and scale level
+ * (docs/estimator.md).
+ */
+#define ELPIPS_SAMPLER_CONTROL 2
 
 /**
  * The CPU. Default.
@@ -840,6 +873,27 @@ ElpipsStatus elpips_tune_options_default(struct ElpipsTuneOptions *options);
  * `probes_written` NULL or writable.
  */
 ElpipsStatus elpips_tune(struct ElpipsContext *ctx, const struct ElpipsReference *reference, const struct ElpipsTuneOptions *options, ElpipsEncodeFn encode, void *user_data, struct ElpipsTuneResult *result, struct ElpipsTuneProbe *probes, size_t probes_capacity, size_t *probes_written);
+
+/**
+ * Compares `count` candidates to a prepared reference, applying every sample's transform and
+ * dropout to all of them (common random numbers), so differences between candidates are
+ * measured far more precisely than the distances themselves.
+ *
+ * Writes `results[0..count]` (each candidate's distance, as `elpips_compare_reference` would
+ * give it with a fixed sample count) and, unless `differences` is NULL,
+ * `differences[0..count * (count - 1) / 2]`: every pair `first < second` in the order
+ * (0,1), (0,2), ..., (0,count-1), (1,2), .... The context's sampling options apply; with
+ * adaptive sampling, sampling stops once every distance meets the targets (`converged` says
+ * whether they did). `count` = 0: `ELPIPS_STATUS_INVALID_ARGUMENT`. NULL `ctx`, `reference`,
+ * `candidates` or `results`: `ELPIPS_STATUS_NULL_POINTER`. On failure the outputs are
+ * unspecified. Thread-safe as `elpips_compare`.
+ *
+ * # Safety
+ * `ctx` is NULL or a live context; `reference` is NULL or a live reference; `candidates` is NULL
+ * or points to `count` valid image descriptions; `results` is NULL or has room for `count`
+ * results; `differences` is NULL or has room for `count * (count - 1) / 2` differences.
+ */
+ElpipsStatus elpips_compare_many(struct ElpipsContext *ctx, const struct ElpipsReference *reference, const struct ElpipsImage *candidates, size_t count, struct ElpipsResult *results, struct ElpipsDifference *differences);
 
 /**
  * Loads the gradient model of `options->metric`: `ELPIPS_METRIC_LPIPS_VGG` or
