@@ -257,7 +257,7 @@ fn run_case(id: &str, f: &Fixtures) -> Option<Outcome> {
         }
         "png-zero-size" => decode(&png_header(0, 10)),
         "png-huge-header" => decode(&png_header(100_000, 100_000)),
-        "png-over-budget" => lib(Image::decode(&f.png, &LoadOptions { max_pixels: 1000 })),
+        "png-over-budget" => lib(Image::decode(&f.png, &LoadOptions { max_pixels: 1000, ..Default::default() })),
         "jpeg-truncated" => decode(&f.jpeg[..f.jpeg.len() / 3]),
         "jpeg-header-only" => decode(&f.jpeg[..20]),
         "jpeg-huge-header" => decode(&jpeg_with_size(&f.jpeg, 65_000, 65_000)),
