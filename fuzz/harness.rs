@@ -41,7 +41,7 @@ fn context() -> *mut ElpipsContext {
         let mut o = std::mem::MaybeUninit::<ElpipsOptions>::zeroed();
         let mut ctx = std::ptr::null_mut();
         unsafe {
-            assert_eq!(elpips_options_default(o.as_mut_ptr()), ELPIPS_OK);
+            assert_eq!(elpips_options_default(o.as_mut_ptr(), std::mem::size_of::<ElpipsOptions>()), ELPIPS_OK);
             let mut o = o.assume_init();
             o.metric = ELPIPS_METRIC_LPIPS_ALEX;
             o.threads = 1;
@@ -195,9 +195,14 @@ pub fn capi_options(data: &[u8]) {
             assert!(message[..msg_size].contains(&0), "message not NUL-terminated within its buffer");
         }
         elpips_context_free(ctx);
-        // The defaults over whatever the caller's struct held.
-        assert_eq!(elpips_options_default(p), ELPIPS_OK);
-        let written = std::ptr::addr_of!((*p).struct_size).read_unaligned();
-        assert!(written <= ours && written > 0);
+        // The defaults over whatever the caller's struct held, at any size its buffer has.
+        let s = elpips_options_default(p, size);
+        if size < std::mem::offset_of!(ElpipsOptions, exposure) {
+            assert_eq!(s, ELPIPS_STATUS_INVALID_ARGUMENT);
+        } else {
+            assert_eq!(s, ELPIPS_OK);
+            assert_eq!(std::ptr::addr_of!((*p).struct_size).read_unaligned(), size);
+            assert!(buf[ours.min(size)..size].iter().all(|&b| b == 0), "a newer caller's extra fields not zeroed");
+        }
     }
 }

@@ -700,17 +700,19 @@ uint32_t elpips_abi_version(void);
 const char *elpips_status_str(ElpipsStatus status);
 
 /**
- * Fills `options` with the defaults (see each field) and sets `struct_size`.
+ * Fills `options` with the defaults (see each field); pass `sizeof(ElpipsOptions)` as `size`.
  *
- * If `options->struct_size` already holds a size this library accepts that is smaller than its
- * own (a caller built against an older header that set it), only that many bytes are written;
- * any other value (including uninitialised memory) is replaced by this header's size.
- * NULL `options`: `ELPIPS_STATUS_NULL_POINTER`. Thread-safe.
+ * `size` is the caller's idea of the struct's size, so a program built against an older header
+ * (a smaller struct) gets only its own fields written, and one built against a newer header gets
+ * this library's defaults with its unknown trailing fields zeroed (which mean "default").
+ * `struct_size` is set to `size`. The struct's previous contents are never read, so it may be
+ * uninitialised. NULL `options`: `ELPIPS_STATUS_NULL_POINTER`; `size` smaller than the first
+ * version of the struct: `ELPIPS_STATUS_INVALID_ARGUMENT`. Thread-safe.
  *
  * # Safety
- * `options` is NULL or points to writable memory for an `ElpipsOptions` (of the caller's size).
+ * `options` is NULL or points to `size` writable bytes.
  */
-ElpipsStatus elpips_options_default(struct ElpipsOptions *options);
+ElpipsStatus elpips_options_default(struct ElpipsOptions *options, size_t size);
 
 /**
  * Creates a context: loads ONNX Runtime (once per process) and the metric's network.

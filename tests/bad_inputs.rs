@@ -149,7 +149,7 @@ impl Drop for Fixtures {
 fn options() -> ElpipsOptions {
     let mut o = std::mem::MaybeUninit::<ElpipsOptions>::zeroed();
     // SAFETY: writable.
-    assert_eq!(unsafe { elpips_options_default(o.as_mut_ptr()) }, ELPIPS_OK);
+    assert_eq!(unsafe { elpips_options_default(o.as_mut_ptr(), std::mem::size_of::<ElpipsOptions>()) }, ELPIPS_OK);
     // SAFETY: initialised above.
     let mut o = unsafe { o.assume_init() };
     o.threads = 1;

@@ -31,7 +31,7 @@ fn image(rgb: &[u8]) -> ElpipsImage {
 fn options(metric: ElpipsMetric, samples: u32, seed: u64) -> ElpipsOptions {
     let mut o = std::mem::MaybeUninit::<ElpipsOptions>::zeroed();
     // SAFETY: a writable options struct.
-    assert_eq!(unsafe { elpips_options_default(o.as_mut_ptr()) }, ELPIPS_OK);
+    assert_eq!(unsafe { elpips_options_default(o.as_mut_ptr(), std::mem::size_of::<ElpipsOptions>()) }, ELPIPS_OK);
     // SAFETY: initialised by elpips_options_default.
     let mut o = unsafe { o.assume_init() };
     o.metric = metric;
@@ -195,7 +195,7 @@ fn bad_arguments_get_their_statuses_and_messages() {
         assert_eq!(elpips_compare(ptr::null_mut(), &good, &good, &mut r), ELPIPS_STATUS_NULL_POINTER);
         assert_eq!(elpips_compare(ctx.0, ptr::null(), &good, &mut r), ELPIPS_STATUS_NULL_POINTER);
         assert_eq!(elpips_compare(ctx.0, &good, &good, ptr::null_mut()), ELPIPS_STATUS_NULL_POINTER);
-        assert_eq!(elpips_options_default(ptr::null_mut()), ELPIPS_STATUS_NULL_POINTER);
+        assert_eq!(elpips_options_default(ptr::null_mut(), std::mem::size_of::<ElpipsOptions>()), ELPIPS_STATUS_NULL_POINTER);
         assert_eq!(elpips_context_new(ptr::null(), ptr::null_mut()), ELPIPS_STATUS_NULL_POINTER);
         elpips_context_free(ptr::null_mut());
         assert_eq!(CStr::from_ptr(elpips_last_error(ptr::null())).to_str().unwrap(), "");

@@ -22,7 +22,7 @@ fn image(rgb: &[u8]) -> ElpipsImage {
 fn options(metric: ElpipsMetric, seed: u64) -> ElpipsOptions {
     let mut o = std::mem::MaybeUninit::<ElpipsOptions>::zeroed();
     // SAFETY: a writable options struct.
-    assert_eq!(unsafe { elpips_options_default(o.as_mut_ptr()) }, ELPIPS_OK);
+    assert_eq!(unsafe { elpips_options_default(o.as_mut_ptr(), std::mem::size_of::<ElpipsOptions>()) }, ELPIPS_OK);
     // SAFETY: initialised by elpips_options_default.
     let mut o = unsafe { o.assume_init() };
     o.metric = metric;

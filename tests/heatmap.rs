@@ -90,7 +90,7 @@ fn the_c_abi_returns_the_same_map() {
     let mut o = std::mem::MaybeUninit::<ElpipsOptions>::zeroed();
     // SAFETY: a writable options struct; then initialised by the call.
     let mut o = unsafe {
-        assert_eq!(elpips_options_default(o.as_mut_ptr()), ELPIPS_OK);
+        assert_eq!(elpips_options_default(o.as_mut_ptr(), std::mem::size_of::<ElpipsOptions>()), ELPIPS_OK);
         o.assume_init()
     };
     o.metric = ELPIPS_METRIC_LPIPS_ALEX;
@@ -121,7 +121,7 @@ fn c_abi_tone_maps_linear_buffers_and_composites_alpha() {
     let mut o = std::mem::MaybeUninit::<ElpipsOptions>::zeroed();
     // SAFETY: as above.
     let mut o = unsafe {
-        assert_eq!(elpips_options_default(o.as_mut_ptr()), ELPIPS_OK);
+        assert_eq!(elpips_options_default(o.as_mut_ptr(), std::mem::size_of::<ElpipsOptions>()), ELPIPS_OK);
         o.assume_init()
     };
     assert_eq!((o.exposure, o.tonemap, o.alpha, o.background), (0.0, ELPIPS_TONEMAP_CLAMP, ELPIPS_ALPHA_IGNORE, [0.0; 3]));

@@ -56,7 +56,7 @@ struct Options {
     ElpipsOptions raw;
     Options() {
         raw.struct_size = sizeof raw;
-        ElpipsStatus s = elpips_options_default(&raw);
+        ElpipsStatus s = elpips_options_default(&raw, sizeof raw);
         if (s != ELPIPS_OK) throw Error(s, detail::describe(s, nullptr));
     }
 };

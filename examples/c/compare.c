@@ -38,7 +38,7 @@ int main(int argc, char **argv) {
     fill(reference_px, 0);
     fill(candidate_px, 0x55);
 
-    elpips_options_default(&options);
+    elpips_options_default(&options, sizeof options);
     options.seed = argc > 1 ? strtoull(argv[1], NULL, 10) : 7;
     options.sampling = ELPIPS_SAMPLING_FIXED;
     options.samples = argc > 2 ? (uint32_t)strtoul(argv[2], NULL, 10) : 4;

@@ -711,29 +711,40 @@ pub unsafe extern "C" fn elpips_status_str(status: ElpipsStatus) -> *const c_cha
     name.ok().flatten().unwrap_or(unknown).as_ptr()
 }
 
-/// Fills `options` with the defaults (see each field) and sets `struct_size`.
+/// Fills `options` with the defaults (see each field); pass `sizeof(ElpipsOptions)` as `size`.
 ///
-/// If `options->struct_size` already holds a size this library accepts that is smaller than its
-/// own (a caller built against an older header that set it), only that many bytes are written;
-/// any other value (including uninitialised memory) is replaced by this header's size.
-/// NULL `options`: `ELPIPS_STATUS_NULL_POINTER`. Thread-safe.
+/// `size` is the caller's idea of the struct's size, so a program built against an older header
+/// (a smaller struct) gets only its own fields written, and one built against a newer header gets
+/// this library's defaults with its unknown trailing fields zeroed (which mean "default").
+/// `struct_size` is set to `size`. The struct's previous contents are never read, so it may be
+/// uninitialised. NULL `options`: `ELPIPS_STATUS_NULL_POINTER`; `size` smaller than the first
+/// version of the struct: `ELPIPS_STATUS_INVALID_ARGUMENT`. Thread-safe.
 ///
 /// # Safety
-/// `options` is NULL or points to writable memory for an `ElpipsOptions` (of the caller's size).
+/// `options` is NULL or points to `size` writable bytes.
 #[no_mangle]
-pub unsafe extern "C" fn elpips_options_default(options: *mut ElpipsOptions) -> ElpipsStatus {
+pub unsafe extern "C" fn elpips_options_default(options: *mut ElpipsOptions, size: usize) -> ElpipsStatus {
     guard(None, || {
         if options.is_null() {
             return Err(Failure::null("options"));
         }
+        if size < OPTIONS_V1_SIZE {
+            return Err(Failure::new(
+                ELPIPS_STATUS_INVALID_ARGUMENT,
+                format!("size {size} is smaller than any ElpipsOptions ({OPTIONS_V1_SIZE} bytes); pass sizeof(ElpipsOptions)"),
+            ));
+        }
         let ours = std::mem::size_of::<ElpipsOptions>();
-        // SAFETY: non-NULL; the first field exists in every version.
-        let given = unsafe { std::ptr::addr_of!((*options).struct_size).read_unaligned() };
-        let size = if (OPTIONS_V1_SIZE..ours).contains(&given) { given } else { ours };
         let mut defaults = ElpipsOptions::defaults();
         defaults.struct_size = size;
-        // SAFETY: the caller's struct has at least `size` bytes.
-        unsafe { std::ptr::copy_nonoverlapping((&defaults as *const ElpipsOptions).cast::<u8>(), options.cast::<u8>(), size) };
+        let bytes = options.cast::<u8>();
+        // SAFETY: the caller promises `size` writable bytes; `defaults` has `ours`.
+        unsafe {
+            std::ptr::copy_nonoverlapping((&defaults as *const ElpipsOptions).cast::<u8>(), bytes, size.min(ours));
+            if size > ours {
+                std::ptr::write_bytes(bytes.add(ours), 0, size - ours);
+            }
+        }
         Ok(())
     })
 }

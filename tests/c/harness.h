@@ -96,7 +96,7 @@ static inline ElpipsImage image_rgb8(const unsigned char *data, unsigned w, unsi
 /* Options for tests: one thread, a fixed small sample count, a fixed seed. */
 static inline ElpipsOptions test_options(ElpipsMetric metric, unsigned samples) {
     ElpipsOptions o;
-    if (elpips_options_default(&o) != ELPIPS_OK) abort();
+    if (elpips_options_default(&o, sizeof o) != ELPIPS_OK) abort();
     o.metric = metric;
     o.threads = 1;
     o.sampling = ELPIPS_SAMPLING_FIXED;

@@ -17,7 +17,7 @@ static void versions(void) {
 static void defaults(void) {
     ElpipsOptions o;
     memset(&o, 0xAB, sizeof o); /* garbage, as in uninitialised memory */
-    CHECK_STATUS(NULL, elpips_options_default(&o), ELPIPS_OK);
+    CHECK_STATUS(NULL, elpips_options_default(&o, sizeof o), ELPIPS_OK);
     CHECK(o.struct_size == sizeof(ElpipsOptions));
     CHECK(o.metric == ELPIPS_METRIC_ELPIPS_VGG);
     CHECK(o.device == ELPIPS_DEVICE_CPU);
@@ -28,7 +28,28 @@ static void defaults(void) {
     CHECK(o.max_samples == 200 && o.min_samples == 16 && o.samples == 200);
     CHECK(o.threads == 0 && o.scale_levels == 0 && o.max_pixels == 0);
     CHECK(o.runtime_library == NULL && o.model_dir == NULL && o.linear_weights == NULL);
-    CHECK_STATUS(NULL, elpips_options_default(NULL), ELPIPS_STATUS_NULL_POINTER);
+    CHECK_STATUS(NULL, elpips_options_default(NULL, sizeof o), ELPIPS_STATUS_NULL_POINTER);
+    CHECK_STATUS(NULL, elpips_options_default(&o, 8), ELPIPS_STATUS_INVALID_ARGUMENT);
+}
+
+/* A caller built against the first header (its struct ends before `exposure`) gets only its own
+ * bytes written; one built against a newer header gets its unknown trailing fields zeroed. */
+static void sized_defaults(void) {
+    const size_t v1 = offsetof(ElpipsOptions, exposure);
+    unsigned char buf[sizeof(ElpipsOptions) + 16];
+    ElpipsOptions o;
+    size_t i;
+    memset(buf, 0xAB, sizeof buf);
+    CHECK_STATUS(NULL, elpips_options_default((ElpipsOptions *)(void *)buf, v1), ELPIPS_OK);
+    memcpy(&o, buf, v1);
+    CHECK(o.struct_size == v1 && o.metric == ELPIPS_METRIC_ELPIPS_VGG && o.min_samples == 16);
+    for (i = v1; i < sizeof buf; i++) CHECK(buf[i] == 0xAB);
+
+    memset(buf, 0xAB, sizeof buf);
+    CHECK_STATUS(NULL, elpips_options_default((ElpipsOptions *)(void *)buf, sizeof buf), ELPIPS_OK);
+    memcpy(&o, buf, sizeof o);
+    CHECK(o.struct_size == sizeof buf && o.tonemap == ELPIPS_TONEMAP_CLAMP);
+    for (i = sizeof o; i < sizeof buf; i++) CHECK(buf[i] == 0);
 }
 
 /* Tries to create a context from `o`; checks the status and that the message names `needle`. */
@@ -175,6 +196,7 @@ static void runtime_beside_library(void) {
 int main(void) {
     versions();
     defaults();
+    sized_defaults();
     contexts(); /* loads the runtime from its default place first */
     runtime_beside_library();
     option_errors();

@@ -131,7 +131,7 @@ def _library():
         lib.elpips_status_str.restype = ctypes.c_char_p
         lib.elpips_status_str.argtypes = [status]
         lib.elpips_options_default.restype = status
-        lib.elpips_options_default.argtypes = [P(_Options)]
+        lib.elpips_options_default.argtypes = [P(_Options), ctypes.c_size_t]
         lib.elpips_context_new_with_error.restype = status
         lib.elpips_context_new_with_error.argtypes = [P(_Options), P(ctypes.c_void_p), ctypes.c_char_p, ctypes.c_size_t]
         lib.elpips_context_free.restype = None
@@ -219,7 +219,7 @@ class Context:
             raise ValueError(f"unknown device {device!r}; choose one of {', '.join(_DEVICES)}")
         o = _Options()
         o.struct_size = ctypes.sizeof(_Options)
-        self._check(lib.elpips_options_default(ctypes.byref(o)))
+        self._check(lib.elpips_options_default(ctypes.byref(o), ctypes.sizeof(o)))
         o.metric, o.device, o.seed, o.threads = _METRICS[metric], _DEVICES[device], seed, threads
         o.sampler = _SAMPLERS[sampler]
         if samples is not None:
