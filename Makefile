@@ -37,7 +37,7 @@ NO_ENV      := env -u ORT_DYLIB_PATH -u ELPIPS_MODEL_DIR -u LD_LIBRARY_PATH
 PYENV       := .cache/pyenv
 C_TESTS     := $(basename $(notdir $(wildcard tests/c/test_*.c)))
 
-.PHONY: fuzz test-tsan bench-integrity setup build demo test test-rust test-c test-examples test-python test-plugins test-e2e test-long test-no-codecs bench bench-tune attack interpolate header install install-test clean-cache
+.PHONY: fuzz test-tsan bench-integrity setup build demo test test-rust test-c test-examples test-python test-plugins test-e2e test-long test-no-codecs bench bench-venv bench-tune attack interpolate header install install-test clean-cache
 
 setup:
 	$(PYTHON) weights/setup.py
@@ -235,9 +235,26 @@ fuzz: setup
 	  [ $$rc -eq 0 ] || { echo "fuzz $$t failed (rc $$rc): see .cache/fuzz-$$t.log and fuzz/artifacts/$$t"; exit 1; }; \
 	done
 
+
+# `make bench`: network speed and samples (throughput), then LPIPS-VGG 512x512 against pip lpips
+# on PyTorch CPU, int8, reference reuse, GFLOP/s vs the measured peak and the 4K pair's peak
+# memory (speed; docs/performance.md). The pip lpips venv is optional: without it (no PyPI), the
+# speed bench says why and prints the rest.
 bench: setup
+	-$(MAKE) --no-print-directory bench-venv
 	$(CARGO) bench --bench throughput
 	$(CARGO) bench --bench estimator
+	$(CARGO) bench --bench speed
+
+# PyTorch (CPU use of the PyPI wheel; it pulls the nvidia-* runtime wheels, ~5 GB installed) and
+# lpips 0.1.4 without torchvision (benches/pip_lpips.py supplies VGG16's layer stack), for the
+# comparison only. Never part of `make test`.
+BENCH_VENV := .cache/bench/venv
+bench-venv:
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -c "import torch, scipy, tqdm, importlib.util as u; assert u.find_spec('lpips')" 2>/dev/null || { \
+	  $(BENCH_VENV)/bin/pip install -q torch==2.15.0 numpy scipy tqdm setuptools && \
+	  $(BENCH_VENV)/bin/pip install -q --no-deps lpips==0.1.4; }
 
 # Encoder tuning: probes, samples and time to a decision vs plain bisection (docs/codec.md).
 # ELPIPS_BENCH_FULL=1 adds 128x128 crops and a third threshold.

@@ -28,6 +28,11 @@
 #define ELPIPS_ABI_VERSION 0
 
 /**
+ * `elpips_context_set_tile_size` value that turns tiling off.
+ */
+#define ELPIPS_TILE_NEVER UINT32_MAX
+
+/**
  * `start_setting` value meaning "the middle of the range".
  */
 #define ELPIPS_TUNE_START_MIDDLE INT32_MIN
@@ -265,6 +270,11 @@ typedef struct ElpipsResult {
      */
     bool converged;
 } ElpipsResult;
+
+/**
+ * Arithmetic of the networks.
+ */
+typedef uint32_t ElpipsPrecision;
 
 /**
  * What `elpips_tune` looks for.
@@ -566,14 +576,28 @@ typedef struct ElpipsDifference {
 #define ELPIPS_DEVICE_CPU 0
 
 /**
- * The best device this build supports (today: the CPU).
+ * CUDA when this build (cargo feature `cuda`), the loaded ONNX Runtime (onnxruntime-gpu) and a
+ * GPU allow it, else the CPU; `elpips_context_device` tells which one a context got.
  */
 #define ELPIPS_DEVICE_AUTO 1
 
 /**
- * An NVIDIA GPU through CUDA; `ELPIPS_STATUS_UNSUPPORTED` in builds without CUDA (all today).
+ * An NVIDIA GPU through CUDA (CPU provider behind it for any node CUDA does not take);
+ * `ELPIPS_STATUS_UNSUPPORTED` when the build or the runtime has no CUDA provider (the
+ * CPU-only runtime `make setup` installs has none).
  */
 #define ELPIPS_DEVICE_CUDA 2
+
+/**
+ * float32 everywhere. Default.
+ */
+#define ELPIPS_PRECISION_FP32 0
+
+/**
+ * int8 convolutions (lpips-vgg only; faster on CPUs, up to ~3% measured distance error: see
+ * docs/performance.md). Other metrics: `ELPIPS_STATUS_INVALID_ARGUMENT`.
+ */
+#define ELPIPS_PRECISION_INT8 1
 
 /**
  * 3 x `uint8_t` per pixel. The zero value, hence the default.
@@ -787,7 +811,12 @@ ElpipsStatus elpips_compare(struct ElpipsContext *ctx, const struct ElpipsImage 
 ElpipsStatus elpips_compare_files(struct ElpipsContext *ctx, const char *reference_path, const char *candidate_path, struct ElpipsResult *result);
 
 /**
- * Prepares `image` as a reference for many candidates: validates and converts it once.
+ * Prepares `image` as a reference for many candidates: validates and converts it once, and for
+ * the LPIPS metrics also runs the network on it once (with `ctx`'s options), so each candidate
+ * compared on a context with the same metric, precision, model directory and linear weights
+ * costs one network pass instead of two (about 2x faster; any other context still gets the
+ * right answer by a full comparison). The taps take memory: about 490 bytes per pixel for
+ * lpips-vgg (128 MB at 512x512); images that are tiled keep only the pixels.
  *
  * Every candidate compared against it with `elpips_compare_reference` on a context with a given
  * seed sees the same transform and dropout masks at each sample index, so differences between
@@ -821,6 +850,41 @@ void elpips_reference_free(struct ElpipsReference *reference);
  * or a valid description of readable pixels; `result` is NULL or writable.
  */
 ElpipsStatus elpips_compare_reference(struct ElpipsContext *ctx, const struct ElpipsReference *reference, const struct ElpipsImage *candidate, struct ElpipsResult *result);
+
+/**
+ * Writes the device `ctx`'s network runs on to `*device`: `ELPIPS_DEVICE_CPU` or
+ * `ELPIPS_DEVICE_CUDA` (never `ELPIPS_DEVICE_AUTO`: this says what `AUTO` chose). NULL
+ * anything: `ELPIPS_STATUS_NULL_POINTER`. Thread-safe.
+ *
+ * # Safety
+ * `ctx` is NULL or a live context; `device` is NULL or writable.
+ */
+ElpipsStatus elpips_context_device(struct ElpipsContext *ctx, ElpipsDevice *device);
+
+/**
+ * Sets the arithmetic of `ctx`'s network: `ELPIPS_PRECISION_FP32` (the default) or
+ * `ELPIPS_PRECISION_INT8` (lpips-vgg only, opt-in; up to ~3% distance error, see
+ * docs/performance.md). On failure the context keeps its precision. Unknown value, or int8 for
+ * another metric: `ELPIPS_STATUS_INVALID_ARGUMENT`. NULL `ctx`: `ELPIPS_STATUS_NULL_POINTER`.
+ * Thread-safe (serialised with the context's comparisons). References prepared before keep
+ * their taps; used with a context of another precision they are compared in full.
+ *
+ * # Safety
+ * `ctx` is NULL or a live context.
+ */
+ElpipsStatus elpips_context_set_precision(struct ElpipsContext *ctx, ElpipsPrecision precision);
+
+/**
+ * Sets how `ctx` tiles big lpips-vgg pairs: 0 (default) = automatically, images above 2.4 Mpx
+ * in 768-pixel cores; `ELPIPS_TILE_NEVER` = never; otherwise the tile core side in pixels
+ * (rounded up to 16). Tiled distances equal untiled ones to float32 rounding while memory stays
+ * bounded (docs/performance.md). Other metrics ignore it. NULL `ctx`:
+ * `ELPIPS_STATUS_NULL_POINTER`. Thread-safe.
+ *
+ * # Safety
+ * `ctx` is NULL or a live context.
+ */
+ElpipsStatus elpips_context_set_tile_size(struct ElpipsContext *ctx, uint32_t tile_size);
 
 /**
  * Compares `candidate` to `reference` like `elpips_compare` (same result for the same options

@@ -13,10 +13,11 @@ use crate::heatmap::{input_map, Accumulator, Heatmap};
 use crate::multi::{MultiEstimate, PairedPlans};
 use crate::estimate::{Estimate, Sampling, Z95};
 use crate::sampler::{Draw, Plan, SamplerKind, PILOT_PER_LEVEL};
+use crate::features::{tiled_distance, FeatureNet, Precision, Taps, AUTO_TILE_PIXELS, DEFAULT_TILE};
 use crate::image::{check_same_size, Image};
 use crate::linear_weights::LinearWeights;
 use crate::models::{model_dir, MetricKind};
-use crate::runtime::{RuntimeOptions, Session};
+use crate::runtime::{Device, RuntimeOptions, Session};
 
 /// Pixels (summed over the samples of one ONNX Runtime call) that a batch may hold. Each pixel
 /// costs about 2 KiB of activations at the first VGG block, so this keeps a run near 1 GiB.
@@ -41,6 +42,12 @@ pub struct MetricOptions {
     pub sampler: SamplerKind,
     /// E-LPIPS scale levels; `None` = the size rule `max(1, min(H, W) / 64)`.
     pub scale_levels: Option<u32>,
+    /// Arithmetic of the networks (fp32 by default; int8 is opt-in, lpips-vgg only).
+    pub precision: Precision,
+    /// LPIPS-VGG: tile core side in pixels (rounded up to 16); `Some(0)` = never tile; `None` =
+    /// tile images above 2.4 Mpx with 768-pixel cores. The tiled distance equals the untiled one
+    /// to float32 rounding (see `features`).
+    pub tile_size: Option<u32>,
 }
 
 impl Default for MetricOptions {
@@ -54,8 +61,40 @@ impl Default for MetricOptions {
             sampling: Sampling::DEFAULT,
             sampler: SamplerKind::default(),
             scale_levels: None,
+            precision: Precision::Fp32,
+            tile_size: None,
         }
     }
+}
+
+/// A reference prepared for many candidates ([`Metric::prepare_reference`]). For the LPIPS
+/// metrics it holds the reference's taps, so each candidate costs one network pass instead of
+/// two; for E-LPIPS (whose features depend on each sample's transform and dropout) it holds the
+/// image, and [`Metric::evaluate_draws_many`] shares the reference's pass between candidates
+/// within each sample.
+pub struct Reference {
+    image: Image,
+    taps: Option<(FeaturesKey, Taps)>,
+}
+
+impl Reference {
+    pub fn image(&self) -> &Image {
+        &self.image
+    }
+
+    /// Bytes of precomputed taps held (0 when none).
+    pub fn taps_bytes(&self) -> usize {
+        self.taps.as_ref().map_or(0, |(_, t)| t.bytes())
+    }
+}
+
+/// What reference taps depend on: taps from one metric are reused only by an equal one.
+#[derive(Clone, Debug, PartialEq)]
+struct FeaturesKey {
+    metric: MetricKind,
+    precision: Precision,
+    model_dir: Option<PathBuf>,
+    linear_weights: Option<PathBuf>,
 }
 
 /// Where a comparison stands; passed to progress callbacks after every batch.
@@ -74,6 +113,8 @@ pub struct Metric {
     lin_names: Vec<String>,
     /// Custom linear weights fed over the model's built-in ones.
     linear_weights: Option<LinearWeights>,
+    /// The feature network (reference reuse, tiling, int8), opened on first use.
+    features: Option<FeatureNet>,
 }
 
 impl Metric {
@@ -126,9 +167,100 @@ impl Metric {
                 inputs.join(", ")
             )));
         }
-        Ok(Metric { options, session, mask_names, lin_names, linear_weights })
+        let mut metric = Metric { options, session, mask_names, lin_names, linear_weights, features: None };
+        if metric.options.precision != Precision::Fp32 {
+            metric.feature_net()?; // int8 runs only there: fail now if it cannot
+        }
+        Ok(metric)
     }
 
+    /// Switches the arithmetic (see [`MetricOptions::precision`]); fails, leaving the metric as
+    /// it was, where the precision is not built for this metric.
+    pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
+        if precision != self.options.precision {
+            let o = &self.options;
+            let net = FeatureNet::open(o.metric, o.model_dir.as_deref(), &o.runtime, precision, self.linear_weights.as_ref())?;
+            self.options.precision = precision;
+            self.features = Some(net);
+        }
+        Ok(())
+    }
+
+    /// Sets [`MetricOptions::tile_size`].
+    pub fn set_tile_size(&mut self, tile_size: Option<u32>) {
+        self.options.tile_size = tile_size;
+    }
+
+    /// The device the networks run on (CPU, or CUDA when asked for and available).
+    pub fn device(&self) -> Device {
+        self.session.device()
+    }
+
+    fn feature_net(&mut self) -> Result<&mut FeatureNet> {
+        if self.features.is_none() {
+            let o = &self.options;
+            let net = FeatureNet::open(o.metric, o.model_dir.as_deref(), &o.runtime, o.precision, self.linear_weights.as_ref())?;
+            self.features = Some(net);
+        }
+        Ok(self.features.as_mut().expect("opened above"))
+    }
+
+    fn features_key(&self) -> FeaturesKey {
+        let o = &self.options;
+        FeaturesKey { metric: o.metric, precision: o.precision, model_dir: o.model_dir.clone(), linear_weights: o.linear_weights.clone() }
+    }
+
+    /// Tile core side for an LPIPS-VGG pair of this size, or `None` to run it whole.
+    fn tile_for(&self, h: u32, w: u32) -> Option<usize> {
+        if self.kind() != MetricKind::LpipsVgg {
+            return None;
+        }
+        match self.options.tile_size {
+            Some(0) => None,
+            Some(t) => Some(t as usize),
+            None => (h as u64 * w as u64 > AUTO_TILE_PIXELS).then_some(DEFAULT_TILE as usize),
+        }
+    }
+
+    /// The LPIPS distance of a checked pair. The split path (reference taps, then the candidate
+    /// against them) serves every LPIPS comparison, so a prepared reference gives bit-identical
+    /// answers; big pairs are tiled.
+    fn lpips_distance(&mut self, reference: &Image, candidate: &Image) -> Result<f64> {
+        let (h, w) = (reference.height() as usize, reference.width() as usize);
+        if let Some(core) = self.tile_for(h as u32, w as u32) {
+            return tiled_distance(self.feature_net()?, reference.data(), candidate.data(), h, w, core);
+        }
+        let net = self.feature_net()?;
+        let taps = net.taps(reference.data(), 1, h, w, None)?;
+        distance_of_maps(&net.maps_against(&taps, candidate.data(), 1, h, w, None, &[(0, 0)])?[0])
+    }
+
+    /// Prepares `image` as the reference of many comparisons (see [`Reference`]).
+    pub fn prepare_reference(&mut self, image: &Image) -> Result<Reference> {
+        self.check_pair(image, image)?;
+        let (h, w) = (image.height() as usize, image.width() as usize);
+        let taps = if self.kind().is_ensemble() || self.tile_for(h as u32, w as u32).is_some() {
+            None
+        } else {
+            let key = self.features_key();
+            Some((key, self.feature_net()?.taps(image.data(), 1, h, w, None)?))
+        };
+        Ok(Reference { image: image.clone(), taps })
+    }
+
+    /// Compares `candidate` to a prepared reference: the same answer as [`Metric::compare`] with
+    /// the reference's image (bit for bit), with the reference's pass saved for LPIPS.
+    pub fn compare_reference(&mut self, reference: &Reference, candidate: &Image) -> Result<Estimate> {
+        self.check_pair(&reference.image, candidate)?;
+        match &reference.taps {
+            Some((key, taps)) if *key == self.features_key() => {
+                let (h, w) = (candidate.height() as usize, candidate.width() as usize);
+                let maps = self.feature_net()?.maps_against(taps, candidate.data(), 1, h, w, None, &[(0, 0)])?;
+                Ok(Estimate::exact(distance_of_maps(&maps[0])?))
+            }
+            _ => self.compare(&reference.image, candidate),
+        }
+    }
     pub fn kind(&self) -> MetricKind {
         self.options.metric
     }
@@ -190,8 +322,7 @@ impl Metric {
     ) -> Result<Estimate> {
         self.check_pair(reference, candidate)?;
         if !self.kind().is_ensemble() {
-            let d = self.evaluate(reference, candidate, None, None)?;
-            return Ok(Estimate::exact(d));
+            return Ok(Estimate::exact(self.lpips_distance(reference, candidate)?));
         }
         let (h, w) = (reference.height() as usize, reference.width() as usize);
         self.check_sample_budget(h, w)?;
@@ -233,9 +364,19 @@ impl Metric {
         let (h, w) = (reference.height() as usize, reference.width() as usize);
         let mut acc = Accumulator::new(w, h);
         if !self.kind().is_ensemble() {
-            let (d, maps) = self.run_with_maps(reference.data(), candidate.data(), 1, h, w, None, true)?;
+            // The split path `compare` takes (unless tiled), so the two report the same distance.
+            let (d, maps) = if self.tile_for(h as u32, w as u32).is_some() {
+                let (d, maps) = self.run_with_maps(reference.data(), candidate.data(), 1, h, w, None, true)?;
+                (d[0], maps)
+            } else {
+                let net = self.feature_net()?;
+                let taps = net.taps(reference.data(), 1, h, w, None)?;
+                let per_tap = net.maps_against(&taps, candidate.data(), 1, h, w, None, &[(0, 0)])?.swap_remove(0);
+                let d = distance_of_maps(&per_tap)?;
+                (d, taps.shapes.iter().zip(per_tap).map(|(s, m)| (vec![1, 1, s[2], s[3]], m)).collect())
+            };
             add_maps(&mut acc, &maps, 0, 0, None, h, w);
-            return Ok((Estimate::exact(d[0]), acc.finish(&[1.0])));
+            return Ok((Estimate::exact(d), acc.finish(&[1.0])));
         }
         self.check_sample_budget(h, w)?;
         let levels = self.scale_levels(h as u32, w as u32);
@@ -276,7 +417,7 @@ impl Metric {
         gate.validate()?;
         self.check_pair(reference, candidate)?;
         if !self.kind().is_ensemble() {
-            let d = self.evaluate(reference, candidate, None, None)?;
+            let d = self.lpips_distance(reference, candidate)?;
             return Ok(Decision::exact(d, gate));
         }
         let (h, w) = (reference.height() as usize, reference.width() as usize);
@@ -448,6 +589,49 @@ impl Metric {
         Ok(out)
     }
 
+    /// [`Metric::evaluate_draws`] for several candidates against one reference with the same
+    /// draws (common random numbers): within each group of samples the reference's features
+    /// are computed once and every candidate is compared with them. Returns `[candidate][draw]`.
+    /// Equal, to float32 rounding, to calling `evaluate_draws` per candidate with fresh copies
+    /// of `draws`; costs `(1 + K) / 2K` of that for K candidates.
+    pub fn evaluate_draws_many(&mut self, reference: &Image, candidates: &[&Image], draws: &mut [Draw]) -> Result<Vec<Vec<f64>>> {
+        if !self.kind().is_ensemble() {
+            return Err(Error::invalid(format!("{} has no draws; use prepare_reference / compare_reference", self.kind())));
+        }
+        for c in candidates {
+            check_same_size(reference, c)?;
+        }
+        let (h, w) = (reference.height() as usize, reference.width() as usize);
+        let mut groups: BTreeMap<(usize, usize), Vec<(usize, &mut Draw)>> = BTreeMap::new();
+        for (slot, d) in draws.iter_mut().enumerate() {
+            groups.entry(d.transform.output_size(h, w)).or_default().push((slot, d));
+        }
+        let mut out = vec![vec![0.0; draws_len(&groups)]; candidates.len()];
+        for ((th, tw), mut members) in groups {
+            let n = members.len();
+            let plane = 3 * th * tw;
+            let mut buf = vec![0.0f32; n * plane];
+            for (j, (_, d)) in members.iter().enumerate() {
+                d.transform.apply_into(reference.data(), h, w, &mut buf[j * plane..(j + 1) * plane]);
+            }
+            let masks = DropoutBatch::draw(th, tw, members.iter_mut().map(|(_, d)| &mut d.rng));
+            let mask_inputs = masks.inputs();
+            let net = self.feature_net()?;
+            let ref_taps = net.taps(&buf, n, th, tw, Some(&mask_inputs))?;
+            let pairs: Vec<(usize, usize)> = (0..n).map(|j| (j, j)).collect();
+            for (k, cand) in candidates.iter().enumerate() {
+                for (j, (_, d)) in members.iter().enumerate() {
+                    d.transform.apply_into(cand.data(), h, w, &mut buf[j * plane..(j + 1) * plane]);
+                }
+                let maps = net.maps_against(&ref_taps, &buf, n, th, tw, Some(&mask_inputs), &pairs)?;
+                for (j, (slot, _)) in members.iter().enumerate() {
+                    out[k][*slot] = distance_of_maps(&maps[j])?;
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// One network evaluation of the pair: optionally transformed by `transform`, optionally
     /// with dropout masks drawn from the start of stream `(seed, index)` (E-LPIPS only). With
     /// neither, this is the deterministic network distance (for LPIPS, the metric itself).
@@ -595,6 +779,19 @@ impl DropoutBatch {
 fn round_samples(h: usize, w: usize) -> u64 {
     let (fh, fw) = Transform::neutral().output_size(h, w);
     (BATCH_PIXELS / (fh * fw)).clamp(1, ROUND_SAMPLES) as u64
+}
+
+fn draws_len(groups: &BTreeMap<(usize, usize), Vec<(usize, &mut Draw)>>) -> usize {
+    groups.values().map(Vec::len).sum()
+}
+
+/// The distance from per-tap maps: the sum over taps of each map's mean.
+fn distance_of_maps(maps: &[Vec<f32>]) -> Result<f64> {
+    let d: f64 = maps.iter().map(|m| m.iter().map(|&v| v as f64).sum::<f64>() / m.len().max(1) as f64).sum();
+    if !d.is_finite() {
+        return Err(Error::Inference(format!("the network produced a non-finite distance ({d})")));
+    }
+    Ok(d)
 }
 
 /// Smallest side an image needs for E-LPIPS with `levels` scale levels.

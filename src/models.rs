@@ -70,6 +70,16 @@ impl MetricKind {
         }
     }
 
+    /// 2x2 pools before each tap (VGG), which places the tap on a grid of `2^pools` pixels;
+    /// `None` for AlexNet, whose strided 11x11 conv and 3x3 pools do not tile on a simple grid.
+    pub fn tap_pools(self) -> Option<&'static [u32]> {
+        match self {
+            MetricKind::ElpipsVgg => Some(&[0, 0, 0, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4]),
+            MetricKind::LpipsVgg => Some(&[0, 1, 2, 3, 4]),
+            MetricKind::LpipsAlex => None,
+        }
+    }
+
     /// The smallest network input (both sides) for which every tap keeps at least one pixel:
     /// four 2x2 pools for VGG; AlexNet's stride-4 11x11 conv and two 3x3/2 pools need 31.
     pub fn min_input_size(self) -> u32 {

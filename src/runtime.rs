@@ -21,6 +21,18 @@ fn project_default_library() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/onnxruntime/lib/libonnxruntime.so.1")
 }
 
+pub(crate) fn no_cuda_reason(options: &RuntimeOptions) -> String {
+    let (lib, _) = locate_library(options.library.as_deref());
+    if cfg!(feature = "cuda") {
+        format!(
+            "--device cuda: the ONNX Runtime at {} has no CUDA execution provider (the CPU-only PyPI wheel that `make setup` installs has none); point --runtime / {ORT_DYLIB_ENV} at an onnxruntime-gpu library, or use --device auto to fall back to the CPU",
+            lib.display()
+        )
+    } else {
+        "--device cuda: this build of elpips has no CUDA support; rebuild with `cargo build --release --features cuda`, or use --device auto / cpu".to_owned()
+    }
+}
+
 /// Resolves the runtime library: the explicit path, then `ORT_DYLIB_PATH`, then a
 /// `libonnxruntime.so.1` beside the loaded libelpips (where `make install` puts it), then the
 /// project's default location. Returns the path and where it came from (for error messages).
@@ -94,13 +106,54 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
+/// Where the networks run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Device {
+    /// ONNX Runtime's CPU provider (always present).
+    #[default]
+    Cpu,
+    /// CUDA where this build and the loaded runtime support it and a session opens on it; else the CPU.
+    Auto,
+    /// CUDA or an error: needs the `cuda` feature, a runtime built with the CUDA provider
+    /// (onnxruntime-gpu; the PyPI CPU wheel `make setup` installs has none) and a GPU.
+    Cuda,
+}
+
+impl Device {
+    pub fn name(self) -> &'static str {
+        match self {
+            Device::Cpu => "cpu",
+            Device::Auto => "auto",
+            Device::Cuda => "cuda",
+        }
+    }
+
+    /// Parses `cpu`, `cuda` or `auto`.
+    pub fn from_name(name: &str) -> Result<Self> {
+        match name {
+            "cpu" => Ok(Device::Cpu),
+            "cuda" => Ok(Device::Cuda),
+            "auto" => Ok(Device::Auto),
+            _ => Err(Error::invalid(format!("unknown device `{name}`; choose cpu, cuda or auto"))),
+        }
+    }
+}
+
+impl std::fmt::Display for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Execution settings shared by every session of a metric.
 #[derive(Clone, Debug, Default)]
 pub struct RuntimeOptions {
     /// Path of libonnxruntime; `None` = `ORT_DYLIB_PATH`, then the project's default.
     pub library: Option<PathBuf>,
-    /// Intra-op threads; 0 = one per available core.
+    /// Intra-op threads; 0 = one per physical core available to this process.
     pub threads: usize,
+    /// Where to run (CPU by default).
+    pub device: Device,
 }
 
 /// More intra-op threads than this is a mistake (an unset or negative value cast to unsigned),
@@ -116,39 +169,152 @@ impl RuntimeOptions {
         Ok(())
     }
 
+    /// The intra-op thread count sessions get.
+    pub fn threads_used(&self) -> usize {
+        self.effective_threads()
+    }
+
     pub(crate) fn effective_threads(&self) -> usize {
         if self.threads > 0 {
             self.threads
         } else {
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+            physical_cores()
         }
     }
+}
+
+/// Physical cores among the CPUs this process may use: convolutions saturate a core's FMA units
+/// with one thread, and a second hyper-thread on the same core only adds contention.
+pub fn physical_cores() -> usize {
+    let logical = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    // Count distinct sibling sets among the online CPUs (Linux sysfs); the process's own limit
+    // (affinity, cgroup quota) still caps the answer.
+    let mut cores = std::collections::BTreeSet::new();
+    if let Ok(dir) = std::fs::read_dir("/sys/devices/system/cpu") {
+        for e in dir.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if !(name.starts_with("cpu") && name[3..].chars().all(|c| c.is_ascii_digit()) && name.len() > 3) {
+                continue;
+            }
+            if let Ok(s) = std::fs::read_to_string(e.path().join("topology/thread_siblings_list")) {
+                cores.insert(s.trim().to_owned());
+            }
+        }
+    }
+    if cores.is_empty() {
+        return logical;
+    }
+    let smt = std::fs::read_dir("/sys/devices/system/cpu").map(|d| d.flatten().filter(|e| {
+        let n = e.file_name();
+        let n = n.to_string_lossy();
+        n.len() > 3 && n.starts_with("cpu") && n[3..].chars().all(|c| c.is_ascii_digit())
+    }).count()).unwrap_or(cores.len()) as f64
+        / cores.len() as f64;
+    ((logical as f64 / smt.max(1.0)).round() as usize).clamp(1, logical)
+}
+
+/// Whether the loaded runtime offers the CUDA execution provider (and this build can use it).
+pub fn cuda_available(library: Option<&Path>) -> Result<bool> {
+    environment(library)?;
+    #[cfg(feature = "cuda")]
+    {
+        use ort::ep::ExecutionProvider;
+        Ok(ort::ep::CUDA::is_available().unwrap_or(false))
+    }
+    #[cfg(not(feature = "cuda"))]
+    Ok(false)
 }
 
 /// A loaded network. `run` needs `&mut`: one session per thread, or a lock around it.
 pub struct Session {
     inner: ort::session::Session,
+    device: Device,
 }
 
 impl Session {
-    /// Opens `model` with the given options.
+    /// Opens `model` with the given options. [`Device::Auto`] falls back to the CPU when CUDA
+    /// is not offered or the session does not open on it; [`Device::Cuda`] fails instead.
     pub fn open(model: &Path, options: &RuntimeOptions) -> Result<Self> {
         let env = environment(options.library.as_deref())?;
         // The bytes checked against the manifest are the bytes loaded (no check-then-reopen race).
         let bytes = crate::integrity::read_verified_model(model)?;
+        match options.device {
+            Device::Cpu => Self::open_on(&env, &bytes, model, options, Device::Cpu),
+            Device::Cuda => {
+                if !cuda_available(options.library.as_deref())? {
+                    return Err(Error::Runtime(no_cuda_reason(options)));
+                }
+                Self::open_on(&env, &bytes, model, options, Device::Cuda)
+                    .map_err(|e| Error::Runtime(format!("cannot open {} on CUDA: {e}", model.display())))
+            }
+            Device::Auto => {
+                if cuda_available(options.library.as_deref())? {
+                    if let Ok(s) = Self::open_on(&env, &bytes, model, options, Device::Cuda) {
+                        return Ok(s);
+                    }
+                }
+                Self::open_on(&env, &bytes, model, options, Device::Cpu)
+            }
+        }
+    }
+
+    fn open_on(env: &ort::environment::Environment, bytes: &[u8], model: &Path, options: &RuntimeOptions, device: Device) -> Result<Self> {
         // Builder errors carry the builder for recovery; we only need their message.
         let msg = |e: &dyn std::fmt::Display| Error::Model(format!("cannot load {}: {e}", model.display()));
-        let inner = ort::session::Session::builder(&env)
+        #[allow(unused_mut)]
+        let mut builder = ort::session::Session::builder(env)
             .map_err(|e| msg(&e))?
             .with_optimization_level(GraphOptimizationLevel::All)
             .map_err(|e| msg(&e))?
             .with_intra_threads(options.effective_threads())
             .map_err(|e| msg(&e))?
             .with_inter_threads(1)
-            .map_err(|e| msg(&e))?
-            .commit_from_memory(&bytes)
             .map_err(|e| msg(&e))?;
-        Ok(Session { inner })
+        #[cfg(feature = "cuda")]
+        if device == Device::Cuda {
+            // Registered first, the CPU provider behind it runs whatever CUDA does not take.
+            builder = builder
+                .with_execution_providers([ort::ep::CUDA::default().build().error_on_failure()])
+                .map_err(|e| msg(&e))?;
+        }
+        let inner = builder.commit_from_memory(bytes).map_err(|e| msg(&e))?;
+        Ok(Session { inner, device })
+    }
+
+    /// The device this session runs on (CPU or CUDA; never `Auto`).
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// A custom metadata value of the model (`None` if absent).
+    pub fn metadata(&self, key: &str) -> Option<String> {
+        self.inner.metadata().ok().and_then(|m| m.custom(key))
+    }
+
+    /// Runs the graph and hands each named `f32` output, with its shape, to `each` in order,
+    /// borrowed from the runtime's buffers (no copy).
+    pub fn run_with(
+        &mut self,
+        inputs: &[(&str, Vec<usize>, &[f32])],
+        outputs: &[&str],
+        each: &mut dyn FnMut(usize, &[usize], &[f32]) -> Result<()>,
+    ) -> Result<()> {
+        let mut values = Vec::with_capacity(inputs.len());
+        for (name, shape, data) in inputs {
+            let t = ort::value::TensorRef::from_array_view((shape.clone(), *data))?;
+            values.push((std::borrow::Cow::Borrowed(*name), ort::session::SessionInputValue::from(t)));
+        }
+        let result = self.inner.run(values)?;
+        for (i, name) in outputs.iter().enumerate() {
+            let value = result
+                .get(*name)
+                .ok_or_else(|| Error::Model(format!("the model has no output named `{name}`; rebuild it with `make setup`")))?;
+            let (shape, data) = value.try_extract_tensor::<f32>()?;
+            let shape: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
+            each(i, &shape, data)?;
+        }
+        Ok(())
     }
 
     /// Names of the graph inputs, in order, then of the initializers a caller may override.

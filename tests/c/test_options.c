@@ -163,6 +163,28 @@ static void contexts(void) {
     CHECK(strcmp(elpips_last_error(NULL), "") == 0);
     elpips_context_free(ctx);
     elpips_context_free(NULL); /* no-op */
+
+    /* AUTO says what it chose: the CPU, with the CPU-only runtime the tests install. */
+    {
+        ElpipsDevice device = 99;
+        o.device = ELPIPS_DEVICE_AUTO;
+        CHECK_STATUS(NULL, elpips_context_new(&o, &ctx), ELPIPS_OK);
+        CHECK_STATUS(ctx, elpips_context_device(ctx, &device), ELPIPS_OK);
+        CHECK(device == ELPIPS_DEVICE_CPU);
+        CHECK_STATUS(ctx, elpips_context_device(ctx, NULL), ELPIPS_STATUS_NULL_POINTER);
+        CHECK_STATUS(NULL, elpips_context_device(NULL, &device), ELPIPS_STATUS_NULL_POINTER);
+        /* Precision and tiling are per-context settings; int8 exists for lpips-vgg only. */
+        CHECK_STATUS(ctx, elpips_context_set_precision(ctx, 9), ELPIPS_STATUS_INVALID_ARGUMENT);
+        CHECK_MESSAGE(ctx, "unknown precision 9");
+        CHECK_STATUS(ctx, elpips_context_set_precision(ctx, ELPIPS_PRECISION_INT8), ELPIPS_STATUS_INVALID_ARGUMENT);
+        CHECK_MESSAGE(ctx, "lpips-vgg only");
+        CHECK_STATUS(ctx, elpips_context_set_precision(ctx, ELPIPS_PRECISION_FP32), ELPIPS_OK);
+        CHECK_STATUS(ctx, elpips_context_set_tile_size(ctx, ELPIPS_TILE_NEVER), ELPIPS_OK);
+        CHECK_STATUS(ctx, elpips_context_set_tile_size(ctx, 0), ELPIPS_OK);
+        CHECK_STATUS(NULL, elpips_context_set_precision(NULL, ELPIPS_PRECISION_FP32), ELPIPS_STATUS_NULL_POINTER);
+        CHECK_STATUS(NULL, elpips_context_set_tile_size(NULL, 0), ELPIPS_STATUS_NULL_POINTER);
+        elpips_context_free(ctx);
+    }
 }
 
 /* The installed library found its runtime by itself: libonnxruntime is mapped from the

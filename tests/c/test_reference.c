@@ -21,8 +21,10 @@ int main(void) {
     /* The prepared reference gives exactly elpips_compare's figure, for each candidate. */
     CHECK_STATUS(ctx, elpips_compare(ctx, &ri, &ci, &direct), ELPIPS_OK);
     CHECK_STATUS(ctx, elpips_compare_reference(ctx, ref, &ci, &prepared), ELPIPS_OK);
-    CHECK(memcmp(&direct, &prepared, sizeof direct) == 0 || (direct.distance == prepared.distance &&
-          direct.std_error == prepared.std_error && direct.samples == prepared.samples));
+    /* Field by field: the struct's padding bytes are not part of the result. */
+    CHECK(direct.distance == prepared.distance && direct.std_error == prepared.std_error &&
+          direct.ci95 == prepared.ci95 && direct.samples == prepared.samples &&
+          direct.scale_levels == prepared.scale_levels && direct.converged == prepared.converged);
     CHECK_STATUS(ctx, elpips_compare_reference(ctx, ref, &di, &d1), ELPIPS_OK);
     CHECK_STATUS(ctx, elpips_compare(ctx, &ri, &di, &d2), ELPIPS_OK);
     CHECK(d1.distance == d2.distance);

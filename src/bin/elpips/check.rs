@@ -13,12 +13,13 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Args;
-use elpips::{Decision, Error, Gate, Image, LoadOptions, Metric, MetricKind, MetricOptions, SamplerKind, Sampling, Verdict};
+use elpips::{Decision, Error, Gate, Image, LoadOptions, Metric, MetricKind, Sampling, Verdict};
 use serde_json::{json, Value};
 
 use crate::heatmap::HeatmapArgs;
 use crate::input::InputArgs;
-use crate::{runtime_options, CommonArgs};
+use crate::metric_args::NetworkArgs;
+use crate::CommonArgs;
 
 /// Version of the summary format written by `--summary` (and read by `--merge`).
 const SUMMARY_FORMAT: u64 = 1;
@@ -68,21 +69,9 @@ pub struct CheckArgs {
     /// Write the JSON summary here (what --merge reads).
     #[arg(long, value_name = "FILE")]
     summary: Option<PathBuf>,
-    /// Metric: elpips-vgg (default), lpips-vgg or lpips-alex (exact: decided at once).
-    #[arg(long, default_value = "elpips-vgg", value_parser = ["elpips-vgg", "lpips-vgg", "lpips-alex"])]
-    metric: String,
-    /// Custom linear weights replacing the metric's (the authors' .npy dict or an lpips .pth).
-    #[arg(long, value_name = "FILE")]
-    lin_weights: Option<PathBuf>,
-    /// How samples are drawn: iid (default) or stratified by scale level.
-    #[arg(long, default_value = "iid", value_parser = ["iid", "stratified"])]
-    sampler: String,
-    /// Seed of the random transforms and dropout (fixed, so a gate gives the same verdict every run).
-    #[arg(long, value_name = "S", default_value_t = 0)]
-    seed: u64,
-    /// E-LPIPS scale levels (default: max(1, min(H, W) / 64)).
-    #[arg(long, value_name = "S")]
-    scale_levels: Option<u32>,
+    /// The network and its draws (the seed is fixed, so a gate gives the same verdict every run).
+    #[command(flatten)]
+    network: NetworkArgs,
     /// Tone mapping of EXR/HDR inputs, alpha policy, pixel budget (see docs/renderer.md).
     #[command(flatten)]
     input: InputArgs,
@@ -118,7 +107,11 @@ pub fn run(args: CheckArgs) -> Result<ExitCode, Error> {
     if !args.merge.is_empty() {
         return merge(&args);
     }
-    let kind = MetricKind::from_name(&args.metric)?;
+    let kind = args.network.kind()?;
+    if args.network.sampler == "control" {
+        // The gate's error rate is validated for iid and stratified draws only.
+        return Err(invalid("check decides with --sampler iid or stratified; control is for compare and rank".to_owned()));
+    }
     if let Some(t) = args.max_distance {
         if !(t.is_finite() && t >= 0.0) {
             return Err(invalid(format!("--max-distance must be a finite distance >= 0, not {t}")));
@@ -176,16 +169,7 @@ pub fn run(args: CheckArgs) -> Result<ExitCode, Error> {
         }
     }
 
-    let mut metric = Metric::new(MetricOptions {
-        metric: kind,
-        model_dir: args.common.model_dir.clone(),
-        linear_weights: args.lin_weights.clone(),
-        runtime: runtime_options(&args.common),
-        seed: args.seed,
-        sampler: if args.sampler == "iid" { SamplerKind::Iid } else { SamplerKind::Stratified },
-        scale_levels: args.scale_levels,
-        ..Default::default()
-    })?;
+    let mut metric = Metric::new(args.network.metric_options(&args.common, Sampling::DEFAULT)?)?;
     let load = args.input.load_options()?;
 
     let started = Instant::now();
@@ -404,14 +388,14 @@ fn print_case(args: &CheckArgs, r: &Value, single: bool) {
 fn settings(args: &CheckArgs, kind: MetricKind) -> Value {
     json!({
         "metric": kind.name(),
-        "seed": args.seed,
-        "sampler": args.sampler,
-        "scale_levels": args.scale_levels,
+        "seed": args.network.seed,
+        "sampler": args.network.sampler,
+        "scale_levels": args.network.scale_levels,
         "error_rate": args.error_rate,
         "max_samples": args.max_samples,
         "min_samples": args.min_samples,
         "undecided": args.undecided,
-        "lin_weights": args.lin_weights.as_ref().map(|p| p.display().to_string()),
+        "lin_weights": args.network.lin_weights.as_ref().map(|p| p.display().to_string()),
     })
 }
 

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use elpips::{Error, Metric, MetricKind, MetricOptions, RuntimeOptions};
+use elpips::{Device, Error, Metric, MetricKind, MetricOptions, RuntimeOptions};
 
 mod check;
 mod codec;
@@ -14,6 +14,7 @@ mod compare;
 mod tune;
 mod heatmap;
 mod input;
+mod metric_args;
 mod rank;
 
 #[derive(Parser)]
@@ -48,9 +49,13 @@ pub struct CommonArgs {
     /// Directory with the .onnx models (default: $ELPIPS_MODEL_DIR, then the checkout's weights/models).
     #[arg(long, value_name = "DIR")]
     pub model_dir: Option<PathBuf>,
-    /// ONNX Runtime threads (default: one per core).
+    /// ONNX Runtime threads (default: one per physical core).
     #[arg(long, value_name = "T", default_value_t = 0)]
     pub threads: usize,
+    /// Where the networks run: cpu (default), cuda (an error if CUDA is not available), or auto
+    /// (CUDA when the build, the runtime library and a GPU allow it, else the CPU).
+    #[arg(long, default_value = "cpu", value_parser = ["cpu", "cuda", "auto"])]
+    pub device: String,
 }
 
 fn main() -> ExitCode {
@@ -91,7 +96,11 @@ fn main() -> ExitCode {
 }
 
 pub fn runtime_options(common: &CommonArgs) -> RuntimeOptions {
-    RuntimeOptions { library: common.runtime.clone(), threads: common.threads }
+    RuntimeOptions {
+        library: common.runtime.clone(),
+        threads: common.threads,
+        device: Device::from_name(&common.device).unwrap_or_default(), // clap allows only valid names
+    }
 }
 
 fn info(args: CommonArgs) -> Result<(), Error> {
@@ -99,11 +108,20 @@ fn info(args: CommonArgs) -> Result<(), Error> {
     println!("runtime: {} (from {origin})", lib.display());
     let dir = elpips::models::model_dir(args.model_dir.as_deref());
     println!("models:  {}", dir.display());
+    let runtime = runtime_options(&args);
+    println!("threads: {} (one per physical core unless --threads)", runtime.threads_used());
+    let cuda = match elpips::runtime::cuda_available(args.runtime.as_deref()) {
+        Ok(true) => "available".to_owned(),
+        Ok(false) if cfg!(feature = "cuda") => "not offered by this runtime library (the CPU-only PyPI wheel has none)".to_owned(),
+        Ok(false) => "not built in (cargo feature `cuda`)".to_owned(),
+        Err(e) => format!("unknown ({e})"),
+    };
+    println!("cuda:    {cuda}");
     let mut failed = None;
     for kind in MetricKind::ALL {
         let opts = MetricOptions { metric: kind, model_dir: args.model_dir.clone(), runtime: runtime_options(&args), ..Default::default() };
         match Metric::new(opts) {
-            Ok(_) => println!("  {:<11} ok", kind.name()),
+            Ok(m) => println!("  {:<11} ok (device {})", kind.name(), m.device()),
             Err(e) => {
                 println!("  {:<11} {e}", kind.name());
                 failed.get_or_insert(e);

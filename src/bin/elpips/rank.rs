@@ -5,9 +5,11 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use elpips::{Error, Image, LoadOptions, Metric, MetricKind, MetricOptions, MultiEstimate, SamplerKind, Sampling};
+use elpips::{Error, Image, Metric, MetricKind, MultiEstimate};
 
-use crate::{runtime_options, CommonArgs};
+use crate::input::InputArgs;
+use crate::metric_args::{NetworkArgs, SamplingArgs};
+use crate::CommonArgs;
 
 #[derive(Args)]
 pub struct RankArgs {
@@ -16,36 +18,12 @@ pub struct RankArgs {
     /// Candidate images (each the reference's size), at least one.
     #[arg(required = true, num_args = 1..)]
     candidates: Vec<PathBuf>,
-    /// Metric: elpips-vgg (default), lpips-vgg or lpips-alex.
-    #[arg(long, default_value = "elpips-vgg", value_parser = ["elpips-vgg", "lpips-vgg", "lpips-alex"])]
-    metric: String,
-    /// Custom linear weights replacing the metric's (the authors' .npy dict or an lpips .pth).
-    #[arg(long, value_name = "FILE")]
-    lin_weights: Option<PathBuf>,
-    /// Draw exactly N E-LPIPS samples (each applied to every candidate).
-    #[arg(long, value_name = "N", conflicts_with_all = ["rel_error", "abs_error", "max_samples"])]
-    samples: Option<u32>,
-    /// Adaptive: stop when every distance's 95% half-width is below R x distance [default: 0.025] ...
-    #[arg(long, value_name = "R", allow_negative_numbers = true)]
-    rel_error: Option<f64>,
-    /// ... and below E [default: 0.01] ...
-    #[arg(long, value_name = "E", allow_negative_numbers = true)]
-    abs_error: Option<f64>,
-    /// ... or after M samples [default: 200].
-    #[arg(long, value_name = "M")]
-    max_samples: Option<u32>,
-    /// How samples are drawn: iid (default), stratified or control (see docs/estimator.md).
-    #[arg(long, default_value = "iid", value_parser = ["iid", "stratified", "control"])]
-    sampler: String,
-    /// Seed of the random transforms and dropout.
-    #[arg(long, value_name = "S", default_value_t = 0)]
-    seed: u64,
-    /// E-LPIPS scale levels (default: max(1, min(H, W) / 64)).
-    #[arg(long, value_name = "S")]
-    scale_levels: Option<u32>,
-    /// Refuse images with more pixels than this.
-    #[arg(long, value_name = "P", default_value_t = elpips::DEFAULT_MAX_PIXELS)]
-    max_pixels: u64,
+    #[command(flatten)]
+    network: NetworkArgs,
+    #[command(flatten)]
+    sampling: SamplingArgs,
+    #[command(flatten)]
+    input: InputArgs,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -53,48 +31,13 @@ pub struct RankArgs {
     common: CommonArgs,
 }
 
-fn sampling(args: &RankArgs, kind: MetricKind) -> Result<Sampling, Error> {
-    let adaptive_given = args.rel_error.is_some() || args.abs_error.is_some() || args.max_samples.is_some();
-    if !kind.is_ensemble() && (args.samples.is_some() || adaptive_given || args.sampler != "iid") {
-        return Err(Error::InvalidArgument(format!("{kind} is deterministic; --samples, --rel-error, --abs-error, --max-samples and --sampler apply to elpips-vgg only")));
-    }
-    let sampling = match args.samples {
-        Some(n) => Sampling::Fixed(n),
-        None => {
-            let Sampling::Adaptive { abs_error, rel_error, max_samples, min_samples } = Sampling::DEFAULT else { unreachable!() };
-            let max_samples = args.max_samples.unwrap_or(max_samples);
-            Sampling::Adaptive {
-                abs_error: args.abs_error.unwrap_or(abs_error),
-                rel_error: args.rel_error.unwrap_or(rel_error),
-                max_samples,
-                min_samples: min_samples.min(max_samples),
-            }
-        }
-    };
-    sampling.validate()?;
-    Ok(sampling)
-}
-
 pub fn run(args: RankArgs) -> Result<(), Error> {
-    let kind = MetricKind::from_name(&args.metric)?;
-    let sampling = sampling(&args, kind)?;
-    let load = LoadOptions { max_pixels: args.max_pixels, ..Default::default() };
+    let kind = args.network.kind()?;
+    let sampling = args.sampling.sampling(&args.network)?;
+    let load = args.input.load_options()?;
     let reference = Image::open(&args.reference, &load)?;
     let candidates = args.candidates.iter().map(|p| Image::open(p, &load)).collect::<Result<Vec<_>, _>>()?;
-    let mut metric = Metric::new(MetricOptions {
-        metric: kind,
-        model_dir: args.common.model_dir.clone(),
-        linear_weights: args.lin_weights.clone(),
-        runtime: runtime_options(&args.common),
-        seed: args.seed,
-        sampling,
-        sampler: match args.sampler.as_str() {
-            "stratified" => SamplerKind::Stratified,
-            "control" => SamplerKind::Control,
-            _ => SamplerKind::Iid,
-        },
-        scale_levels: args.scale_levels,
-    })?;
+    let mut metric = Metric::new(args.network.metric_options(&args.common, sampling)?)?;
     let refs: Vec<&Image> = candidates.iter().collect();
     let m = metric.compare_many(&reference, &refs)?;
     if args.json {
@@ -130,7 +73,7 @@ fn print_json(args: &RankArgs, kind: MetricKind, m: &MultiEstimate) {
         "metric": kind.name(),
         "reference": args.reference,
         "samples": m.samples,
-        "seed": args.seed,
+        "seed": args.network.seed,
         "converged": m.converged,
         "candidates": candidates,
         "differences": differences,
@@ -138,7 +81,7 @@ fn print_json(args: &RankArgs, kind: MetricKind, m: &MultiEstimate) {
         "ranking_resolved": m.ranking_resolved(),
     });
     if kind.is_ensemble() {
-        obj["sampler"] = args.sampler.clone().into();
+        obj["sampler"] = args.network.sampler.clone().into();
     }
     println!("{obj}");
 }
@@ -162,8 +105,8 @@ fn print_table(args: &RankArgs, kind: MetricKind, m: &MultiEstimate) {
         println!(
             "{} {} samples per candidate, the same draws for all (seed {}); ~: not told apart at 95%{}",
             m.samples,
-            args.sampler,
-            args.seed,
+            args.network.sampler,
+            args.network.seed,
             if m.converged { "" } else { "; stopped at --max-samples before reaching the error target" }
         );
     }

@@ -1,0 +1,79 @@
+//! Settings for speed and size: the device a context runs on, its arithmetic precision, and
+//! tiling of big images. Setters rather than `ElpipsOptions` fields: that struct is filled from
+//! uninitialised memory by `elpips_options_default`, so it does not grow.
+
+use super::{
+    context, guard, need_out, ElpipsContext, ElpipsDevice, ElpipsPrecision, ElpipsStatus, Failure, ELPIPS_DEVICE_CPU, ELPIPS_DEVICE_CUDA,
+    ELPIPS_PRECISION_FP32, ELPIPS_PRECISION_INT8, ELPIPS_STATUS_INVALID_ARGUMENT, ELPIPS_TILE_NEVER,
+};
+use crate::features::Precision;
+use crate::runtime::Device;
+
+/// Writes the device `ctx`'s network runs on to `*device`: `ELPIPS_DEVICE_CPU` or
+/// `ELPIPS_DEVICE_CUDA` (never `ELPIPS_DEVICE_AUTO`: this says what `AUTO` chose). NULL
+/// anything: `ELPIPS_STATUS_NULL_POINTER`. Thread-safe.
+///
+/// # Safety
+/// `ctx` is NULL or a live context; `device` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn elpips_context_device(ctx: *mut ElpipsContext, device: *mut ElpipsDevice) -> ElpipsStatus {
+    // SAFETY: forwarded from the caller.
+    let c = unsafe { context(ctx) };
+    guard(c, || {
+        let ctx = c.ok_or_else(|| Failure::null("ctx"))?;
+        let out = need_out(device, "device")?;
+        *out = match ctx.metric().device() {
+            Device::Cuda => ELPIPS_DEVICE_CUDA,
+            Device::Cpu | Device::Auto => ELPIPS_DEVICE_CPU,
+        };
+        Ok(())
+    })
+}
+
+/// Sets the arithmetic of `ctx`'s network: `ELPIPS_PRECISION_FP32` (the default) or
+/// `ELPIPS_PRECISION_INT8` (lpips-vgg only, opt-in; up to ~3% distance error, see
+/// docs/performance.md). On failure the context keeps its precision. Unknown value, or int8 for
+/// another metric: `ELPIPS_STATUS_INVALID_ARGUMENT`. NULL `ctx`: `ELPIPS_STATUS_NULL_POINTER`.
+/// Thread-safe (serialised with the context's comparisons). References prepared before keep
+/// their taps; used with a context of another precision they are compared in full.
+///
+/// # Safety
+/// `ctx` is NULL or a live context.
+#[no_mangle]
+pub unsafe extern "C" fn elpips_context_set_precision(ctx: *mut ElpipsContext, precision: ElpipsPrecision) -> ElpipsStatus {
+    // SAFETY: forwarded from the caller.
+    let c = unsafe { context(ctx) };
+    guard(c, || {
+        let ctx = c.ok_or_else(|| Failure::null("ctx"))?;
+        let precision = match precision {
+            ELPIPS_PRECISION_FP32 => Precision::Fp32,
+            ELPIPS_PRECISION_INT8 => Precision::Int8,
+            other => return Err(Failure::new(ELPIPS_STATUS_INVALID_ARGUMENT, format!("unknown precision {other}; use an ELPIPS_PRECISION_* value"))),
+        };
+        ctx.metric().set_precision(precision)?;
+        Ok(())
+    })
+}
+
+/// Sets how `ctx` tiles big lpips-vgg pairs: 0 (default) = automatically, images above 2.4 Mpx
+/// in 768-pixel cores; `ELPIPS_TILE_NEVER` = never; otherwise the tile core side in pixels
+/// (rounded up to 16). Tiled distances equal untiled ones to float32 rounding while memory stays
+/// bounded (docs/performance.md). Other metrics ignore it. NULL `ctx`:
+/// `ELPIPS_STATUS_NULL_POINTER`. Thread-safe.
+///
+/// # Safety
+/// `ctx` is NULL or a live context.
+#[no_mangle]
+pub unsafe extern "C" fn elpips_context_set_tile_size(ctx: *mut ElpipsContext, tile_size: u32) -> ElpipsStatus {
+    // SAFETY: forwarded from the caller.
+    let c = unsafe { context(ctx) };
+    guard(c, || {
+        let ctx = c.ok_or_else(|| Failure::null("ctx"))?;
+        ctx.metric().set_tile_size(match tile_size {
+            0 => None,
+            ELPIPS_TILE_NEVER => Some(0),
+            n => Some(n),
+        });
+        Ok(())
+    })
+}

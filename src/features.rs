@@ -1,0 +1,397 @@
+//! Doing less work per comparison: the feature models (`<metric>.features.onnx`: one image in,
+//! unit-normalised taps out), the distance head computed here from two sets of taps, reuse of a
+//! reference's taps across candidates, and tiling of images too big to run whole.
+//!
+//! The head is the fused model's: `d = sum_t mean_hw sum_c lin_t[c] (u_t(ref) - u_t(cand))^2`,
+//! where `u_t` is tap t divided by its per-pixel channel norm (+1e-10). Sums run in f64, so the
+//! split path agrees with the fused model to float32 rounding (~1e-7 relative).
+//!
+//! Tiling: a tap value at a position depends only on the input pixels in its receptive field. A
+//! tile whose origin lies on the pooling grid (a multiple of 16 for VGG's four 2x2 pools) and
+//! which extends [`TILE_MARGIN`] pixels beyond its core on every side that is not an image edge
+//! computes exactly the untiled taps over its core (the zero padding at the tile's own edges
+//! never reaches them). Each tile's maps are summed over its core only, so the tiled distance
+//! equals the untiled one up to float32 rounding, while memory is bounded by the tile size.
+
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::linear_weights::LinearWeights;
+use crate::models::{model_dir, MetricKind};
+use crate::runtime::{Device, RuntimeOptions, Session};
+
+/// Pixels a tile extends beyond its core. VGG16's relu5_3 sees 90 pixels before and 105 after
+/// its own 16-pixel cell; 112 is the next multiple of 16, so tile origins stay on the pool grid.
+pub const TILE_MARGIN: usize = 112;
+/// Tile origins and cores are multiples of this (2^4: VGG16's four 2x2 pools).
+pub const TILE_ALIGN: usize = 16;
+/// Default tile core side: a tile is then at most 992 x 992 pixels, which keeps ONNX Runtime's
+/// activations plus both images' taps under about 1.5 GiB (see docs/performance.md).
+pub const DEFAULT_TILE: u32 = 768;
+/// Images above this many pixels are tiled by default (`tile_size: None`).
+pub const AUTO_TILE_PIXELS: u64 = 2_400_000;
+
+/// Arithmetic precision of the feature network.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Precision {
+    /// float32 everywhere (the reference numbers).
+    #[default]
+    Fp32,
+    /// int8 convolutions (ONNX Runtime QDQ, static per-tensor activation scales calibrated on
+    /// the upstream images, per-channel weights): faster on CPUs without bf16; distance error
+    /// measured in docs/performance.md. lpips-vgg only.
+    Int8,
+}
+
+impl Precision {
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Int8 => "int8",
+        }
+    }
+
+    /// Parses `fp32` or `int8`. `bf16` is refused with the reason.
+    pub fn from_name(name: &str) -> Result<Self> {
+        match name {
+            "fp32" => Ok(Precision::Fp32),
+            "int8" => Ok(Precision::Int8),
+            "bf16" => Err(Error::invalid(
+                "precision bf16 is not offered: ONNX Runtime's CPU provider has no bf16 convolution kernels (bf16 Conv runs only on CUDA and a few other providers); use int8 or fp32",
+            )),
+            _ => Err(Error::invalid(format!("unknown precision `{name}`; choose fp32 or int8"))),
+        }
+    }
+
+    /// Model file of `kind`'s feature network at this precision.
+    pub fn features_file(self, kind: MetricKind) -> String {
+        match self {
+            Precision::Fp32 => format!("{}.features.onnx", kind.name()),
+            Precision::Int8 => format!("{}.features.int8.onnx", kind.name()),
+        }
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Unit-normalised taps of `n` images: tap t holds `[n, C_t, H_t, W_t]` values.
+#[derive(Clone, Debug)]
+pub struct Taps {
+    pub n: usize,
+    pub shapes: Vec<[usize; 4]>,
+    pub data: Vec<Vec<f32>>,
+}
+
+impl Taps {
+    /// Image `i`'s values of tap `t` (`C_t * H_t * W_t`, channel-major).
+    pub fn image(&self, t: usize, i: usize) -> &[f32] {
+        let [_, c, h, w] = self.shapes[t];
+        let len = c * h * w;
+        &self.data[t][i * len..(i + 1) * len]
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.data.iter().map(|d| d.len() * 4).sum()
+    }
+}
+
+/// A loaded feature network with the linear weights of its head.
+pub struct FeatureNet {
+    kind: MetricKind,
+    session: Session,
+    lins: Vec<Vec<f32>>,
+    outputs: Vec<String>,
+    mask_names: Vec<String>,
+}
+
+impl FeatureNet {
+    /// Opens `kind`'s feature model at `precision`. The head's linear weights are `custom`, else
+    /// the model's own (stored in its metadata as `elpips.lin_<t>`).
+    pub fn open(
+        kind: MetricKind,
+        dir: Option<&Path>,
+        runtime: &RuntimeOptions,
+        precision: Precision,
+        custom: Option<&LinearWeights>,
+    ) -> Result<Self> {
+        if precision == Precision::Int8 && kind != MetricKind::LpipsVgg {
+            return Err(Error::invalid(format!("precision int8 is built for lpips-vgg only, not {kind}; use fp32")));
+        }
+        let path = model_dir(dir).join(precision.features_file(kind));
+        let session = Session::open(&path, runtime)?;
+        let taps = kind.tap_channels();
+        let lins = match custom {
+            Some(lw) => lw.taps.clone(),
+            None => {
+                let mut lins = Vec::with_capacity(taps.len());
+                for (t, &c) in taps.iter().enumerate() {
+                    let hex = session.metadata(&format!("elpips.lin_{t}")).unwrap_or_default();
+                    let lin = decode_f32_hex(&hex).filter(|l| l.len() == c).ok_or_else(|| {
+                        Error::Model(format!("{} has no valid linear weights for tap {t}; rebuild the models with `make setup`", path.display()))
+                    })?;
+                    lins.push(lin);
+                }
+                lins
+            }
+        };
+        let outputs = (0..taps.len()).map(|t| format!("unit_{t}")).collect();
+        let mask_names = if kind.is_ensemble() { (0..13).map(|k| format!("mask_{k}")).collect() } else { vec![] };
+        Ok(FeatureNet { kind, session, lins, outputs, mask_names })
+    }
+
+    pub fn device(&self) -> Device {
+        self.session.device()
+    }
+
+    /// Taps of `n` stacked `h x w` planar images (E-LPIPS: with the given masks, one per sample).
+    pub fn taps(&mut self, images: &[f32], n: usize, h: usize, w: usize, masks: Option<&[(Vec<usize>, &[f32])]>) -> Result<Taps> {
+        let mut shapes = Vec::with_capacity(self.outputs.len());
+        let mut data = Vec::with_capacity(self.outputs.len());
+        self.run(images, n, h, w, masks, &mut |_, shape, values| {
+            shapes.push(shape4(shape)?);
+            data.push(values.to_vec());
+            Ok(())
+        })?;
+        Ok(Taps { n, shapes, data })
+    }
+
+    /// Per-tap maps `sum_c lin[c] (ref - cand)^2` of candidate images against reference images
+    /// (`pairs[j]` = (reference index in `reference`, candidate index in `candidates`)). The
+    /// candidates' taps are used straight from the runtime's buffers and never stored.
+    /// Returns, per pair, per tap, the map (`H_t * W_t` values).
+    pub fn maps_against(
+        &mut self,
+        reference: &Taps,
+        candidates: &[f32],
+        n: usize,
+        h: usize,
+        w: usize,
+        masks: Option<&[(Vec<usize>, &[f32])]>,
+        pairs: &[(usize, usize)],
+    ) -> Result<Vec<Vec<Vec<f32>>>> {
+        let mut maps: Vec<Vec<Vec<f32>>> = vec![Vec::with_capacity(self.outputs.len()); pairs.len()];
+        let lins = &self.lins;
+        let mut shapes_ok = Ok(());
+        let (outputs, session, mask_names) = (&self.outputs, &mut self.session, &self.mask_names);
+        run_session(session, outputs, mask_names, self.kind, candidates, n, h, w, masks, &mut |t, shape, values| {
+            let s = shape4(shape)?;
+            if s[1..] != reference.shapes[t][1..] {
+                shapes_ok = Err(Error::Model(format!("tap {t}: candidate taps {:?} differ from the reference's {:?}", s, reference.shapes[t])));
+                return Ok(());
+            }
+            let len = s[1] * s[2] * s[3];
+            for (j, &(ri, ci)) in pairs.iter().enumerate() {
+                let mut map = vec![0.0f32; s[2] * s[3]];
+                tap_map(&lins[t], reference.image(t, ri), &values[ci * len..(ci + 1) * len], s[1], &mut map);
+                maps[j].push(map);
+            }
+            Ok(())
+        })?;
+        shapes_ok?;
+        Ok(maps)
+    }
+
+    /// Distance between image `i` of `a` and image `j` of `b`.
+    pub fn distance(&self, a: &Taps, i: usize, b: &Taps, j: usize) -> f64 {
+        (0..a.shapes.len())
+            .map(|t| {
+                let [_, c, h, w] = a.shapes[t];
+                let mut map = vec![0.0f32; h * w];
+                tap_map(&self.lins[t], a.image(t, i), b.image(t, j), c, &mut map);
+                mean(&map)
+            })
+            .sum()
+    }
+
+    fn run(
+        &mut self,
+        images: &[f32],
+        n: usize,
+        h: usize,
+        w: usize,
+        masks: Option<&[(Vec<usize>, &[f32])]>,
+        each: &mut dyn FnMut(usize, &[usize], &[f32]) -> Result<()>,
+    ) -> Result<()> {
+        run_session(&mut self.session, &self.outputs, &self.mask_names, self.kind, images, n, h, w, masks, each)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_session(
+    session: &mut Session,
+    outputs: &[String],
+    mask_names: &[String],
+    kind: MetricKind,
+    images: &[f32],
+    n: usize,
+    h: usize,
+    w: usize,
+    masks: Option<&[(Vec<usize>, &[f32])]>,
+    each: &mut dyn FnMut(usize, &[usize], &[f32]) -> Result<()>,
+) -> Result<()> {
+    let ones = [1.0f32];
+    let mut inputs: Vec<(&str, Vec<usize>, &[f32])> = vec![("image", vec![n, 3, h, w], images)];
+    if kind.is_ensemble() {
+        for (k, name) in mask_names.iter().enumerate() {
+            match masks {
+                Some(m) => inputs.push((name, m[k].0.clone(), m[k].1)),
+                // A broadcast 1 keeps every activation: no dropout.
+                None => inputs.push((name, vec![1, 1, 1, 1], &ones[..])),
+            }
+        }
+    }
+    let names: Vec<&str> = outputs.iter().map(String::as_str).collect();
+    session.run_with(&inputs, &names, &mut |t, shape, values| {
+        if let Some(bad) = values.iter().find(|v| !v.is_finite()) {
+            return Err(Error::Inference(format!("the network produced a non-finite feature ({bad})")));
+        }
+        each(t, shape, values)
+    })
+}
+
+fn shape4(shape: &[usize]) -> Result<[usize; 4]> {
+    <[usize; 4]>::try_from(shape).map_err(|_| Error::Model(format!("a feature output has shape {shape:?}, expected [N,C,H,W]")))
+}
+
+fn decode_f32_hex(hex: &str) -> Option<Vec<f32>> {
+    if hex.len() % 8 != 0 {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok()).collect();
+    Some(bytes?.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+}
+
+/// `out[p] = sum_c lin[c] (a[c,p] - b[c,p])^2` over `c` channels of `out.len()` positions.
+pub(crate) fn tap_map(lin: &[f32], a: &[f32], b: &[f32], channels: usize, out: &mut [f32]) {
+    let hw = out.len();
+    out.fill(0.0);
+    for c in 0..channels {
+        let (ac, bc, l) = (&a[c * hw..(c + 1) * hw], &b[c * hw..(c + 1) * hw], lin[c]);
+        for ((o, &x), &y) in out.iter_mut().zip(ac).zip(bc) {
+            let d = x - y;
+            *o += l * d * d;
+        }
+    }
+}
+
+fn mean(map: &[f32]) -> f64 {
+    map.iter().map(|&v| v as f64).sum::<f64>() / map.len().max(1) as f64
+}
+
+/// One tile along an axis: the input span `[start, end)` and the core `[core_start, core_end)`
+/// whose taps it contributes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Span {
+    pub start: usize,
+    pub end: usize,
+    pub core_start: usize,
+    pub core_end: usize,
+}
+
+/// Splits `len` pixels into cores of at most `core` (rounded up to [`TILE_ALIGN`]), evenly, each
+/// extended by [`TILE_MARGIN`] inside the image.
+pub fn tile_spans(len: usize, core: usize) -> Vec<Span> {
+    let core = core.max(TILE_ALIGN).div_ceil(TILE_ALIGN) * TILE_ALIGN;
+    let count = len.div_ceil(core).max(1);
+    let step = len.div_ceil(count).div_ceil(TILE_ALIGN) * TILE_ALIGN;
+    let mut spans = Vec::with_capacity(count);
+    let mut s = 0;
+    while s < len {
+        let e = (s + step).min(len);
+        spans.push(Span { start: s.saturating_sub(TILE_MARGIN), end: (e + TILE_MARGIN).min(len), core_start: s, core_end: e });
+        s = e;
+    }
+    spans
+}
+
+/// Rows (or columns) of a tap with `pools` 2x2 pools before it that a span's core contributes,
+/// in the tile's own tap coordinates, and the image's tap length.
+fn tap_range(span: &Span, len: usize, pools: u32) -> (usize, usize) {
+    let global_end = if span.core_end == len { len >> pools } else { span.core_end >> pools };
+    ((span.core_start >> pools) - (span.start >> pools), global_end - (span.start >> pools))
+}
+
+/// The tiled distance of one pair: runs `taps_of` on each tile of reference and candidate (planar
+/// `h x w` images) and sums each tap's map over the tile cores.
+pub fn tiled_distance(net: &mut FeatureNet, reference: &[f32], candidate: &[f32], h: usize, w: usize, core: usize) -> Result<f64> {
+    let pools = net.kind.tap_pools().ok_or_else(|| Error::invalid(format!("tiling is supported for the VGG metrics, not {}", net.kind)))?;
+    let (rows, cols) = (tile_spans(h, core), tile_spans(w, core));
+    let mut sums = vec![0.0f64; pools.len()];
+    for r in &rows {
+        for c in &cols {
+            let (th, tw) = (r.end - r.start, c.end - c.start);
+            let crop = |img: &[f32]| {
+                let mut out = Vec::with_capacity(3 * th * tw);
+                for ch in 0..3 {
+                    for y in r.start..r.end {
+                        let row = &img[(ch * h + y) * w..(ch * h + y + 1) * w];
+                        out.extend_from_slice(&row[c.start..c.end]);
+                    }
+                }
+                out
+            };
+            let ref_taps = net.taps(&crop(reference), 1, th, tw, None)?;
+            let maps = net.maps_against(&ref_taps, &crop(candidate), 1, th, tw, None, &[(0, 0)])?;
+            for (t, map) in maps[0].iter().enumerate() {
+                let [_, _, mh, mw] = ref_taps.shapes[t];
+                let (y0, y1) = tap_range(r, h, pools[t]);
+                let (x0, x1) = tap_range(c, w, pools[t]);
+                debug_assert!(y1 <= mh && x1 <= mw);
+                let mut s = 0.0f64;
+                for y in y0..y1.min(mh) {
+                    s += map[y * mw + x0..y * mw + x1.min(mw)].iter().map(|&v| v as f64).sum::<f64>();
+                }
+                sums[t] += s;
+            }
+        }
+    }
+    Ok(pools.iter().zip(&sums).map(|(&p, &s)| s / ((h >> p) * (w >> p)) as f64).sum())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_cover_the_axis_with_aligned_origins_and_full_margins() {
+        for len in [16usize, 100, 767, 768, 769, 1000, 2160, 3840] {
+            for core in [64usize, 100, 256, 768] {
+                let spans = tile_spans(len, core);
+                assert_eq!(spans[0].core_start, 0);
+                assert_eq!(spans.last().unwrap().core_end, len);
+                for w in spans.windows(2) {
+                    assert_eq!(w[0].core_end, w[1].core_start);
+                }
+                for s in &spans {
+                    assert_eq!(s.start % TILE_ALIGN, 0, "{len} {core} {s:?}");
+                    assert_eq!(s.core_start % TILE_ALIGN, 0);
+                    assert!(s.core_start - s.start == TILE_MARGIN || s.start == 0);
+                    assert!(s.end - s.core_end == TILE_MARGIN || s.end == len);
+                    assert!(s.core_end - s.core_start <= core.div_ceil(TILE_ALIGN) * TILE_ALIGN);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn hex_linear_weights_round_trip() {
+        let v = [0.0f32, 1.5, -2.25e-7, f32::MAX];
+        let hex: String = v.iter().flat_map(|x| x.to_le_bytes()).map(|b| format!("{b:02x}")).collect();
+        assert_eq!(decode_f32_hex(&hex).unwrap(), v);
+        assert!(decode_f32_hex("abc").is_none());
+        assert!(decode_f32_hex("zzzzzzzz").is_none());
+    }
+
+    #[test]
+    fn tap_map_weights_squared_differences_per_channel() {
+        let (a, b) = ([1.0f32, 2.0, 3.0, 4.0], [0.0f32, 0.0, 1.0, 1.0]);
+        let mut out = [0.0f32; 2];
+        tap_map(&[2.0, 0.5], &a, &b, 2, &mut out);
+        assert_eq!(out, [2.0 * 1.0 + 0.5 * 4.0, 2.0 * 4.0 + 0.5 * 9.0]);
+    }
+}
