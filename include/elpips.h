@@ -441,6 +441,65 @@ typedef struct ElpipsDifference {
 } ElpipsDifference;
 
 /**
+ * A gate: the threshold T and how hard to look. Zero in `error_rate`, `max_samples` or
+ * `min_samples` means that field's default, so `ElpipsGate g = {0.02}` is a complete gate.
+ */
+typedef struct ElpipsGate {
+    /**
+     * The distance T (finite, >= 0): the verdict is whether the true distance is at most T.
+     */
+    double threshold;
+    /**
+     * Largest chance of a wrong verdict on either side for a decided pair, in (0, 0.5).
+     * 0: the default 0.05.
+     */
+    double error_rate;
+    /**
+     * Stop undecided after this many E-LPIPS samples. 0: the default 200.
+     */
+    uint32_t max_samples;
+    /**
+     * First look at the verdict after this many samples (>= 2). 0: the default 16.
+     */
+    uint32_t min_samples;
+} ElpipsGate;
+
+/**
+ * The outcome of `elpips_decide`.
+ */
+typedef struct ElpipsDecision {
+    /**
+     * `ELPIPS_SIDE_BELOW` (shown at most T), `ELPIPS_SIDE_ABOVE` (shown above T) or
+     * `ELPIPS_SIDE_UNDECIDED` (neither within `max_samples`; see `estimate_below`).
+     */
+    ElpipsSide verdict;
+    /**
+     * For an undecided gate: which side the point estimate lies on (a test suite's fallback).
+     */
+    bool estimate_below;
+    /**
+     * The estimate from the samples the verdict used.
+     */
+    struct ElpipsResult estimate;
+    /**
+     * Lower confidence bound at the verdict's error rate (the distance itself for LPIPS).
+     */
+    double lower;
+    /**
+     * Upper confidence bound at the verdict's error rate (the distance itself for LPIPS).
+     */
+    double upper;
+    /**
+     * Looks at the verdict taken.
+     */
+    uint32_t looks;
+    /**
+     * Looks the gate would take at most.
+     */
+    uint32_t looks_planned;
+} ElpipsDecision;
+
+/**
  * Success.
  */
 #define ELPIPS_OK 0
@@ -960,6 +1019,31 @@ ElpipsStatus elpips_tune(struct ElpipsContext *ctx, const struct ElpipsReference
  * results; `differences` is NULL or has room for `count * (count - 1) / 2` differences.
  */
 ElpipsStatus elpips_compare_many(struct ElpipsContext *ctx, const struct ElpipsReference *reference, const struct ElpipsImage *candidates, size_t count, struct ElpipsResult *results, struct ElpipsDifference *differences);
+
+/**
+ * Decides whether the distance of `candidate` from `reference` is at most `gate->threshold`,
+ * sampling look by look and stopping as soon as the interval at the gate's error rate excludes
+ * T (deterministic metrics decide at once). The context's metric, seed, sampler and input
+ * options apply; its sampling options do not (the gate's sample counts replace them). Same
+ * inputs, same answer. NULL anything: `ELPIPS_STATUS_NULL_POINTER`; a bad gate:
+ * `ELPIPS_STATUS_INVALID_ARGUMENT`. `*decision` is written only on success. Thread-safe as
+ * `elpips_compare`.
+ *
+ * # Safety
+ * `ctx` is NULL or a live context; the images are NULL or valid descriptions of readable
+ * pixels; `gate` is NULL or readable; `decision` is NULL or writable.
+ */
+ElpipsStatus elpips_decide(struct ElpipsContext *ctx, const struct ElpipsImage *reference, const struct ElpipsImage *candidate, const struct ElpipsGate *gate, struct ElpipsDecision *decision);
+
+/**
+ * `elpips_decide` on two image files (PNG, JPEG, EXR, HDR, ... as `elpips_compare_files` reads
+ * them, with the context's input options). NULL anything: `ELPIPS_STATUS_NULL_POINTER`.
+ *
+ * # Safety
+ * `ctx` is NULL or a live context; the paths are NULL or NUL-terminated; `gate` is NULL or
+ * readable; `decision` is NULL or writable.
+ */
+ElpipsStatus elpips_decide_files(struct ElpipsContext *ctx, const char *reference_path, const char *candidate_path, const struct ElpipsGate *gate, struct ElpipsDecision *decision);
 
 /**
  * Loads the gradient model of `options->metric`: `ELPIPS_METRIC_LPIPS_VGG` or

@@ -90,6 +90,9 @@ struct ImageView {
 };
 
 using Result = ElpipsResult;
+// A gate: threshold T; zero error_rate / max_samples / min_samples take the defaults.
+using Gate = ElpipsGate;
+using Decision = ElpipsDecision;
 
 class Context;
 
@@ -146,6 +149,19 @@ public:
         Result r{};
         check(elpips_compare_files(handle_, reference_path.c_str(), candidate_path.c_str(), &r));
         return r;
+    }
+    // Is the distance at most gate.threshold? Stops sampling once the verdict is certain at the
+    // gate's error rate (see elpips_decide).
+    Decision decide(const ImageView &reference, const ImageView &candidate, const Gate &gate) {
+        Decision d{};
+        check(elpips_decide(handle_, &reference.raw, &candidate.raw, &gate, &d));
+        return d;
+    }
+    Decision decide_files(const std::string &reference_path, const std::string &candidate_path,
+                          const Gate &gate) {
+        Decision d{};
+        check(elpips_decide_files(handle_, reference_path.c_str(), candidate_path.c_str(), &gate, &d));
+        return d;
     }
     Reference prepare(const ImageView &reference) {
         ElpipsReference *handle = nullptr;

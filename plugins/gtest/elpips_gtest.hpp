@@ -7,11 +7,17 @@
 //       ASSERT_ELPIPS_BELOW(reference_view, candidate_view, 0.05);           // elpips::ImageView
 //   }
 //
-// The check passes when the estimated distance is at most the threshold; a failure prints the
-// distance, its 95% half-width, the sample count and both expressions:
+// Each assertion is a sequential gate (elpips_decide, as `elpips check`): sampling stops as soon
+// as the distance is shown below or above the threshold at a 5% error rate (16 samples first, at
+// most 200). A pair still undecided then is settled by the side its estimate lies on, and the
+// message says so. A failure prints the distance, its 95% half-width, the sample count and both
+// expressions:
 //
 //   E-LPIPS distance of "out/cornell.png" from "golden/cornell.png" is 0.1123 ± 0.0031
-//   (95%, 48 samples), above the allowed 0.05
+//   (95%, 16 samples), above the allowed 0.05
+//
+// Change the gate's error rate or sample counts through elpips::gtest::gate() (its threshold is
+// each assertion's own).
 //
 // One elpips::Context per test program, made on first use with elpips::gtest::options() (the
 // library's defaults: E-LPIPS VGG, adaptive sampling, seed 0, so a verdict is the same every
@@ -44,6 +50,12 @@ inline Options &options() {
     return opts;
 }
 
+// The gate's error rate and sample counts (zero: the library's defaults).
+inline Gate &gate() {
+    static Gate g{};
+    return g;
+}
+
 // The shared context (made on first use; throws elpips::Error if the library cannot load).
 inline Context &context() {
     static std::once_flag once;
@@ -59,11 +71,11 @@ inline std::string describe(const char *, const std::string &path) { return quot
 inline std::string describe(const char *, const char *path) { return quoted(path); }
 inline std::string describe(const char *expr, const ImageView &) { return expr; }
 
-inline Result measure(const std::string &reference, const std::string &candidate) {
-    return context().compare_files(reference, candidate);
+inline Decision measure(const std::string &reference, const std::string &candidate, const Gate &g) {
+    return context().decide_files(reference, candidate, g);
 }
-inline Result measure(const ImageView &reference, const ImageView &candidate) {
-    return context().compare(reference, candidate);
+inline Decision measure(const ImageView &reference, const ImageView &candidate, const Gate &g) {
+    return context().decide(reference, candidate, g);
 }
 inline std::string path(const char *p) { return p; }
 inline const std::string &path(const std::string &p) { return p; }
@@ -85,15 +97,20 @@ template <typename R, typename C>
                                          const C &candidate, double threshold) {
     const std::string what = "E-LPIPS distance of " + detail::describe(candidate_expr, candidate) +
                              " from " + detail::describe(reference_expr, reference);
-    Result r{};
+    Gate g = gate();
+    g.threshold = threshold;
+    Decision d{};
     try {
-        r = detail::measure(detail::path(reference), detail::path(candidate));
+        d = detail::measure(detail::path(reference), detail::path(candidate), g);
     } catch (const std::exception &e) {
         return ::testing::AssertionFailure() << what << " could not be measured: " << e.what();
     }
-    const std::string figures = detail::format(r.distance) + " ± " + detail::format(r.ci95) +
-                                " (95%, " + std::to_string(r.samples) + " samples)";
-    if (r.distance <= threshold) {
+    const Result &r = d.estimate;
+    std::string figures = detail::format(r.distance) + " ± " + detail::format(r.ci95) + " (95%, " +
+                          std::to_string(r.samples) + " samples)";
+    const bool undecided = d.verdict == ELPIPS_SIDE_UNDECIDED;
+    if (undecided) figures += " [undecided at the sample cap: settled by the estimate]";
+    if (undecided ? d.estimate_below : d.verdict == ELPIPS_SIDE_BELOW) {
         return ::testing::AssertionSuccess() << what << " is " << figures;
     }
     return ::testing::AssertionFailure() << what << " is " << figures << ", above the allowed "

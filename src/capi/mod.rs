@@ -45,6 +45,8 @@ mod tune;
 pub use tune::*;
 // C ABI areas beyond the core, one file each (cbindgen follows these declarations).
 pub mod multi;
+mod decide;
+pub use decide::*;
 
 // ---------------------------------------------------------------------------------------------
 // Status codes

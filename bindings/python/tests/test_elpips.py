@@ -92,6 +92,42 @@ def test_prepared_reference_equals_compare():
         ref.close()
 
 
+def test_decide(alex, tmp_path):
+    a, b = pattern(0), pattern(0x55)
+    plain = alex.compare(a, b)
+    d = alex.decide(a, b, plain.distance * 1.01)
+    assert (d.verdict, d.passed, d.looks) == ("below", True, 1)
+    assert d.result == plain and d.lower == d.upper == plain.distance
+    write_png(tmp_path / "a.png", a)
+    write_png(tmp_path / "b.png", b)
+    assert alex.decide(tmp_path / "a.png", tmp_path / "b.png", plain.distance * 0.99).verdict == "above"
+    with pytest.raises(TypeError, match="both as file paths or both as numpy arrays"):
+        alex.decide(a, tmp_path / "b.png", 0.1)
+    with pytest.raises(elpips.ElpipsError, match="error rate"):
+        alex.decide(a, b, 0.1, error_rate=0.7)
+    with elpips.Context(seed=1, threads=1) as ctx:
+        d = ctx.decide(a, b, 0.9, min_samples=4, max_samples=8)
+        assert d.verdict == "below" and d.result.samples == 4 and d.upper < 0.9
+
+
+def test_tone_mapping_and_alpha_options():
+    """The ElpipsOptions fields past the first version reach the library."""
+    lin = (pattern(0).astype(np.float32) / 255.0) ** 2.2 * 4.0  # linear light, up to 4
+    rgba = np.dstack([pattern(0), np.full((N, N), 128, np.uint8)])
+    with elpips.Context("lpips-alex", threads=1) as clamp, \
+            elpips.Context("lpips-alex", threads=1, exposure=-2.0) as darker, \
+            elpips.Context("lpips-alex", threads=1, tonemap="reinhard") as reinhard:
+        ref = pattern(0x55).astype(np.float32) / 255.0
+        figures = {c.compare(ref, lin, linear=True).distance for c in (clamp, darker, reinhard)}
+        assert len(figures) == 3
+    with elpips.Context("lpips-alex", threads=1) as ignore, \
+            elpips.Context("lpips-alex", threads=1, alpha="over", background=(1, 1, 1)) as over:
+        assert ignore.compare(pattern(0), rgba).distance == 0.0
+        assert over.compare(pattern(0), rgba).distance > 0.0
+    with pytest.raises(ValueError, match="unknown tonemap"):
+        elpips.Context("lpips-alex", tonemap="filmic")
+
+
 def test_errors_carry_status_and_message(alex):
     a = pattern(0, 40, 36)
     with pytest.raises(elpips.ElpipsError) as e:

@@ -89,3 +89,12 @@ def test_bad_options_are_reported(pytester, images):
     result = pytester.runpytest("--elpips-seed", "x", "-k", "same_file")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*--elpips-seed takes an integer, not 'x'*"])
+
+
+def test_the_gate_stops_at_the_first_clear_look(pytester, images):
+    inner(pytester, images)
+    pytester.makepyfile(test_gate="from test_plugin_helpers import REF, CAND\n"
+                        "def test_gate(assert_elpips_below):\n"
+                        "    assert assert_elpips_below(REF, CAND, 0.99).samples == 16\n")
+    result = pytester.runpytest("-k", "test_gate")
+    result.assert_outcomes(passed=1)

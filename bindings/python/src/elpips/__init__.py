@@ -20,7 +20,7 @@ from typing import Optional, Union
 
 import numpy as np
 
-__all__ = ["Context", "Reference", "Result", "ElpipsError", "version", "library_path", "STATUS"]
+__all__ = ["Context", "Reference", "Result", "Decision", "ElpipsError", "version", "library_path", "STATUS"]
 
 # The C header's #defines (include/elpips.h); the values never change.
 STATUS = {
@@ -31,7 +31,10 @@ STATUS = {
 }
 _METRICS = {"elpips-vgg": 0, "lpips-vgg": 1, "lpips-alex": 2}
 _DEVICES = {"cpu": 0, "auto": 1, "cuda": 2}
-_SAMPLERS = {"iid": 0, "stratified": 1}
+_SAMPLERS = {"iid": 0, "stratified": 1, "control": 2}
+_TONEMAPS = {"clamp": 0, "reinhard": 1, "none": 2}
+_ALPHAS = {"ignore": 0, "over": 1}
+_VERDICTS = {0: "below", 1: "above", 2: "undecided"}
 _SAMPLING_ADAPTIVE, _SAMPLING_FIXED = 0, 1
 _TRANSFER_SRGB, _TRANSFER_LINEAR = 0, 1
 # (dtype, channels) -> ELPIPS_PIXEL_FORMAT_*
@@ -52,6 +55,8 @@ class _Options(ctypes.Structure):
         ("max_samples", ctypes.c_uint32), ("min_samples", ctypes.c_uint32),
         ("threads", ctypes.c_uint32), ("scale_levels", ctypes.c_uint32), ("max_pixels", ctypes.c_uint64),
         ("runtime_library", ctypes.c_char_p), ("model_dir", ctypes.c_char_p), ("linear_weights", ctypes.c_char_p),
+        ("exposure", ctypes.c_float), ("tonemap", ctypes.c_uint32), ("alpha", ctypes.c_uint32),
+        ("background", ctypes.c_float * 3),
     ]
 
 
@@ -69,6 +74,17 @@ class _Result(ctypes.Structure):
     ]
 
 
+class _Gate(ctypes.Structure):
+    _fields_ = [("threshold", ctypes.c_double), ("error_rate", ctypes.c_double),
+                ("max_samples", ctypes.c_uint32), ("min_samples", ctypes.c_uint32)]
+
+
+class _Decision(ctypes.Structure):
+    _fields_ = [("verdict", ctypes.c_uint32), ("estimate_below", ctypes.c_bool), ("estimate", _Result),
+                ("lower", ctypes.c_double), ("upper", ctypes.c_double),
+                ("looks", ctypes.c_uint32), ("looks_planned", ctypes.c_uint32)]
+
+
 @dataclass(frozen=True)
 class Result:
     """A distance with its uncertainty (E-LPIPS is a Monte-Carlo estimate; LPIPS is exact)."""
@@ -79,6 +95,28 @@ class Result:
     samples: int
     scale_levels: int  # E-LPIPS scale levels used; 0 for LPIPS
     converged: bool  # False when adaptive sampling stopped at max_samples
+
+
+def _result(r) -> "Result":
+    return Result(r.distance, r.std_error, r.ci95, int(r.samples), int(r.scale_levels), bool(r.converged))
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The verdict of a sequential gate (`Context.decide`): is the distance at most `threshold`?"""
+
+    verdict: str  # "below", "above" or "undecided" (not shown either way within max_samples)
+    estimate_below: bool  # which side the point estimate lies on (the fallback when undecided)
+    result: Result  # the estimate from the samples the verdict used
+    lower: float  # confidence bounds at the gate's error rate
+    upper: float
+    looks: int
+    looks_planned: int
+
+    @property
+    def passed(self) -> bool:
+        """Below, or undecided with the estimate below (how `elpips check` settles by default)."""
+        return self.verdict == "below" or (self.verdict == "undecided" and self.estimate_below)
 
 
 class ElpipsError(Exception):
@@ -147,6 +185,10 @@ def _library():
         lib.elpips_reference_free.restype = None
         lib.elpips_reference_free.argtypes = [ctypes.c_void_p]
         lib.elpips_compare_reference.restype = status
+        lib.elpips_decide.restype = status
+        lib.elpips_decide.argtypes = [ctypes.c_void_p, P(_Image), P(_Image), P(_Gate), P(_Decision)]
+        lib.elpips_decide_files.restype = status
+        lib.elpips_decide_files.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p, P(_Gate), P(_Decision)]
         lib.elpips_compare_reference.argtypes = [ctypes.c_void_p, ctypes.c_void_p, P(_Image), P(_Result)]
         if lib.elpips_abi_version() != 0:
             raise OSError(f"{library_path()} has ABI {lib.elpips_abi_version()}, this package needs 0")
@@ -198,9 +240,12 @@ class Reference:
 
 class Context:
     """A loaded metric. `samples=N` draws exactly N E-LPIPS samples (with the `sampler`,
-    "iid" or "stratified"); leaving it None samples
+    "iid", "stratified" or "control"); leaving it None samples
     adaptively (until the 95% half-width is below `abs_error` and `rel_error` x distance, at most
-    `max_samples`). Other arguments default to the C library's defaults (elpips_options_default)."""
+    `max_samples`). Linear float images (`linear=True`) are tone mapped: `exposure` stops, then
+    `tonemap` ("clamp", "reinhard" or "none"), then sRGB encoding; RGBA images are read with
+    `alpha` "ignore" or "over" a `background` (R, G, B). Other arguments default to the C
+    library's defaults (elpips_options_default)."""
 
     def __init__(self, metric: str = "elpips-vgg", *, seed: int = 0, samples: Optional[int] = None,
                  abs_error: Optional[float] = None, rel_error: Optional[float] = None,
@@ -208,7 +253,8 @@ class Context:
                  threads: int = 0,
                  scale_levels: Optional[int] = None, max_pixels: Optional[int] = None, device: str = "cpu",
                  runtime_library: Optional[str] = None, model_dir: Optional[str] = None,
-                 linear_weights: Optional[str] = None):
+                 linear_weights: Optional[str] = None, exposure: float = 0.0, tonemap: str = "clamp",
+                 alpha: str = "ignore", background=(0.0, 0.0, 0.0)):
         self._handle = ctypes.c_void_p()
         lib = _library()
         if metric not in _METRICS:
@@ -217,11 +263,18 @@ class Context:
             raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(_SAMPLERS)}")
         if device not in _DEVICES:
             raise ValueError(f"unknown device {device!r}; choose one of {', '.join(_DEVICES)}")
+        if tonemap not in _TONEMAPS:
+            raise ValueError(f"unknown tonemap {tonemap!r}; choose one of {', '.join(_TONEMAPS)}")
+        if alpha not in _ALPHAS:
+            raise ValueError(f"unknown alpha policy {alpha!r}; choose one of {', '.join(_ALPHAS)}")
+        if len(background) != 3:
+            raise ValueError(f"background must be three numbers (R, G, B), not {background!r}")
         o = _Options()
-        o.struct_size = ctypes.sizeof(_Options)
         self._check(lib.elpips_options_default(ctypes.byref(o), ctypes.sizeof(o)))
         o.metric, o.device, o.seed, o.threads = _METRICS[metric], _DEVICES[device], seed, threads
         o.sampler = _SAMPLERS[sampler]
+        o.exposure, o.tonemap, o.alpha = exposure, _TONEMAPS[tonemap], _ALPHAS[alpha]
+        o.background[:] = [float(c) for c in background]
         if samples is not None:
             o.sampling, o.samples = _SAMPLING_FIXED, samples
         for name, value in (("abs_error", abs_error), ("rel_error", rel_error), ("max_samples", max_samples),
@@ -256,13 +309,34 @@ class Context:
             self._check(lib.elpips_compare(self._handle, ctypes.byref(ref), ctypes.byref(cand), ctypes.byref(r)))
             del keep_ref
         del keep_cand
-        return Result(r.distance, r.std_error, r.ci95, int(r.samples), int(r.scale_levels), bool(r.converged))
+        return _result(r)
 
     def compare_files(self, reference: Union[str, os.PathLike], candidate: Union[str, os.PathLike]) -> Result:
         """Distance between two PNG or JPEG files, as `elpips compare` computes it."""
         r = _Result()
         self._check(_library().elpips_compare_files(self._handle, os.fsencode(reference), os.fsencode(candidate), ctypes.byref(r)))
-        return Result(r.distance, r.std_error, r.ci95, int(r.samples), int(r.scale_levels), bool(r.converged))
+        return _result(r)
+
+    def decide(self, reference, candidate, max_distance: float, *, error_rate: float = 0.05,
+               max_samples: int = 200, min_samples: int = 16, linear: bool = False) -> Decision:
+        """Is the distance of `candidate` from `reference` at most `max_distance`? Samples look by
+        look and stops once the verdict is certain at `error_rate` (deterministic LPIPS decides at
+        once); the context's metric, seed, sampler and input options apply. `reference` and
+        `candidate`: both numpy arrays or both file paths."""
+        gate = _Gate(max_distance, error_rate, max_samples, min_samples)
+        d, lib = _Decision(), _library()
+        arrays = [isinstance(x, np.ndarray) for x in (reference, candidate)]
+        if all(arrays):
+            (ref, keep_ref), (cand, keep_cand) = _image(reference, linear), _image(candidate, linear)
+            self._check(lib.elpips_decide(self._handle, ctypes.byref(ref), ctypes.byref(cand), ctypes.byref(gate), ctypes.byref(d)))
+            del keep_ref, keep_cand
+        elif any(arrays):
+            raise TypeError("give reference and candidate both as file paths or both as numpy arrays")
+        else:
+            self._check(lib.elpips_decide_files(self._handle, os.fsencode(reference), os.fsencode(candidate),
+                                                ctypes.byref(gate), ctypes.byref(d)))
+        return Decision(_VERDICTS.get(d.verdict, "undecided"), bool(d.estimate_below), _result(d.estimate),
+                        d.lower, d.upper, int(d.looks), int(d.looks_planned))
 
     def prepare(self, reference: np.ndarray, *, linear: bool = False) -> Reference:
         """Prepares `reference` for many candidates: each sees the same draws per sample index."""
