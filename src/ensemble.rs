@@ -341,6 +341,34 @@ pub fn fill_dropout<R: Rng + ?Sized>(rng: &mut R, keep: f64, mask: &mut [f32]) {
     }
 }
 
+/// The 13 dropout masks of a batch, stacked along N: sample `j`'s masks come from the `j`-th
+/// random stream, in conv order.
+pub(crate) struct DropoutBatch {
+    shapes: [(usize, usize, usize); 13],
+    n: usize,
+    data: Vec<Vec<f32>>,
+}
+
+impl DropoutBatch {
+    pub(crate) fn draw<'a>(th: usize, tw: usize, rngs: impl ExactSizeIterator<Item = &'a mut ChaCha8Rng>) -> Self {
+        let shapes = dropout_mask_shapes(th, tw);
+        let n = rngs.len();
+        let mut data: Vec<Vec<f32>> = shapes.iter().map(|&(c, mh, mw)| vec![0.0; n * c * mh * mw]).collect();
+        for (j, rng) in rngs.enumerate() {
+            for (k, &(c, mh, mw)) in shapes.iter().enumerate() {
+                let len = c * mh * mw;
+                fill_dropout(rng, DROPOUT_KEEP, &mut data[k][j * len..(j + 1) * len]);
+            }
+        }
+        DropoutBatch { shapes, n, data }
+    }
+
+    /// `(shape, values)` per mask, as the model's `mask_k` inputs.
+    pub(crate) fn inputs(&self) -> Vec<(Vec<usize>, &[f32])> {
+        self.shapes.iter().zip(&self.data).map(|(&(c, mh, mw), m)| (vec![self.n, c, mh, mw], m.as_slice())).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,16 +10,15 @@
 //! [`Transform::apply_adjoint`]. Draws (transform and dropout per sample index) are exactly those
 //! of [`Metric`](crate::Metric), so a sample's distance here equals the metric's for that sample.
 
-use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::PathBuf;
 
-use crate::ensemble::{dropout_mask_shapes, fill_dropout, sample_rng, scale_levels_for, Transform, DROPOUT_KEEP};
+use crate::ensemble::{sample_rng, scale_levels_for, DropoutBatch, Transform};
 use crate::error::{Error, Result};
 use crate::image::{check_same_size, Image};
 use crate::models::{model_dir, MetricKind};
 use crate::runtime::{RuntimeOptions, Session};
-use crate::sampler::Draw;
+use crate::sampler::{group_by_size, Draw};
 
 /// Network-input pixels (summed over a batch) per ONNX Runtime call. The backward graph keeps
 /// every forward activation alive, about twice the memory of a forward pass per pixel.
@@ -123,9 +122,9 @@ impl Gradient {
         let (r, c) = (transform.apply(reference.data(), h, w), candidate_input(transform, candidate));
         check_network_size(self.kind(), r.height, r.width)?;
         let ones = [1.0f32];
-        let masks = dropout_stream.map(|(seed, index)| draw_masks(r.height, r.width, &mut [&mut sample_rng(seed, index)]));
+        let masks = dropout_stream.map(|(seed, index)| DropoutBatch::draw(r.height, r.width, std::iter::once(&mut sample_rng(seed, index))));
         let mask_inputs: Vec<(Vec<usize>, &[f32])> = match &masks {
-            Some(m) => mask_inputs(r.height, r.width, 1, m),
+            Some(m) => m.inputs(),
             None => (0..13).map(|_| (vec![1, 1, 1, 1], &ones[..])).collect(),
         };
         let (d, g) = self.run(&r.data, &c, 1, r.height, r.width, Some(&mask_inputs))?;
@@ -155,30 +154,23 @@ impl Gradient {
         }
         let n = (indices.end - indices.start) as usize;
         let mut draws: Vec<Draw> = indices.map(|i| Draw::iid(self.options.seed, i, levels)).collect();
-        let mut groups: BTreeMap<(usize, usize), Vec<&mut Draw>> = BTreeMap::new();
-        for d in draws.iter_mut() {
-            groups.entry(d.transform.output_size(h, w)).or_default().push(d);
-        }
         let mut total = 0.0f64;
         let mut gradient = vec![0.0f64; 3 * h * w];
-        for ((th, tw), mut members) in groups {
+        for ((th, tw), mut members) in group_by_size(&mut draws, h, w) {
             let plane = 3 * th * tw;
             let per_batch = (BATCH_PIXELS / (th * tw)).max(1);
             for chunk in members.chunks_mut(per_batch) {
                 let m = chunk.len();
                 let mut refs = vec![0.0f32; m * plane];
                 let mut cands = vec![0.0f32; m * plane];
-                for (j, d) in chunk.iter().enumerate() {
+                for (j, (_, d)) in chunk.iter().enumerate() {
                     d.transform.apply_into(reference.data(), h, w, &mut refs[j * plane..(j + 1) * plane]);
                     d.transform.apply_into(candidate.data(), h, w, &mut cands[j * plane..(j + 1) * plane]);
                 }
-                let masks = {
-                    let mut rngs: Vec<&mut rand_chacha::ChaCha8Rng> = chunk.iter_mut().map(|d| &mut d.rng).collect();
-                    draw_masks(th, tw, &mut rngs)
-                };
-                let inputs = mask_inputs(th, tw, m, &masks);
+                let masks = DropoutBatch::draw(th, tw, chunk.iter_mut().map(|(_, d)| &mut d.rng));
+                let inputs = masks.inputs();
                 let (d, g) = self.run(&refs, &cands, m, th, tw, Some(&inputs))?;
-                for (j, dj) in chunk.iter().enumerate() {
+                for (j, (_, dj)) in chunk.iter().enumerate() {
                     total += d[j];
                     let back = dj.transform.apply_adjoint(&g[j * plane..(j + 1) * plane], h, w);
                     for (acc, v) in gradient.iter_mut().zip(back) {
@@ -244,21 +236,3 @@ fn check_network_size(kind: MetricKind, h: usize, w: usize) -> Result<()> {
     Ok(())
 }
 
-/// The 13 dropout masks for a batch, stacked along N, sample `j`'s from `rngs[j]` in conv
-/// order: the same draws as the metric's (`metric::DropoutBatch`).
-fn draw_masks(th: usize, tw: usize, rngs: &mut [&mut rand_chacha::ChaCha8Rng]) -> Vec<Vec<f32>> {
-    let shapes = dropout_mask_shapes(th, tw);
-    let n = rngs.len();
-    let mut data: Vec<Vec<f32>> = shapes.iter().map(|&(c, mh, mw)| vec![0.0; n * c * mh * mw]).collect();
-    for (j, rng) in rngs.iter_mut().enumerate() {
-        for (k, &(c, mh, mw)) in shapes.iter().enumerate() {
-            let len = c * mh * mw;
-            fill_dropout(&mut **rng, DROPOUT_KEEP, &mut data[k][j * len..(j + 1) * len]);
-        }
-    }
-    data
-}
-
-fn mask_inputs(th: usize, tw: usize, n: usize, masks: &[Vec<f32>]) -> Vec<(Vec<usize>, &[f32])> {
-    dropout_mask_shapes(th, tw).iter().zip(masks).map(|(&(c, mh, mw), m)| (vec![n, c, mh, mw], m.as_slice())).collect()
-}

@@ -4,15 +4,14 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use rand_chacha::ChaCha8Rng;
 
-use crate::ensemble::{dropout_mask_shapes, fill_dropout, sample_rng, scale_levels_for, Transform, DROPOUT_KEEP};
+use crate::ensemble::{sample_rng, scale_levels_for, DropoutBatch, Transform};
 use crate::decision::{decide_plan, Decision, Gate};
 use crate::error::{Error, Result};
 use crate::heatmap::{input_map, Accumulator, Heatmap};
 use crate::multi::{MultiEstimate, PairedPlans};
 use crate::estimate::{Estimate, Sampling, Z95};
-use crate::sampler::{Draw, Plan, SamplerKind, PILOT_PER_LEVEL};
+use crate::sampler::{group_by_size, Draw, Plan, SamplerKind, PILOT_PER_LEVEL};
 use crate::features::{tiled_distance, FeatureNet, Precision, Taps, AUTO_TILE_PIXELS, DEFAULT_TILE};
 use crate::image::{check_same_size, Image};
 use crate::linear_weights::LinearWeights;
@@ -562,10 +561,7 @@ impl Metric {
         mut heat: Option<&mut Accumulator>,
     ) -> Result<Vec<f64>> {
         let (h, w) = (reference.height() as usize, reference.width() as usize);
-        let mut groups: BTreeMap<(usize, usize), Vec<(usize, &mut Draw)>> = BTreeMap::new();
-        for (slot, d) in draws.iter_mut().enumerate() {
-            groups.entry(d.transform.output_size(h, w)).or_default().push((slot, d));
-        }
+        let groups = group_by_size(draws, h, w);
         let mut out = vec![0.0; groups.values().map(Vec::len).sum()];
         for ((th, tw), mut members) in groups {
             let n = members.len();
@@ -602,10 +598,7 @@ impl Metric {
             check_same_size(reference, c)?;
         }
         let (h, w) = (reference.height() as usize, reference.width() as usize);
-        let mut groups: BTreeMap<(usize, usize), Vec<(usize, &mut Draw)>> = BTreeMap::new();
-        for (slot, d) in draws.iter_mut().enumerate() {
-            groups.entry(d.transform.output_size(h, w)).or_default().push((slot, d));
-        }
+        let groups = group_by_size(draws, h, w);
         let mut out = vec![vec![0.0; draws_len(&groups)]; candidates.len()];
         for ((th, tw), mut members) in groups {
             let n = members.len();
@@ -745,34 +738,6 @@ fn add_maps(acc: &mut Accumulator, maps: &[(Vec<usize>, Vec<f32>)], j: usize, st
         })
         .collect();
     acc.add(stratum, transform, &input_map(&taps, th, tw), th, tw);
-}
-
-/// The 13 dropout masks of a batch, stacked along N: sample `j`'s masks come from the `j`-th
-/// random stream, in conv order.
-struct DropoutBatch {
-    shapes: [(usize, usize, usize); 13],
-    n: usize,
-    data: Vec<Vec<f32>>,
-}
-
-impl DropoutBatch {
-    fn draw<'a>(th: usize, tw: usize, rngs: impl ExactSizeIterator<Item = &'a mut ChaCha8Rng>) -> Self {
-        let shapes = dropout_mask_shapes(th, tw);
-        let n = rngs.len();
-        let mut data: Vec<Vec<f32>> = shapes.iter().map(|&(c, mh, mw)| vec![0.0; n * c * mh * mw]).collect();
-        for (j, rng) in rngs.enumerate() {
-            for (k, &(c, mh, mw)) in shapes.iter().enumerate() {
-                let len = c * mh * mw;
-                fill_dropout(rng, DROPOUT_KEEP, &mut data[k][j * len..(j + 1) * len]);
-            }
-        }
-        DropoutBatch { shapes, n, data }
-    }
-
-    /// `(shape, values)` per mask, as the model's `mask_k` inputs.
-    fn inputs(&self) -> Vec<(Vec<usize>, &[f32])> {
-        self.shapes.iter().zip(&self.data).map(|(&(c, mh, mw), m)| (vec![self.n, c, mh, mw], m.as_slice())).collect()
-    }
 }
 
 /// Samples drawn per round for an `h x w` pair: as many full-size samples as fit the batch budget.

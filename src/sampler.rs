@@ -23,6 +23,8 @@
 //! Draws are keyed: the `k`-th sample of level `s` is the same transform and dropout for every
 //! candidate compared with the same seed (common random numbers).
 
+use std::collections::BTreeMap;
+
 use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -56,6 +58,16 @@ impl SamplerKind {
             SamplerKind::Control => "control",
         }
     }
+}
+
+/// `draws` grouped by the size of their transformed image (one network batch per size, smallest
+/// first), each with its slot in `draws` so results can be put back in order.
+pub(crate) fn group_by_size(draws: &mut [Draw], h: usize, w: usize) -> BTreeMap<(usize, usize), Vec<(usize, &mut Draw)>> {
+    let mut groups: BTreeMap<(usize, usize), Vec<(usize, &mut Draw)>> = BTreeMap::new();
+    for (slot, d) in draws.iter_mut().enumerate() {
+        groups.entry(d.transform.output_size(h, w)).or_default().push((slot, d));
+    }
+    groups
 }
 
 /// One sample to evaluate: its transform and the random stream its dropout masks continue.
