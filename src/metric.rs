@@ -453,7 +453,10 @@ impl Metric {
         let levels = if ensemble { self.scale_levels(h as u32, w as u32) } else { 1 };
         let mut plans = PairedPlans::new(self.options.sampler, self.options.seed, levels, h, w, candidates.len());
         if !ensemble {
-            let values = candidates.iter().map(|c| Ok(vec![self.evaluate(reference, c, None, None)?])).collect::<Result<Vec<_>>>()?;
+            // The reference's pass once, then each candidate against it: the path `compare` takes,
+            // so each distance equals its plain comparison exactly.
+            let prepared = self.prepare_reference(reference)?;
+            let values = candidates.iter().map(|c| Ok(vec![self.compare_reference(&prepared, c)?.distance])).collect::<Result<Vec<_>>>()?;
             plans.record(&[Draw::iid(0, 0, 1)], &values);
             let mut m = plans.estimate(true);
             m.distances.iter_mut().for_each(|e| *e = Estimate::exact(e.distance));
