@@ -58,6 +58,9 @@ struct Fixtures {
     dir: tempfile::TempDir,
     png: Vec<u8>,
     jpeg: Vec<u8>,
+    /// The same pixels as OpenEXR (RGBA float) and Radiance HDR, scene-linear.
+    exr: Vec<u8>,
+    hdr: Vec<u8>,
     rgb8: Vec<u8>,
     /// LPIPS-AlexNet, the cheapest network, with a 64x64 pixel budget.
     ctx: *mut ElpipsContext,
@@ -72,12 +75,21 @@ impl Fixtures {
         img.write_to(&mut png, image::ImageFormat::Png).unwrap();
         let mut jpeg = std::io::Cursor::new(Vec::new());
         img.write_to(&mut jpeg, image::ImageFormat::Jpeg).unwrap();
+        let linear = |v: u8| (v as f32 / 255.0).powf(2.2);
+        let rgba = image::Rgba32FImage::from_fn(N, N, |x, y| {
+            let p = img.get_pixel(x, y).0;
+            image::Rgba([linear(p[0]), linear(p[1]), linear(p[2]), 1.0])
+        });
+        let mut exr = std::io::Cursor::new(Vec::new());
+        image::DynamicImage::ImageRgba32F(rgba.clone()).write_to(&mut exr, image::ImageFormat::OpenExr).unwrap();
+        let mut hdr = std::io::Cursor::new(Vec::new());
+        image::DynamicImage::ImageRgba32F(rgba).to_rgb32f().write_to(&mut hdr, image::ImageFormat::Hdr).unwrap();
         let mut o = options();
         o.metric = ELPIPS_METRIC_LPIPS_ALEX;
         o.max_pixels = 64 * 64;
         let (s, ctx, msg) = context_new(&o);
         assert_eq!(s, ELPIPS_OK, "{msg}; run `make setup` first");
-        Fixtures { dir: tempfile::tempdir().unwrap(), png: png.into_inner(), jpeg: jpeg.into_inner(), rgb8: img.into_raw(), ctx }
+        Fixtures { dir: tempfile::tempdir().unwrap(), png: png.into_inner(), jpeg: jpeg.into_inner(), exr: exr.into_inner(), hdr: hdr.into_inner(), rgb8: img.into_raw(), ctx }
     }
 
     fn file(&self, name: &str, bytes: &[u8]) -> PathBuf {
@@ -212,6 +224,24 @@ fn jpeg_with_size(jpeg: &[u8], w: u16, h: u16) -> Vec<u8> {
     out
 }
 
+/// An OpenEXR file of `n x n` mid-grey pixels with channel 1 of pixel (1, 1) NaN.
+fn exr_with_nan(n: u32) -> Vec<u8> {
+    let img = image::Rgba32FImage::from_fn(n, n, |x, y| image::Rgba([0.2, if (x, y) == (1, 1) { f32::NAN } else { 0.2 }, 0.2, 1.0]));
+    let mut out = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgba32F(img).write_to(&mut out, image::ImageFormat::OpenExr).unwrap();
+    out.into_inner()
+}
+
+/// A Radiance HDR whose resolution line claims `w x h` (the pixel data is left as it was).
+fn hdr_with_size(hdr: &[u8], w: u32, h: u32) -> Vec<u8> {
+    let at = hdr.windows(4).position(|m| m == b"\n-Y ").expect("a Radiance resolution line") + 1;
+    let end = at + hdr[at..].iter().position(|&b| b == b'\n').unwrap();
+    let mut out = hdr[..at].to_vec();
+    out.extend_from_slice(format!("-Y {h} +X {w}").as_bytes());
+    out.extend_from_slice(&hdr[end..]);
+    out
+}
+
 /// A shared library that says it is ONNX Runtime 1.16.3 (older than the 1.31 ort needs).
 fn fake_old_runtime(dir: &Path) -> PathBuf {
     let src = dir.join("old_ort.c");
@@ -262,6 +292,13 @@ fn run_case(id: &str, f: &Fixtures) -> Option<Outcome> {
         "jpeg-header-only" => decode(&f.jpeg[..20]),
         "jpeg-huge-header" => decode(&jpeg_with_size(&f.jpeg, 65_000, 65_000)),
         "jpeg-zero-size" => decode(&jpeg_with_size(&f.jpeg, 0, 40)),
+        "exr-truncated" => decode(&f.exr[..f.exr.len() / 2]),
+        "exr-header-only" => decode(&f.exr[..40]),
+        "exr-nan" => decode(&exr_with_nan(N)),
+        "exr-over-budget" => lib(Image::decode(&f.exr, &LoadOptions { max_pixels: 1000, ..Default::default() })),
+        "hdr-truncated" => decode(&f.hdr[..f.hdr.len() / 2]),
+        "hdr-huge-header" => decode(&hdr_with_size(&f.hdr, 100_000, 100_000)),
+        "hdr-zero-size" => decode(&hdr_with_size(&f.hdr, 0, 40)),
         "gif-unsupported" => decode(b"GIF89a\x01\x00\x01\x00\x00\x00\x00;"),
         "file-missing" => lib(Image::open(f.dir.path().join("missing.png"), &load)),
         "file-directory" => lib(Image::open(f.dir.path(), &load)),
