@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use elpips::{Image, LoadOptions, Metric, MetricKind, MetricOptions, SamplerKind, Sampling};
+use elpips::{Image, Metric, MetricKind, MetricOptions, Sampling};
 
 /// Multiply-adds x 2 of VGG16's 13 convs (3x3) at an `h x w` input, for one image.
 fn vgg_flops(h: usize, w: usize) -> f64 {
@@ -23,10 +23,6 @@ fn noise_image(size: u32, seed: u32) -> Image {
         })
         .collect();
     Image::from_rgb8(size, size, &rgb).expect("valid image")
-}
-
-fn file_stem(p: &str) -> &str {
-    std::path::Path::new(p).file_stem().and_then(|s| s.to_str()).unwrap_or(p)
 }
 
 fn machine() -> String {
@@ -71,35 +67,6 @@ fn main() -> elpips::Result<()> {
         println!("{:<28} {:>10.1} {:>12} {:>10}", format!("{size}x{size}"), secs * 1e3, levels, e.samples);
     }
 
-    // Samples (and seconds) for a 95% half-width of 2.5% of the distance: each sampler runs
-    // `N` samples, and the variance of its estimator, which falls as 1/n for a fixed allocation,
-    // gives the count that would reach the target.
-    const N: u32 = 64;
-    let upstream = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/upstream");
-    let pairs = [
-        ("elpips/inputs/adv_teddy.png", "elpips/inputs/adv_reference.png"),
-        ("elpips/inputs/cat.png", "elpips/inputs/dog.png"),
-        ("lpips/imgs/ex_ref.png", "lpips/imgs/ex_p0.png"),
-    ];
-    println!("\nsamples for a 2.5% 95% half-width (from {N}-sample runs, seed 1)");
-    println!("{:<34} {:>9} {:>9} {:>9} {:>9} {:>7}", "pair", "iid n", "iid s", "strat n", "strat s", "gain");
-    for (a, b) in pairs {
-        let load = LoadOptions::default();
-        let (a_img, b_img) = (Image::open(upstream.join(a), &load)?, Image::open(upstream.join(b), &load)?);
-        let mut needed = [(0.0, 0.0); 2];
-        for (slot, sampler) in [SamplerKind::Iid, SamplerKind::Stratified].into_iter().enumerate() {
-            let mut m = Metric::new(MetricOptions { sampling: Sampling::Fixed(N), sampler, seed: 1, ..Default::default() })?;
-            let t = Instant::now();
-            let e = m.compare(&a_img, &b_img)?;
-            let per_sample = t.elapsed().as_secs_f64() / e.samples as f64;
-            let n = e.samples as f64 * (e.ci95 / (0.025 * e.distance)).powi(2);
-            needed[slot] = (n, n * per_sample);
-        }
-        let name = format!("{} / {}", file_stem(a), file_stem(b));
-        println!(
-            "{:<34} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>6.1}x",
-            name, needed[0].0, needed[0].1, needed[1].0, needed[1].1, needed[0].1 / needed[1].1
-        );
-    }
+    // Samples needed for a 2.5% half-width, per sampler: `benches/estimator.rs` (`samples`).
     Ok(())
 }
