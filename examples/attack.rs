@@ -24,6 +24,9 @@
 
 use std::path::{Path, PathBuf};
 
+#[path = "common/adam.rs"]
+mod adam;
+use adam::Adam;
 use elpips::{Gradient, GradientOptions, Image, LoadOptions, Metric, MetricKind, MetricOptions, Sampling};
 
 struct Args {
@@ -223,18 +226,13 @@ fn attack(a: &Args, kind: MetricKind, source: &Image, target: &Image, log: bool)
     // Descent from the target: Adam on D(source, x) (per-pixel normalised steps of about
     // `--step`, robust to the noise of E-LPIPS gradients), clamped to [0, 1].
     let mut x = target.data().to_vec();
-    let (mut m1, mut m2) = (vec![0.0f32; x.len()], vec![0.0f32; x.len()]);
-    let (b1, b2) = (0.9f32, 0.999f32);
+    let mut adam = Adam::new(x.len(), 1e-12);
     for step in 0..a.steps as u64 {
         let draws = step * a.samples..(step + 1) * a.samples;
         let (d, g) = m.gradient(source, &image_of(source, x.clone()), draws).map_err(err)?;
-        let t = (step + 1) as i32;
-        for i in 0..x.len() {
-            m1[i] = b1 * m1[i] + (1.0 - b1) * g[i];
-            m2[i] = b2 * m2[i] + (1.0 - b2) * g[i] * g[i];
-            let (mh, vh) = (m1[i] / (1.0 - b1.powi(t)), m2[i] / (1.0 - b2.powi(t)));
+        for (i, s) in adam.step(&g, a.step).into_iter().enumerate() {
             let t0 = target.data()[i];
-            x[i] = (x[i] - a.step * mh / (vh.sqrt() + 1e-12)).clamp(t0 - a.linf, t0 + a.linf).clamp(0.0, 1.0);
+            x[i] = (x[i] - s).clamp(t0 - a.linf, t0 + a.linf).clamp(0.0, 1.0);
         }
         if log && (step % 10 == 0 || step + 1 == a.steps as u64) {
             eprintln!("{kind} step {:>3}: distance to source {d:.4} (before the step)", step + 1);

@@ -12,6 +12,9 @@
 
 use std::path::{Path, PathBuf};
 
+#[path = "common/adam.rs"]
+mod adam;
+use adam::Adam;
 use elpips::{Gradient, GradientOptions, Image, LoadOptions, Metric, MetricOptions, Sampling};
 
 fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> Result<T, String> {
@@ -85,20 +88,15 @@ fn run() -> Result<(), String> {
 
     let mut grad = Gradient::new(GradientOptions { seed: 1, ..Default::default() }).map_err(|e| e.to_string())?;
     let mut x = average.data().to_vec();
-    let (mut m, mut v) = (vec![0.0f32; x.len()], vec![0.0f32; x.len()]);
-    let (b1, b2) = (0.9f32, 0.999f32);
+    let mut adam = Adam::new(x.len(), 1e-8);
     for step in 0..steps {
         let xi = Image::from_planar(size as u32, size as u32, x.clone()).map_err(|e| e.to_string())?;
         let draws = step * samples..(step + 1) * samples;
         let ga = grad.samples(&a, &xi, draws.clone()).map_err(|e| e.to_string())?;
         let gb = grad.samples(&b, &xi, draws).map_err(|e| e.to_string())?;
-        let t = (step + 1) as i32;
-        for i in 0..x.len() {
-            let g = ga.gradient[i] + gb.gradient[i];
-            m[i] = b1 * m[i] + (1.0 - b1) * g;
-            v[i] = b2 * v[i] + (1.0 - b2) * g * g;
-            let (mh, vh) = (m[i] / (1.0 - b1.powi(t)), v[i] / (1.0 - b2.powi(t)));
-            x[i] = (x[i] - lr * mh / (vh.sqrt() + 1e-8)).clamp(0.0, 1.0);
+        let g: Vec<f32> = ga.gradient.iter().zip(&gb.gradient).map(|(p, q)| p + q).collect();
+        for (xi, s) in x.iter_mut().zip(adam.step(&g, lr)) {
+            *xi = (*xi - s).clamp(0.0, 1.0);
         }
         if step % 10 == 0 || step + 1 == steps {
             eprintln!("step {:>3}: E-LPIPS to a {:.4}, to b {:.4} (this step's {samples} draws)", step + 1, ga.distance, gb.distance);
