@@ -7,6 +7,7 @@ mod common;
 use std::sync::Arc;
 
 use elpips::capi::*;
+use common::c::{c_compare, c_context};
 use elpips::{Image, MetricKind, MetricOptions, Sampling};
 
 const THREADS: usize = 4;
@@ -58,39 +59,6 @@ fn threads_with_their_own_metrics_equal_a_serial_run() {
     }
 }
 
-struct Shared(*mut ElpipsContext);
-// SAFETY: the C ABI documents contexts as shareable (calls are serialised by its lock).
-unsafe impl Send for Shared {}
-unsafe impl Sync for Shared {}
-
-fn c_options(metric: ElpipsMetric) -> ElpipsOptions {
-    let mut o = std::mem::MaybeUninit::<ElpipsOptions>::zeroed();
-    // SAFETY: writable.
-    assert_eq!(unsafe { elpips_options_default(o.as_mut_ptr(), std::mem::size_of::<ElpipsOptions>()) }, ELPIPS_OK);
-    // SAFETY: initialised above.
-    let mut o = unsafe { o.assume_init() };
-    o.metric = metric;
-    o.threads = 1;
-    o.sampling = ELPIPS_SAMPLING_FIXED;
-    o.samples = 4;
-    o.seed = 7;
-    o
-}
-
-fn c_context(metric: ElpipsMetric) -> Shared {
-    let mut ctx = std::ptr::null_mut();
-    // SAFETY: valid options and out-pointer.
-    assert_eq!(unsafe { elpips_context_new(&c_options(metric), &mut ctx) }, ELPIPS_OK, "run `make setup` first");
-    Shared(ctx)
-}
-
-fn c_compare(ctx: &Shared, a: &[u8], b: &[u8], n: u32) -> f64 {
-    let img = |p: &[u8]| ElpipsImage { data: p.as_ptr().cast(), width: n, height: n, stride_bytes: 0, format: ELPIPS_PIXEL_FORMAT_RGB8, transfer: ELPIPS_TRANSFER_SRGB };
-    let mut r = ElpipsResult::default();
-    // SAFETY: a live context, valid images and result.
-    assert_eq!(unsafe { elpips_compare(ctx.0, &img(a), &img(b), &mut r) }, ELPIPS_OK);
-    r.distance
-}
 
 /// One C context shared by many threads, plus one context per thread: every thread's figures
 /// equal those of one thread alone.

@@ -3,10 +3,12 @@
 //! `make test-long`; a short one in CI. Its own test binary: RSS is per process, and the two soaks
 //! take a lock so they never overlap.
 
-
 use std::sync::Mutex;
 
 use elpips::capi::*;
+
+mod common;
+use common::c::{c_compare, c_context};
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
@@ -15,39 +17,6 @@ fn pattern(k: u32, n: u32) -> Vec<u8> {
     (0..n * n * 3).map(|i| ((i / 3 % n) * 7 + (i / 3 / n) * 5 + (i % 3) * 40 + k * 31) as u8 ^ (k as u8).wrapping_mul(13)).collect()
 }
 
-struct Shared(*mut ElpipsContext);
-// SAFETY: the C ABI documents contexts as shareable (calls are serialised by its lock).
-unsafe impl Send for Shared {}
-unsafe impl Sync for Shared {}
-
-fn c_options(metric: ElpipsMetric) -> ElpipsOptions {
-    let mut o = std::mem::MaybeUninit::<ElpipsOptions>::zeroed();
-    // SAFETY: writable.
-    assert_eq!(unsafe { elpips_options_default(o.as_mut_ptr(), std::mem::size_of::<ElpipsOptions>()) }, ELPIPS_OK);
-    // SAFETY: initialised above.
-    let mut o = unsafe { o.assume_init() };
-    o.metric = metric;
-    o.threads = 1;
-    o.sampling = ELPIPS_SAMPLING_FIXED;
-    o.samples = 4;
-    o.seed = 7;
-    o
-}
-
-fn c_context(metric: ElpipsMetric) -> Shared {
-    let mut ctx = std::ptr::null_mut();
-    // SAFETY: valid options and out-pointer.
-    assert_eq!(unsafe { elpips_context_new(&c_options(metric), &mut ctx) }, ELPIPS_OK, "run `make setup` first");
-    Shared(ctx)
-}
-
-fn c_compare(ctx: &Shared, a: &[u8], b: &[u8], n: u32) -> f64 {
-    let img = |p: &[u8]| ElpipsImage { data: p.as_ptr().cast(), width: n, height: n, stride_bytes: 0, format: ELPIPS_PIXEL_FORMAT_RGB8, transfer: ELPIPS_TRANSFER_SRGB };
-    let mut r = ElpipsResult::default();
-    // SAFETY: a live context, valid images and result.
-    assert_eq!(unsafe { elpips_compare(ctx.0, &img(a), &img(b), &mut r) }, ELPIPS_OK);
-    r.distance
-}
 
 /// Resident memory in bytes (Linux).
 fn rss() -> u64 {
