@@ -221,11 +221,12 @@ test-tsan: setup
 # its committed seeds (fuzz/seeds/<target>) plus the set-up's images and weights; the working
 # corpus and any crash land in fuzz/corpus and fuzz/artifacts (git-ignored). A crash fails the
 # run: fix it, and copy the input to tests/fuzz-regressions/<target>/ (tests/fuzz_regressions.rs
-# replays those in the normal test suite).
+# replays those in the normal test suite). Targets without committed seeds get an empty seed folder
+# (git keeps no empty folders; libFuzzer refuses a missing one).
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := decode_image linear_weights capi_image capi_options
 fuzz: setup
-	@mkdir -p $(addprefix fuzz/corpus/,$(FUZZ_TARGETS))
+	@mkdir -p $(addprefix fuzz/corpus/,$(FUZZ_TARGETS)) $(addprefix fuzz/seeds/,$(FUZZ_TARGETS))
 	cp -n $(UP)/lpips/imgs/*.png fuzz/corpus/decode_image/
 	cp -n $(UP)/elpips/elpips/*.npy fuzz/corpus/linear_weights/
 	@for t in $(FUZZ_TARGETS); do \
