@@ -4,10 +4,10 @@
 
 use std::ffi::c_char;
 
-use super::{context, guard, need, need_out, opt_path, read_image, result_of, CResult, ElpipsContext, ElpipsImage, ElpipsResult, ElpipsStatus, Failure};
+use super::{context, guard, need, need_out, result_of, CResult, ElpipsContext, ElpipsImage, ElpipsResult, ElpipsStatus, Failure};
 use super::{ElpipsSide, ELPIPS_SIDE_ABOVE, ELPIPS_SIDE_BELOW, ELPIPS_SIDE_UNDECIDED};
 use crate::decision::{Gate, Verdict};
-use crate::image::{Image, LoadOptions};
+use crate::image::Image;
 
 /// A gate: the threshold T and how hard to look. Zero in `error_rate`, `max_samples` or
 /// `min_samples` means that field's default, so `ElpipsGate g = {0.02}` is a complete gate.
@@ -72,9 +72,7 @@ pub unsafe extern "C" fn elpips_decide(
         let g = *need(gate, "gate")?;
         let out = need_out(decision, "decision")?;
         // SAFETY: forwarded from the caller.
-        let reference = unsafe { read_image(reference, "reference", ctx.max_pixels, &ctx.input)? };
-        // SAFETY: forwarded from the caller.
-        let candidate = unsafe { read_image(candidate, "candidate", ctx.max_pixels, &ctx.input)? };
+        let (reference, candidate) = unsafe { ctx.read_pair(reference, candidate)? };
         *out = decide_images(ctx, &reference, &candidate, &g)?;
         Ok(())
     })
@@ -101,12 +99,7 @@ pub unsafe extern "C" fn elpips_decide_files(
         let g = *need(gate, "gate")?;
         let out = need_out(decision, "decision")?;
         // SAFETY: forwarded from the caller.
-        let reference_path = unsafe { opt_path(reference_path) }.ok_or_else(|| Failure::null("reference_path"))?;
-        // SAFETY: forwarded from the caller.
-        let candidate_path = unsafe { opt_path(candidate_path) }.ok_or_else(|| Failure::null("candidate_path"))?;
-        let load = LoadOptions { max_pixels: ctx.max_pixels, input: ctx.input };
-        let reference = Image::open(&reference_path, &load)?;
-        let candidate = Image::open(&candidate_path, &load)?;
+        let (reference, candidate) = unsafe { ctx.open_pair(reference_path, candidate_path)? };
         *out = decide_images(ctx, &reference, &candidate, &g)?;
         Ok(())
     })

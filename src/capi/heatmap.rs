@@ -3,7 +3,7 @@
 
 use std::ffi::c_void;
 
-use super::{context, guard, need_out, read_image, result_of, ElpipsContext, ElpipsImage, ElpipsResult, ElpipsStatus, Failure, ELPIPS_STATUS_INVALID_ARGUMENT};
+use super::{context, guard, need_out, result_of, ElpipsContext, ElpipsImage, ElpipsResult, ElpipsStatus, Failure, ELPIPS_STATUS_INVALID_ARGUMENT};
 
 /// Compares `candidate` to `reference` like `elpips_compare` (same result for the same options
 /// and seed) and fills `heatmap` with where they differ.
@@ -38,9 +38,7 @@ pub unsafe extern "C" fn elpips_compare_heatmap(
             return Err(Failure::null("heatmap"));
         }
         // SAFETY: forwarded from the caller.
-        let reference = unsafe { read_image(reference, "reference", ctx.max_pixels, &ctx.input)? };
-        // SAFETY: forwarded from the caller.
-        let candidate = unsafe { read_image(candidate, "candidate", ctx.max_pixels, &ctx.input)? };
+        let (reference, candidate) = unsafe { ctx.read_pair(reference, candidate)? };
         let pixels = reference.width() as usize * reference.height() as usize;
         if heatmap_len != pixels {
             return Err(Failure::new(

@@ -693,6 +693,35 @@ fn need_out<'a, T>(p: *mut T, what: &str) -> CResult<&'a mut T> {
     unsafe { p.as_mut() }.ok_or_else(|| Failure::null(what))
 }
 
+impl ElpipsContext {
+    /// The two images of a comparison from caller buffers, with this context's pixel budget and
+    /// input options.
+    ///
+    /// # Safety
+    /// Each pointer is NULL or a valid description of readable pixels.
+    unsafe fn read_pair(&self, reference: *const ElpipsImage, candidate: *const ElpipsImage) -> CResult<(Image, Image)> {
+        // SAFETY: forwarded from the caller.
+        let r = unsafe { read_image(reference, "reference", self.max_pixels, &self.input)? };
+        // SAFETY: forwarded from the caller.
+        let c = unsafe { read_image(candidate, "candidate", self.max_pixels, &self.input)? };
+        Ok((r, c))
+    }
+
+    /// The two images of a comparison from files, with this context's pixel budget and input
+    /// options.
+    ///
+    /// # Safety
+    /// Each path is NULL or NUL-terminated.
+    unsafe fn open_pair(&self, reference_path: *const c_char, candidate_path: *const c_char) -> CResult<(Image, Image)> {
+        // SAFETY: forwarded from the caller.
+        let r = unsafe { opt_path(reference_path) }.ok_or_else(|| Failure::null("reference_path"))?;
+        // SAFETY: forwarded from the caller.
+        let c = unsafe { opt_path(candidate_path) }.ok_or_else(|| Failure::null("candidate_path"))?;
+        let load = LoadOptions { max_pixels: self.max_pixels, input: self.input };
+        Ok((Image::open(&r, &load)?, Image::open(&c, &load)?))
+    }
+}
+
 fn compare_images(ctx: &ElpipsContext, reference: &Image, candidate: &Image) -> CResult<ElpipsResult> {
     let mut metric = ctx.metric();
     let estimate = metric.compare(reference, candidate)?;
@@ -903,9 +932,7 @@ pub unsafe extern "C" fn elpips_compare(
         let ctx = c.ok_or_else(|| Failure::null("ctx"))?;
         let result = need_out(result, "result")?;
         // SAFETY: forwarded from the caller.
-        let reference = unsafe { read_image(reference, "reference", ctx.max_pixels, &ctx.input)? };
-        // SAFETY: forwarded from the caller.
-        let candidate = unsafe { read_image(candidate, "candidate", ctx.max_pixels, &ctx.input)? };
+        let (reference, candidate) = unsafe { ctx.read_pair(reference, candidate)? };
         *result = compare_images(ctx, &reference, &candidate)?;
         Ok(())
     })
@@ -932,12 +959,7 @@ pub unsafe extern "C" fn elpips_compare_files(
         let ctx = c.ok_or_else(|| Failure::null("ctx"))?;
         let result = need_out(result, "result")?;
         // SAFETY: forwarded from the caller.
-        let reference_path = unsafe { opt_path(reference_path) }.ok_or_else(|| Failure::null("reference_path"))?;
-        // SAFETY: forwarded from the caller.
-        let candidate_path = unsafe { opt_path(candidate_path) }.ok_or_else(|| Failure::null("candidate_path"))?;
-        let load = LoadOptions { max_pixels: ctx.max_pixels, input: ctx.input };
-        let reference = Image::open(&reference_path, &load)?;
-        let candidate = Image::open(&candidate_path, &load)?;
+        let (reference, candidate) = unsafe { ctx.open_pair(reference_path, candidate_path)? };
         *result = compare_images(ctx, &reference, &candidate)?;
         Ok(())
     })

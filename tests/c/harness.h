@@ -86,6 +86,14 @@ static inline ElpipsImage image_rgb8(const unsigned char *data, unsigned w, unsi
     return img;
 }
 
+/* Interleaved float RGB pixels, display-referred (sRGB) values in [0, 1]. */
+static inline ElpipsImage image_rgb_f32(const float *data, unsigned w, unsigned h) {
+    ElpipsImage img = image_rgb8(NULL, w, h);
+    img.data = data;
+    img.format = ELPIPS_PIXEL_FORMAT_RGB_F32;
+    return img;
+}
+
 /* The metric of the reference and threads tests: E-LPIPS, except under valgrind, where the
  * Makefile builds them with LPIPS-AlexNet (-DTEST_METRIC=ELPIPS_METRIC_LPIPS_ALEX -DN=40)
  * because valgrind slows the VGG network down ~300x. */

@@ -18,18 +18,8 @@ static float *pattern_f32(unsigned char shift) {
     return p;
 }
 
-static ElpipsImage image_f32(const float *data) {
-    ElpipsImage img;
-    memset(&img, 0, sizeof img);
-    img.data = data;
-    img.width = N;
-    img.height = N;
-    img.format = ELPIPS_PIXEL_FORMAT_RGB_F32;
-    return img;
-}
-
 static double distance_at(ElpipsGradient *g, const float *ref, const float *cand) {
-    ElpipsImage a = image_f32(ref), b = image_f32(cand);
+    ElpipsImage a = image_rgb_f32(ref, N, N), b = image_rgb_f32(cand, N, N);
     double d = -1.0;
     float *grad = (float *)malloc(sizeof(float) * LEN);
     if (!grad) abort();
@@ -44,7 +34,7 @@ static void lpips_vgg(void) {
     ElpipsContext *ctx = test_context(&o);
     float *ref = pattern_f32(0), *cand = pattern_f32(0x33), *plus, *minus;
     float *grad = (float *)malloc(sizeof(float) * LEN);
-    ElpipsImage a = image_f32(ref), b = image_f32(cand);
+    ElpipsImage a = image_rgb_f32(ref, N, N), b = image_rgb_f32(cand, N, N);
     ElpipsResult r;
     double d = -1.0, norm = 0.0, numeric;
     const double h = 2e-3;
