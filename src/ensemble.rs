@@ -221,6 +221,14 @@ impl Transform {
     }
 }
 
+/// `image` (`h x w`, planar) under each of `transforms`, stacked along N into `out`: one
+/// network batch. Every transform must give the same output size, `plane` values each.
+pub(crate) fn stack_transformed<'a>(image: &[f32], h: usize, w: usize, transforms: impl Iterator<Item = &'a Transform>, plane: usize, out: &mut [f32]) {
+    for (t, dst) in transforms.zip(out.chunks_exact_mut(plane)) {
+        t.apply_into(image, h, w, dst);
+    }
+}
+
 /// The pixel geometry of a [`Transform`] on one image size. Coordinates: the image (`h x w`),
 /// the scaled grid (`sh x sw`, after step 1), the padded grid (`ph x pw`, after the offset) and
 /// the network input (the padded grid, flipped, then transposed).

@@ -13,7 +13,7 @@
 use std::ops::Range;
 use std::path::PathBuf;
 
-use crate::ensemble::{sample_rng, scale_levels_for, DropoutBatch, Transform};
+use crate::ensemble::{sample_rng, scale_levels_for, stack_transformed, DropoutBatch, Transform};
 use crate::error::{Error, Result};
 use crate::image::{check_same_size, Image};
 use crate::models::{model_dir, MetricKind};
@@ -163,10 +163,8 @@ impl Gradient {
                 let m = chunk.len();
                 let mut refs = vec![0.0f32; m * plane];
                 let mut cands = vec![0.0f32; m * plane];
-                for (j, (_, d)) in chunk.iter().enumerate() {
-                    d.transform.apply_into(reference.data(), h, w, &mut refs[j * plane..(j + 1) * plane]);
-                    d.transform.apply_into(candidate.data(), h, w, &mut cands[j * plane..(j + 1) * plane]);
-                }
+                stack_transformed(reference.data(), h, w, chunk.iter().map(|(_, d)| &d.transform), plane, &mut refs);
+                stack_transformed(candidate.data(), h, w, chunk.iter().map(|(_, d)| &d.transform), plane, &mut cands);
                 let masks = DropoutBatch::draw(th, tw, chunk.iter_mut().map(|(_, d)| &mut d.rng));
                 let inputs = masks.inputs();
                 let (d, g) = self.run(&refs, &cands, m, th, tw, Some(&inputs))?;

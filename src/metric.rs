@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 
-use crate::ensemble::{sample_rng, scale_levels_for, DropoutBatch, Transform};
+use crate::ensemble::{sample_rng, scale_levels_for, stack_transformed, DropoutBatch, Transform};
 use crate::decision::{decide_plan, Decision, Gate};
 use crate::error::{Error, Result};
 use crate::heatmap::{input_map, Accumulator, Heatmap};
@@ -571,10 +571,8 @@ impl Metric {
             let plane = 3 * th * tw;
             let mut refs = vec![0.0f32; n * plane];
             let mut cands = vec![0.0f32; n * plane];
-            for (j, (_, d)) in members.iter().enumerate() {
-                d.transform.apply_into(reference.data(), h, w, &mut refs[j * plane..(j + 1) * plane]);
-                d.transform.apply_into(candidate.data(), h, w, &mut cands[j * plane..(j + 1) * plane]);
-            }
+            stack_transformed(reference.data(), h, w, members.iter().map(|(_, d)| &d.transform), plane, &mut refs);
+            stack_transformed(candidate.data(), h, w, members.iter().map(|(_, d)| &d.transform), plane, &mut cands);
             let masks = DropoutBatch::draw(th, tw, members.iter_mut().map(|(_, d)| &mut d.rng));
             let mask_inputs = masks.inputs();
             let (d, maps) = self.run_with_maps(&refs, &cands, n, th, tw, Some(&mask_inputs), heat.is_some())?;
@@ -607,18 +605,14 @@ impl Metric {
             let n = members.len();
             let plane = 3 * th * tw;
             let mut buf = vec![0.0f32; n * plane];
-            for (j, (_, d)) in members.iter().enumerate() {
-                d.transform.apply_into(reference.data(), h, w, &mut buf[j * plane..(j + 1) * plane]);
-            }
+            stack_transformed(reference.data(), h, w, members.iter().map(|(_, d)| &d.transform), plane, &mut buf);
             let masks = DropoutBatch::draw(th, tw, members.iter_mut().map(|(_, d)| &mut d.rng));
             let mask_inputs = masks.inputs();
             let net = self.feature_net()?;
             let ref_taps = net.taps(&buf, n, th, tw, Some(&mask_inputs))?;
             let pairs: Vec<(usize, usize)> = (0..n).map(|j| (j, j)).collect();
             for (k, cand) in candidates.iter().enumerate() {
-                for (j, (_, d)) in members.iter().enumerate() {
-                    d.transform.apply_into(cand.data(), h, w, &mut buf[j * plane..(j + 1) * plane]);
-                }
+                stack_transformed(cand.data(), h, w, members.iter().map(|(_, d)| &d.transform), plane, &mut buf);
                 let maps = net.maps_against(&ref_taps, &buf, n, th, tw, Some(&mask_inputs), &pairs)?;
                 for (j, (slot, _)) in members.iter().enumerate() {
                     out[k][*slot] = distance_of_maps(&maps[j])?;
