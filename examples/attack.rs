@@ -27,6 +27,9 @@ use std::path::{Path, PathBuf};
 #[path = "common/adam.rs"]
 mod adam;
 use adam::Adam;
+#[path = "common/png.rs"]
+mod png;
+use png::save_png;
 use elpips::{Gradient, GradientOptions, Image, LoadOptions, Metric, MetricKind, MetricOptions, Sampling};
 
 struct Args {
@@ -159,20 +162,6 @@ fn load_square(path: &Path, size: u32) -> Result<Image, String> {
         }
     }
     Image::from_planar(size, size, out).map_err(|e| e.to_string())
-}
-
-fn save_png(img: &Image, path: &Path) -> Result<(), String> {
-    let (w, h) = (img.width() as usize, img.height() as usize);
-    let mut rgb = vec![0u8; 3 * w * h];
-    for c in 0..3 {
-        for (i, &v) in img.channel(c).iter().enumerate() {
-            rgb[3 * i + c] = (v.clamp(0.0, 1.0) * 255.0).round() as u8;
-        }
-    }
-    let tmp = path.with_extension("png.tmp");
-    image::save_buffer_with_format(&tmp, &rgb, w as u32, h as u32, image::ExtendedColorType::Rgb8, image::ImageFormat::Png)
-        .map_err(|e| format!("{}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn rmse(a: &Image, b: &Image) -> f64 {

@@ -15,6 +15,9 @@ use std::path::{Path, PathBuf};
 #[path = "common/adam.rs"]
 mod adam;
 use adam::Adam;
+#[path = "common/png.rs"]
+mod png;
+use png::save_png;
 use elpips::{Gradient, GradientOptions, Image, LoadOptions, Metric, MetricOptions, Sampling};
 
 fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> Result<T, String> {
@@ -44,20 +47,6 @@ fn window(img: &Image, x0: usize, y0: usize, size: usize, factor: usize) -> Imag
         }
     }
     Image::from_planar(size as u32, size as u32, out).expect("finite")
-}
-
-fn save_png(img: &Image, path: &Path) -> Result<(), String> {
-    let (w, h) = (img.width() as usize, img.height() as usize);
-    let mut rgb = vec![0u8; 3 * w * h];
-    for c in 0..3 {
-        for (i, &v) in img.channel(c).iter().enumerate() {
-            rgb[3 * i + c] = (v.clamp(0.0, 1.0) * 255.0).round() as u8;
-        }
-    }
-    let tmp = path.with_extension("png.tmp");
-    image::save_buffer_with_format(&tmp, &rgb, w as u32, h as u32, image::ExtendedColorType::Rgb8, image::ImageFormat::Png)
-        .map_err(|e| format!("{}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn run() -> Result<(), String> {

@@ -192,29 +192,6 @@ fn with_options(f: impl FnOnce(&mut ElpipsOptions)) -> Outcome {
     context_fails(&o)
 }
 
-/// A PNG whose header claims `w x h` pixels (valid CRCs), then a tiny IDAT and IEND.
-fn png_header(w: u32, h: u32) -> Vec<u8> {
-    let mut ihdr = w.to_be_bytes().to_vec();
-    ihdr.extend(h.to_be_bytes());
-    ihdr.extend([8, 2, 0, 0, 0]);
-    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
-    for (kind, data) in [(&b"IHDR"[..], ihdr), (b"IDAT", vec![0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]), (b"IEND", vec![])] {
-        out.extend((data.len() as u32).to_be_bytes());
-        let mut chunk = kind.to_vec();
-        chunk.extend(&data);
-        out.extend(&chunk);
-        let mut c = 0xffff_ffffu32;
-        for &b in &chunk {
-            c ^= b as u32;
-            for _ in 0..8 {
-                c = if c & 1 != 0 { 0xedb8_8320 ^ (c >> 1) } else { c >> 1 };
-            }
-        }
-        out.extend((!c).to_be_bytes());
-    }
-    out
-}
-
 /// A baseline JPEG's SOF0 with its size replaced by `w x h`.
 fn jpeg_with_size(jpeg: &[u8], w: u16, h: u16) -> Vec<u8> {
     let mut out = jpeg.to_vec();
@@ -285,8 +262,8 @@ fn run_case(id: &str, f: &Fixtures) -> Option<Outcome> {
             b[idat + 8..idat + 40].iter_mut().for_each(|v| *v ^= 0x5a);
             decode(&b)
         }
-        "png-zero-size" => decode(&png_header(0, 10)),
-        "png-huge-header" => decode(&png_header(100_000, 100_000)),
+        "png-zero-size" => decode(&common::png_header(0, 10)),
+        "png-huge-header" => decode(&common::png_header(100_000, 100_000)),
         "png-over-budget" => lib(Image::decode(&f.png, &LoadOptions { max_pixels: 1000, ..Default::default() })),
         "jpeg-truncated" => decode(&f.jpeg[..f.jpeg.len() / 3]),
         "jpeg-header-only" => decode(&f.jpeg[..20]),

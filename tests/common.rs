@@ -28,6 +28,33 @@ pub fn elpips_fixed(samples: u32, seed: u64) -> Metric {
     metric_with(MetricOptions { sampling: Sampling::Fixed(samples), seed, ..Default::default() })
 }
 
+/// A PNG whose header claims `w x h` pixels, followed by one tiny IDAT chunk and IEND.
+pub fn png_header(w: u32, h: u32) -> Vec<u8> {
+    let mut ihdr = w.to_be_bytes().to_vec();
+    ihdr.extend(h.to_be_bytes());
+    ihdr.extend([8, 2, 0, 0, 0]);
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    for (kind, data) in [(&b"IHDR"[..], ihdr), (b"IDAT", vec![0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]), (b"IEND", vec![])] {
+        out.extend((data.len() as u32).to_be_bytes());
+        let mut chunk = kind.to_vec();
+        chunk.extend(&data);
+        out.extend(&chunk);
+        out.extend(crc32(&chunk).to_be_bytes());
+    }
+    out
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut c = 0xffff_ffffu32;
+    for &b in data {
+        c ^= b as u32;
+        for _ in 0..8 {
+            c = if c & 1 != 0 { 0xedb8_8320 ^ (c >> 1) } else { c >> 1 };
+        }
+    }
+    !c
+}
+
 /// The C ABI from Rust, for the tests that drive contexts from many threads (concurrency, soak).
 pub mod c {
     use elpips::capi::*;
