@@ -1,9 +1,12 @@
 //! Encoder tuning: probes, E-LPIPS samples and time to a decision, for three strategies on the
 //! same images, codecs and maximum distances (`make bench-tune`):
 //!
-//! * `tune`: the shipped search: interpolation + bisection safeguard, sequential probes against
-//!   T, common random numbers (every probe draws samples 0, 1, 2, ... of one seed);
-//! * `tune-indep`: the same search, each probe drawing its own samples (no common numbers);
+//! * `tune`: the shipped search: probes aimed by the exact LPIPS-VGG guide, bisection
+//!   safeguard, sequential probes against T, common random numbers (every probe draws samples
+//!   0, 1, 2, ... of one seed);
+//! * `tune-line`: the same search without the guide (interpolating the probes' own estimates);
+//! * `tune-indep` (only when listed in `ELPIPS_BENCH_STRATEGIES`): `tune-line` with each probe
+//!   drawing its own samples (no common numbers);
 //! * `bisect`: plain bisection, each probe a full adaptive compare (the authors' rule: 95%
 //!   half-width below 0.01 and 2.5% of the mean, at most 200 samples) with its own draws, judged
 //!   by its mean.
@@ -12,7 +15,8 @@
 //! answers whose independent estimate is not above T (mean - ci95 <= T).
 //!
 //! Environment: `ELPIPS_BENCH_FULL=1` adds 128x128 crops and a third threshold;
-//! `ELPIPS_BENCH_CODECS=jpeg,webp` restricts the codecs.
+//! `ELPIPS_BENCH_CODECS=jpeg,webp` restricts the codecs; `ELPIPS_BENCH_STRATEGIES` lists the
+//! strategies (default `tune,tune-line,bisect`).
 
 #[allow(dead_code)] // the command line uses all of it, the benchmark a part
 #[path = "../src/bin/elpips/codec.rs"]
@@ -23,7 +27,7 @@ use std::time::Instant;
 use codec::Codec;
 use elpips::estimate::RunningStats;
 use elpips::tune::{self, Encoded, Goal, Outcome, Probe, TuneOptions};
-use elpips::{Estimate, Image, Metric, MetricOptions, Sampling, Verdict};
+use elpips::{Estimate, Image, Metric, MetricKind, MetricOptions, Sampling, Verdict};
 
 const CHECK: u64 = 64;
 /// Sample indices of bisection's probe k start at k << 32 (independent draws).
@@ -56,7 +60,7 @@ fn encode(codec: Codec, input: &Input, q: i32) -> Encoded {
     Encoded { bytes: file.len() as u64, fingerprint: None, decoded: Image::from_rgb8(w, h, &decoded).unwrap() }
 }
 
-fn run_tune(metric: &mut Metric, codec: Codec, input: &Input, t: f64, independent: bool) -> Run {
+fn run_tune(metric: &mut Metric, guide: Option<&mut Metric>, codec: Codec, input: &Input, t: f64, independent: bool) -> Run {
     let options = TuneOptions::new(Goal::MaxDistance(t), codec.min_quality(), 100);
     let started = Instant::now();
     let outcome = if independent {
@@ -69,13 +73,14 @@ fn run_tune(metric: &mut Metric, codec: Codec, input: &Input, t: f64, independen
             let (estimate, side) = tune::judge(metric, &input.image, &e.decoded, options.goal, &options.rule)?;
             samples += estimate.samples;
             Ok(Probe { setting: q, bytes: e.bytes, estimate, side, same_as: None })
-        })
+        }, None)
         .unwrap();
         metric.set_seed(0);
         outcome.samples = samples;
+        outcome.encodes = k;
         outcome
     } else {
-        tune::tune(metric, &input.image, &options, &mut |q| Ok(encode(codec, input, q))).unwrap()
+        tune::tune(metric, guide, &input.image, &options, &mut |q| Ok(encode(codec, input, q))).unwrap()
     };
     Run { outcome, seconds: started.elapsed().as_secs_f64() }
 }
@@ -112,7 +117,8 @@ fn run_bisect(metric: &mut Metric, codec: Codec, input: &Input, t: f64) -> Run {
         probes.push(Probe { setting: q, bytes: e.bytes, estimate, side, same_as: None });
     }
     let chosen = probes.iter().position(|p| p.setting == hi);
-    Run { outcome: Outcome { probes, chosen, samples }, seconds: started.elapsed().as_secs_f64() }
+    let encodes = probes.len() as u64;
+    Run { outcome: Outcome { probes, chosen, samples, guide: vec![], encodes }, seconds: started.elapsed().as_secs_f64() }
 }
 
 fn main() {
@@ -131,17 +137,25 @@ fn main() {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!("# elpips tune benchmark: E-LPIPS (elpips-vgg), {cores} cores, load average at start {}", load_avg.trim());
     println!("# codecs: {}", codecs.iter().map(|c| c.name()).collect::<Vec<_>>().join(", "));
-    println!("{:<14} {:<5} {:>5}  {:<10} {:>6} {:>8} {:>8} {:>8} {:>7} {:>17}", "image", "codec", "T", "strategy", "probes", "samples", "seconds", "quality", "bytes", "check (held)");
+    println!(
+        "{:<14} {:<5} {:>5}  {:<10} {:>6} {:>5} {:>7} {:>8} {:>8} {:>8} {:>7} {:>17}",
+        "image", "codec", "T", "strategy", "probes", "guide", "encodes", "samples", "seconds", "quality", "bytes", "check (held)"
+    );
     let mut metric = Metric::new(MetricOptions { seed: 0, ..Default::default() }).expect("the metric loads; run `make setup`");
-    let mut totals: Vec<(&str, usize, u64, f64, u32, u32)> = vec![("tune", 0, 0, 0.0, 0, 0), ("tune-indep", 0, 0, 0.0, 0, 0), ("bisect", 0, 0, 0.0, 0, 0)];
+    let mut guide = Metric::new(MetricOptions { metric: MetricKind::LpipsVgg, ..Default::default() }).expect("the guide loads; run `make setup`");
+    let strategies = std::env::var("ELPIPS_BENCH_STRATEGIES").unwrap_or_else(|_| "tune,tune-line,bisect".into());
+    let strategies: Vec<&str> = strategies.split(',').collect();
+    let mut totals: Vec<Total> = strategies.iter().map(|s| Total { name: s, ..Default::default() }).collect();
     for input in &inputs {
         for &codec in &codecs {
             for &t in thresholds {
-                for (i, strategy) in ["tune", "tune-indep", "bisect"].into_iter().enumerate() {
+                for (i, &strategy) in strategies.iter().enumerate() {
                     let run = match strategy {
-                        "tune" => run_tune(&mut metric, codec, input, t, false),
-                        "tune-indep" => run_tune(&mut metric, codec, input, t, true),
-                        _ => run_bisect(&mut metric, codec, input, t),
+                        "tune" => run_tune(&mut metric, Some(&mut guide), codec, input, t, false),
+                        "tune-line" => run_tune(&mut metric, None, codec, input, t, false),
+                        "tune-indep" => run_tune(&mut metric, None, codec, input, t, true),
+                        "bisect" => run_bisect(&mut metric, codec, input, t),
+                        other => panic!("unknown strategy {other}: tune, tune-line, tune-indep or bisect"),
                     };
                     let (quality, bytes, check, held) = match run.outcome.chosen_probe() {
                         Some(p) => {
@@ -153,12 +167,14 @@ fn main() {
                         None => ("-".into(), "-".into(), "none met".into(), false),
                     };
                     println!(
-                        "{:<14} {:<5} {:>5}  {:<10} {:>6} {:>8} {:>8.1} {:>8} {:>7} {:>17}",
+                        "{:<14} {:<5} {:>5}  {:<10} {:>6} {:>5} {:>7} {:>8} {:>8.1} {:>8} {:>7} {:>17}",
                         input.name,
                         codec.name(),
                         t,
                         strategy,
                         run.outcome.probes.len(),
+                        run.outcome.guide.len(),
+                        run.outcome.encodes,
                         run.outcome.samples,
                         run.seconds,
                         quality,
@@ -166,26 +182,44 @@ fn main() {
                         check
                     );
                     let tot = &mut totals[i];
-                    tot.1 += run.outcome.probes.len();
-                    tot.2 += run.outcome.samples;
-                    tot.3 += run.seconds;
-                    tot.4 += 1;
-                    tot.5 += held as u32;
+                    tot.probes += run.outcome.probes.len();
+                    tot.guide += run.outcome.guide.len();
+                    tot.encodes += run.outcome.encodes;
+                    tot.samples += run.outcome.samples;
+                    tot.seconds += run.seconds;
+                    tot.runs += 1;
+                    tot.held += held as u32;
                 }
             }
         }
     }
-    println!("# totals over {} runs each:", totals[0].4);
-    for (name, probes, samples, seconds, runs, held) in totals {
-        let runs = runs.max(1) as f64;
+    println!("# totals over {} runs each:", totals.first().map_or(0, |t| t.runs));
+    for t in totals {
+        let runs = t.runs.max(1) as f64;
         println!(
-            "{name:<10} probes/run {:.2}  samples/run {:.0}  seconds/run {:.1}  held {held}/{}",
-            probes as f64 / runs,
-            samples as f64 / runs,
-            seconds / runs,
-            runs
+            "{:<10} probes/run {:.2}  guide/run {:.1}  encodes/run {:.1}  samples/run {:.0}  seconds/run {:.1}  held {}/{}",
+            t.name,
+            t.probes as f64 / runs,
+            t.guide as f64 / runs,
+            t.encodes as f64 / runs,
+            t.samples as f64 / runs,
+            t.seconds / runs,
+            t.held,
+            t.runs
         );
     }
+}
+
+#[derive(Default)]
+struct Total<'a> {
+    name: &'a str,
+    probes: usize,
+    guide: usize,
+    encodes: u64,
+    samples: u64,
+    seconds: f64,
+    runs: u32,
+    held: u32,
 }
 
 /// The independent check: `CHECK` samples from another seed's streams.

@@ -282,6 +282,11 @@ typedef uint32_t ElpipsPrecision;
 typedef uint32_t ElpipsTuneGoal;
 
 /**
+ * Which exact metric aims `elpips_tune`'s probes (docs/codec.md).
+ */
+typedef uint32_t ElpipsTuneGuide;
+
+/**
  * Options of `elpips_tune`. Fill with `elpips_tune_options_default`, then change fields.
  */
 typedef struct ElpipsTuneOptions {
@@ -330,6 +335,11 @@ typedef struct ElpipsTuneOptions {
      * Default 0 (search until the neighbouring settings are known).
      */
     double tolerance;
+    /**
+     * `ELPIPS_TUNE_GUIDE_*`. Default `ELPIPS_TUNE_GUIDE_AUTO`. A guided search calls `encode`
+     * also for the settings the guide evaluates (still at most once in a row per setting).
+     */
+    ElpipsTuneGuide guide;
 } ElpipsTuneOptions;
 
 /**
@@ -404,13 +414,21 @@ typedef struct ElpipsTuneResult {
      */
     struct ElpipsTuneProbe probe;
     /**
-     * Probes made (encodes).
+     * Probes made (settings judged by the context's metric).
      */
     uint32_t probes;
     /**
      * E-LPIPS samples evaluated over all probes.
      */
     uint64_t samples;
+    /**
+     * Settings the guide evaluated (0 without a guide).
+     */
+    uint32_t guide_evaluations;
+    /**
+     * Calls to `encode`.
+     */
+    uint32_t encodes;
 } ElpipsTuneResult;
 
 /**
@@ -751,6 +769,21 @@ typedef struct ElpipsDecision {
  */
 #define ELPIPS_SIDE_UNDECIDED 2
 
+/**
+ * LPIPS-VGG for an E-LPIPS context; none for the (exact) LPIPS contexts.
+ */
+#define ELPIPS_TUNE_GUIDE_AUTO 0
+
+/**
+ * No guide: the probes' own estimates are interpolated.
+ */
+#define ELPIPS_TUNE_GUIDE_NONE 1
+
+/**
+ * LPIPS-VGG (one network pass per guided setting, the reference's taps reused).
+ */
+#define ELPIPS_TUNE_GUIDE_LPIPS_VGG 2
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -975,8 +1008,11 @@ ElpipsStatus elpips_tune_options_default(struct ElpipsTuneOptions *options);
 
 /**
  * Searches the settings `options->min_setting..=max_setting` for the one that meets the goal,
- * calling `encode(user_data, setting, &out)` once per probed setting (never twice for one
- * setting) and comparing each decoded output to `reference` on `ctx`.
+ * calling `encode(user_data, setting, &out)` for each setting it looks at and comparing each
+ * probed output to `reference` on `ctx`. A setting is probed at most once; with a guide
+ * (`options->guide`, on by default for E-LPIPS contexts) the guide's LPIPS-VGG is evaluated at
+ * more settings to aim the probes, and a setting may be encoded once for the guide and once
+ * more when it is probed.
  *
  * Every probe samples E-LPIPS with `ctx`'s seed, so all candidates share their draws (common
  * random numbers), and stops as soon as its interval puts it on one side of the threshold (see

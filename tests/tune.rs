@@ -144,6 +144,15 @@ fn elpips_max_distance_is_met_by_an_independent_compare() {
             let n = p["samples"].as_u64().unwrap();
             assert!(looks.contains(&n), "{n} samples is not a look of {looks:?}: {p}");
         }
+        // LPIPS-VGG aimed the probes: it was evaluated at every probed setting that aimed a
+        // later probe (the ratio).
+        assert_eq!(v["guide"], "lpips-vgg");
+        let guided: Vec<i64> = v["guide_evaluations"].as_array().unwrap().iter().map(|g| g["setting"].as_i64().unwrap()).collect();
+        let probes = v["probes"].as_array().unwrap();
+        for p in &probes[..probes.len() - 1] {
+            assert!(guided.contains(&p["setting"].as_i64().unwrap()), "{codec}: probe {p} has no guide value: {v}");
+        }
+        assert!(v["encodes"].as_u64().unwrap() <= (v["probes"].as_array().unwrap().len() + guided.len()) as u64);
         let check = compare(&input, &out.with_extension("decoded.png"), &["--samples", "48", "--seed", "991"]);
         let (d, ci) = (check["distance"].as_f64().unwrap(), check["ci95"].as_f64().unwrap());
         assert!(d - ci <= t, "{codec}: independent compare {d} ± {ci} is above {t}; tune said {v}");

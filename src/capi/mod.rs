@@ -604,6 +604,8 @@ unsafe fn read_image(img: *const ElpipsImage, what: &str, max_pixels: u64, input
 /// serialised by an internal lock (create one context per thread to run in parallel).
 pub struct ElpipsContext {
     metric: Mutex<Metric>,
+    /// The LPIPS-VGG network that aims `elpips_tune`'s probes, loaded on its first use.
+    guide: Mutex<Option<Metric>>,
     max_pixels: u64,
     /// Tone mapping and alpha policy for every image read with this context.
     input: InputOptions,
@@ -848,7 +850,7 @@ pub unsafe extern "C" fn elpips_context_new_with_error(
             let metric_options = unsafe { options.metric_options()? };
             let input = options.input_options()?;
             let metric = Metric::new(metric_options)?;
-            let ctx = ElpipsContext { metric: Mutex::new(metric), max_pixels: options.max_pixels(), input, errors: Mutex::new(HashMap::new()) };
+            let ctx = ElpipsContext { metric: Mutex::new(metric), guide: Mutex::new(None), max_pixels: options.max_pixels(), input, errors: Mutex::new(HashMap::new()) };
             *out = Box::into_raw(Box::new(ctx));
             Ok(())
         })();

@@ -3,11 +3,14 @@
 //! "the setting closest to T" without writing files. See docs/codec.md.
 
 use std::ffi::c_void;
+use std::sync::PoisonError;
 
 use super::{context, guard, need, need_out, read_image, result_of, ElpipsContext, ElpipsImage, ElpipsReference, ElpipsResult, ElpipsStatus, Failure};
 use super::{ELPIPS_STATUS_CALLBACK, ELPIPS_STATUS_INVALID_ARGUMENT};
 use crate::error::Error;
 use crate::decision::Verdict;
+use crate::metric::{Metric, MetricOptions};
+use crate::models::MetricKind;
 use crate::tune::{self, Encoded, Goal, ProbeRule, TuneOptions};
 
 /// What `elpips_tune` looks for.
@@ -25,6 +28,15 @@ pub const ELPIPS_SIDE_BELOW: ElpipsSide = 0;
 pub const ELPIPS_SIDE_ABOVE: ElpipsSide = 1;
 /// Not shown either way within `max_samples` (does not meet a maximum distance).
 pub const ELPIPS_SIDE_UNDECIDED: ElpipsSide = 2;
+
+/// Which exact metric aims `elpips_tune`'s probes (docs/codec.md).
+pub type ElpipsTuneGuide = u32;
+/// LPIPS-VGG for an E-LPIPS context; none for the (exact) LPIPS contexts.
+pub const ELPIPS_TUNE_GUIDE_AUTO: ElpipsTuneGuide = 0;
+/// No guide: the probes' own estimates are interpolated.
+pub const ELPIPS_TUNE_GUIDE_NONE: ElpipsTuneGuide = 1;
+/// LPIPS-VGG (one network pass per guided setting, the reference's taps reused).
+pub const ELPIPS_TUNE_GUIDE_LPIPS_VGG: ElpipsTuneGuide = 2;
 
 /// `start_setting` value meaning "the middle of the range".
 pub const ELPIPS_TUNE_START_MIDDLE: i32 = i32::MIN;
@@ -56,6 +68,9 @@ pub struct ElpipsTuneOptions {
     /// `ELPIPS_TUNE_TARGET` only: stop once a probe's 95% interval lies within T +- tolerance.
     /// Default 0 (search until the neighbouring settings are known).
     pub tolerance: f64,
+    /// `ELPIPS_TUNE_GUIDE_*`. Default `ELPIPS_TUNE_GUIDE_AUTO`. A guided search calls `encode`
+    /// also for the settings the guide evaluates (still at most once in a row per setting).
+    pub guide: ElpipsTuneGuide,
 }
 
 /// What the encode callback reports for one setting.
@@ -104,10 +119,14 @@ pub struct ElpipsTuneResult {
     pub met: bool,
     /// The chosen probe.
     pub probe: ElpipsTuneProbe,
-    /// Probes made (encodes).
+    /// Probes made (settings judged by the context's metric).
     pub probes: u32,
     /// E-LPIPS samples evaluated over all probes.
     pub samples: u64,
+    /// Settings the guide evaluated (0 without a guide).
+    pub guide_evaluations: u32,
+    /// Calls to `encode`.
+    pub encodes: u32,
 }
 
 fn side_of(side: Verdict) -> ElpipsSide {
@@ -143,6 +162,17 @@ fn options_default() -> ElpipsTuneOptions {
         min_samples: rule.min_samples,
         max_samples: rule.max_samples,
         tolerance: rule.tolerance,
+        guide: ELPIPS_TUNE_GUIDE_AUTO,
+    }
+}
+
+/// The guide's metric for `guide` on a context measuring with `kind`.
+fn guide_kind(guide: ElpipsTuneGuide, kind: MetricKind) -> Result<Option<MetricKind>, Failure> {
+    match guide {
+        ELPIPS_TUNE_GUIDE_AUTO => Ok(kind.is_ensemble().then_some(MetricKind::LpipsVgg)),
+        ELPIPS_TUNE_GUIDE_NONE => Ok(None),
+        ELPIPS_TUNE_GUIDE_LPIPS_VGG => Ok(Some(MetricKind::LpipsVgg)),
+        g => Err(Failure::new(ELPIPS_STATUS_INVALID_ARGUMENT, format!("unknown tune guide {g}: use ELPIPS_TUNE_GUIDE_AUTO, _NONE or _LPIPS_VGG"))),
     }
 }
 
@@ -188,8 +218,11 @@ pub unsafe extern "C" fn elpips_tune_options_default(options: *mut ElpipsTuneOpt
 }
 
 /// Searches the settings `options->min_setting..=max_setting` for the one that meets the goal,
-/// calling `encode(user_data, setting, &out)` once per probed setting (never twice for one
-/// setting) and comparing each decoded output to `reference` on `ctx`.
+/// calling `encode(user_data, setting, &out)` for each setting it looks at and comparing each
+/// probed output to `reference` on `ctx`. A setting is probed at most once; with a guide
+/// (`options->guide`, on by default for E-LPIPS contexts) the guide's LPIPS-VGG is evaluated at
+/// more settings to aim the probes, and a setting may be encoded once for the guide and once
+/// more when it is probed.
 ///
 /// Every probe samples E-LPIPS with `ctx`'s seed, so all candidates share their draws (common
 /// random numbers), and stops as soon as its interval puts it on one side of the threshold (see
@@ -227,6 +260,7 @@ pub unsafe extern "C" fn elpips_tune(
     guard(c, || {
         let ctx = c.ok_or_else(|| Failure::null("ctx"))?;
         let reference = need(reference, "reference")?;
+        let options_ptr = options;
         let options = tune_options(need(options, "options")?)?;
         let encode = encode.ok_or_else(|| Failure::null("encode"))?;
         let result = need_out(result, "result")?;
@@ -235,10 +269,19 @@ pub unsafe extern "C" fn elpips_tune(
         }
         let reference = reference.prepared.image();
         let mut metric = ctx.metric();
+        let guide_kind = guide_kind(need(options_ptr, "options")?.guide, metric.kind())?;
+        let mut guide = ctx.guide.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(kind) = guide_kind {
+            if guide.as_ref().is_none_or(|g| g.kind() != kind) {
+                let o = metric.options();
+                *guide = Some(Metric::new(MetricOptions { metric: kind, model_dir: o.model_dir.clone(), runtime: o.runtime.clone(), ..Default::default() })?);
+            }
+        }
+        let guide = if guide_kind.is_some() { guide.as_mut() } else { None };
         let levels = if metric.kind().is_ensemble() { metric.scale_levels(reference.height(), reference.width()) } else { 0 };
         // A failure inside the callback, kept with its own status (the core only carries Errors).
         let mut failure: Option<Failure> = None;
-        let searched = tune::tune(&mut metric, reference, &options, &mut |setting| {
+        let searched = tune::tune(&mut metric, guide, reference, &options, &mut |setting| {
             let mut out = ElpipsEncoded {
                 bytes: 0,
                 fingerprint: 0,
@@ -281,7 +324,14 @@ pub unsafe extern "C" fn elpips_tune(
         if let Some(n) = unsafe { probes_written.as_mut() } {
             *n = outcome.probes.len();
         }
-        *result = ElpipsTuneResult { met, probe: probe_of(chosen, levels), probes: outcome.probes.len() as u32, samples: outcome.samples };
+        *result = ElpipsTuneResult {
+            met,
+            probe: probe_of(chosen, levels),
+            probes: outcome.probes.len() as u32,
+            samples: outcome.samples,
+            guide_evaluations: outcome.guide.len() as u32,
+            encodes: outcome.encodes as u32,
+        };
         Ok(())
     })
 }

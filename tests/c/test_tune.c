@@ -88,7 +88,8 @@ int main(void) {
     CHECK(res.probe.result.distance <= threshold);
     CHECK(res.probe.side == ELPIPS_SIDE_BELOW);
     CHECK(written == res.probes && written >= 2 && written <= 8);
-    CHECK(enc.calls == (int)written);
+    CHECK(enc.calls == (int)written && res.encodes == written);
+    CHECK(res.guide_evaluations == 0); /* LPIPS is exact: no guide by default */
     for (i = 0; i <= 100; i++) CHECK(enc.seen[i] <= 1); /* never encoded twice */
     /* The reported figure is the prepared reference's, and a setting one lower fails. */
     CHECK(fabs(res.probe.result.distance - distance_at(ctx, ref, original, res.probe.setting)) < 1e-12);
@@ -146,6 +147,10 @@ int main(void) {
     t.goal = 9;
     CHECK_STATUS(ctx, elpips_tune(ctx, ref, &t, encode, &enc, &res, NULL, 0, NULL), ELPIPS_STATUS_INVALID_ARGUMENT);
     t.goal = ELPIPS_TUNE_MAX_DISTANCE;
+    t.guide = 7;
+    CHECK_STATUS(ctx, elpips_tune(ctx, ref, &t, encode, &enc, &res, NULL, 0, NULL), ELPIPS_STATUS_INVALID_ARGUMENT);
+    CHECK_MESSAGE(ctx, "unknown tune guide 7");
+    t.guide = ELPIPS_TUNE_GUIDE_AUTO;
     CHECK_STATUS(ctx, elpips_tune(ctx, ref, &t, NULL, &enc, &res, NULL, 0, NULL), ELPIPS_STATUS_NULL_POINTER);
     CHECK_STATUS(ctx, elpips_tune(ctx, ref, &t, encode, &enc, NULL, NULL, 0, NULL), ELPIPS_STATUS_NULL_POINTER);
     CHECK_STATUS(ctx, elpips_tune(ctx, ref, &t, encode, &enc, &res, NULL, 4, NULL), ELPIPS_STATUS_NULL_POINTER);
@@ -157,7 +162,8 @@ int main(void) {
     elpips_reference_free(ref);
     elpips_context_free(ctx);
 
-    /* E-LPIPS: probes sample sequentially (4, then 8) and report their intervals. */
+    /* E-LPIPS: probes sample sequentially (looks at 4, 6, 8) and report their intervals; LPIPS-VGG
+     * aims them (the guide's settings are encoded too, at most once more when probed). */
     o = test_options(ELPIPS_METRIC_ELPIPS_VGG, 2);
     ctx = test_context(&o);
     CHECK_STATUS(ctx, elpips_reference_new(ctx, &ri, &ref), ELPIPS_OK);
@@ -170,12 +176,19 @@ int main(void) {
         uint64_t total = 0;
         for (i = 0; i < written; i++) {
             if (probes[i].duplicate) continue;
-            CHECK(probes[i].result.samples == 4 || probes[i].result.samples == 8);
+            CHECK(probes[i].result.samples == 4 || probes[i].result.samples == 6 || probes[i].result.samples == 8);
             CHECK(probes[i].result.ci95 > 0.0);
             total += probes[i].result.samples;
         }
         CHECK(total == res.samples);
     }
+    CHECK(res.guide_evaluations >= written && enc.calls == (int)res.encodes);
+    for (i = 0; i <= 100; i++) CHECK(enc.seen[i] <= 2);
+    /* Without the guide, one encode per probe. */
+    reset(&enc);
+    t.guide = ELPIPS_TUNE_GUIDE_NONE;
+    CHECK_STATUS(ctx, elpips_tune(ctx, ref, &t, encode, &enc, &res, probes, 32, &written), ELPIPS_OK);
+    CHECK(res.guide_evaluations == 0 && enc.calls == (int)written && res.encodes == written);
     elpips_reference_free(ref);
     elpips_context_free(ctx);
     free(enc.decoded);

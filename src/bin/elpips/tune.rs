@@ -39,6 +39,10 @@ pub struct TuneArgs {
     /// Metric: elpips-vgg (default), lpips-vgg or lpips-alex.
     #[arg(long, default_value = "elpips-vgg", value_parser = ["elpips-vgg", "lpips-vgg", "lpips-alex"])]
     metric: String,
+    /// Exact metric that aims the probes: auto (lpips-vgg for elpips-vgg, none for the exact
+    /// LPIPS metrics), lpips-vgg, or none (interpolate the probes' own estimates).
+    #[arg(long, default_value = "auto", value_parser = ["auto", "lpips-vgg", "none"])]
+    guide: String,
     /// Chance that one probe is put on the wrong side of T (E-LPIPS).
     #[arg(long, value_name = "A", default_value_t = 0.05)]
     error_rate: f64,
@@ -113,11 +117,26 @@ pub fn run(args: TuneArgs) -> Result<(), Error> {
         ..Default::default()
     })?;
     metric.check_pair(&reference, &reference)?;
+    let guide_kind = match args.guide.as_str() {
+        "auto" if kind.is_ensemble() => Some(MetricKind::LpipsVgg),
+        "lpips-vgg" => Some(MetricKind::LpipsVgg),
+        _ => None,
+    };
+    let mut guide = match guide_kind {
+        Some(kind) => Some(Metric::new(MetricOptions {
+            metric: kind,
+            model_dir: args.common.model_dir.clone(),
+            runtime: runtime_options(&args.common),
+            ..Default::default()
+        })?),
+        None => None,
+    };
 
     let started = Instant::now();
-    // Every output is kept until the choice is made (a handful of files of this image's size).
+    // Every output is kept until the choice is made (the probes' and the guide's: a dozen or two
+    // files of this image's size).
     let mut files: HashMap<i32, (Vec<u8>, Vec<u8>)> = HashMap::new();
-    let outcome = tune::tune(&mut metric, &reference, &options, &mut |quality| {
+    let outcome = tune::tune(&mut metric, guide.as_mut(), &reference, &options, &mut |quality| {
         let (file, decoded) = codec.encode(&pixels, w, h, channels, quality)?;
         let mut hasher = DefaultHasher::new();
         file.hash(&mut hasher);
@@ -149,7 +168,7 @@ pub fn run(args: TuneArgs) -> Result<(), Error> {
             .map_err(|e| Error::Io { path: path.clone(), reason: e.to_string() })?;
         elpips::io::write_atomic(path, &png)?;
     }
-    print_outcome(&args, codec, kind, goal, &outcome, seconds);
+    print_outcome(&args, codec, kind, guide_kind, goal, &outcome, seconds);
     Ok(())
 }
 
@@ -163,7 +182,7 @@ fn encoder_pixels(path: &Path) -> Result<(Vec<u8>, u32), Error> {
     Ok(if img.color().has_alpha() { (img.to_rgba8().into_raw(), 4) } else { (img.to_rgb8().into_raw(), 3) })
 }
 
-fn print_outcome(args: &TuneArgs, codec: Codec, kind: MetricKind, goal: Goal, outcome: &Outcome, seconds: f64) {
+fn print_outcome(args: &TuneArgs, codec: Codec, kind: MetricKind, guide: Option<MetricKind>, goal: Goal, outcome: &Outcome, seconds: f64) {
     let chosen = outcome.chosen_probe().expect("checked by the caller");
     let goal_name = match goal {
         Goal::MaxDistance(_) => "max-distance",
@@ -202,6 +221,9 @@ fn print_outcome(args: &TuneArgs, codec: Codec, kind: MetricKind, goal: Goal, ou
             "error_rate": args.error_rate,
             "probes": probes,
             "probes_used": outcome.probes.len(),
+            "guide": guide.map(|g| g.name()),
+            "guide_evaluations": outcome.guide.iter().map(|g| serde_json::json!({"setting": g.setting, "distance": g.distance})).collect::<Vec<_>>(),
+            "encodes": outcome.encodes,
             "total_samples": outcome.samples,
             "seconds": seconds,
             "output": args.output,
@@ -221,6 +243,10 @@ fn print_outcome(args: &TuneArgs, codec: Codec, kind: MetricKind, goal: Goal, ou
             p.estimate.samples,
             p.side.name()
         );
+    }
+    if let Some(g) = guide {
+        let points: Vec<String> = outcome.guide.iter().map(|p| format!("{} {:.4}", p.setting, p.distance)).collect();
+        println!("guide {} (exact, aims the probes): {}", g.name(), points.join(", "));
     }
     println!(
         "{} quality {}: {} bytes, distance {:.4} ± {:.4} (95%, {} {goal_name} {}); {} probes, {} samples, {:.1} s -> {}",
