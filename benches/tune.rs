@@ -142,7 +142,7 @@ fn main() {
         "image", "codec", "T", "strategy", "probes", "guide", "encodes", "samples", "seconds", "quality", "bytes", "check (held)"
     );
     let mut metric = Metric::new(MetricOptions { seed: 0, ..Default::default() }).expect("the metric loads; run `make setup`");
-    let mut guide = Metric::new(MetricOptions { metric: MetricKind::LpipsVgg, ..Default::default() }).expect("the guide loads; run `make setup`");
+    let mut guide = tune::open_guide(&metric, MetricKind::LpipsVgg).expect("the guide loads; run `make setup`");
     let strategies = std::env::var("ELPIPS_BENCH_STRATEGIES").unwrap_or_else(|_| "tune,tune-line,bisect".into());
     let strategies: Vec<&str> = strategies.split(',').collect();
     let mut totals: Vec<Total> = strategies.iter().map(|s| Total { name: s, ..Default::default() }).collect();

@@ -34,14 +34,14 @@
 //!   reused). The probes still decide: the guide only chooses where to look, and the safeguard
 //!   and bracket are unchanged.
 
-use std::cell::RefCell;
+use std::cell::{Cell, Ref, RefCell};
 use std::collections::HashMap;
 
 use crate::decision::{Gate, Verdict};
 use crate::error::{Error, Result};
 use crate::estimate::Estimate;
 use crate::image::Image;
-use crate::metric::Metric;
+use crate::metric::{Metric, MetricOptions};
 use crate::models::MetricKind;
 
 /// What the search looks for.
@@ -160,8 +160,8 @@ pub struct Outcome {
     pub samples: u64,
     /// Every guide evaluation, in the order made (empty without a guide).
     pub guide: Vec<GuidePoint>,
-    /// Encodes made: one per probe and per guide evaluation of a setting not probed before
-    /// (a setting's last encode is kept for the next call).
+    /// Encodes made: one per probe or guide evaluation, except that a call for the same setting
+    /// as the one before reuses its encode.
     pub encodes: u64,
 }
 
@@ -178,6 +178,18 @@ pub struct Guide<'a> {
 /// searches on three 64x64 test images: 0.045 to 0.11, most within 0.05 to 0.07
 /// (docs/codec.md); it aims the first probe.
 pub const ELPIPS_OVER_LPIPS_VGG: f64 = 0.063;
+
+/// The guide `--guide auto` / `ELPIPS_TUNE_GUIDE_AUTO` picks for a probe metric: LPIPS-VGG for
+/// E-LPIPS; none for the LPIPS metrics, which are exact themselves.
+pub fn auto_guide(probe: MetricKind) -> Option<MetricKind> {
+    probe.is_ensemble().then_some(MetricKind::LpipsVgg)
+}
+
+/// Loads the guide `kind` with `probe`'s model directory and runtime.
+pub fn open_guide(probe: &Metric, kind: MetricKind) -> Result<Metric> {
+    let o = probe.options();
+    Metric::new(MetricOptions { metric: kind, model_dir: o.model_dir.clone(), runtime: o.runtime.clone(), ..Default::default() })
+}
 
 /// The prior ratio of `probe` over `guide` distances, where one is known.
 pub fn prior_ratio(probe: MetricKind, guide: MetricKind) -> Option<f64> {
@@ -229,36 +241,29 @@ pub fn tune(
     // encode is kept so that it is not made twice.
     let last_cell: RefCell<Option<(i32, Encoded)>> = RefCell::new(None);
     let last = &last_cell;
-    let encodes_cell = RefCell::new(0u64);
+    let encodes_cell = Cell::new(0u64);
     let encodes = &encodes_cell;
     let encode = RefCell::new(encode);
-    let encoded = |setting: i32| -> Result<()> {
+    let encoded = |setting: i32| -> Result<Ref<'_, Encoded>> {
         if !matches!(&*last.borrow(), Some((s, _)) if *s == setting) {
             let e = (encode.borrow_mut())(setting)?;
-            *encodes.borrow_mut() += 1;
+            encodes.set(encodes.get() + 1);
             *last.borrow_mut() = Some((setting, e));
         }
-        Ok(())
+        Ok(Ref::map(last.borrow(), |l| &l.as_ref().expect("just encoded").1))
     };
     let prior = guide.as_ref().and_then(|g| prior_ratio(metric.kind(), g.kind()));
     let mut guide_fn = match guide {
         Some(g) => {
             let prepared = g.prepare_reference(reference)?;
-            Some(move |setting: i32| -> Result<f64> {
-                encoded(setting)?;
-                let last = last.borrow();
-                let e = &last.as_ref().expect("just encoded").1;
-                Ok(g.compare_reference(&prepared, &e.decoded)?.distance)
-            })
+            Some(move |setting: i32| -> Result<f64> { Ok(g.compare_reference(&prepared, &encoded(setting)?.decoded)?.distance) })
         }
         None => None,
     };
     let mut outcome = search(
         options,
         &mut |setting| {
-            encoded(setting)?;
-            let last = last.borrow();
-            let e = &last.as_ref().expect("just encoded").1;
+            let e = encoded(setting)?;
             if let Some(prev) = e.fingerprint.and_then(|f| seen.get(&f)) {
                 return Ok(Probe { setting, bytes: e.bytes, same_as: Some(prev.setting), ..*prev });
             }
@@ -273,8 +278,7 @@ pub fn tune(
         guide_fn.as_mut().map(|g| Guide { distance: g as &mut dyn FnMut(i32) -> Result<f64>, prior_ratio: prior }),
     )?;
     outcome.samples = samples;
-    drop(guide_fn);
-    outcome.encodes = encodes_cell.into_inner();
+    outcome.encodes = encodes.get();
     Ok(outcome)
 }
 
@@ -350,7 +354,7 @@ pub fn search(
             start as i64
         } else if stalled {
             bisect
-        } else if let Some(x) = aim(&probes, (l, h), (lo as i64, hi as i64), t * lean(&probes, (l, h), (lo, hi), run).exp(), target, prior, &mut guide_at)? {
+        } else if let Some(x) = aim(&probes, (l, h), (lo as i64, hi as i64), t * lean(&probes, (l, h), (lo as i64, hi as i64), run).exp(), target, prior, &mut guide_at)? {
             x
         } else if probes.is_empty() {
             bisect
@@ -382,12 +386,12 @@ pub fn search(
 /// instead of creeping up on the crossing from one side: while one end of the bracket is open,
 /// towards it; when the last two probes moved the same end, towards the other. By the relative
 /// 95% half-width of the last probe, the size of the model's error there.
-fn lean(probes: &[Probe], (l, h): (i64, i64), (lo, hi): (i32, i32), run: i32) -> f64 {
+fn lean(probes: &[Probe], (l, h): (i64, i64), (lo, hi): (i64, i64), run: i32) -> f64 {
     let Some(last) = probes.last() else { return 0.0 };
     let u = (last.estimate.ci95 / last.estimate.distance.max(1e-9)).clamp(0.02, 0.5);
-    if h > hi as i64 || run >= 2 {
+    if h > hi || run >= 2 {
         -u
-    } else if l < lo as i64 || run <= -2 {
+    } else if l < lo || run <= -2 {
         u
     } else {
         0.0
@@ -397,9 +401,9 @@ fn lean(probes: &[Probe], (l, h): (i64, i64), (lo, hi): (i32, i32), run: i32) ->
 /// The next setting from the guide (`None` without one, or when the bracket's ends do not lie
 /// on either side of T): where `guide(q) * ratio(q)` crosses T inside the bracket `(l, h)`
 /// (exclusive), `ratio` being probe / guide measured at each probe and interpolated linearly in
-/// the setting between them (constant beyond; `prior` before any probe). An open end of the bracket is closed by the
-/// guide at the range's end. The crossing is solved on the integers by regula falsi with the
-/// Illinois weighting and a bisection step whenever a step does not halve the interval.
+/// the setting between them (constant beyond; `prior` before any probe). An open end of the
+/// bracket is closed by the guide at the range's end. The crossing is solved on the integers by
+/// regula falsi with the Illinois weighting, bisecting when one end is kept three times.
 fn aim(
     probes: &[Probe],
     (l, h): (i64, i64),

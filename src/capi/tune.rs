@@ -9,7 +9,6 @@ use super::{context, guard, need, need_out, read_image, result_of, ElpipsContext
 use super::{ELPIPS_STATUS_CALLBACK, ELPIPS_STATUS_INVALID_ARGUMENT};
 use crate::error::Error;
 use crate::decision::Verdict;
-use crate::metric::{Metric, MetricOptions};
 use crate::models::MetricKind;
 use crate::tune::{self, Encoded, Goal, ProbeRule, TuneOptions};
 
@@ -169,7 +168,7 @@ fn options_default() -> ElpipsTuneOptions {
 /// The guide's metric for `guide` on a context measuring with `kind`.
 fn guide_kind(guide: ElpipsTuneGuide, kind: MetricKind) -> Result<Option<MetricKind>, Failure> {
     match guide {
-        ELPIPS_TUNE_GUIDE_AUTO => Ok(kind.is_ensemble().then_some(MetricKind::LpipsVgg)),
+        ELPIPS_TUNE_GUIDE_AUTO => Ok(tune::auto_guide(kind)),
         ELPIPS_TUNE_GUIDE_NONE => Ok(None),
         ELPIPS_TUNE_GUIDE_LPIPS_VGG => Ok(Some(MetricKind::LpipsVgg)),
         g => Err(Failure::new(ELPIPS_STATUS_INVALID_ARGUMENT, format!("unknown tune guide {g}: use ELPIPS_TUNE_GUIDE_AUTO, _NONE or _LPIPS_VGG"))),
@@ -260,8 +259,8 @@ pub unsafe extern "C" fn elpips_tune(
     guard(c, || {
         let ctx = c.ok_or_else(|| Failure::null("ctx"))?;
         let reference = need(reference, "reference")?;
-        let options_ptr = options;
-        let options = tune_options(need(options, "options")?)?;
+        let c_options = need(options, "options")?;
+        let options = tune_options(c_options)?;
         let encode = encode.ok_or_else(|| Failure::null("encode"))?;
         let result = need_out(result, "result")?;
         if probes.is_null() && probes_capacity > 0 {
@@ -269,12 +268,11 @@ pub unsafe extern "C" fn elpips_tune(
         }
         let reference = reference.prepared.image();
         let mut metric = ctx.metric();
-        let guide_kind = guide_kind(need(options_ptr, "options")?.guide, metric.kind())?;
+        let guide_kind = guide_kind(c_options.guide, metric.kind())?;
         let mut guide = ctx.guide.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(kind) = guide_kind {
             if guide.as_ref().is_none_or(|g| g.kind() != kind) {
-                let o = metric.options();
-                *guide = Some(Metric::new(MetricOptions { metric: kind, model_dir: o.model_dir.clone(), runtime: o.runtime.clone(), ..Default::default() })?);
+                *guide = Some(tune::open_guide(&metric, kind)?);
             }
         }
         let guide = if guide_kind.is_some() { guide.as_mut() } else { None };

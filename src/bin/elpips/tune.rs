@@ -118,19 +118,11 @@ pub fn run(args: TuneArgs) -> Result<(), Error> {
     })?;
     metric.check_pair(&reference, &reference)?;
     let guide_kind = match args.guide.as_str() {
-        "auto" if kind.is_ensemble() => Some(MetricKind::LpipsVgg),
+        "auto" => tune::auto_guide(kind),
         "lpips-vgg" => Some(MetricKind::LpipsVgg),
         _ => None,
     };
-    let mut guide = match guide_kind {
-        Some(kind) => Some(Metric::new(MetricOptions {
-            metric: kind,
-            model_dir: args.common.model_dir.clone(),
-            runtime: runtime_options(&args.common),
-            ..Default::default()
-        })?),
-        None => None,
-    };
+    let mut guide = guide_kind.map(|g| tune::open_guide(&metric, g)).transpose()?;
 
     let started = Instant::now();
     // Every output is kept until the choice is made (the probes' and the guide's: a dozen or two
