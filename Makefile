@@ -1,6 +1,8 @@
 # Entry points. `make demo` and `make test` run `make setup` themselves, so a fresh clone needs
-# nothing but the machine's Rust toolchain and Python 3 (plus, for the C tests: a C/C++
-# compiler, valgrind, pkg-config and cmake; `.ci/run` installs them).
+# nothing but the machine's Rust toolchain and Python 3. `make test` first runs `make deps`
+# (packaging/deps.sh): the system packages its tests need (C/C++ compilers, valgrind,
+# pkg-config, CMake, GoogleTest, the four encoder libraries), installed with apt-get when run as
+# root, otherwise listed before anything is built.
 #
 # ELPIPS_UPSTREAM_DIR: optional local mirror of the upstream data (CI sets it); otherwise the
 # set-up downloads the pinned files and checks their sha256.
@@ -37,7 +39,10 @@ NO_ENV      := env -u ORT_DYLIB_PATH -u ELPIPS_MODEL_DIR -u LD_LIBRARY_PATH
 PYENV       := .cache/pyenv
 C_TESTS     := $(basename $(notdir $(wildcard tests/c/test_*.c)))
 
-.PHONY: fuzz test-tsan bench-integrity setup build demo test test-rust test-c test-examples test-python test-plugins test-e2e test-long test-no-codecs bench bench-venv bench-tune attack interpolate header install install-test clean-cache
+.PHONY: deps fuzz test-tsan bench-integrity setup build demo test test-rust test-c test-examples test-python test-plugins test-e2e test-long test-no-codecs bench bench-venv bench-tune attack interpolate header install install-test clean-cache
+
+deps:
+	@packaging/deps.sh
 
 setup:
 	$(PYTHON) weights/setup.py
@@ -54,7 +59,7 @@ demo: build
 	@echo "== A cat and a dog (480x300), E-LPIPS with adaptive sampling (target: 95% half-width < 5%)"
 	$(BIN) compare $(UP)/elpips/inputs/cat.png $(UP)/elpips/inputs/dog.png --rel-error 0.05 --max-samples 100 --json
 
-test: setup
+test: deps setup
 	$(MAKE) test-rust
 	$(MAKE) test-c
 	$(MAKE) test-examples

@@ -11,6 +11,12 @@
 //!
 //! `ELPIPS_CODECS_MISSING=jpeg,webp,...` (or `all`) pretends those libraries are absent, so a
 //! build without them can be checked on a machine that has them.
+//!
+//! The probe must never go stale: cargo re-runs this script when pkg-config's search folders
+//! change (installing or removing a `-dev` package adds or removes a `.pc` file there, which
+//! updates the folder's mtime; dpkg keeps the packaged mtime of the file itself, so watching the
+//! files alone would miss it) and when the pkg-config environment changes. Without the `cli`
+//! feature nothing is probed or compiled: the library itself has no C.
 
 use std::env;
 use std::path::PathBuf;
@@ -32,12 +38,45 @@ fn main() {
         println!("cargo:rustc-cdylib-link-arg=-Wl,-rpath,$ORIGIN");
     }
     println!("cargo:rerun-if-changed=build.rs");
-    codec_shims();
+    if env::var_os("CARGO_FEATURE_CLI").is_some() {
+        codec_shims();
+    }
+}
+
+/// The folders pkg-config searches: `$PKG_CONFIG_PATH`, then `$PKG_CONFIG_LIBDIR` or its
+/// built-in path (asked of pkg-config itself, with Debian's multiarch default as a fallback).
+fn pkg_config_dirs() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    for var in ["PKG_CONFIG_PATH", "PKG_CONFIG_LIBDIR"] {
+        if let Some(v) = env::var_os(var) {
+            dirs.extend(env::split_paths(&v));
+        }
+    }
+    if env::var_os("PKG_CONFIG_LIBDIR").is_none() {
+        let builtin = std::process::Command::new(env::var("PKG_CONFIG").unwrap_or_else(|_| "pkg-config".into()))
+            .args(["--variable", "pc_path", "pkg-config"])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_else(|| "/usr/local/lib/pkgconfig:/usr/lib/x86_64-linux-gnu/pkgconfig:/usr/lib/pkgconfig:/usr/share/pkgconfig".into());
+        dirs.extend(env::split_paths(&builtin));
+    }
+    dirs.retain(|d| !d.as_os_str().is_empty());
+    dirs
 }
 
 fn codec_shims() {
     println!("cargo:rerun-if-changed=plugins/codec");
-    println!("cargo:rerun-if-env-changed=ELPIPS_CODECS_MISSING");
+    for var in ["ELPIPS_CODECS_MISSING", "PKG_CONFIG", "PKG_CONFIG_PATH", "PKG_CONFIG_LIBDIR", "PKG_CONFIG_SYSROOT_DIR"] {
+        println!("cargo:rerun-if-env-changed={var}");
+    }
+    // Only folders that exist: a missing path makes cargo re-run the script on every build.
+    // (Debian's packages all install into /usr/lib/<triplet>/pkgconfig or /usr/share/pkgconfig,
+    // which exist on any system with pkg-config.)
+    for dir in pkg_config_dirs().into_iter().filter(|d| d.is_dir()) {
+        println!("cargo:rerun-if-changed={}", dir.display());
+    }
     let missing = env::var("ELPIPS_CODECS_MISSING").unwrap_or_default();
     let pretend_missing = |name: &str| missing.split(',').any(|m| m.trim() == name || m.trim() == "all");
 

@@ -90,7 +90,8 @@ impl Image {
     /// mapping. Alpha follows `options.input.alpha` (dropped by default); grey becomes RGB.
     pub fn open(path: impl AsRef<Path>, options: &LoadOptions) -> Result<Self> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|e| Error::Io { path: path.to_owned(), reason: e.to_string() })?;
+        let bytes = crate::integrity::read_regular_file(path, max_file_bytes(options.max_pixels))
+            .map_err(|e| Error::Io { path: path.to_owned(), reason: e.to_string() })?;
         Self::decode(&bytes, options).map_err(|e| match e {
             Error::ImageDecode { reason, .. } => Error::ImageDecode { path: path.to_owned(), reason },
             other => other,
@@ -168,6 +169,13 @@ impl Image {
         let n = self.width as usize * self.height as usize;
         &self.data[c * n..(c + 1) * n]
     }
+}
+
+/// The largest image file read for a pixel budget: 128 bytes per pixel (an uncompressed OpenEXR
+/// with eight float RGBA layers) and at least 64 MiB, so no budget lets a read grow without
+/// bound, and no real image within the budget is refused for its file size.
+pub fn max_file_bytes(max_pixels: u64) -> u64 {
+    max_pixels.saturating_mul(128).max(64 << 20)
 }
 
 /// Refuses images over the pixel budget, with the numbers in the message.

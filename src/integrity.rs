@@ -88,6 +88,42 @@ fn open_regular(path: &Path, not_found: impl Fn(&Path) -> Error, bad: impl Fn(&P
     Ok((file, meta.len()))
 }
 
+/// Reads a whole file that must be a regular file of at most `max_bytes` bytes: a directory,
+/// FIFO, device or socket is refused before anything is read (opened non-blocking, so a FIFO
+/// with no writer cannot hang the caller), and a file that is, or grows, larger than the cap is
+/// refused without reading past it. Errors are the reason alone ("it is a named pipe, not a
+/// file", "No such file or directory (os error 2)"), for the caller to wrap with the path.
+pub fn read_regular_file(path: &Path, max_bytes: u64) -> std::result::Result<Vec<u8>, std::io::Error> {
+    use std::io::{Error as IoError, ErrorKind};
+    let refuse = |meta: &Metadata| {
+        not_regular(meta).map(|kind| {
+            let kind_error = if meta.is_dir() { ErrorKind::IsADirectory } else { ErrorKind::InvalidInput };
+            IoError::new(kind_error, format!("it is {kind}, not a file"))
+        })
+    };
+    // Stat first (a socket cannot even be opened), then check the opened file again, so a path
+    // swapped in between is caught too.
+    if let Some(e) = refuse(&std::fs::metadata(path)?) {
+        return Err(e);
+    }
+    let file = OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path)?;
+    let meta = file.metadata()?;
+    if let Some(e) = refuse(&meta) {
+        return Err(e);
+    }
+    let too_large = |len: u64| IoError::new(ErrorKind::FileTooLarge, format!("it is {len} bytes, above the limit of {max_bytes} bytes"));
+    if meta.len() > max_bytes {
+        return Err(too_large(meta.len()));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    // One byte past the cap tells a file that grew since the stat.
+    file.take(max_bytes.saturating_add(1)).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
+
 /// Reads a weights file the caller named (custom linear weights): a local regular file only.
 /// Errors are the reason alone, for the caller to wrap.
 pub fn read_weights_file(path: &Path) -> std::result::Result<Vec<u8>, String> {

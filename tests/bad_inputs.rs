@@ -134,6 +134,29 @@ impl Fixtures {
         lib(Metric::new(MetricOptions { metric: MetricKind::LpipsAlex, model_dir: Some(dir.to_owned()), ..Default::default() }))
     }
 
+    /// A named pipe with no writer: opening it for reading the ordinary way blocks for ever.
+    fn fifo(&self) -> PathBuf {
+        let path = self.dir.path().join("frame.png");
+        if !path.exists() {
+            let c = CString::new(path.to_str().unwrap()).unwrap();
+            // SAFETY: a valid NUL-terminated path.
+            assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+        }
+        path
+    }
+
+    /// `elpips_compare_files` of a valid PNG against `candidate`, on the fixture's context.
+    fn compare_files(&self, candidate: &str) -> Outcome {
+        let png = self.file("capi.png", &self.png);
+        let (r, c) = (CString::new(png.to_str().unwrap()).unwrap(), CString::new(candidate).unwrap());
+        let mut result = std::mem::MaybeUninit::<ElpipsResult>::zeroed();
+        // SAFETY: valid context, NUL-terminated paths, a writable result.
+        let status = unsafe { elpips_compare_files(self.ctx, r.as_ptr(), c.as_ptr(), result.as_mut_ptr()) };
+        // SAFETY: the context is valid; the message is NUL-terminated and ours to read now.
+        let message = unsafe { CStr::from_ptr(elpips_last_error(self.ctx)) }.to_string_lossy().into_owned();
+        (status_name(status), if status == 0 { String::new() } else { message })
+    }
+
     /// The command line, on a pair of valid PNGs plus `args`.
     fn cli(&self, args: &[&str]) -> Outcome {
         let png = self.file("cli.png", &self.png);
@@ -279,7 +302,22 @@ fn run_case(id: &str, f: &Fixtures) -> Option<Outcome> {
         "gif-unsupported" => decode(b"GIF89a\x01\x00\x01\x00\x00\x00\x00;"),
         "file-missing" => lib(Image::open(f.dir.path().join("missing.png"), &load)),
         "file-directory" => lib(Image::open(f.dir.path(), &load)),
+        "file-fifo" => lib(Image::open(f.fifo(), &load)),
+        "file-device" => lib(Image::open("/dev/zero", &load)),
+        "file-socket" => {
+            let path = f.dir.path().join("image.sock");
+            let _listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+            lib(Image::open(&path, &load))
+        }
+        "file-too-large" => {
+            // Sparse: 65 MiB that take no disk, one byte over the cap of a 4096-pixel budget.
+            let path = f.dir.path().join("huge.png");
+            std::fs::File::create(&path).unwrap().set_len((64 << 20) + 1).unwrap();
+            lib(Image::open(&path, &LoadOptions { max_pixels: 4096, ..Default::default() }))
+        }
         "cli-file-missing" => f.cli_files("/nonexistent/x.png", &["--metric", "lpips-alex"]),
+        "cli-file-fifo" => f.cli_files(f.fifo().to_str().unwrap(), &["--metric", "lpips-alex"]),
+        "capi-file-device" => f.compare_files("/dev/zero"),
         // Pixel buffers (C ABI)
         "image-null" => f.compare(&good, ptr::null()),
         "image-data-null" => f.compare_one(ElpipsImage { data: ptr::null(), ..good }),
