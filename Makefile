@@ -23,6 +23,10 @@ NATIVE_STATIC_LIBS := -ldl -lgcc_s -lutil -lrt -lpthread -lm -lc
 
 PREFIX ?= /usr/local
 LIBDIR  = $(DESTDIR)$(PREFIX)/lib
+# Only /usr/lib is on the dynamic loader's path without help (/usr/local/lib needs an ldconfig
+# run first): any other prefix's elpips.pc carries an rpath (see packaging/elpips.pc.in).
+PC_RPATH = $(if $(filter /usr /usr/,$(PREFIX)),, -Wl$(COMMA)-rpath$(COMMA)$${libdir})
+COMMA   := ,
 
 # The C tests and examples build against a package installed here, never against target/.
 TEST_PREFIX := $(CURDIR)/.cache/test-prefix
@@ -96,7 +100,7 @@ install: build
 	install -m 644 plugins/cmake/ElpipsImageTest.cmake $(LIBDIR)/cmake/elpips/
 	install -m 644 weights/models/*.onnx weights/manifest.json $(DESTDIR)$(PREFIX)/share/elpips/models/
 	install -m 644 weights/README.md $(DESTDIR)$(PREFIX)/share/elpips/models/README.md
-	sed -e 's|@VERSION@|$(VERSION)|g' -e 's|@NATIVE_STATIC_LIBS@|$(NATIVE_STATIC_LIBS)|g' \
+	sed -e 's|@VERSION@|$(VERSION)|g' -e 's|@NATIVE_STATIC_LIBS@|$(NATIVE_STATIC_LIBS)|g' -e 's|@RPATH@|$(PC_RPATH)|g' \
 	  packaging/elpips.pc.in > $(LIBDIR)/pkgconfig/elpips.pc
 	sed -e 's|@VERSION@|$(VERSION)|g' -e 's|@MAJOR@|$(MAJOR)|g' \
 	  -e 's|@NATIVE_STATIC_LIBS_CMAKE@|$(subst $(eval) ,;,$(patsubst -l%,%,$(NATIVE_STATIC_LIBS)))|g' \
@@ -155,6 +159,8 @@ test-examples: install-test
 	! $(NO_ENV) LD_LIBRARY_PATH=$(CBUILD)/prefix2/lib $(CBUILD)/compare_c 2>$(CBUILD)/prefix2.err
 	grep -q "prefix2/lib/../share/elpips/models/elpips-vgg.onnx not found" $(CBUILD)/prefix2.err
 	rm -rf $(CBUILD)/prefix2
+	@echo "== the README's C install commands, as written (prefix outside the loader's path)"
+	$(NO_ENV) $(PYTHON) tests/c/readme_commands.py README.md
 	$(NO_ENV) $(PYTHON) tests/c/example_matches_cli.py $(BIN) $(CBUILD)/compare_c $(CBUILD)/compare_cpp \
 	  $(CBUILD)/compare_c_static $(CBUILD)/cmake/compare_c $(CBUILD)/cmake/compare_cpp $(CBUILD)/cmake/compare_c_static
 
