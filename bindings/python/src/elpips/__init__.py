@@ -27,7 +27,7 @@ STATUS = {
     0: "OK", 1: "INVALID_ARGUMENT", 2: "IO", 3: "IMAGE_DECODE", 4: "SIZE_MISMATCH",
     5: "IMAGE_TOO_SMALL", 6: "IMAGE_TOO_LARGE", 7: "RUNTIME", 8: "MODEL", 9: "LINEAR_WEIGHTS",
     10: "INFERENCE", 11: "NULL_POINTER", 12: "INVALID_IMAGE", 13: "NON_FINITE", 14: "UNSUPPORTED",
-    15: "INTERNAL_ERROR",
+    15: "INTERNAL_ERROR", 16: "CALLBACK",
 }
 _METRICS = {"elpips-vgg": 0, "lpips-vgg": 1, "lpips-alex": 2}
 _DEVICES = {"cpu": 0, "auto": 1, "cuda": 2}
