@@ -1,4 +1,4 @@
-//! Options shared by the subcommands that run a metric (`compare`, `rank`, `check`): flatten
+//! Options shared by the subcommands that run a metric (`compare`, `rank`, `check`, `tune`): flatten
 //! [`NetworkArgs`] (which network, its draws, its arithmetic) and, where the number of samples is
 //! the user's to choose, [`SamplingArgs`]; [`NetworkArgs::metric_options`] builds the one
 //! `MetricOptions` they all use.
