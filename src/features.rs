@@ -33,6 +33,7 @@ pub const AUTO_TILE_PIXELS: u64 = 2_400_000;
 
 /// Arithmetic precision of the feature network.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Precision {
     /// float32 everywhere (the reference numbers).
     #[default]
@@ -40,6 +41,7 @@ pub enum Precision {
     /// int8 convolutions (ONNX Runtime QDQ, static per-tensor activation scales calibrated on
     /// the upstream images, per-channel weights): faster on CPUs without bf16; distance error
     /// measured in docs/performance.md. lpips-vgg only.
+    #[cfg_attr(feature = "cli", value(help = "int8 convolutions, faster on CPUs without bf16, with a small measured error (docs/performance.md); lpips-vgg only"))]
     Int8,
 }
 

@@ -10,6 +10,7 @@ pub const MODEL_DIR_ENV: &str = "ELPIPS_MODEL_DIR";
 
 /// The metrics this crate ships.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum MetricKind {
     /// E-LPIPS on VGG16 with average pooling: the ensemble metric (random transforms + dropout).
     ElpipsVgg,

@@ -108,6 +108,7 @@ fn same_file(a: &Path, b: &Path) -> bool {
 
 /// Where the networks run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Device {
     /// ONNX Runtime's CPU provider (always present).
     #[default]

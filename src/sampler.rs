@@ -38,15 +38,18 @@ pub const PILOT_PER_LEVEL: u64 = 3;
 
 /// How draws are chosen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum SamplerKind {
     /// Independent draws (the authors' estimator, with an honest standard error). The default:
     /// on the pairs measured so far (README, "Speed") stratification did not pay for itself.
     #[default]
+    #[cfg_attr(feature = "cli", value(help = "independent draws (the authors' estimator, with an honest standard error)"))]
     Iid,
     /// Stratified by scale level with cost-aware allocation and decks within levels.
     Stratified,
     /// Independent draws with regression control variates on known-mean functions of the draw
     /// (colour gains, scale level): see [`crate::control`].
+    #[cfg_attr(feature = "cli", value(help = "independent draws with regression control variates (colour gains, scale level)"))]
     Control,
 }
 

@@ -26,9 +26,11 @@ pub enum Transfer {
 
 /// The range compression applied to exposed linear values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum ToneCurve {
     /// `clamp(x, 0, 1)`: what a plain "save as PNG" of a render does. The default.
     #[default]
+    #[cfg_attr(feature = "cli", value(help = "clamp(x, 0, 1): what a plain \"save as PNG\" of a render does"))]
     Clamp,
     /// `x / (1 + x)` for `x >= 0` (negative values clamp to 0): keeps highlight detail.
     Reinhard,
@@ -38,8 +40,6 @@ pub enum ToneCurve {
 }
 
 impl ToneCurve {
-    pub const NAMES: [&'static str; 3] = ["clamp", "reinhard", "none"];
-
     pub fn name(self) -> &'static str {
         match self {
             ToneCurve::Clamp => "clamp",
@@ -60,10 +60,12 @@ impl ToneCurve {
 
 /// The display encoding applied after the curve.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Encoding {
     /// The sRGB transfer function (IEC 61966-2-1). The default: the networks were trained on
     /// sRGB photographs.
     #[default]
+    #[cfg_attr(feature = "cli", value(help = "the sRGB transfer function (IEC 61966-2-1); the networks were trained on sRGB photographs"))]
     Srgb,
     /// No encoding: the curve's output is used as it is.
     Linear,

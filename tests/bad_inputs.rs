@@ -172,6 +172,16 @@ impl Fixtures {
         let code = out.status.code().map_or("killed".into(), |c| format!("exit {c}"));
         (code, String::from_utf8_lossy(&out.stderr).trim_end().to_owned())
     }
+
+    /// `elpips tune` of a valid PNG, plus `args`.
+    fn tune(&self, args: &[&str]) -> Outcome {
+        let png = self.file("cli.png", &self.png);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_elpips"));
+        cmd.arg("tune").arg(&png).arg("-o").arg(self.dir.path().join("tuned.jpg")).args(args).env_remove("ORT_DYLIB_PATH");
+        let out = cmd.output().unwrap();
+        let code = out.status.code().map_or("killed".into(), |c| format!("exit {c}"));
+        (code, String::from_utf8_lossy(&out.stderr).trim_end().to_owned())
+    }
 }
 
 impl Drop for Fixtures {
@@ -390,6 +400,7 @@ fn run_case(id: &str, f: &Fixtures) -> Option<Outcome> {
         "cli-metric-unknown" => f.cli(&["--metric", "ssim"]),
         "cli-max-pixels-text" => f.cli(&["--max-pixels", "lots"]),
         "cli-threads-negative" => f.cli(&["--threads", "-2"]),
+        "cli-tune-sampler-control" => f.tune(&["--codec", "jpeg", "--max-distance", "0.1", "--sampler", "control"]),
         // Weights and models
         "model-dir-missing" => f.alex_with_model_dir(Path::new("/nonexistent/models")),
         "model-corrupt" => {

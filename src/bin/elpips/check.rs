@@ -32,61 +32,77 @@ pub struct CheckArgs {
     /// Candidate image (same size as the reference).
     #[arg(requires = "reference")]
     candidate: Option<PathBuf>,
-    /// Pairs to check: CSV with a header (columns reference, candidate, and optionally
-    /// max_distance and name) or JSON lines ({"reference": ..., "candidate": ..., ...}).
-    /// Relative paths are relative to the manifest's folder.
-    #[arg(long, value_name = "FILE", conflicts_with = "merge")]
-    manifest: Option<PathBuf>,
-    /// Merge the summaries written by --summary (e.g. one per shard) instead of checking images;
-    /// the shards of one manifest must all be there, each once.
-    #[arg(long, value_name = "SUMMARY", num_args = 1..)]
-    merge: Vec<PathBuf>,
     /// Pass when the distance is at most T (a manifest row's max_distance overrides it).
     #[arg(long, value_name = "T", allow_negative_numbers = true)]
     max_distance: Option<f64>,
-    /// Largest chance of a wrong verdict on either side for a decided pair.
-    #[arg(long, value_name = "A", default_value_t = 0.05)]
-    error_rate: f64,
-    /// Stop sampling a pair after M E-LPIPS samples, decided or not.
-    #[arg(long, value_name = "M", default_value_t = 200)]
-    max_samples: u32,
-    /// First look at the verdict after this many samples.
-    #[arg(long, value_name = "N", default_value_t = 16)]
-    min_samples: u32,
-    /// A pair still undecided after --max-samples: settle it by the point estimate's side
-    /// (estimate, with a warning), or pass / fail it outright.
-    #[arg(long, value_name = "POLICY", default_value = "estimate", value_parser = ["estimate", "pass", "fail"])]
-    undecided: String,
-    /// Check only shard I of N (0 <= I < N) of the manifest: rows I, I+N, I+2N, ...
-    #[arg(long, value_name = "I/N", requires = "manifest")]
-    shard: Option<String>,
-    /// Print JSON (one object for a pair, the summary for a manifest) instead of text.
-    #[arg(long)]
-    json: bool,
-    /// Write a JUnit XML report here (one test case per pair).
-    #[arg(long, value_name = "FILE")]
-    junit: Option<PathBuf>,
-    /// Write the JSON summary here (what --merge reads).
-    #[arg(long, value_name = "FILE")]
-    summary: Option<PathBuf>,
     /// The network and its draws (the seed is fixed, so a gate gives the same verdict every run).
     #[command(flatten)]
     network: NetworkArgs,
+    /// Largest chance of a wrong verdict on either side for a decided pair.
+    #[arg(long, value_name = "A", default_value_t = 0.05, help_heading = "Sampling")]
+    error_rate: f64,
+    /// Stop sampling a pair after M E-LPIPS samples, decided or not.
+    #[arg(long, value_name = "M", default_value_t = 200, help_heading = "Sampling")]
+    max_samples: u32,
+    /// First look at the verdict after this many samples.
+    #[arg(long, value_name = "N", default_value_t = 16, help_heading = "Sampling")]
+    min_samples: u32,
+    /// A pair still undecided after --max-samples.
+    #[arg(long, value_name = "POLICY", value_enum, default_value_t = Undecided::Estimate, help_heading = "Sampling")]
+    undecided: Undecided,
+    /// Pairs to check: CSV with a header (columns reference, candidate, and optionally
+    /// max_distance and name) or JSON lines ({"reference": ..., "candidate": ..., ...}).
+    /// Relative paths are relative to the manifest's folder.
+    #[arg(long, value_name = "FILE", conflicts_with = "merge", help_heading = "Input")]
+    manifest: Option<PathBuf>,
+    /// Merge the summaries written by --summary (e.g. one per shard) instead of checking images;
+    /// the shards of one manifest must all be there, each once.
+    #[arg(long, value_name = "SUMMARY", num_args = 1.., help_heading = "Input")]
+    merge: Vec<PathBuf>,
+    /// Check only shard I of N (0 <= I < N) of the manifest: rows I, I+N, I+2N, ...
+    #[arg(long, value_name = "I/N", requires = "manifest", help_heading = "Input")]
+    shard: Option<String>,
     /// Tone mapping of EXR/HDR inputs, alpha policy, pixel budget (see docs/renderer.md).
     #[command(flatten)]
     input: InputArgs,
+    /// Print JSON (one object for a pair, the summary for a manifest) instead of text.
+    #[arg(long, help_heading = "Output")]
+    json: bool,
+    /// Write a JUnit XML report here (one test case per pair).
+    #[arg(long, value_name = "FILE", help_heading = "Output")]
+    junit: Option<PathBuf>,
+    /// Write the JSON summary here (what --merge reads).
+    #[arg(long, value_name = "FILE", help_heading = "Output")]
+    summary: Option<PathBuf>,
     /// (One pair.) The heatmap averages the samples the verdict used (same seed and count).
     #[command(flatten)]
     heatmap: HeatmapArgs,
     /// With --manifest: write a heatmap (PNG, as --heatmap) of every pair that did not pass into
     /// DIR, named ROW-NAME.png (--heatmap-max sets their common colour scale).
-    #[arg(long, value_name = "DIR", requires = "manifest")]
+    #[arg(long, value_name = "DIR", requires = "manifest", help_heading = "Output")]
     heatmap_dir: Option<PathBuf>,
-    /// Print only failures, errors and the closing count.
-    #[arg(long, short)]
-    quiet: bool,
+    /// The global -q/--quiet: print only failures, errors and the closing count.
+    #[arg(skip)]
+    pub(crate) quiet: bool,
     #[command(flatten)]
     common: CommonArgs,
+}
+
+/// `--undecided`: how a pair still undecided after --max-samples is settled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Undecided {
+    /// By the point estimate's side, with a warning.
+    Estimate,
+    /// Pass it.
+    Pass,
+    /// Fail it.
+    Fail,
+}
+
+impl std::fmt::Display for Undecided {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&crate::value_name(self))
+    }
 }
 
 /// One pair to check.
@@ -107,8 +123,8 @@ pub fn run(args: CheckArgs) -> Result<ExitCode, Error> {
     if !args.merge.is_empty() {
         return merge(&args);
     }
-    let kind = args.network.kind()?;
-    if args.network.sampler == "control" {
+    let kind = args.network.metric;
+    if args.network.sampler == elpips::SamplerKind::Control {
         // The gate's error rate is validated for iid and stratified draws only.
         return Err(invalid("check decides with --sampler iid or stratified; control is for compare and rank".to_owned()));
     }
@@ -169,7 +185,7 @@ pub fn run(args: CheckArgs) -> Result<ExitCode, Error> {
         }
     }
 
-    let mut metric = Metric::new(args.network.metric_options(&args.common, Sampling::DEFAULT)?)?;
+    let mut metric = Metric::new(args.network.metric_options(&args.common, Sampling::DEFAULT))?;
     let load = args.input.load_options()?;
 
     let started = Instant::now();
@@ -311,10 +327,10 @@ fn case_result(args: &CheckArgs, case: &Case, gate: &Gate, outcome: Result<Decis
             let pass = match d.verdict {
                 Verdict::Below => true,
                 Verdict::Above => false,
-                Verdict::Undecided => match args.undecided.as_str() {
-                    "pass" => true,
-                    "fail" => false,
-                    _ => d.estimate_below,
+                Verdict::Undecided => match args.undecided {
+                    Undecided::Pass => true,
+                    Undecided::Fail => false,
+                    Undecided::Estimate => d.estimate_below,
                 },
             };
             r["status"] = if pass { "pass" } else { "fail" }.into();
@@ -389,12 +405,12 @@ fn settings(args: &CheckArgs, kind: MetricKind) -> Value {
     json!({
         "metric": kind.name(),
         "seed": args.network.seed,
-        "sampler": args.network.sampler,
+        "sampler": args.network.sampler.name(),
         "scale_levels": args.network.scale_levels,
         "error_rate": args.error_rate,
         "max_samples": args.max_samples,
         "min_samples": args.min_samples,
-        "undecided": args.undecided,
+        "undecided": args.undecided.to_string(),
         "lin_weights": args.network.lin_weights.as_ref().map(|p| p.display().to_string()),
     })
 }

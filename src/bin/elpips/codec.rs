@@ -29,29 +29,24 @@ extern "C" {
     fn elpips_codec_output_free(out: *mut CodecOutput);
 }
 
-/// The encoders `elpips tune` can drive. Settings are qualities 0..100 (higher = better).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The encoders `elpips tune` can drive (`--codec`). Settings are qualities 0..100 (higher =
+/// better).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Codec {
+    /// libjpeg-turbo.
     Jpeg,
+    /// libwebp.
     Webp,
+    /// libavif.
     Avif,
+    /// libjxl.
     Jxl,
 }
 
 impl Codec {
-    pub const ALL: [Codec; 4] = [Codec::Jpeg, Codec::Webp, Codec::Avif, Codec::Jxl];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Codec::Jpeg => "jpeg",
-            Codec::Webp => "webp",
-            Codec::Avif => "avif",
-            Codec::Jxl => "jxl",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Codec> {
-        Codec::ALL.into_iter().find(|c| c.name() == name)
+    /// The name on the command line and in reports.
+    pub fn name(self) -> String {
+        crate::value_name(&self)
     }
 
     /// The Debian package whose library the shim needs at build time.

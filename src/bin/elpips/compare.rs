@@ -27,25 +27,25 @@ pub struct CompareArgs {
     #[command(flatten)]
     heatmap: HeatmapArgs,
     /// Print one JSON object instead of a line of text.
-    #[arg(long)]
+    #[arg(long, help_heading = "Output")]
     json: bool,
     #[command(flatten)]
     common: CommonArgs,
 }
 
-pub fn run(args: CompareArgs) -> Result<(), Error> {
-    let kind = args.network.kind()?;
+pub fn run(args: CompareArgs, quiet: bool) -> Result<(), Error> {
+    let kind = args.network.metric;
     let sampling = args.sampling.sampling(&args.network)?;
     args.heatmap.validate()?;
     let load = args.input.load_options()?;
     let reference = Image::open(&args.reference, &load)?;
     let candidate = Image::open(&args.candidate, &load)?;
-    let mut metric = Metric::new(args.network.metric_options(&args.common, sampling)?)?;
+    let mut metric = Metric::new(args.network.metric_options(&args.common, sampling))?;
     metric.check_pair(&reference, &candidate)?;
 
     let started = Instant::now();
     let mut bar: Option<indicatif::ProgressBar> = None;
-    let interactive = std::io::stderr().is_terminal();
+    let interactive = std::io::stderr().is_terminal() && !quiet;
     let mut on_progress = |p: elpips::Progress| {
         // Only long runs on a terminal get a bar; pipes and CI logs stay clean.
         if !interactive || (bar.is_none() && started.elapsed() < Duration::from_secs(2)) {
@@ -71,11 +71,11 @@ pub fn run(args: CompareArgs) -> Result<(), Error> {
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    print_result(&args, &metric, kind, &reference, &estimate, heatmap.as_ref());
+    print_result(&args, &metric, kind, &reference, &estimate, heatmap.as_ref(), quiet);
     Ok(())
 }
 
-fn print_result(args: &CompareArgs, metric: &Metric, kind: MetricKind, reference: &Image, e: &Estimate, heatmap: Option<&serde_json::Value>) {
+fn print_result(args: &CompareArgs, metric: &Metric, kind: MetricKind, reference: &Image, e: &Estimate, heatmap: Option<&serde_json::Value>, quiet: bool) {
     let levels = kind.is_ensemble().then(|| metric.scale_levels(reference.height(), reference.width()));
     if args.json {
         let mut obj = serde_json::json!({
@@ -91,11 +91,11 @@ fn print_result(args: &CompareArgs, metric: &Metric, kind: MetricKind, reference
             "width": reference.width(),
             "height": reference.height(),
             "device": metric.device().name(),
-            "precision": args.network.precision,
+            "precision": args.network.precision.name(),
         });
         if let Some(l) = levels {
             obj["scale_levels"] = l.into();
-            obj["sampler"] = args.network.sampler.clone().into();
+            obj["sampler"] = args.network.sampler.name().into();
         }
         if let Some(lw) = &args.network.lin_weights {
             obj["lin_weights"] = serde_json::json!(lw);
@@ -111,7 +111,7 @@ fn print_result(args: &CompareArgs, metric: &Metric, kind: MetricKind, reference
             e.distance,
             e.ci95,
             e.samples,
-            args.network.sampler,
+            args.network.sampler.name(),
             l,
             args.network.seed,
             if e.converged { "" } else { "; stopped at --max-samples before reaching the error target" }
@@ -120,7 +120,7 @@ fn print_result(args: &CompareArgs, metric: &Metric, kind: MetricKind, reference
         println!("{:.6}", e.distance);
     }
     // stdout keeps its one line; the heatmap's legend goes with the progress output.
-    if let Some(h) = heatmap {
+    if let Some(h) = heatmap.filter(|_| !quiet) {
         eprintln!("{}", HeatmapArgs::describe(h));
     }
 }

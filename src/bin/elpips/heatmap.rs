@@ -7,6 +7,7 @@ use clap::Args;
 use elpips::{Error, Heatmap};
 
 #[derive(Args, Clone, Debug)]
+#[command(next_help_heading = "Output")]
 pub struct HeatmapArgs {
     /// Write a per-pixel map of where the images differ: FILE.png (inferno colour map, black =
     /// 0) or FILE.exr (raw values; their mean is the distance). Written atomically.

@@ -2,26 +2,25 @@
 //! files (EXR, HDR) and the alpha policy (see docs/renderer.md). Flatten [`InputArgs`] into a
 //! subcommand's arguments and pass [`InputArgs::load_options`] to `Image::open`.
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 use elpips::{AlphaPolicy, Encoding, Error, InputOptions, LoadOptions, ToneCurve, ToneMapping};
 
 #[derive(Args, Clone, Debug)]
+#[command(next_help_heading = "Input")]
 pub struct InputArgs {
     /// Exposure in stops for scene-linear inputs (EXR, HDR): values are multiplied by 2^STOPS
     /// before the tone curve. 8/16-bit PNG and JPEG are display-referred and never change.
     #[arg(long, value_name = "STOPS", default_value_t = 0.0, allow_negative_numbers = true)]
     pub exposure: f32,
-    /// Tone curve for scene-linear inputs: clamp to [0,1], reinhard x/(1+x), or none (values
-    /// must already lie in [0,1]).
-    #[arg(long, value_name = "CURVE", default_value = "clamp", value_parser = ToneCurve::NAMES)]
-    pub tonemap: String,
-    /// Display encoding of scene-linear inputs after the curve: srgb, or linear (no encoding).
-    #[arg(long, value_name = "ENC", default_value = "srgb", value_parser = ["srgb", "linear"])]
-    pub encoding: String,
-    /// Alpha channel: ignore it, or composite over --background (straight alpha for PNG,
-    /// premultiplied for EXR).
-    #[arg(long, value_name = "POLICY", default_value = "ignore", value_parser = ["ignore", "over"])]
-    pub alpha: String,
+    /// Tone curve for scene-linear inputs.
+    #[arg(long, value_name = "CURVE", value_enum, default_value_t = ToneCurve::Clamp)]
+    pub tonemap: ToneCurve,
+    /// Display encoding of scene-linear inputs after the curve.
+    #[arg(long, value_name = "ENC", value_enum, default_value_t = Encoding::Srgb)]
+    pub encoding: Encoding,
+    /// Alpha channel (straight alpha for PNG, premultiplied for EXR).
+    #[arg(long, value_name = "POLICY", value_enum, default_value_t = Alpha::Ignore)]
+    pub alpha: Alpha,
     /// Background for --alpha over: R,G,B in the input's own units (display values for PNG,
     /// linear for EXR) [default: 0,0,0].
     #[arg(long, value_name = "R,G,B")]
@@ -31,19 +30,28 @@ pub struct InputArgs {
     pub max_pixels: u64,
 }
 
+/// `--alpha`: the names of [`AlphaPolicy`]'s variants (whose `Over` carries --background).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Alpha {
+    /// Drop it.
+    Ignore,
+    /// Composite over --background.
+    Over,
+}
+
 impl InputArgs {
     pub fn input_options(&self) -> Result<InputOptions, Error> {
-        let tone = ToneMapping { exposure: self.exposure, curve: ToneCurve::from_name(&self.tonemap)?, encoding: Encoding::from_name(&self.encoding)? };
+        let tone = ToneMapping { exposure: self.exposure, curve: self.tonemap, encoding: self.encoding };
         let background = match &self.background {
             None => [0.0; 3],
             Some(text) => parse_rgb(text)?,
         };
-        let alpha = match self.alpha.as_str() {
-            "over" => AlphaPolicy::Over(background),
-            _ if self.background.is_some() => {
+        let alpha = match self.alpha {
+            Alpha::Over => AlphaPolicy::Over(background),
+            Alpha::Ignore if self.background.is_some() => {
                 return Err(Error::InvalidArgument("--background applies to --alpha over only".into()));
             }
-            _ => AlphaPolicy::Ignore,
+            Alpha::Ignore => AlphaPolicy::Ignore,
         };
         let options = InputOptions { tone, alpha };
         options.validate()?;

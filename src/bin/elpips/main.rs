@@ -5,7 +5,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::error::ErrorKind;
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use elpips::{Device, Error, Metric, MetricKind, MetricOptions, RuntimeOptions};
 
 mod check;
@@ -19,7 +20,14 @@ mod rank;
 
 #[derive(Parser)]
 #[command(name = "elpips", version, about = "E-LPIPS and LPIPS perceptual image distances", propagate_version = true)]
+// Bare `elpips` is not a mistake to point out but a request for the overview: the help, on
+// stderr (stdout carries only results), with exit 2 since nothing was done.
+#[command(arg_required_else_help = true)]
 struct Cli {
+    /// No progress bars or informational lines on stderr (errors and warnings stay); `check`
+    /// prints only failures, errors and the closing count.
+    #[arg(short, long, global = true)]
+    quiet: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -42,46 +50,48 @@ enum Command {
 }
 
 #[derive(Args)]
+#[command(next_help_heading = "Runtime")]
 pub struct CommonArgs {
-    /// Path of libonnxruntime.so (default: $ORT_DYLIB_PATH, then the checkout's .cache set up by `make setup`).
+    /// Path of libonnxruntime.so [default: $ORT_DYLIB_PATH, then the checkout's .cache set up by `make setup`].
     #[arg(long, value_name = "FILE")]
     pub runtime: Option<PathBuf>,
-    /// Directory with the .onnx models (default: $ELPIPS_MODEL_DIR, then the checkout's weights/models).
+    /// Directory with the .onnx models [default: $ELPIPS_MODEL_DIR, then the checkout's weights/models].
     #[arg(long, value_name = "DIR")]
     pub model_dir: Option<PathBuf>,
-    /// ONNX Runtime threads (default: one per physical core).
+    /// ONNX Runtime threads (0: one per physical core).
     #[arg(long, value_name = "T", default_value_t = 0)]
     pub threads: usize,
-    /// Where the networks run: cpu (default), cuda (an error if CUDA is not available), or auto
-    /// (CUDA when the build, the runtime library and a GPU allow it, else the CPU).
-    #[arg(long, default_value = "cpu", value_parser = ["cpu", "cuda", "auto"])]
-    pub device: String,
+    /// Where the networks run.
+    #[arg(long, value_enum, default_value_t = Device::Cpu)]
+    pub device: Device,
 }
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            use clap::error::ErrorKind;
-            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
-                let _ = e.print();
-                return ExitCode::SUCCESS;
-            }
-            // clap's first line says what was wrong; its usage block follows in --help.
-            let text = e.render().to_string();
-            let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
-            let mut first = lines.next().unwrap_or("invalid arguments").trim_start_matches("error: ").to_string();
-            // "the following required arguments were not provided:" names them on the next line.
-            if first.ends_with(':') {
-                first = format!("{first} {}", lines.next().unwrap_or_default());
-            }
-            eprintln!("elpips: {first} (see `elpips --help`)");
-            return ExitCode::from(2);
+            return match e.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+                    let _ = e.print();
+                    ExitCode::SUCCESS
+                }
+                ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                    let _ = e.print();
+                    ExitCode::from(2)
+                }
+                _ => {
+                    eprintln!("elpips: {}", one_line(&e));
+                    ExitCode::from(2)
+                }
+            };
         }
     };
     let result = match cli.command {
-        Command::Compare(args) => compare::run(args).map(|()| ExitCode::SUCCESS),
-        Command::Check(args) => check::run(args),
+        Command::Compare(args) => compare::run(args, cli.quiet).map(|()| ExitCode::SUCCESS),
+        Command::Check(mut args) => {
+            args.quiet = cli.quiet;
+            check::run(args)
+        }
         Command::Tune(args) => tune::run(args).map(|()| ExitCode::SUCCESS),
         Command::Rank(args) => rank::run(args).map(|()| ExitCode::SUCCESS),
         Command::Info(args) => info(args).map(|()| ExitCode::SUCCESS),
@@ -95,12 +105,53 @@ fn main() -> ExitCode {
     }
 }
 
-pub fn runtime_options(common: &CommonArgs) -> RuntimeOptions {
-    RuntimeOptions {
-        library: common.runtime.clone(),
-        threads: common.threads,
-        device: Device::from_name(&common.device).unwrap_or_default(), // clap allows only valid names
+/// clap's error as one line: what was wrong, then what clap adds (the possible values, "a
+/// similar argument exists"), then the help of the subcommand being typed, where the option is
+/// listed. clap's usage block and "For more information" line are dropped: that help has both.
+fn one_line(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let mut out = String::new();
+    // After a line ending in ':' ("the following required arguments were not provided:") come
+    // the items it announces, one per line.
+    let mut listing = false;
+    let said = text.lines().map(str::trim).take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"));
+    for line in said.filter(|l| !l.is_empty()) {
+        let line = line.strip_prefix("error: ").unwrap_or(line);
+        let item = listing && !line.starts_with("tip:") && !line.starts_with('[');
+        if !out.is_empty() {
+            out.push_str(match () {
+                _ if out.ends_with(':') || line.starts_with('[') => " ",
+                _ if item => ", ",
+                _ => "; ",
+            });
+        }
+        listing = item || line.ends_with(':');
+        out.push_str(line);
     }
+    if out.is_empty() {
+        out.push_str("invalid arguments");
+    }
+    let help = match typed_subcommand() {
+        Some(name) => format!("elpips {name} --help"),
+        None => "elpips --help".to_owned(),
+    };
+    format!("{out} (see `{help}`)")
+}
+
+/// The subcommand on the command line: the first word that is not an option (the only options
+/// before it, -q, -h and -V, take no value), if it names one.
+fn typed_subcommand() -> Option<String> {
+    let word = std::env::args_os().skip(1).find(|a| !a.to_string_lossy().starts_with('-'))?;
+    Cli::command().find_subcommand(word).map(|c| c.get_name().to_owned())
+}
+
+/// The name a value-enum value has on the command line (what the user typed), for reports.
+pub fn value_name<T: ValueEnum>(value: &T) -> String {
+    value.to_possible_value().map(|v| v.get_name().to_owned()).unwrap_or_default()
+}
+
+pub fn runtime_options(common: &CommonArgs) -> RuntimeOptions {
+    RuntimeOptions { library: common.runtime.clone(), threads: common.threads, device: common.device }
 }
 
 fn info(args: CommonArgs) -> Result<(), Error> {
@@ -129,4 +180,33 @@ fn info(args: CommonArgs) -> Result<(), Error> {
         }
     }
     failed.map_or(Ok(()), Err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use elpips::{Encoding, Precision, SamplerKind, ToneCurve};
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    /// The library's enums name their values for the C ABI, reports and model files; clap
+    /// derives its own names from the variants. They must be one vocabulary.
+    #[test]
+    fn option_values_are_the_library_names() {
+        fn same<T: ValueEnum>(name: fn(T) -> &'static str) {
+            for v in T::value_variants() {
+                assert_eq!(value_name(v), name(v.clone()));
+            }
+        }
+        same::<MetricKind>(MetricKind::name);
+        same::<SamplerKind>(SamplerKind::name);
+        same::<Precision>(Precision::name);
+        same::<Device>(Device::name);
+        same::<ToneCurve>(ToneCurve::name);
+        same::<Encoding>(Encoding::name);
+        assert_eq!(MetricKind::value_variants(), MetricKind::ALL);
+    }
 }

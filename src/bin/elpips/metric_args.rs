@@ -1,73 +1,84 @@
-//! Options shared by the subcommands that run a metric (`compare`, `rank`, `check`): flatten
+//! Options shared by the subcommands that run a metric (`compare`, `rank`, `check`, `tune`): flatten
 //! [`NetworkArgs`] (which network, its draws, its arithmetic) and, where the number of samples is
 //! the user's to choose, [`SamplingArgs`]; [`NetworkArgs::metric_options`] builds the one
 //! `MetricOptions` they all use.
 
+use std::ffi::OsStr;
 use std::path::PathBuf;
 
-use clap::Args;
+use clap::builder::{EnumValueParser, PossibleValue, TypedValueParser};
+use clap::error::ErrorKind;
+use clap::{Args, ValueEnum};
 use elpips::{Error, MetricKind, MetricOptions, Precision, SamplerKind, Sampling};
 
 use crate::{runtime_options, CommonArgs};
 
 #[derive(Args, Clone, Debug)]
 pub struct NetworkArgs {
-    /// Metric: elpips-vgg (robust ensemble, default), lpips-vgg or lpips-alex (official LPIPS v0.1).
-    #[arg(long, default_value = "elpips-vgg", value_parser = ["elpips-vgg", "lpips-vgg", "lpips-alex"])]
-    pub metric: String,
+    /// Metric: the robust E-LPIPS ensemble or an official LPIPS v0.1 network.
+    #[arg(long, value_enum, default_value_t = MetricKind::ElpipsVgg, help_heading = "Network")]
+    pub metric: MetricKind,
     /// Custom linear weights replacing the metric's (the authors' .npy dict or an lpips .pth).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = "Network")]
     pub lin_weights: Option<PathBuf>,
-    /// How samples are drawn: iid (independent draws, the authors' estimator; default),
-    /// stratified by scale level, or control (iid with control variates); see docs/estimator.md.
-    #[arg(long, default_value = "iid", value_parser = ["iid", "stratified", "control"])]
-    pub sampler: String,
-    /// Seed of the random transforms and dropout.
-    #[arg(long, value_name = "S", default_value_t = 0)]
-    pub seed: u64,
-    /// E-LPIPS scale levels (default: max(1, min(H, W) / 64); the authors' library default is 8).
-    #[arg(long, value_name = "S")]
+    /// E-LPIPS scale levels [default: max(1, min(H, W) / 64); the authors' library uses 8].
+    #[arg(long, value_name = "S", help_heading = "Network")]
     pub scale_levels: Option<u32>,
-    /// Arithmetic: fp32 (default) or int8 (opt-in, lpips-vgg only; faster, with a small
-    /// measured error, see docs/performance.md). bf16 is refused: the CPU runtime has no bf16 convolutions.
-    #[arg(long, default_value = "fp32", value_parser = ["fp32", "int8", "bf16"])]
-    pub precision: String,
-    /// lpips-vgg: evaluate in tiles with cores of N pixels (0 = never; default: tile images
-    /// above 2.4 Mpx with 768-pixel cores). Same result to float32 rounding, bounded memory.
-    #[arg(long, value_name = "N")]
+    /// Arithmetic of the feature network (int8: see docs/performance.md). bf16 is refused: the
+    /// CPU runtime has no bf16 convolutions.
+    #[arg(long, default_value = "fp32", value_parser = PrecisionParser, help_heading = "Network")]
+    pub precision: Precision,
+    /// How E-LPIPS samples are drawn (see docs/estimator.md).
+    #[arg(long, value_enum, default_value_t = SamplerKind::Iid, help_heading = "Sampling")]
+    pub sampler: SamplerKind,
+    /// Seed of the random transforms and dropout.
+    #[arg(long, value_name = "S", default_value_t = 0, help_heading = "Sampling")]
+    pub seed: u64,
+    /// lpips-vgg: evaluate in tiles with cores of N pixels (0 = never) [default: tile images
+    /// above 2.4 Mpx with 768-pixel cores]. Same result to float32 rounding, bounded memory.
+    #[arg(long, value_name = "N", help_heading = "Network")]
     pub tile: Option<u32>,
 }
 
 impl NetworkArgs {
-    pub fn kind(&self) -> Result<MetricKind, Error> {
-        MetricKind::from_name(&self.metric)
-    }
-
-    pub fn sampler_kind(&self) -> SamplerKind {
-        match self.sampler.as_str() {
-            "stratified" => SamplerKind::Stratified,
-            "control" => SamplerKind::Control,
-            _ => SamplerKind::Iid,
-        }
-    }
-
-    pub fn metric_options(&self, common: &CommonArgs, sampling: Sampling) -> Result<MetricOptions, Error> {
-        Ok(MetricOptions {
-            metric: self.kind()?,
+    pub fn metric_options(&self, common: &CommonArgs, sampling: Sampling) -> MetricOptions {
+        MetricOptions {
+            metric: self.metric,
             model_dir: common.model_dir.clone(),
             linear_weights: self.lin_weights.clone(),
             runtime: runtime_options(common),
             seed: self.seed,
             sampling,
-            sampler: self.sampler_kind(),
+            sampler: self.sampler,
             scale_levels: self.scale_levels,
-            precision: Precision::from_name(&self.precision)?,
+            precision: self.precision,
             tile_size: self.tile,
+        }
+    }
+}
+
+/// `--precision`: clap's parser of [`Precision`] (its names, its "possible values" error), except
+/// that `bf16`, a name people try, gets the library's reason why it is not offered.
+#[derive(Clone)]
+struct PrecisionParser;
+
+impl TypedValueParser for PrecisionParser {
+    type Value = Precision;
+
+    fn parse_ref(&self, cmd: &clap::Command, arg: Option<&clap::Arg>, value: &OsStr) -> Result<Precision, clap::Error> {
+        EnumValueParser::<Precision>::new().parse_ref(cmd, arg, value).map_err(|e| match value.to_str().map(Precision::from_name) {
+            Some(Err(reason)) if value == "bf16" => clap::Error::raw(ErrorKind::InvalidValue, format!("{reason}\n")).with_cmd(cmd),
+            _ => e,
         })
+    }
+
+    fn possible_values(&self) -> Option<Box<dyn Iterator<Item = PossibleValue> + '_>> {
+        Some(Box::new(Precision::value_variants().iter().filter_map(ValueEnum::to_possible_value)))
     }
 }
 
 #[derive(Args, Clone, Debug)]
+#[command(next_help_heading = "Sampling")]
 pub struct SamplingArgs {
     /// Draw exactly N E-LPIPS samples (instead of adaptive sampling).
     #[arg(long, value_name = "N", conflicts_with_all = ["rel_error", "abs_error", "max_samples"])]
@@ -86,9 +97,9 @@ pub struct SamplingArgs {
 impl SamplingArgs {
     /// The sampling asked for; refuses sampling options for the deterministic metrics.
     pub fn sampling(&self, network: &NetworkArgs) -> Result<Sampling, Error> {
-        let kind = network.kind()?;
+        let kind = network.metric;
         let adaptive_given = self.rel_error.is_some() || self.abs_error.is_some() || self.max_samples.is_some();
-        if !kind.is_ensemble() && (self.samples.is_some() || adaptive_given || network.sampler != "iid") {
+        if !kind.is_ensemble() && (self.samples.is_some() || adaptive_given || network.sampler != SamplerKind::Iid) {
             return Err(Error::InvalidArgument(format!("{kind} is deterministic; --samples, --rel-error, --abs-error, --max-samples and --sampler apply to elpips-vgg only")));
         }
         let sampling = match self.samples {

@@ -25,19 +25,19 @@ pub struct RankArgs {
     #[command(flatten)]
     input: InputArgs,
     /// Print one JSON object instead of a table.
-    #[arg(long)]
+    #[arg(long, help_heading = "Output")]
     json: bool,
     #[command(flatten)]
     common: CommonArgs,
 }
 
 pub fn run(args: RankArgs) -> Result<(), Error> {
-    let kind = args.network.kind()?;
+    let kind = args.network.metric;
     let sampling = args.sampling.sampling(&args.network)?;
     let load = args.input.load_options()?;
     let reference = Image::open(&args.reference, &load)?;
     let candidates = args.candidates.iter().map(|p| Image::open(p, &load)).collect::<Result<Vec<_>, _>>()?;
-    let mut metric = Metric::new(args.network.metric_options(&args.common, sampling)?)?;
+    let mut metric = Metric::new(args.network.metric_options(&args.common, sampling))?;
     let refs: Vec<&Image> = candidates.iter().collect();
     let m = metric.compare_many(&reference, &refs)?;
     if args.json {
@@ -81,7 +81,7 @@ fn print_json(args: &RankArgs, kind: MetricKind, m: &MultiEstimate) {
         "ranking_resolved": m.ranking_resolved(),
     });
     if kind.is_ensemble() {
-        obj["sampler"] = args.network.sampler.clone().into();
+        obj["sampler"] = args.network.sampler.name().into();
     }
     println!("{obj}");
 }
@@ -105,7 +105,7 @@ fn print_table(args: &RankArgs, kind: MetricKind, m: &MultiEstimate) {
         println!(
             "{} {} samples per candidate, the same draws for all (seed {}); ~: not told apart at 95%{}",
             m.samples,
-            args.network.sampler,
+            args.network.sampler.name(),
             args.network.seed,
             if m.converged { "" } else { "; stopped at --max-samples before reaching the error target" }
         );

@@ -7,25 +7,23 @@ use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use clap::{ArgGroup, Args};
+use clap::{ArgGroup, Args, ValueEnum};
 use image::ImageEncoder;
 use elpips::tune::{self, Encoded, Goal, Outcome, ProbeRule, TuneOptions};
-use elpips::{Error, Image, LoadOptions, Metric, MetricKind, MetricOptions};
+use elpips::{Error, Image, LoadOptions, Metric, MetricKind, SamplerKind, Sampling};
 
 use crate::codec::Codec;
-use crate::{runtime_options, CommonArgs};
+use crate::metric_args::NetworkArgs;
+use crate::CommonArgs;
 
 #[derive(Args)]
 #[command(group(ArgGroup::new("goal").required(true).args(["max_distance", "target"])))]
 pub struct TuneArgs {
     /// The original image (PNG 8/16-bit or JPEG; alpha is encoded but not compared).
     input: PathBuf,
-    /// Where to write the chosen encoding.
-    #[arg(short, long, value_name = "FILE")]
-    output: PathBuf,
-    /// Encoder: jpeg (libjpeg-turbo), webp (libwebp), avif (libavif), jxl (libjxl).
-    #[arg(long, value_parser = ["jpeg", "webp", "avif", "jxl"])]
-    codec: String,
+    /// Encoder.
+    #[arg(long, value_enum)]
+    codec: Codec,
     /// Smallest output whose distance is at most T (shown at --error-rate).
     #[arg(long, value_name = "T", allow_negative_numbers = true)]
     max_distance: Option<f64>,
@@ -36,51 +34,62 @@ pub struct TuneArgs {
     /// neighbouring qualities are known).
     #[arg(long, value_name = "E", default_value_t = 0.0, allow_negative_numbers = true)]
     tolerance: f64,
-    /// Metric: elpips-vgg (default), lpips-vgg or lpips-alex.
-    #[arg(long, default_value = "elpips-vgg", value_parser = ["elpips-vgg", "lpips-vgg", "lpips-alex"])]
-    metric: String,
-    /// Exact metric that aims the probes: auto (lpips-vgg for elpips-vgg, none for the exact
-    /// LPIPS metrics), lpips-vgg, or none (interpolate the probes' own estimates).
-    #[arg(long, default_value = "auto", value_parser = ["auto", "lpips-vgg", "none"])]
-    guide: String,
-    /// Chance that one probe is put on the wrong side of T (E-LPIPS).
-    #[arg(long, value_name = "A", default_value_t = 0.05)]
-    error_rate: f64,
-    /// E-LPIPS samples at a probe's first look (later looks at 1.5x).
-    #[arg(long, value_name = "N", default_value_t = 16)]
-    min_samples: u32,
-    /// E-LPIPS samples per probe at most.
-    #[arg(long, value_name = "N", default_value_t = 200)]
-    max_samples: u32,
+    /// Exact metric that aims the probes.
+    #[arg(long, value_enum, default_value_t = GuideArg::Auto)]
+    guide: GuideArg,
+    /// First quality to try [default: the middle of the range].
+    #[arg(long, value_name = "Q")]
+    start: Option<i32>,
     /// Encodes at most.
     #[arg(long, value_name = "N", default_value_t = 16)]
     max_probes: u32,
-    /// First quality to try (default: the middle of the range).
-    #[arg(long, value_name = "Q")]
-    start: Option<i32>,
-    /// Seed of the E-LPIPS draws (every probe shares them).
-    #[arg(long, value_name = "S", default_value_t = 0)]
-    seed: u64,
-    /// E-LPIPS scale levels (default: max(1, min(H, W) / 64)).
-    #[arg(long, value_name = "S")]
-    scale_levels: Option<u32>,
+    /// The network and its draws (every probe shares them).
+    #[command(flatten)]
+    network: NetworkArgs,
+    /// Chance that one probe is put on the wrong side of T (E-LPIPS).
+    #[arg(long, value_name = "A", default_value_t = 0.05, help_heading = "Sampling")]
+    error_rate: f64,
+    /// E-LPIPS samples at a probe's first look (later looks at 1.5x).
+    #[arg(long, value_name = "N", default_value_t = 16, help_heading = "Sampling")]
+    min_samples: u32,
+    /// E-LPIPS samples per probe at most.
+    #[arg(long, value_name = "N", default_value_t = 200, help_heading = "Sampling")]
+    max_samples: u32,
     /// Refuse images with more pixels than this.
-    #[arg(long, value_name = "P", default_value_t = elpips::DEFAULT_MAX_PIXELS)]
+    #[arg(long, value_name = "P", default_value_t = elpips::DEFAULT_MAX_PIXELS, help_heading = "Input")]
     max_pixels: u64,
+    /// Where to write the chosen encoding.
+    #[arg(short, long, value_name = "FILE", help_heading = "Output")]
+    output: PathBuf,
     /// Also write the chosen output decoded back, as PNG (so `elpips compare` can check it).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = "Output")]
     decoded: Option<PathBuf>,
     /// Print one JSON object instead of text.
-    #[arg(long)]
+    #[arg(long, help_heading = "Output")]
     json: bool,
     #[command(flatten)]
     common: CommonArgs,
 }
 
+/// `--guide`: which exact metric aims the probes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum GuideArg {
+    /// lpips-vgg for elpips-vgg; none for the exact LPIPS metrics.
+    Auto,
+    /// LPIPS-VGG.
+    LpipsVgg,
+    /// Interpolate the probes' own estimates.
+    None,
+}
+
 pub fn run(args: TuneArgs) -> Result<(), Error> {
-    let codec = Codec::from_name(&args.codec).ok_or_else(|| Error::InvalidArgument(format!("unknown codec {}", args.codec)))?;
+    let kind = args.network.metric;
+    if args.network.sampler == SamplerKind::Control {
+        // The probes are `check`'s gate, whose error rate is validated for these two only.
+        return Err(Error::InvalidArgument("tune decides with --sampler iid or stratified; control is for compare and rank".into()));
+    }
+    let codec = args.codec;
     codec.require()?;
-    let kind = MetricKind::from_name(&args.metric)?;
     let goal = match (args.max_distance, args.target) {
         (Some(t), None) => Goal::MaxDistance(t),
         (None, Some(t)) => Goal::Target(t),
@@ -108,19 +117,12 @@ pub fn run(args: TuneArgs) -> Result<(), Error> {
     let reference = Image::open(&args.input, &load)?;
     let (pixels, channels) = encoder_pixels(&args.input)?;
     let (w, h) = (reference.width(), reference.height());
-    let mut metric = Metric::new(MetricOptions {
-        metric: kind,
-        model_dir: args.common.model_dir.clone(),
-        runtime: runtime_options(&args.common),
-        seed: args.seed,
-        scale_levels: args.scale_levels,
-        ..Default::default()
-    })?;
+    let mut metric = Metric::new(args.network.metric_options(&args.common, Sampling::DEFAULT))?;
     metric.check_pair(&reference, &reference)?;
-    let guide_kind = match args.guide.as_str() {
-        "auto" => tune::auto_guide(kind),
-        "lpips-vgg" => Some(MetricKind::LpipsVgg),
-        _ => None,
+    let guide_kind = match args.guide {
+        GuideArg::Auto => tune::auto_guide(kind),
+        GuideArg::LpipsVgg => Some(MetricKind::LpipsVgg),
+        GuideArg::None => None,
     };
     let mut guide = guide_kind.map(|g| tune::open_guide(&metric, g)).transpose()?;
 
@@ -209,7 +211,7 @@ fn print_outcome(args: &TuneArgs, codec: Codec, kind: MetricKind, guide: Option<
             "goal": goal_name,
             "threshold": goal.threshold(),
             "metric": kind.name(),
-            "seed": args.seed,
+            "seed": args.network.seed,
             "error_rate": args.error_rate,
             "probes": probes,
             "probes_used": outcome.probes.len(),

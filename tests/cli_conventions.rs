@@ -1,0 +1,175 @@
+//! The command line's conventions, shared by every subcommand: clap's mistakes become one line
+//! that keeps clap's suggestion and possible values and points to the subcommand's own help; bare
+//! `elpips` prints the help (stderr, exit 2); the global `-q/--quiet`; `--help` grouped by heading
+//! with each default shown once; `tune` takes the common option groups.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn elpips(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_elpips")).args(args).output().expect("runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Asserts exit 2, nothing on stdout and one line on stderr containing every `needle`.
+fn assert_error(o: &Output, needles: &[&str]) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(2), "stderr: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one-line error expected, got: {err}");
+    assert!(err.starts_with("elpips: "), "{err}");
+    for n in needles {
+        assert!(err.contains(n), "`{n}` not in: {err}");
+    }
+    assert!(o.stdout.is_empty(), "nothing on stdout on error");
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn write_png(dir: &Path, name: &str, shift: u8) -> PathBuf {
+    let img = image::RgbImage::from_fn(48, 40, |x, y| image::Rgb([(x * 7) as u8 ^ shift, (y * 5) as u8, ((x + y) * 3) as u8]));
+    let p = dir.join(name);
+    img.save(&p).unwrap();
+    p
+}
+
+#[test]
+fn a_misspelt_option_keeps_the_suggestion_and_points_to_the_subcommand_help() {
+    assert_error(&elpips(&["compare", "a.png", "b.png", "--sample", "3"]), &["'--sample'", "a similar argument exists: '--samples'", "(see `elpips compare --help`)"]);
+    assert_error(&elpips(&["rank", "a.png", "b.png", "--seeds", "3"]), &["similar argument exists: '--seed'", "(see `elpips rank --help`)"]);
+    // The global -q before the subcommand does not hide which subcommand was typed.
+    assert_error(&elpips(&["-q", "check", "a.png", "b.png", "--max-distanse", "1"]), &["'--max-distance'", "(see `elpips check --help`)"]);
+    // A misspelt subcommand: clap's suggestion, and the top-level help.
+    assert_error(&elpips(&["compar", "a.png", "b.png"]), &["unrecognized subcommand 'compar'", "similar subcommand exists: 'compare'", "(see `elpips --help`)"]);
+    // A missing positional names it.
+    assert_error(&elpips(&["compare", "a.png"]), &["required arguments were not provided: <CANDIDATE>", "(see `elpips compare --help`)"]);
+}
+
+#[test]
+fn an_invalid_value_lists_the_possible_values() {
+    let cases: [(&[&str], &str, &str); 9] = [
+        (&["compare", "a", "b", "--metric", "ssim"], "[possible values: elpips-vgg, lpips-vgg, lpips-alex]", "compare"),
+        (&["compare", "a", "b", "--sampler", "sobol"], "[possible values: iid, stratified, control]", "compare"),
+        (&["rank", "a", "b", "--precision", "fp16"], "[possible values: fp32, int8]", "rank"),
+        (&["info", "--device", "tpu"], "[possible values: cpu, auto, cuda]", "info"),
+        (&["compare", "a", "b", "--tonemap", "filmic"], "[possible values: clamp, reinhard, none]", "compare"),
+        (&["compare", "a", "b", "--encoding", "pq"], "[possible values: srgb, linear]", "compare"),
+        (&["check", "a", "b", "--alpha", "under"], "[possible values: ignore, over]", "check"),
+        (&["check", "a", "b", "--undecided", "maybe"], "[possible values: estimate, pass, fail]", "check"),
+        (&["tune", "x.png", "-o", "y", "--max-distance", "1", "--codec", "jpeg", "--guide", "exact"], "[possible values: auto, lpips-vgg, none]", "tune"),
+    ];
+    for (args, values, sub) in cases {
+        let o = elpips(args);
+        assert_error(&o, &["invalid value", values, &format!("(see `elpips {sub} --help`)")]);
+    }
+    // A near miss also gets clap's tip.
+    assert_error(&elpips(&["compare", "a", "b", "--metric", "lpips-vg"]), &["similar value exists: 'lpips-vgg'"]);
+    assert_error(&elpips(&["tune", "x.png", "-o", "y", "--max-distance", "1", "--codec", "gif"]), &["[possible values: jpeg, webp, avif, jxl]"]);
+    // bf16 is not a value; the library says why, rather than clap's bare list.
+    assert_error(&elpips(&["compare", "a", "b", "--precision", "bf16"]), &["bf16 is not offered", "no bf16 convolution kernels"]);
+}
+
+#[test]
+fn bare_elpips_prints_the_help_not_an_error() {
+    let o = elpips(&[]);
+    // Nothing was done: exit 2, as clap's arg_required_else_help; stdout stays for results.
+    assert_eq!(o.status.code(), Some(2));
+    assert!(o.stdout.is_empty());
+    let err = stderr(&o);
+    assert!(!err.contains("error:") && !err.starts_with("elpips:"), "not framed as an error: {err}");
+    for part in ["Usage: elpips [OPTIONS] <COMMAND>", "Commands:", "compare", "check", "tune", "rank", "info", "-q, --quiet"] {
+        assert!(err.contains(part), "`{part}` not in: {err}");
+    }
+    // Asking for it is a success, on stdout.
+    let o = elpips(&["--help"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stdout(&o).contains("Commands:"));
+}
+
+#[test]
+fn help_is_grouped_by_heading_with_each_default_once() {
+    let headings = ["Network:", "Sampling:", "Input:", "Output:", "Runtime:"];
+    for (sub, present) in [
+        ("compare", &headings[..]),
+        ("rank", &headings[..]),
+        ("check", &headings[..]),
+        ("tune", &headings[..]),
+        ("info", &headings[4..]),
+    ] {
+        for flag in ["-h", "--help"] {
+            let o = elpips(&[sub, flag]);
+            assert_eq!(o.status.code(), Some(0), "{sub} {flag}");
+            let help = stdout(&o);
+            let at: Vec<usize> = present.iter().map(|h| help.find(&format!("\n{h}\n")).unwrap_or_else(|| panic!("{sub} {flag}: no {h}\n{help}"))).collect();
+            assert!(at.windows(2).all(|w| w[0] < w[1]), "{sub} {flag}: headings out of order\n{help}");
+            // A default is clap's `[default: ...]` (or the same form in the text where clap has
+            // none to show), never a second time in prose.
+            assert!(!help.contains("(default"), "{sub} {flag}: a prose default\n{help}");
+            for entry in help.split("\n\n").flat_map(|block| block.split("\n      --").skip(1)) {
+                assert!(entry.matches("[default:").count() <= 1, "{sub} {flag}: two defaults in\n{entry}");
+            }
+        }
+    }
+    let long = stdout(&elpips(&["compare", "--help"]));
+    // --help describes each value once, from the library's documentation of it.
+    assert!(long.contains("- lpips-alex: "), "{long}");
+    assert!(long.contains("[default: elpips-vgg]"), "{long}");
+}
+
+#[test]
+fn tune_takes_the_common_option_groups() {
+    let help = stdout(&elpips(&["tune", "--help"]));
+    for option in ["--metric <METRIC>", "--seed <S>", "--scale-levels <S>", "--lin-weights <FILE>", "--precision <PRECISION>", "--sampler <SAMPLER>", "--tile <N>", "--device <DEVICE>"] {
+        assert_eq!(help.matches(option).count(), 1, "`{option}` once in\n{help}");
+    }
+    // The probes are check's gate: its refusal of control variates holds here too, before any
+    // codec or image is needed.
+    assert_error(
+        &elpips(&["tune", "missing.png", "-o", "out.jpg", "--codec", "jpeg", "--max-distance", "0.1", "--sampler", "control"]),
+        &["tune decides with --sampler iid or stratified"],
+    );
+}
+
+#[test]
+fn quiet_silences_the_informational_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (write_png(dir.path(), "a.png", 0), write_png(dir.path(), "b.png", 9));
+    let heatmap = dir.path().join("h.png");
+    let compare = |quiet: &[&str]| {
+        let args = [quiet, &["compare", "--metric", "lpips-alex", "--heatmap", s(&heatmap), s(&a), s(&b)]].concat();
+        let o = elpips(&args);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        o
+    };
+    let loud = compare(&[]);
+    assert!(stderr(&loud).starts_with("heatmap: "), "{}", stderr(&loud));
+    for q in [&["-q"][..], &["--quiet"][..]] {
+        let o = compare(q);
+        assert_eq!(stderr(&o), "", "{q:?}");
+        assert_eq!(o.stdout, loud.stdout, "{q:?}: the result is the same");
+    }
+    // After the subcommand too (the flag is global).
+    let o = elpips(&["compare", "--metric", "lpips-alex", s(&a), s(&b), "--heatmap", s(&heatmap), "-q"]);
+    assert_eq!((o.status.code(), stderr(&o)), (Some(0), String::new()));
+
+    // check: a pass prints its line, -q prints only failures, errors and the count.
+    let check = |extra: &[&str]| {
+        let args = [extra, &["check", "--metric", "lpips-alex", s(&a), s(&b), "--max-distance", "10"]].concat();
+        let o = elpips(&args);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        stdout(&o)
+    };
+    assert!(check(&[]).starts_with("PASS "));
+    assert_eq!(check(&["-q"]), "");
+    let o = elpips(&["check", "-q", "--metric", "lpips-alex", s(&a), s(&b), "--max-distance", "0"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stdout(&o).starts_with("FAIL "), "{}", stdout(&o));
+}
