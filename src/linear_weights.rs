@@ -509,7 +509,7 @@ mod tests {
         huge[..8].copy_from_slice(&u64::MAX.to_le_bytes());
         assert!(err(&huge).starts_with("malformed safetensors file"));
         let mut json = good.clone();
-        json[10] = b'#';
+        json[9] = b'#';
         assert!(err(&json).starts_with("malformed safetensors file"));
         // Overlapping data: the crate requires the offsets to tile the buffer.
         let mut st = safetensors(&[("lin0", "F32", &[1], f32s(&[1.0])), ("lin1", "F32", &[1], f32s(&[2.0]))]);

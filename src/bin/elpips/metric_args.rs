@@ -15,7 +15,8 @@ pub struct NetworkArgs {
     /// Metric: elpips-vgg (robust ensemble, default), lpips-vgg or lpips-alex (official LPIPS v0.1).
     #[arg(long, default_value = "elpips-vgg", value_parser = ["elpips-vgg", "lpips-vgg", "lpips-alex"])]
     pub metric: String,
-    /// Custom linear weights replacing the metric's (the authors' .npy dict or an lpips .pth).
+    /// Custom linear weights replacing the metric's: a safetensors file (convert .npy/.pth files with
+    /// `python3 weights/convert.py safetensors IN OUT`).
     #[arg(long, value_name = "FILE")]
     pub lin_weights: Option<PathBuf>,
     /// How samples are drawn: iid (independent draws, the authors' estimator; default),
