@@ -25,6 +25,7 @@ use safetensors::{Dtype, SafeTensors};
 /// tap's channel count.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LinearWeights {
+    /// One `Vec` per tap, each value finite and >= 0.
     pub taps: Vec<Vec<f32>>,
 }
 
@@ -38,7 +39,9 @@ pub enum LinearWeightsError {
     /// who usually prefixes it; it is in `path`).
     #[error("cannot read the linear weights file: {source}")]
     Io {
+        /// The file that could not be read.
         path: PathBuf,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
@@ -47,49 +50,95 @@ pub enum LinearWeightsError {
         "it is {format} file; elpips reads linear weights from safetensors only (pickles can run \
          code): convert it with `{CONVERT_COMMAND}`"
     )]
-    PickleBased { format: &'static str },
+    PickleBased {
+        /// What the magic bytes say it is ("a NumPy .npy", ...).
+        format: &'static str,
+    },
     #[error(
         "not a safetensors file (it starts with {prefix}); linear weights are safetensors, and \
          `{CONVERT_COMMAND}` converts the authors' .npy dicts and lpips .pth files"
     )]
-    UnknownFormat { prefix: String },
+    /// Neither safetensors nor a recognised pickle-based format.
+    UnknownFormat {
+        /// The first bytes, in hex (or that the file is empty).
+        prefix: String,
+    },
+    /// The safetensors header or offsets are invalid (the crate's message).
     #[error("malformed safetensors file: {0}")]
     Safetensors(String),
     #[error(
         "no linear-layer weights found: expected tensors `lin0`, `lin1`, ... or \
          `lin0.model.1.weight`, ... (found: {found})"
     )]
-    NoTaps { found: String },
+    /// No tensor is a tap.
+    NoTaps {
+        /// Some of the tensor names found.
+        found: String,
+    },
     #[error(
         "missing tap {index} (`lin{index}` or `lin{index}.model.1.weight`): tap indices must run \
          from 0 without gaps (found taps {found:?})"
     )]
-    MissingTap { index: usize, found: Vec<usize> },
-    #[error("tap {index} is given twice: `{first}` and `{second}`")]
-    DuplicateTap {
+    /// The tap indices have a gap.
+    MissingTap {
+        /// The first missing index.
         index: usize,
+        /// The indices present.
+        found: Vec<usize>,
+    },
+    #[error("tap {index} is given twice: `{first}` and `{second}`")]
+    /// Two tensors name the same tap.
+    DuplicateTap {
+        /// The tap.
+        index: usize,
+        /// The two tensor names.
         first: String,
+        /// See `first`.
         second: String,
     },
     #[error(
         "unexpected tensor `{key}`: a tap is named `lin<i>` or `lin<i>.model.1.weight` (a 1x1 \
          convolution without bias)"
     )]
-    UnexpectedKey { key: String },
-    #[error("`{key}` has shape {shape:?}: expected [C], [1, C, 1, 1] or [1, 1, C, 1] with C >= 1")]
-    BadShape { key: String, shape: Vec<usize> },
-    #[error("`{key}` has element type {dtype}: expected F32 (float32)")]
-    UnsupportedDtype { key: String, dtype: String },
-    #[error("`{key}` channel {channel}: weight {value} is not finite")]
-    NonFinite {
+    /// A `lin<i>` tensor that is not a tap's weight (a bias, say).
+    UnexpectedKey {
+        /// Its name.
         key: String,
+    },
+    #[error("`{key}` has shape {shape:?}: expected [C], [1, C, 1, 1] or [1, 1, C, 1] with C >= 1")]
+    /// A tap whose shape is not `[C]`, `[1, C, 1, 1]` or `[1, 1, C, 1]`.
+    BadShape {
+        /// The tensor.
+        key: String,
+        /// Its shape.
+        shape: Vec<usize>,
+    },
+    #[error("`{key}` has element type {dtype}: expected F32 (float32)")]
+    /// A tap that is not float32.
+    UnsupportedDtype {
+        /// The tensor.
+        key: String,
+        /// Its safetensors dtype.
+        dtype: String,
+    },
+    #[error("`{key}` channel {channel}: weight {value} is not finite")]
+    /// A weight that is NaN or infinite.
+    NonFinite {
+        /// The tensor.
+        key: String,
+        /// The channel.
         channel: usize,
+        /// The value.
         value: f32,
     },
     #[error("`{key}` channel {channel}: weight {value} is negative (LPIPS weights are >= 0)")]
+    /// A negative weight.
     Negative {
+        /// The tensor.
         key: String,
+        /// The channel.
         channel: usize,
+        /// The value.
         value: f32,
     },
 }
@@ -291,7 +340,11 @@ mod tests {
         let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join(".cache/linear")
             .join(name);
-        assert!(p.is_file(), "{} is missing: run `make setup` first", p.display());
+        assert!(
+            p.is_file(),
+            "{} is missing: run `make setup` first",
+            p.display()
+        );
         p
     }
 
@@ -343,10 +396,18 @@ mod tests {
         for (i, tap) in w.taps.iter().enumerate() {
             let sum: f64 = tap.iter().map(|&x| x as f64).sum();
             let tol = 1e-6 * e.sums[i].abs().max(1e-12);
-            assert!((sum - e.sums[i]).abs() <= tol, "{name} tap {i}: sum {sum} vs numpy {}", e.sums[i]);
+            assert!(
+                (sum - e.sums[i]).abs() <= tol,
+                "{name} tap {i}: sum {sum} vs numpy {}",
+                e.sums[i]
+            );
             let max = tap.iter().copied().fold(f32::MIN, f32::max);
             assert_eq!(tap[0].to_bits(), e.first_bits[i], "{name} tap {i}: first");
-            assert_eq!(tap[tap.len() - 1].to_bits(), e.last_bits[i], "{name} tap {i}: last");
+            assert_eq!(
+                tap[tap.len() - 1].to_bits(),
+                e.last_bits[i],
+                "{name} tap {i}: last"
+            );
             assert_eq!(max.to_bits(), e.max_bits[i], "{name} tap {i}: max");
         }
     }
@@ -356,7 +417,9 @@ mod tests {
         check(
             "vgg_full_avg.safetensors",
             &Expected {
-                channels: &[3, 64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512],
+                channels: &[
+                    3, 64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512,
+                ],
                 sums: &[
                     0.008553611340175848,
                     1.6359509364304756,
@@ -378,9 +441,8 @@ mod tests {
                     0x3987275e, 0x3b68089e, 0x3bd49069, 0x3ca9e0dc, 0x3ca8e433, 0x39dbd2b0,
                 ],
                 last_bits: &[
-                    0x3c046d70, 0, 0x380d5c38, 0, 0x371f7ef0, 0x3981b142, 0x38134fb2,
-                    0x381d25b0, 0x39fa0c56, 0x389788ad, 0x3966e208, 0x3e05061a, 0x3c991e2b,
-                    0x399c1382,
+                    0x3c046d70, 0, 0x380d5c38, 0, 0x371f7ef0, 0x3981b142, 0x38134fb2, 0x381d25b0,
+                    0x39fa0c56, 0x389788ad, 0x3966e208, 0x3e05061a, 0x3c991e2b, 0x399c1382,
                 ],
                 max_bits: &[
                     0x3c046d70, 0x3e56caa2, 0x3e3895c2, 0x3bae9161, 0x3e496875, 0x3e948ae2,
@@ -449,14 +511,32 @@ mod tests {
     fn names_shapes_and_ignored_tensors() {
         let st = safetensors(&[
             ("lin0", "F32", &[2], f32s(&[0.5, 0.0])),
-            ("module.lin1.model.1.weight", "F32", &[1, 3, 1, 1], f32s(&[1.0, 2.0, 3.0])),
+            (
+                "module.lin1.model.1.weight",
+                "F32",
+                &[1, 3, 1, 1],
+                f32s(&[1.0, 2.0, 3.0]),
+            ),
             ("lin2.model.1.weight", "F32", &[1, 1, 1, 1], f32s(&[4.0])),
             ("lin3", "F32", &[1, 1, 2, 1], f32s(&[5.0, 6.0])),
-            ("net.slice1.0.weight", "F32", &[2, 2], f32s(&[-1.0, f32::NAN, 0.0, 0.0])),
+            (
+                "net.slice1.0.weight",
+                "F32",
+                &[2, 2],
+                f32s(&[-1.0, f32::NAN, 0.0, 0.0]),
+            ),
             ("scaling_layer.shift", "F64", &[1], vec![0; 8]),
         ]);
         let w = LinearWeights::from_bytes(&st).unwrap();
-        assert_eq!(w.taps, vec![vec![0.5, 0.0], vec![1.0, 2.0, 3.0], vec![4.0], vec![5.0, 6.0]]);
+        assert_eq!(
+            w.taps,
+            vec![
+                vec![0.5, 0.0],
+                vec![1.0, 2.0, 3.0],
+                vec![4.0],
+                vec![5.0, 6.0]
+            ]
+        );
         assert_eq!(w.to_string(), "4 taps, channels [2, 3, 1, 2]");
     }
 
@@ -464,32 +544,64 @@ mod tests {
     fn tap_errors() {
         let one = || f32s(&[1.0]);
         let e = err(&safetensors(&[("net.0.weight", "F32", &[1], one())]));
-        assert!(e.contains("no linear-layer weights found") && e.contains("`net.0.weight`"), "{e}");
+        assert!(
+            e.contains("no linear-layer weights found") && e.contains("`net.0.weight`"),
+            "{e}"
+        );
         assert!(err(&safetensors(&[])).contains("(found: no tensors)"));
-        let e = err(&safetensors(&[("lin0", "F32", &[1], one()), ("lin2", "F32", &[1], one())]));
+        let e = err(&safetensors(&[
+            ("lin0", "F32", &[1], one()),
+            ("lin2", "F32", &[1], one()),
+        ]));
         assert!(e.contains("missing tap 1") && e.contains("[0, 2]"), "{e}");
         let e = err(&safetensors(&[("lin1", "F32", &[1], one())]));
         assert!(e.contains("missing tap 0"), "{e}");
-        let e = err(&safetensors(&[("lin0", "F32", &[1], one()), ("lin0.model.1.weight", "F32", &[1], one())]));
+        let e = err(&safetensors(&[
+            ("lin0", "F32", &[1], one()),
+            ("lin0.model.1.weight", "F32", &[1], one()),
+        ]));
         assert!(e.contains("tap 0 is given twice"), "{e}");
         let e = err(&safetensors(&[("lin0.model.1.bias", "F32", &[1], one())]));
         assert!(e.contains("unexpected tensor `lin0.model.1.bias`"), "{e}");
-        let e = err(&safetensors(&[("lin99999999999999999999999", "F32", &[1], one())]));
+        let e = err(&safetensors(&[(
+            "lin99999999999999999999999",
+            "F32",
+            &[1],
+            one(),
+        )]));
         assert!(e.contains("unexpected tensor"), "{e}");
     }
 
     #[test]
     fn value_shape_and_dtype_errors() {
         let e = err(&safetensors(&[("lin0", "F32", &[2], f32s(&[1.0, -0.5]))]));
-        assert!(e.contains("`lin0` channel 1: weight -0.5 is negative"), "{e}");
-        let e = err(&safetensors(&[("lin0", "F32", &[2], f32s(&[f32::INFINITY, 1.0]))]));
+        assert!(
+            e.contains("`lin0` channel 1: weight -0.5 is negative"),
+            "{e}"
+        );
+        let e = err(&safetensors(&[(
+            "lin0",
+            "F32",
+            &[2],
+            f32s(&[f32::INFINITY, 1.0]),
+        )]));
         assert!(e.contains("channel 0: weight inf is not finite"), "{e}");
         let e = err(&safetensors(&[("lin0", "F32", &[1], f32s(&[f32::NAN]))]));
         assert!(e.contains("is not finite"), "{e}");
-        for shape in [&[2usize, 2][..], &[0], &[1, 2], &[2, 1, 1, 1], &[1, 1, 1, 2], &[]] {
+        for shape in [
+            &[2usize, 2][..],
+            &[0],
+            &[1, 2],
+            &[2, 1, 1, 1],
+            &[1, 1, 1, 2],
+            &[],
+        ] {
             let n: usize = shape.iter().product();
             let e = err(&safetensors(&[("lin0", "F32", shape, f32s(&vec![1.0; n]))]));
-            assert!(e.contains("expected [C], [1, C, 1, 1] or [1, 1, C, 1]"), "{shape:?}: {e}");
+            assert!(
+                e.contains("expected [C], [1, C, 1, 1] or [1, 1, C, 1]"),
+                "{shape:?}: {e}"
+            );
         }
         let e = err(&safetensors(&[("lin0", "F64", &[1], vec![0; 8])]));
         assert!(e.contains("element type F64: expected F32"), "{e}");
@@ -512,7 +624,10 @@ mod tests {
         json[9] = b'#';
         assert!(err(&json).starts_with("malformed safetensors file"));
         // Overlapping data: the crate requires the offsets to tile the buffer.
-        let mut st = safetensors(&[("lin0", "F32", &[1], f32s(&[1.0])), ("lin1", "F32", &[1], f32s(&[2.0]))]);
+        let mut st = safetensors(&[
+            ("lin0", "F32", &[1], f32s(&[1.0])),
+            ("lin1", "F32", &[1], f32s(&[2.0])),
+        ]);
         let text = String::from_utf8_lossy(&st).replace("[4,8]", "[0,4]");
         st = text.into_bytes();
         assert!(err(&st).starts_with("malformed safetensors file"));
@@ -521,31 +636,50 @@ mod tests {
     #[test]
     fn pickle_based_and_unknown_files_are_refused_unread() {
         for (bytes, what) in [
-            (&b"\x93NUMPY\x01\x00v\x00{'descr': '|O'"[..], "a NumPy .npy file"),
+            (
+                &b"\x93NUMPY\x01\x00v\x00{'descr': '|O'"[..],
+                "a NumPy .npy file",
+            ),
             (b"PK\x03\x04\x14\x00\x00\x00", "a zip (PyTorch .pth) file"),
-            (b"PK\x05\x06\x00\x00\x00\x00\x00\x00", "a zip (PyTorch .pth) file"),
-            (b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19.", "a pickle (legacy PyTorch .pth) file"),
-            (b"\x80\x04\x95\x10\x00\x00\x00\x00\x00\x00\x00", "a pickle (legacy PyTorch .pth) file"),
+            (
+                b"PK\x05\x06\x00\x00\x00\x00\x00\x00",
+                "a zip (PyTorch .pth) file",
+            ),
+            (
+                b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19.",
+                "a pickle (legacy PyTorch .pth) file",
+            ),
+            (
+                b"\x80\x04\x95\x10\x00\x00\x00\x00\x00\x00\x00",
+                "a pickle (legacy PyTorch .pth) file",
+            ),
         ] {
             let e = err(bytes);
             assert!(e.contains(what) && e.contains(CONVERT_COMMAND), "{e}");
         }
         for bytes in [&b""[..], b"nope", b"cos\nsystem\n(S'touch x'\ntR."] {
             let e = err(bytes);
-            assert!(e.starts_with("not a safetensors file") && e.contains(CONVERT_COMMAND), "{e}");
+            assert!(
+                e.starts_with("not a safetensors file") && e.contains(CONVERT_COMMAND),
+                "{e}"
+            );
         }
         assert!(err(b"").contains("nothing: the file is empty"));
         // A safetensors file whose header length begins like a pickle is still read.
         let mut st = safetensors(&[("lin0", "F32", &[1], f32s(&[1.0]))]);
         let header_len = 0x0280usize;
         let body = st.split_off(8);
-        let (header, data) = body.split_at(u64::from_le_bytes(st[..8].try_into().unwrap()) as usize);
+        let (header, data) =
+            body.split_at(u64::from_le_bytes(st[..8].try_into().unwrap()) as usize);
         let mut h = header.to_vec();
         h.resize(header_len, b' ');
         let mut file = (header_len as u64).to_le_bytes().to_vec();
         file.extend(h);
         file.extend(data);
         assert_eq!(&file[..2], b"\x80\x02");
-        assert_eq!(LinearWeights::from_bytes(&file).unwrap().taps, vec![vec![1.0]]);
+        assert_eq!(
+            LinearWeights::from_bytes(&file).unwrap().taps,
+            vec![vec![1.0]]
+        );
     }
 }

@@ -20,7 +20,10 @@ fn hostile_files_are_refused_by_the_library_and_the_command_line() {
         let path = dir.path().join(name);
         std::fs::write(&path, &bytes).unwrap();
         let e = LinearWeights::from_file(&path).unwrap_err().to_string();
-        assert!(e.contains(what) && e.contains(CONVERT_COMMAND), "{name}: {e}");
+        assert!(
+            e.contains(what) && e.contains(CONVERT_COMMAND),
+            "{name}: {e}"
+        );
 
         let out = Command::new(env!("CARGO_BIN_EXE_elpips"))
             .arg("compare")
@@ -31,8 +34,15 @@ fn hostile_files_are_refused_by_the_library_and_the_command_line() {
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
-        assert_eq!(stderr.trim_end().lines().count(), 1, "{name}: one line: {stderr}");
-        assert!(stderr.contains(&path.display().to_string()) && stderr.contains(CONVERT_COMMAND), "{name}: {stderr}");
+        assert_eq!(
+            stderr.trim_end().lines().count(),
+            1,
+            "{name}: one line: {stderr}"
+        );
+        assert!(
+            stderr.contains(&path.display().to_string()) && stderr.contains(CONVERT_COMMAND),
+            "{name}: {stderr}"
+        );
         assert!(!marker.exists(), "{name}: its payload ran");
     }
 }
@@ -51,7 +61,11 @@ fn a_converted_file_is_accepted_where_its_source_is_refused() {
             .args(extra)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     };
     assert_eq!(run(&["--lin-weights".as_ref(), lw.as_os_str()]), run(&[]));

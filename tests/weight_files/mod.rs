@@ -94,7 +94,11 @@ fn crc32(data: &[u8]) -> u32 {
     for &b in data {
         c ^= b as u32;
         for _ in 0..8 {
-            c = if c & 1 != 0 { 0xedb8_8320 ^ (c >> 1) } else { c >> 1 };
+            c = if c & 1 != 0 {
+                0xedb8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
         }
     }
     !c
@@ -108,9 +112,25 @@ pub fn hostile_files(marker: &Path) -> Vec<(&'static str, Vec<u8>, &'static str)
     let runstring = hostile_pickle("numpy.testing._private.utils", "runstring", &[&exec]);
     vec![
         ("object.npy", npy_with_payload(&system), "a NumPy .npy file"),
-        ("legacy.pth", system.clone(), "a pickle (legacy PyTorch .pth) file"),
-        ("zip.pth", zip_stored(&[("archive/data.pkl", &system), ("archive/version", b"3\n")]), "a zip (PyTorch .pth) file"),
-        ("numpy-runstring.npy", npy_with_payload(&runstring), "a NumPy .npy file"),
-        ("numpy-runstring.pkl", runstring.clone(), "a pickle (legacy PyTorch .pth) file"),
+        (
+            "legacy.pth",
+            system.clone(),
+            "a pickle (legacy PyTorch .pth) file",
+        ),
+        (
+            "zip.pth",
+            zip_stored(&[("archive/data.pkl", &system), ("archive/version", b"3\n")]),
+            "a zip (PyTorch .pth) file",
+        ),
+        (
+            "numpy-runstring.npy",
+            npy_with_payload(&runstring),
+            "a NumPy .npy file",
+        ),
+        (
+            "numpy-runstring.pkl",
+            runstring.clone(),
+            "a pickle (legacy PyTorch .pth) file",
+        ),
     ]
 }
