@@ -1255,7 +1255,8 @@ def main(argv=None) -> int:
     c = sub.add_parser("custom", help="a base network with other linear weights")
     c.add_argument("--base", required=True, choices=BASES)
     c.add_argument("--lin-weights", required=True,
-                   help="authors' .npy dict (lin<i>.model.1.weight) or an lpips .pth state dict")
+                   help="safetensors (lin<i> tensors), an authors' .npy dict (lin<i>.model.1.weight) "
+                   "or an lpips .pth state dict")
     c.add_argument("-o", "--output", required=True)
     s = sub.add_parser("show-lin", help="print the taps and channel counts of a linear-weight file")
     s.add_argument("file")
