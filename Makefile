@@ -43,7 +43,7 @@ NO_ENV      := env -u ORT_DYLIB_PATH -u ELPIPS_MODEL_DIR -u LD_LIBRARY_PATH
 PYENV       := .cache/pyenv
 C_TESTS     := $(basename $(notdir $(wildcard tests/c/test_*.c)))
 
-.PHONY: deps fuzz test-tsan bench-integrity setup build demo test test-rust test-c test-examples test-python test-plugins test-e2e test-long test-no-codecs bench bench-venv bench-tune attack interpolate header install install-test clean-cache
+.PHONY: deps test-weights fuzz test-tsan bench-integrity setup build demo test test-rust test-c test-examples test-python test-plugins test-e2e test-long test-no-codecs bench bench-venv bench-tune attack interpolate header install install-test clean-cache
 
 deps:
 	@packaging/deps.sh
@@ -64,6 +64,7 @@ demo: build
 	$(BIN) compare $(UP)/elpips/inputs/cat.png $(UP)/elpips/inputs/dog.png --rel-error 0.05 --max-samples 100 --json
 
 test: deps setup
+	$(MAKE) test-weights
 	$(MAKE) test-rust
 	$(MAKE) test-c
 	$(MAKE) test-examples
@@ -73,6 +74,11 @@ test: deps setup
 
 test-rust: setup
 	$(CARGO) test --release
+
+# The weights converter: hostile .npy/.pth files (pickles that would run a shell command) are
+# refused and nothing runs; conversions to safetensors keep every value (weights/test_convert.py).
+test-weights: setup
+	.cache/venv/bin/python weights/test_convert.py
 
 # Regenerates include/elpips.h from src/capi/ (one module per API area) (tests/header.rs checks it is up to date).
 header:
@@ -239,7 +245,7 @@ FUZZ_TARGETS := decode_image linear_weights capi_image capi_options
 fuzz: setup
 	@mkdir -p $(addprefix fuzz/corpus/,$(FUZZ_TARGETS)) $(addprefix fuzz/seeds/,$(FUZZ_TARGETS))
 	cp -n $(UP)/lpips/imgs/*.png fuzz/corpus/decode_image/
-	cp -n $(UP)/elpips/elpips/*.npy fuzz/corpus/linear_weights/
+	cp -n .cache/linear/*.safetensors fuzz/corpus/linear_weights/
 	@for t in $(FUZZ_TARGETS); do \
 	  echo "== fuzz $$t for $(FUZZ_SECONDS) s"; \
 	  (cd fuzz && cargo +nightly fuzz run -O $$t corpus/$$t seeds/$$t -- \

@@ -19,10 +19,14 @@ pub fn decode_image(data: &[u8]) {
     }
 }
 
-/// Any bytes through the linear-weights reader (npy / pickle / legacy and zip torch files): an
-/// error or weights, never a panic.
+/// Any bytes through the linear-weights reader (safetensors; pickle-based files are refused by
+/// their magic bytes): an error or weights that keep the reader's promises, never a panic.
 pub fn linear_weights(data: &[u8]) {
-    let _ = LinearWeights::from_bytes(data);
+    if let Ok(w) = LinearWeights::from_bytes(data) {
+        assert!(!w.taps.is_empty() && w.taps.iter().all(|t| !t.is_empty()));
+        assert!(w.taps.iter().flatten().all(|v| v.is_finite() && *v >= 0.0));
+        assert!(w.taps.iter().map(Vec::len).sum::<usize>() * 4 <= data.len());
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -172,8 +172,9 @@ typedef struct ElpipsOptions {
      */
     const char *model_dir;
     /**
-     * Custom linear weights (the authors' `.npy` dict or an lpips `.pth`) replacing the
-     * metric's, or NULL (default) for the published ones. Copied by `elpips_context_new`.
+     * Custom linear weights (a safetensors file; `weights/convert.py safetensors` converts the
+     * authors' `.npy` dicts and lpips `.pth` files) replacing the metric's, or NULL (default)
+     * for the published ones. Copied by `elpips_context_new`.
      */
     const char *linear_weights;
     /**

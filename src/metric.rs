@@ -31,7 +31,8 @@ pub struct MetricOptions {
     pub metric: MetricKind,
     /// Directory holding `<metric>.onnx`; `None` = `ELPIPS_MODEL_DIR`, then the checkout's `weights/models`.
     pub model_dir: Option<PathBuf>,
-    /// Custom linear weights (the authors' `.npy` dict or an lpips `.pth`) replacing the model's.
+    /// Custom linear weights (a safetensors file; `weights/convert.py safetensors` converts the
+    /// authors' `.npy` dicts and lpips `.pth` files) replacing the model's.
     pub linear_weights: Option<PathBuf>,
     pub runtime: RuntimeOptions,
     /// Seed of the ensemble's random draws.

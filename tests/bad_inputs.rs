@@ -7,6 +7,7 @@
 //! case gets (to write a new row).
 
 mod common;
+mod weight_files;
 
 use std::collections::BTreeMap;
 use std::ffi::{c_char, CStr, CString};
@@ -472,12 +473,36 @@ fn run_case(id: &str, f: &Fixtures) -> Option<Outcome> {
             let dir = CString::new("/nonexistent/models").unwrap();
             with_options(|o| o.model_dir = dir.as_ptr())
         }
-        "lin-weights-missing" => f.cli(&["--lin-weights", "/nonexistent/w.npy"]),
+        "lin-weights-missing" => f.cli(&["--lin-weights", "/nonexistent/w.safetensors"]),
         "lin-weights-garbage" => {
-            let p = f.file("weights.npy", b"nope");
+            let p = f.file("weights.safetensors", b"nope");
             f.cli(&["--lin-weights", &s(&p)])
         }
-        "lin-weights-wrong-network" => f.cli(&["--lin-weights", &s(&common::upstream("elpips/elpips/vgg_maxpool.npy"))]),
+        "lin-weights-wrong-network" => f.cli(&["--lin-weights", &s(&common::linear_weights("vgg_maxpool.safetensors"))]),
+        "lin-weights-npy" | "lin-weights-pth-legacy" | "lin-weights-pth-zip" => {
+            let marker = f.dir.path().join("MARKER");
+            let name = match id { "lin-weights-npy" => "object.npy", "lin-weights-pth-legacy" => "legacy.pth", _ => "zip.pth" };
+            let (_, bytes, _) = weight_files::hostile_files(&marker).into_iter().find(|h| h.0 == name).unwrap();
+            let out = f.cli(&["--lin-weights", &s(&f.file(name, &bytes))]);
+            assert!(!marker.exists(), "{name}: its payload ran");
+            out
+        }
+        "lin-weights-malformed" => {
+            let st = weight_files::safetensors(&[("lin0", "F32", &[2], weight_files::f32s(&[1.0, 2.0]))]);
+            f.cli(&["--lin-weights", &s(&f.file("cut.safetensors", &st[..st.len() - 1]))])
+        }
+        "lin-weights-no-taps" => {
+            let st = weight_files::safetensors(&[("net.0.weight", "F32", &[1], weight_files::f32s(&[1.0]))]);
+            f.cli(&["--lin-weights", &s(&f.file("other.safetensors", &st))])
+        }
+        "lin-weights-float16" => {
+            let st = weight_files::safetensors(&[("lin0", "F16", &[2], vec![0; 4])]);
+            f.cli(&["--lin-weights", &s(&f.file("f16.safetensors", &st))])
+        }
+        "lin-weights-negative" => {
+            let st = weight_files::safetensors(&[("lin0", "F32", &[2], weight_files::f32s(&[1.0, -0.5]))]);
+            f.cli(&["--lin-weights", &s(&f.file("negative.safetensors", &st))])
+        }
         "lin-weights-directory" => f.cli(&["--lin-weights", &s(f.dir.path())]),
         // ONNX Runtime (each in a fresh process: the runtime is loaded once per process)
         "runtime-missing" => f.cli(&["--runtime", "/nonexistent/libonnxruntime.so"]),

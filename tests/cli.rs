@@ -151,7 +151,7 @@ fn bad_options() {
     assert_error(&elpips(&["compare", a, a2, "--runtime", s(&not_lib)]), &["cannot load", "make setup"]);
     assert_error(&elpips(&["compare", a, a2, "--model-dir", s(dir.path())]), &["not found", "make setup"]);
     // Linear weights for the wrong network.
-    let lw = upstream("elpips/elpips/vgg_maxpool.npy");
+    let lw = common::linear_weights("vgg_maxpool.safetensors");
     assert_error(&elpips(&["compare", a, a2, "--lin-weights", s(&lw)]), &["5 taps", "elpips-vgg needs 14 taps"]);
     let bogus = dir.path().join("weights.npy");
     std::fs::write(&bogus, "nope").unwrap();

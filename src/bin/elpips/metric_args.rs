@@ -18,7 +18,8 @@ pub struct NetworkArgs {
     /// Metric: the robust E-LPIPS ensemble or an official LPIPS v0.1 network.
     #[arg(long, value_enum, default_value_t = MetricKind::ElpipsVgg, help_heading = "Network")]
     pub metric: MetricKind,
-    /// Custom linear weights replacing the metric's (the authors' .npy dict or an lpips .pth).
+    /// Custom linear weights replacing the metric's: a safetensors file (convert .npy/.pth files with
+    /// `python3 weights/convert.py safetensors IN OUT`).
     #[arg(long, value_name = "FILE", help_heading = "Network")]
     pub lin_weights: Option<PathBuf>,
     /// E-LPIPS scale levels [default: max(1, min(H, W) / 64); the authors' library uses 8].
