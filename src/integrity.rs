@@ -88,6 +88,31 @@ fn open_regular(path: &Path, not_found: impl Fn(&Path) -> Error, bad: impl Fn(&P
     Ok((file, meta.len()))
 }
 
+/// Reads a text input the caller named (the CLI's manifests and summaries): a regular file only
+/// (a directory, FIFO, device or socket is refused at once, without blocking) and at most
+/// `max_bytes` bytes, so no input can hang the reader or make it allocate without bound. The
+/// error's message is the reason alone (`NotFound` keeps its kind), for the caller to wrap.
+#[doc(hidden)]
+pub fn read_regular_file(path: &Path, max_bytes: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::{Error as IoError, ErrorKind};
+    let file = OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path)?;
+    let meta = file.metadata()?;
+    if let Some(kind) = not_regular(&meta) {
+        return Err(IoError::new(ErrorKind::InvalidInput, format!("it is {kind}, not a file")));
+    }
+    let too_big = |n: u64| IoError::new(ErrorKind::InvalidData, format!("it is {n} bytes or more, above the limit of {max_bytes} bytes"));
+    if meta.len() > max_bytes {
+        return Err(too_big(meta.len()));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    // One byte past the limit tells a file that grew since the stat from one that fits.
+    file.take(max_bytes + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(too_big(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
+
 /// Reads a weights file the caller named (custom linear weights): a local regular file only.
 /// Errors are the reason alone, for the caller to wrap.
 pub fn read_weights_file(path: &Path) -> std::result::Result<Vec<u8>, String> {
@@ -226,6 +251,20 @@ pub fn verify_runtime(path: &Path, caller_chosen: bool) -> Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn regular_files_are_read_within_their_cap_and_nothing_else_is() {
+        let dir = std::env::temp_dir().join(format!("elpips-read-regular-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("m.csv");
+        std::fs::write(&f, b"0123456789").unwrap();
+        assert_eq!(read_regular_file(&f, 10).unwrap(), b"0123456789");
+        let e = read_regular_file(&f, 9).unwrap_err();
+        assert!(e.to_string().contains("above the limit of 9 bytes"), "{e}");
+        assert!(read_regular_file(&dir, 1 << 20).unwrap_err().to_string().contains("it is a directory, not a file"));
+        assert_eq!(read_regular_file(&dir.join("none"), 1).unwrap_err().kind(), std::io::ErrorKind::NotFound);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn sha256_of_known_strings() {
