@@ -37,7 +37,7 @@ pub struct Summary {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merged: Option<Vec<String>>,
     pub results: Vec<CaseResult>,
-    #[serde(deserialize_with = "nonneg")]
+    #[serde(deserialize_with = "seconds_nonneg")]
     pub seconds: f64,
     pub settings: Settings,
     pub shard: Option<Shard>,
@@ -116,16 +116,16 @@ pub enum VerdictName {
 #[serde(deny_unknown_fields)]
 pub struct CaseResult {
     pub candidate: String,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "some_nonneg")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "some_ci95")]
     pub ci95: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "some_nonneg")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "some_distance")]
     pub distance: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heatmap: Option<HeatmapInfo>,
     /// The sequential bounds; `null` when not finite (serde_json writes NaN and infinities so).
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "some_bound")]
     pub lower: Option<f64>,
-    #[serde(deserialize_with = "nonneg")]
+    #[serde(deserialize_with = "max_distance_nonneg")]
     pub max_distance: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
@@ -134,10 +134,10 @@ pub struct CaseResult {
     pub row: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub samples: Option<u64>,
-    #[serde(deserialize_with = "nonneg")]
+    #[serde(deserialize_with = "seconds_nonneg")]
     pub seconds: f64,
     pub status: Status,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "some_nonneg")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "some_std_error")]
     pub std_error: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "some_bound")]
     pub upper: Option<f64>,
@@ -150,27 +150,43 @@ pub struct CaseResult {
 #[serde(deny_unknown_fields)]
 pub struct HeatmapInfo {
     pub colormap: String,
-    #[serde(deserialize_with = "nonneg")]
+    #[serde(deserialize_with = "max_nonneg")]
     pub max: f64,
-    #[serde(deserialize_with = "nonneg")]
+    #[serde(deserialize_with = "mean_nonneg")]
     pub mean: f64,
     pub path: String,
-    #[serde(deserialize_with = "nonneg")]
+    #[serde(deserialize_with = "scale_max_nonneg")]
     pub scale_max: f64,
 }
 
-fn nonneg<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
-    let v = f64::deserialize(d)?;
-    if v.is_finite() && v >= 0.0 {
-        Ok(v)
-    } else {
-        Err(D::Error::custom(format!("{v} must be a finite number >= 0")))
-    }
+/// Deserialisers of numbers that must be finite and >= 0, one per field so that the error
+/// names it (serde_json adds the line).
+macro_rules! nonneg {
+    ($($f:ident $some:ident $name:literal),*) => {$(
+        fn $f<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+            let v = f64::deserialize(d)?;
+            if v.is_finite() && v >= 0.0 {
+                Ok(v)
+            } else {
+                Err(D::Error::custom(format!(concat!($name, " {} must be a finite number >= 0"), v)))
+            }
+        }
+        #[allow(dead_code)]
+        fn $some<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+            $f(d).map(Some)
+        }
+    )*};
 }
-
-fn some_nonneg<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
-    nonneg(d).map(Some)
-}
+nonneg!(
+    seconds_nonneg some_seconds "seconds",
+    max_distance_nonneg some_max_distance "max_distance",
+    distance_nonneg some_distance "distance",
+    std_error_nonneg some_std_error "std_error",
+    ci95_nonneg some_ci95 "ci95",
+    max_nonneg some_max "max",
+    mean_nonneg some_mean "mean",
+    scale_max_nonneg some_scale_max "scale_max"
+);
 
 /// A bound: a number, or `null` for one that was not finite (read as NaN, which no threshold
 /// is below or above).
