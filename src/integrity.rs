@@ -100,15 +100,15 @@ pub fn read_regular_file(path: &Path, max_bytes: u64) -> std::io::Result<Vec<u8>
     if let Some(kind) = not_regular(&meta) {
         return Err(IoError::new(ErrorKind::InvalidInput, format!("it is {kind}, not a file")));
     }
-    let too_big = |n: u64| IoError::new(ErrorKind::InvalidData, format!("it is {n} bytes or more, above the limit of {max_bytes} bytes"));
+    let too_big = || IoError::new(ErrorKind::InvalidData, format!("it holds more than the limit of {max_bytes} bytes"));
     if meta.len() > max_bytes {
-        return Err(too_big(meta.len()));
+        return Err(too_big());
     }
     let mut bytes = Vec::with_capacity(meta.len() as usize);
     // One byte past the limit tells a file that grew since the stat from one that fits.
     file.take(max_bytes + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > max_bytes {
-        return Err(too_big(bytes.len() as u64));
+        return Err(too_big());
     }
     Ok(bytes)
 }
@@ -260,7 +260,7 @@ mod tests {
         std::fs::write(&f, b"0123456789").unwrap();
         assert_eq!(read_regular_file(&f, 10).unwrap(), b"0123456789");
         let e = read_regular_file(&f, 9).unwrap_err();
-        assert!(e.to_string().contains("above the limit of 9 bytes"), "{e}");
+        assert!(e.to_string().contains("more than the limit of 9 bytes"), "{e}");
         assert!(read_regular_file(&dir, 1 << 20).unwrap_err().to_string().contains("it is a directory, not a file"));
         assert_eq!(read_regular_file(&dir.join("none"), 1).unwrap_err().kind(), std::io::ErrorKind::NotFound);
         std::fs::remove_dir_all(&dir).unwrap();
