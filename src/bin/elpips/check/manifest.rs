@@ -217,8 +217,8 @@ fn deserialize_message(err: &csv::DeserializeError) -> String {
     }
 }
 
-/// serde_json's message without its " at line L column C" (a JSON line is one line; the
-/// caller gives its number, and the column stays).
+/// serde_json's message without its " at line L column C" (the caller puts the line after the
+/// file name, `m.jsonl:3:`; the column stays).
 pub fn json_message(e: &serde_json::Error) -> String {
     let text = e.to_string();
     match text.strip_suffix(&format!(" at line {} column {}", e.line(), e.column())) {

@@ -2,7 +2,8 @@
 //! write it and read it (serde; unknown fields refused), the per-pair [`CaseResult`] every
 //! report is made from, and [`parse_summary`], which refuses a summary that is out of range or
 //! not internally consistent, or whose digest does not match its contents. Depends only on
-//! serde, serde_json and the library, so the fuzz targets include this file as it is.
+//! serde, serde_json, the library and its sibling `manifest`, so the fuzz targets include both
+//! files as they are.
 //!
 //! Fields are declared in alphabetical order: that is the order serde_json wrote them in when
 //! summaries were built as `Value`s, so the files read the same.
@@ -12,6 +13,9 @@ use std::path::Path;
 use elpips::{Error, Gate, MetricKind};
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize};
+
+// A sibling wherever this file is included (the CLI's check module, the fuzz harness).
+use super::manifest::json_message as message;
 
 /// Version of the summary format. 2: adds `digest` (required) and checks every field on read.
 pub const SUMMARY_FORMAT: u64 = 2;
@@ -382,13 +386,4 @@ fn check_result(r: &CaseResult, settings: &Settings) -> Result<(), String> {
         return Err("an undecided result carries its message".into());
     }
     Ok(())
-}
-
-/// serde_json's message without its " at line L column C" (the caller gives the line first).
-fn message(e: &serde_json::Error) -> String {
-    let text = e.to_string();
-    match text.strip_suffix(&format!(" at line {} column {}", e.line(), e.column())) {
-        Some(m) => format!("{m} (column {})", e.column()),
-        None => text,
-    }
 }
