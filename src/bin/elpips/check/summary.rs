@@ -351,10 +351,12 @@ fn check_result(r: &CaseResult, settings: &Settings) -> Result<(), String> {
         return Err(format!("samples {samples} must be between 1 and max_samples {}", settings.max_samples));
     }
     let t = r.max_distance;
+    // The gate's own rule (decision.rs); a NaN bound (written as null) decides neither side.
+    let (below, above) = (upper <= t, lower > t);
     let bounds_agree = match verdict {
-        VerdictName::Below => upper <= t,
-        VerdictName::Above => lower > t,
-        VerdictName::Undecided => !(upper <= t) && !(lower > t),
+        VerdictName::Below => below,
+        VerdictName::Above => above,
+        VerdictName::Undecided => !below && !above,
     };
     if !bounds_agree {
         return Err(format!("verdict {verdict:?} does not follow from the bounds [{lower}, {upper}] around max_distance {t}").to_lowercase());
