@@ -210,3 +210,72 @@ pub fn capi_options(data: &[u8]) {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// `elpips check`'s text inputs: the manifest and summary parsers of the command line, included
+// as they are (they depend only on serde, csv, serde_json and the library). Invariants: an
+// error or typed values within their documented bounds, never a panic; a summary that parses
+// serialises back to one that parses the same.
+
+#[cfg(feature = "cli")]
+#[path = "../src/bin/elpips/check/manifest.rs"]
+mod manifest;
+#[cfg(feature = "cli")]
+#[path = "../src/bin/elpips/check/summary.rs"]
+mod summary;
+
+#[cfg(feature = "cli")]
+fn manifest_rows(data: &[u8], name: &str) {
+    if let Ok(rows) = manifest::parse_manifest(data, std::path::Path::new(name)) {
+        assert!(!rows.is_empty());
+        for r in rows {
+            assert!(!r.reference.is_empty() && !r.candidate.is_empty());
+            assert!(r.max_distance.is_none_or(|t| t.0.is_finite() && t.0 >= 0.0));
+            assert!(r.name.is_none_or(|n| !n.is_empty()));
+        }
+    }
+}
+
+/// Any bytes as a CSV manifest.
+#[cfg(feature = "cli")]
+pub fn manifest_csv(data: &[u8]) {
+    manifest_rows(data, "m.csv");
+}
+
+/// Any bytes as a JSON-lines manifest.
+#[cfg(feature = "cli")]
+pub fn manifest_jsonl(data: &[u8]) {
+    manifest_rows(data, "m.jsonl");
+}
+
+/// Any bytes as a summary for `--merge`. A seed that is a valid summary but for its digest is
+/// re-sealed first (when it is JSON at all), so the checks behind the digest are reached.
+#[cfg(feature = "cli")]
+pub fn summary(data: &[u8]) {
+    let path = std::path::Path::new("s.json");
+    let mut attempts = vec![data.to_vec()];
+    if let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(data) {
+        if let Some(o) = v.as_object_mut() {
+            o.remove("digest");
+            let digest = elpips::integrity::sha256_hex(serde_json::to_string(&v).unwrap().as_bytes());
+            v["digest"] = digest.into();
+            attempts.push(serde_json::to_vec(&v).unwrap());
+        }
+    }
+    for bytes in attempts {
+        if let Ok(s) = summary::parse_summary(&bytes, path) {
+            let shard = s.shard_or_whole();
+            assert!(shard.count >= 1 && shard.index < shard.count && shard.count <= s.manifest_rows);
+            assert!(s.manifest_rows <= summary::MAX_ROWS);
+            assert_eq!(summary::counts(&s.results), s.counts);
+            let again = summary::parse_summary(serde_json::to_string_pretty(&s).unwrap().as_bytes(), path).expect("a parsed summary reads back");
+            assert_eq!(again.canonical(), s.canonical());
+        }
+    }
+}
+
+/// Whether a summary is accepted as it is (the committed seeds written by `elpips check` are).
+#[cfg(feature = "cli")]
+pub fn summary_accepted(data: &[u8]) -> bool {
+    summary::parse_summary(data, std::path::Path::new("s.json")).is_ok()
+}

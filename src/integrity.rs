@@ -264,6 +264,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn regular_files_are_read_within_their_cap_and_nothing_else_is() {
+        let dir = std::env::temp_dir().join(format!("elpips-read-regular-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("m.csv");
+        std::fs::write(&f, b"0123456789").unwrap();
+        assert_eq!(read_regular_file(&f, 10).unwrap(), b"0123456789");
+        let e = read_regular_file(&f, 9).unwrap_err();
+        assert!(e.to_string().contains("it is 10 bytes, above the limit of 9 bytes"), "{e}");
+        assert!(read_regular_file(&dir, 1 << 20).unwrap_err().to_string().contains("it is a directory, not a file"));
+        assert_eq!(read_regular_file(&dir.join("none"), 1).unwrap_err().kind(), std::io::ErrorKind::NotFound);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn sha256_of_known_strings() {
         assert_eq!(sha256_hex(b""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
         assert_eq!(sha256_hex(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");

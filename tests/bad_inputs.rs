@@ -185,6 +185,44 @@ impl Fixtures {
     }
 }
 
+impl Fixtures {
+    /// `elpips check` plus `args` (no images are read by these cases).
+    fn check_cli(&self, args: &[&str]) -> Outcome {
+        let out = Command::new(env!("CARGO_BIN_EXE_elpips")).arg("check").args(args).env_remove("ORT_DYLIB_PATH").output().unwrap();
+        let code = out.status.code().map_or("killed".into(), |c| format!("exit {c}"));
+        (code, String::from_utf8_lossy(&out.stderr).trim_end().to_owned())
+    }
+
+    /// Shard `index` of 2 of a two-row manifest's summary (one error row each, so no network
+    /// is needed), edited by `edit` and then sealed unless `reseal` is false; as a file.
+    fn summary(&self, index: u64, edit: impl FnOnce(&mut serde_json::Value), reseal: bool) -> PathBuf {
+        let mut v = serde_json::json!({
+            "counts": {"error": 1, "fail": 0, "pass": 0},
+            "elpips_check": 2,
+            "manifest": "m.csv",
+            "manifest_rows": 2,
+            "manifest_sha256": "ab".repeat(32),
+            "results": [{"candidate": "b.png", "max_distance": 0.1, "message": "cannot read b.png", "name": "b", "reference": "a.png", "row": index, "seconds": 0.0, "status": "error"}],
+            "seconds": 0.0,
+            "settings": {"error_rate": 0.05, "lin_weights": null, "max_samples": 200, "metric": "elpips-vgg", "min_samples": 16, "sampler": "iid", "scale_levels": null, "seed": 0, "undecided": "estimate"},
+            "shard": {"count": 2, "index": index},
+        });
+        common::seal_summary(&mut v);
+        edit(&mut v);
+        if reseal {
+            common::seal_summary(&mut v);
+        }
+        let n = self.dir.path().read_dir().unwrap().count();
+        self.file(&format!("summary{n}.json"), serde_json::to_string_pretty(&v).unwrap().as_bytes())
+    }
+
+    /// `elpips check --merge` of an edited shard 0 and a good shard 1.
+    fn merge_edited(&self, edit: impl FnOnce(&mut serde_json::Value), reseal: bool) -> Outcome {
+        let (a, b) = (self.summary(0, edit, reseal), self.summary(1, |_| {}, true));
+        self.check_cli(&["--merge", a.to_str().unwrap(), b.to_str().unwrap()])
+    }
+}
+
 impl Drop for Fixtures {
     fn drop(&mut self) {
         // SAFETY: ours, freed once.
@@ -533,6 +571,52 @@ fn run_case(id: &str, f: &Fixtures) -> Option<Outcome> {
             lib(elpips::io::write_atomic(p.join("out.json"), b"{}"))
         }
         "output-is-directory" => lib(elpips::io::write_atomic(f.dir.path(), b"{}")),
+        // elpips check: manifests and summaries
+        "check-summary-count-huge" => f.merge_edited(|v| v["shard"]["count"] = 1_000_000_000_000_000_000u64.into(), true),
+        "check-summary-index-past-count" => f.merge_edited(|v| v["shard"]["index"] = 5.into(), true),
+        "check-summary-rows-huge" => f.merge_edited(|v| v["manifest_rows"] = serde_json::json!(1e30), true),
+        "check-summary-wrong-type" => f.merge_edited(|v| v["manifest_rows"] = "2".into(), true),
+        "check-summary-missing-field" => f.merge_edited(|v| drop(v["results"][0].as_object_mut().unwrap().remove("status")), true),
+        "check-summary-row-dropped" => f.merge_edited(|v| v["results"] = serde_json::json!([]), true),
+        "check-summary-status-edited" => f.merge_edited(|v| v["results"][0]["status"] = "pass".into(), true),
+        "check-summary-edited" => f.merge_edited(|v| v["results"][0]["status"] = "pass".into(), false),
+        "check-summary-truncated" => {
+            let a = f.summary(0, |_| {}, true);
+            let text = std::fs::read(&a).unwrap();
+            std::fs::write(&a, &text[..text.len() / 2]).unwrap();
+            f.check_cli(&["--merge", &s(&a), &s(&f.summary(1, |_| {}, true))])
+        }
+        "check-summary-shard-twice" => {
+            let a = f.summary(0, |_| {}, true);
+            f.check_cli(&["--merge", &s(&a), &s(&a), &s(&f.summary(1, |_| {}, true))])
+        }
+        "check-summary-directory" => f.check_cli(&["--merge", &s(f.dir.path())]),
+        "check-summary-fifo" | "check-manifest-fifo" => {
+            let p = f.dir.path().join(format!("{id}.json"));
+            assert!(Command::new("mkfifo").arg(&p).status().unwrap().success());
+            match id {
+                "check-summary-fifo" => f.check_cli(&["--merge", &s(&p)]),
+                _ => f.check_cli(&["--manifest", &s(&p), "--max-distance", "0.1"]),
+            }
+        }
+        "check-summary-too-large" => {
+            let p = f.dir.path().join("huge.json");
+            std::fs::File::create(&p).unwrap().set_len(65 << 20).unwrap();
+            f.check_cli(&["--merge", &s(&p)])
+        }
+        "check-manifest-directory" => f.check_cli(&["--manifest", &s(f.dir.path()), "--max-distance", "0.1"]),
+        "check-manifest-threshold-negative" => {
+            let p = f.file("neg.csv", b"reference,candidate,max_distance\na.png,b.png,0.1\na.png,c.png,-1\n");
+            f.check_cli(&["--manifest", &s(&p)])
+        }
+        "check-manifest-wrong-type" => {
+            let p = f.file("typed.jsonl", b"{\"reference\": \"a.png\", \"candidate\": 7}\n");
+            f.check_cli(&["--manifest", &s(&p), "--max-distance", "0.1"])
+        }
+        "check-shard-over-rows" => {
+            let p = f.file("two.csv", b"reference,candidate\na.png,b.png\na.png,c.png\n");
+            f.check_cli(&["--manifest", &s(&p), "--shard", "0/3", "--max-distance", "0.1"])
+        }
         // E-LPIPS runs too short to estimate their error
         "elpips-one-sample" => {
             let img = Image::from_rgb8(N, N, &f.rgb8).unwrap();

@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::upstream;
+use common::{seal_summary, upstream};
 use serde_json::Value;
 
 fn elpips(args: &[&str]) -> Output {
@@ -189,6 +189,114 @@ fn manifest_shards_merge_into_the_whole_run() {
     elpips(&[&["check", "--manifest", s(&m), "--shard", "1/3", "--summary", s(&other), "--seed", "9"][..], &common].concat());
     let o = elpips(&["check", "--merge", s(&parts[0]), s(&other), s(&parts[2])]);
     assert!(stderr(&o).contains("different manifests or settings"), "{}", stderr(&o));
+}
+
+/// The summaries of a real two-shard run (3 rows of identical pairs), as JSON values.
+fn two_shards(dir: &Path) -> [Value; 2] {
+    let (r, _, _) = images();
+    std::fs::copy(&r, dir.join("ref.png")).unwrap();
+    let m = dir.join("m.csv");
+    std::fs::write(&m, "reference,candidate\nref.png,ref.png\nref.png,ref.png\nref.png,ref.png\n").unwrap();
+    [0, 1].map(|i| {
+        let p = dir.join(format!("shard{i}.json"));
+        let shard = format!("{i}/2");
+        let o = elpips(&["check", "--manifest", s(&m), "--shard", &shard, "--metric", "lpips-alex", "--max-distance", "0.01", "--summary", s(&p)]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap()
+    })
+}
+
+#[test]
+fn merge_refuses_every_hostile_summary_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let [a, b] = two_shards(dir.path());
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let good_b = write("b.json", &serde_json::to_string_pretty(&b).unwrap());
+    let merge = |first: &Path, rest: &[&Path]| {
+        let mut args = vec!["check", "--merge", s(first)];
+        args.extend(rest.iter().map(|p| s(p)));
+        elpips(&args)
+    };
+    // The untouched pair merges (so each refusal below is the edit's doing).
+    let good_a = write("a.json", &serde_json::to_string_pretty(&a).unwrap());
+    let o = merge(&good_a, &[&good_b]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+
+    type Edit = fn(&mut Value);
+    // (edit of shard 0, reseal after it, what the one-line error says)
+    let cases: Vec<(&str, Edit, bool, &str)> = vec![
+        ("count-huge", |v| v["shard"]["count"] = 1_000_000_000_000_000_000u64.into(), true, "shard 0/1000000000000000000 is out of range"),
+        ("index-past-count", |v| v["shard"]["index"] = 2.into(), true, "shard 2/2 is out of range"),
+        ("count-zero", |v| v["shard"]["count"] = 0.into(), true, "shard 0/0 is out of range"),
+        ("rows-huge", |v| v["manifest_rows"] = serde_json::json!(1e30), true, "invalid type: floating point `1e+30`, expected u64"),
+        ("rows-string", |v| v["manifest_rows"] = "3".into(), true, "invalid type: string \"3\", expected u64"),
+        ("threshold-negative", |v| v["results"][0]["max_distance"] = (-1.0).into(), true, "max_distance -1 must be a finite number >= 0"),
+        ("name-missing", |v| drop(v["results"][0].as_object_mut().unwrap().remove("name")), true, "missing field `name`"),
+        ("status-unknown", |v| v["results"][0]["status"] = "ok".into(), true, "unknown variant `ok`"),
+        ("field-unknown", |v| v["extra"] = 1.into(), true, "unknown field `extra`"),
+        ("row-dropped", |v| drop(v["results"].as_array_mut().unwrap().pop()), true, "holds 1 results, but shard 0/2 of 3 rows has 2: a row is missing or added"),
+        ("row-renumbered", |v| v["results"][1]["row"] = 1.into(), true, "results[1] is row 1, expected row 2"),
+        ("status-edited", |v| v["results"][0]["status"] = "fail".into(), true, "status fail does not follow from verdict below"),
+        ("status-edited-unsealed", |v| v["results"][0]["status"] = "fail".into(), false, "its digest does not match its contents"),
+        ("counts-edited", |v| v["counts"]["pass"] = 7.into(), true, "do not match its results"),
+        ("digest-missing", |v| drop(v.as_object_mut().unwrap().remove("digest")), false, "has no digest"),
+        ("format-1", |v| v["elpips_check"] = 1.into(), false, "format 2, found 1"),
+        ("samples-over-max", |v| v["results"][0]["samples"] = 100000.into(), true, "samples 100000 must be between 1 and max_samples 200"),
+        ("settings-edited", |v| v["settings"]["seed"] = 9.into(), true, "different manifests or settings"),
+    ];
+    for (name, edit, reseal, needle) in cases {
+        let mut v = a.clone();
+        edit(&mut v);
+        if reseal {
+            seal_summary(&mut v);
+        }
+        let p = write(&format!("{name}.json"), &serde_json::to_string_pretty(&v).unwrap());
+        let o = merge(&p, &[&good_b]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{name}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{name}: one line expected: {err}");
+        assert!(err.contains(needle), "{name}: `{needle}` not in {err}");
+    }
+    // A field's mistake names the file and the line serde_json found it on.
+    let mut v = a.clone();
+    v["manifest_rows"] = "3".into();
+    seal_summary(&mut v);
+    let text = serde_json::to_string_pretty(&v).unwrap();
+    let line = text.lines().position(|l| l.contains("\"manifest_rows\"")).unwrap() + 1;
+    let p = write("typed.json", &text);
+    assert!(stderr(&merge(&p, &[&good_b])).contains(&format!("typed.json:{line}: invalid type")));
+
+    // A truncated file, a duplicated shard, a directory, a named pipe.
+    let full = serde_json::to_string_pretty(&a).unwrap();
+    let cut = write("cut.json", &full[..full.len() / 2]);
+    let fifo = dir.path().join("fifo.json");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let others: Vec<(&str, Vec<&Path>, &str)> = vec![
+        ("truncated", vec![&cut, &good_b], "EOF while parsing"),
+        ("shard-twice", vec![&good_a, &good_a, &good_b], "shard 0/2 is given twice"),
+        ("shard-lost", vec![&good_b], "missing the summaries of shard(s) 0/2"),
+        ("directory", vec![dir.path(), &good_b], "it is a directory, not a file; the summary must be a regular file"),
+        ("fifo", vec![&fifo, &good_b], "it is a named pipe, not a file; the summary must be a regular file"),
+    ];
+    for (name, paths, needle) in others {
+        let o = merge(paths[0], &paths[1..]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{name}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{name}: one line expected: {err}");
+        assert!(err.contains(needle), "{name}: `{needle}` not in {err}");
+    }
+    // The same for manifests, and a shard count above the rows.
+    for (m, needle) in [(&fifo, "it is a named pipe, not a file; the manifest must be a regular file"), (&dir.path().to_path_buf(), "it is a directory")] {
+        let o = elpips(&["check", "--manifest", s(m), "--max-distance", "0.1"]);
+        assert_eq!(o.status.code(), Some(2));
+        assert!(stderr(&o).contains(needle), "{}", stderr(&o));
+    }
+    let o = elpips(&["check", "--manifest", s(&dir.path().join("m.csv")), "--shard", "0/4", "--max-distance", "0.1"]);
+    assert!(stderr(&o).contains("has only 3 rows; use at most 3 shards"), "{}", stderr(&o));
 }
 
 #[test]

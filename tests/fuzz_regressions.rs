@@ -10,12 +10,20 @@ use std::path::Path;
 #[test]
 fn seeds_and_past_crashes_replay_cleanly() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let targets: [(&str, fn(&[u8])); 4] = [
+    #[allow(unused_mut)]
+    let mut targets: Vec<(&str, fn(&[u8]))> = vec![
         ("decode_image", harness::decode_image),
         ("linear_weights", harness::linear_weights),
         ("capi_image", harness::capi_image),
         ("capi_options", harness::capi_options),
     ];
+    // The command line's parsers (built with the `cli` feature, as the binary is).
+    #[cfg(feature = "cli")]
+    targets.extend([
+        ("manifest_csv", harness::manifest_csv as fn(&[u8])),
+        ("manifest_jsonl", harness::manifest_jsonl),
+        ("summary", harness::summary),
+    ]);
     let mut replayed = 0;
     for (name, run) in targets {
         for dir in [root.join("fuzz/seeds").join(name), root.join("tests/fuzz-regressions").join(name)] {
@@ -31,4 +39,19 @@ fn seeds_and_past_crashes_replay_cleanly() {
         }
     }
     assert!(replayed >= 8, "only {replayed} inputs found");
+}
+
+/// The summary seeds are files `elpips check --summary` and `--merge` wrote (E-LPIPS numbers
+/// with all their digits): they must read back as they are, digest included.
+#[cfg(feature = "cli")]
+#[test]
+fn summaries_written_by_check_are_accepted() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/summary");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        assert!(harness::summary_accepted(&std::fs::read(&path).unwrap()), "{} is refused", path.display());
+        n += 1;
+    }
+    assert!(n >= 3, "only {n} summary seeds");
 }

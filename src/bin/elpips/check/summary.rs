@@ -1,0 +1,394 @@
+//! The summary format of `elpips check --summary` (read back by `--merge`): typed structs that
+//! write it and read it (serde; unknown fields refused), the per-pair [`CaseResult`] every
+//! report is made from, and [`parse_summary`], which refuses a summary that is out of range or
+//! not internally consistent, or whose digest does not match its contents. Depends only on
+//! serde, serde_json, the library and its sibling `manifest`, so the fuzz targets include both
+//! files as they are.
+//!
+//! Fields are declared in alphabetical order: that is the order serde_json wrote them in when
+//! summaries were built as `Value`s, so the files read the same.
+
+use std::path::Path;
+
+use elpips::{Error, Gate, MetricKind};
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize};
+
+// A sibling wherever this file is included (the CLI's check module, the fuzz harness).
+use super::manifest::json_message as message;
+
+/// Version of the summary format. 2: adds `digest` (required) and checks every field on read.
+pub const SUMMARY_FORMAT: u64 = 2;
+/// Largest summary read.
+pub const MAX_SUMMARY_BYTES: u64 = 64 << 20;
+/// Most manifest rows a summary may claim: more than a manifest of [`MAX_SUMMARY_BYTES`] can
+/// hold (a row is at least 4 bytes), so a genuine summary never hits it.
+pub const MAX_ROWS: u64 = 1 << 24;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Summary {
+    pub counts: Counts,
+    /// sha256 of [`Summary::canonical`]: a check that the file is whole and unedited, not a
+    /// signature (anyone can recompute it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    pub elpips_check: u64,
+    pub manifest: Option<String>,
+    pub manifest_rows: u64,
+    pub manifest_sha256: Option<String>,
+    /// The summaries a `--merge` read (absent in a summary that checked images).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged: Option<Vec<String>>,
+    pub results: Vec<CaseResult>,
+    #[serde(deserialize_with = "seconds_nonneg")]
+    pub seconds: f64,
+    pub settings: Settings,
+    pub shard: Option<Shard>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Counts {
+    pub error: u64,
+    pub fail: u64,
+    pub pass: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Shard {
+    pub count: u64,
+    pub index: u64,
+}
+
+/// What the verdicts depend on; summaries merge only when theirs are equal.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub error_rate: f64,
+    pub lin_weights: Option<String>,
+    pub max_samples: u32,
+    pub metric: String,
+    pub min_samples: u32,
+    pub sampler: String,
+    pub scale_levels: Option<u32>,
+    pub seed: u64,
+    pub undecided: Undecided,
+}
+
+/// How a pair still undecided after the last look is settled (`--undecided`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Undecided {
+    /// By the point estimate's side, with a warning.
+    Estimate,
+    /// Pass it.
+    Pass,
+    /// Fail it.
+    Fail,
+}
+
+impl Undecided {
+    pub fn name(self) -> &'static str {
+        match self {
+            Undecided::Estimate => "estimate",
+            Undecided::Pass => "pass",
+            Undecided::Fail => "fail",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pass,
+    Fail,
+    Error,
+}
+
+/// The gate's verdict as written (`elpips::Verdict::name`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VerdictName {
+    Below,
+    Above,
+    Undecided,
+}
+
+/// One pair's outcome: the unit of summaries, JUnit cases and text lines. The measurement
+/// fields are there when the pair was decided (also for an error after the verdict, such as a
+/// heatmap that could not be written), absent when the images could not be compared.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaseResult {
+    pub candidate: String,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "some_ci95")]
+    pub ci95: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "some_distance")]
+    pub distance: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heatmap: Option<HeatmapInfo>,
+    /// The sequential bounds; `null` when not finite (serde_json writes NaN and infinities so).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "some_bound")]
+    pub lower: Option<f64>,
+    #[serde(deserialize_with = "max_distance_nonneg")]
+    pub max_distance: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    pub name: String,
+    pub reference: String,
+    pub row: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub samples: Option<u64>,
+    #[serde(deserialize_with = "seconds_nonneg")]
+    pub seconds: f64,
+    pub status: Status,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "some_std_error")]
+    pub std_error: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "some_bound")]
+    pub upper: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<VerdictName>,
+}
+
+/// Where a pair's heatmap was written and its scale (`HeatmapArgs::write`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeatmapInfo {
+    pub colormap: String,
+    #[serde(deserialize_with = "max_nonneg")]
+    pub max: f64,
+    #[serde(deserialize_with = "mean_nonneg")]
+    pub mean: f64,
+    pub path: String,
+    #[serde(deserialize_with = "scale_max_nonneg")]
+    pub scale_max: f64,
+}
+
+/// Deserialisers of numbers that must be finite and >= 0, one per field so that the error
+/// names it (serde_json adds the line).
+macro_rules! nonneg {
+    ($($f:ident $some:ident $name:literal),*) => {$(
+        fn $f<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+            let v = f64::deserialize(d)?;
+            if v.is_finite() && v >= 0.0 {
+                Ok(v)
+            } else {
+                Err(D::Error::custom(format!(concat!($name, " {} must be a finite number >= 0"), v)))
+            }
+        }
+        #[allow(dead_code)]
+        fn $some<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+            $f(d).map(Some)
+        }
+    )*};
+}
+nonneg!(
+    seconds_nonneg some_seconds "seconds",
+    max_distance_nonneg some_max_distance "max_distance",
+    distance_nonneg some_distance "distance",
+    std_error_nonneg some_std_error "std_error",
+    ci95_nonneg some_ci95 "ci95",
+    max_nonneg some_max "max",
+    mean_nonneg some_mean "mean",
+    scale_max_nonneg some_scale_max "scale_max"
+);
+
+/// A bound: a number, or `null` for one that was not finite (read as NaN, which no threshold
+/// is below or above).
+fn some_bound<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    Ok(Some(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN)))
+}
+
+impl Summary {
+    /// Fills in the counts and the digest (call last, after every change).
+    pub fn seal(&mut self) {
+        self.counts = counts(&self.results);
+        self.digest = Some(self.compute_digest());
+    }
+
+    /// The serialisation the digest covers: compact JSON of everything but the digest.
+    pub fn canonical(&self) -> Vec<u8> {
+        let unsealed = Summary { digest: None, ..self.clone() };
+        serde_json::to_vec(&unsealed).expect("a summary serialises")
+    }
+
+    pub fn compute_digest(&self) -> String {
+        elpips::integrity::sha256_hex(&self.canonical())
+    }
+
+    /// The shard this summary covers (a whole run is shard 0 of 1).
+    pub fn shard_or_whole(&self) -> Shard {
+        self.shard.unwrap_or(Shard { index: 0, count: 1 })
+    }
+}
+
+pub fn counts(results: &[CaseResult]) -> Counts {
+    let mut c = Counts::default();
+    for r in results {
+        match r.status {
+            Status::Pass => c.pass += 1,
+            Status::Fail => c.fail += 1,
+            Status::Error => c.error += 1,
+        }
+    }
+    c
+}
+
+/// Reads a summary's bytes (`path` names it in errors) and checks everything a merge relies
+/// on: the format, every field's type and range, that its results are exactly the rows of its
+/// shard in order, that each result agrees with itself and the settings, the counts, and the
+/// digest. Errors are one line.
+pub fn parse_summary(bytes: &[u8], path: &Path) -> Result<Summary, Error> {
+    let p = path.display();
+    let bad = |msg: String| Error::InvalidArgument(format!("{p}: {msg}"));
+    #[derive(Deserialize)]
+    struct Format {
+        elpips_check: Option<serde_json::Value>,
+    }
+    let format: Format = serde_json::from_slice(bytes).map_err(|e| {
+        Error::InvalidArgument(format!("{p}:{}: not a JSON summary of `elpips check --summary`: {}", e.line(), message(&e)))
+    })?;
+    if format.elpips_check.as_ref().and_then(|v| v.as_u64()) != Some(SUMMARY_FORMAT) {
+        return Err(bad(format!(
+            "not a summary written by `elpips check --summary` (format {SUMMARY_FORMAT}, found {}); write it again with this elpips",
+            format.elpips_check.map_or("none".to_string(), |v| v.to_string())
+        )));
+    }
+    let s: Summary = serde_json::from_slice(bytes).map_err(|e| Error::InvalidArgument(format!("{p}:{}: {}", e.line(), message(&e))))?;
+
+    let Some(digest) = &s.digest else { return Err(bad("has no digest; write it again with this elpips".into())) };
+    if *digest != s.compute_digest() {
+        return Err(bad("its digest does not match its contents: the file was truncated or edited; write it again with `elpips check --summary`".into()));
+    }
+    check_settings(&s.settings).map_err(|m| bad(format!("settings: {m}")))?;
+    if s.manifest_rows == 0 || s.manifest_rows > MAX_ROWS {
+        return Err(bad(format!("manifest_rows {} must be between 1 and {MAX_ROWS}", s.manifest_rows)));
+    }
+    match (&s.manifest, &s.manifest_sha256) {
+        (Some(m), Some(sha)) => {
+            if m.is_empty() {
+                return Err(bad("manifest must not be empty".into()));
+            }
+            if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+                return Err(bad(format!("manifest_sha256 `{sha}` is not a sha256 (64 lower-case hex digits)")));
+            }
+        }
+        (None, None) => {
+            if s.shard.is_some() {
+                return Err(bad("a summary without a manifest has no shard".into()));
+            }
+        }
+        _ => return Err(bad("manifest and manifest_sha256 go together".into())),
+    }
+    let Shard { index, count } = s.shard_or_whole();
+    if count == 0 || count > s.manifest_rows || index >= count {
+        return Err(bad(format!(
+            "shard {index}/{count} is out of range: the shard count must be 1..={} (manifest_rows) and the index below it",
+            s.manifest_rows
+        )));
+    }
+    // Exactly the rows index, index + count, ... below manifest_rows, in that order.
+    let expected = (s.manifest_rows - index).div_ceil(count);
+    if s.results.len() as u64 != expected {
+        return Err(bad(format!(
+            "holds {} results, but shard {index}/{count} of {} rows has {expected}: a row is missing or added",
+            s.results.len(),
+            s.manifest_rows
+        )));
+    }
+    for (k, r) in s.results.iter().enumerate() {
+        let want = index + k as u64 * count;
+        if r.row != want {
+            return Err(bad(format!("results[{k}] is row {}, expected row {want} (rows {index}, {index}+{count}, ... in order)", r.row)));
+        }
+        check_result(r, &s.settings).map_err(|m| bad(format!("results[{k}] (row {}): {m}", r.row)))?;
+    }
+    if s.counts != counts(&s.results) {
+        return Err(bad(format!("counts {:?} do not match its results", s.counts)));
+    }
+    Ok(s)
+}
+
+fn check_settings(s: &Settings) -> Result<(), String> {
+    // The library's message alone, without its "invalid argument: " prefix.
+    let reason = |e: Error| match e {
+        Error::InvalidArgument(m) => m,
+        other => other.to_string(),
+    };
+    MetricKind::from_name(&s.metric).map_err(reason)?;
+    if !["iid", "stratified"].contains(&s.sampler.as_str()) {
+        return Err(format!("sampler `{}` is not one check uses (iid, stratified)", s.sampler));
+    }
+    let gate = Gate { threshold: 0.0, error_rate: s.error_rate, max_samples: s.max_samples, min_samples: s.min_samples };
+    gate.validate().map_err(reason)?;
+    if s.lin_weights.as_deref() == Some("") {
+        return Err("lin_weights must not be empty".into());
+    }
+    Ok(())
+}
+
+/// A result agrees with itself: its status is what its verdict and the `undecided` policy give,
+/// its bounds give its verdict, its sample count is within the settings.
+fn check_result(r: &CaseResult, settings: &Settings) -> Result<(), String> {
+    if r.name.is_empty() || r.reference.is_empty() || r.candidate.is_empty() {
+        return Err("name, reference and candidate must not be empty".into());
+    }
+    let message = r.message.as_deref().filter(|m| !m.is_empty());
+    let measured = (r.verdict, r.distance, r.std_error, r.ci95, r.lower, r.upper, r.samples);
+    let (verdict, distance, lower, upper, samples) = match measured {
+        (None, None, None, None, None, None, None) => {
+            if r.status != Status::Error || message.is_none() {
+                return Err("a result without a verdict must be an error with a message".into());
+            }
+            if r.heatmap.is_some() {
+                return Err("a result without a verdict has no heatmap".into());
+            }
+            return Ok(());
+        }
+        (Some(v), Some(d), Some(_), Some(_), Some(l), Some(u), Some(n)) => (v, d, l, u, n),
+        _ => return Err("verdict, distance, std_error, ci95, lower, upper and samples go together".into()),
+    };
+    if samples == 0 || samples > u64::from(settings.max_samples) {
+        return Err(format!("samples {samples} must be between 1 and max_samples {}", settings.max_samples));
+    }
+    let t = r.max_distance;
+    // The gate's own rule (decision.rs); a NaN bound (written as null) decides neither side.
+    let (below, above) = (upper <= t, lower > t);
+    let bounds_agree = match verdict {
+        VerdictName::Below => below,
+        VerdictName::Above => above,
+        VerdictName::Undecided => !below && !above,
+    };
+    if !bounds_agree {
+        return Err(format!("verdict {verdict:?} does not follow from the bounds [{lower}, {upper}] around max_distance {t}").to_lowercase());
+    }
+    let pass = match verdict {
+        VerdictName::Below => true,
+        VerdictName::Above => false,
+        VerdictName::Undecided => match settings.undecided {
+            Undecided::Pass => true,
+            Undecided::Fail => false,
+            Undecided::Estimate => distance <= t,
+        },
+    };
+    let status_agrees = match r.status {
+        Status::Pass => pass,
+        Status::Fail => !pass,
+        // An error after the verdict (the heatmap): it says what went wrong.
+        Status::Error => message.is_some(),
+    };
+    if !status_agrees {
+        return Err(format!(
+            "status {:?} does not follow from verdict {verdict:?} (distance {distance}, max_distance {t}, undecided {})",
+            r.status,
+            settings.undecided.name()
+        )
+        .to_lowercase());
+    }
+    if verdict == VerdictName::Undecided && message.is_none() {
+        return Err("an undecided result carries its message".into());
+    }
+    Ok(())
+}
