@@ -3,9 +3,8 @@
 //! leaves the expectation of the distance unchanged while removing the part of its variance
 //! they explain. No network evaluation is needed to know their means.
 
-use crate::ensemble::{Flip, Transform};
+use crate::ensemble::{Draw, Flip, Transform};
 use crate::estimate::RunningStats;
-use crate::sampler::Draw;
 
 /// The coefficients are fitted once the earlier rounds hold this many samples per feature:
 /// with fewer, their noise adds more variance than the controls remove (the excess is about

@@ -30,8 +30,9 @@ use statrs::distribution::{ContinuousCDF, StudentsT};
 
 use crate::error::{Error, Result};
 use crate::estimate::Estimate;
-use crate::metric::Progress;
-use crate::sampler::{Draw, Plan};
+use crate::ensemble::Draw;
+use crate::estimate::Progress;
+use crate::sampler::Plan;
 
 /// Each look comes after this many times the previous look's samples.
 pub const LOOK_GROWTH: f64 = 1.5;

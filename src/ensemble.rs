@@ -8,9 +8,27 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::models::{vgg_block_sizes, VGG_CONV_INPUTS};
+use std::collections::BTreeMap;
 
 mod adjoint;
+
+/// Input channels of the 13 VGG16 convs and the pooling block each runs in: the shape of the
+/// dropout mask that E-LPIPS multiplies onto each conv's input.
+pub(crate) const VGG_CONV_INPUTS: [(usize, u32); 13] = [
+    (3, 0),
+    (64, 0),
+    (64, 1),
+    (128, 1),
+    (128, 2),
+    (256, 2),
+    (256, 2),
+    (256, 3),
+    (512, 3),
+    (512, 3),
+    (512, 4),
+    (512, 4),
+    (512, 4),
+];
 
 /// Reflect padding per axis used by the offset transform (the image grows by this much).
 pub const OFFSET_PAD: usize = 7;
@@ -315,6 +333,15 @@ pub fn sample_rng(seed: u64, index: u64) -> ChaCha8Rng {
     rng
 }
 
+/// Spatial size of each pooling block's feature map for a VGG input of `h x w` (floor pools).
+pub(crate) fn vgg_block_sizes(h: usize, w: usize) -> [(usize, usize); 5] {
+    let mut sizes = [(h, w); 5];
+    for b in 1..5 {
+        sizes[b] = (sizes[b - 1].0 / 2, sizes[b - 1].1 / 2);
+    }
+    sizes
+}
+
 /// Shapes `(channels, height, width)` of the 13 dropout masks for a VGG input of `h x w`.
 pub fn dropout_mask_shapes(h: usize, w: usize) -> [(usize, usize, usize); 13] {
     let blocks = vgg_block_sizes(h, w);
@@ -346,6 +373,34 @@ pub fn fill_dropout<R: Rng + ?Sized>(rng: &mut R, keep: f64, mask: &mut [f32]) {
         if i >= mask.len() {
             break;
         }
+    }
+}
+
+/// `draws` grouped by the size of their transformed image (one network batch per size, smallest
+/// first), each with its slot in `draws` so results can be put back in order.
+pub(crate) fn group_by_size(draws: &mut [Draw], h: usize, w: usize) -> BTreeMap<(usize, usize), Vec<(usize, &mut Draw)>> {
+    let mut groups: BTreeMap<(usize, usize), Vec<(usize, &mut Draw)>> = BTreeMap::new();
+    for (slot, d) in draws.iter_mut().enumerate() {
+        groups.entry(d.transform.output_size(h, w)).or_default().push((slot, d));
+    }
+    groups
+}
+
+/// One sample to evaluate: its transform and the random stream its dropout masks continue.
+#[derive(Clone, Debug)]
+pub struct Draw {
+    /// The stratum (scale level - 1) for the stratified sampler; 0 for iid.
+    pub stratum: usize,
+    pub transform: Transform,
+    pub rng: ChaCha8Rng,
+}
+
+impl Draw {
+    /// The `index`-th independent draw under `seed` (stream `(seed, index)`).
+    pub fn iid(seed: u64, index: u64, levels: u32) -> Self {
+        let mut rng = sample_rng(seed, index);
+        let transform = Transform::sample(&mut rng, levels);
+        Draw { stratum: 0, transform, rng }
     }
 }
 

@@ -129,6 +129,17 @@ impl RunningStats {
     }
 }
 
+/// Where a comparison stands; passed to progress callbacks after every batch.
+#[derive(Clone, Copy, Debug)]
+pub struct Progress {
+    /// Samples evaluated so far.
+    pub samples: u64,
+    /// The most samples the sampling policy allows.
+    pub max_samples: u64,
+    /// The estimate from the samples so far.
+    pub estimate: Estimate,
+}
+
 /// A distance with its uncertainty. Deterministic metrics report `std_error = 0`, `samples = 1`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Estimate {

@@ -17,7 +17,7 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::linear_weights::LinearWeights;
-use crate::models::{model_dir, MetricKind};
+use crate::models::{model_dir_in, MetricKind};
 use crate::runtime::{Device, RuntimeOptions, Session};
 
 /// Pixels a tile extends beyond its core. VGG16's relu5_3 sees 90 pixels before and 105 after
@@ -122,7 +122,7 @@ impl FeatureNet {
         if precision == Precision::Int8 && kind != MetricKind::LpipsVgg {
             return Err(Error::invalid(format!("precision int8 is built for lpips-vgg only, not {kind}; use fp32")));
         }
-        let path = model_dir(dir).join(precision.features_file(kind));
+        let path = model_dir_in(dir, runtime.install_dir.as_deref()).join(precision.features_file(kind));
         let session = Session::open(&path, runtime)?;
         let taps = kind.tap_channels();
         let lins = match custom {

@@ -13,12 +13,11 @@
 use std::ops::Range;
 use std::path::PathBuf;
 
-use crate::ensemble::{sample_rng, scale_levels_for, stack_transformed, DropoutBatch, Transform};
+use crate::ensemble::{group_by_size, sample_rng, scale_levels_for, stack_transformed, Draw, DropoutBatch, Transform};
 use crate::error::{Error, Result};
 use crate::image::{check_same_size, Image};
-use crate::models::{model_dir, MetricKind};
+use crate::models::{model_dir_in, MetricKind};
 use crate::runtime::{RuntimeOptions, Session};
-use crate::sampler::{group_by_size, Draw};
 
 /// Network-input pixels (summed over a batch) per ONNX Runtime call. The backward graph keeps
 /// every forward activation alive, about twice the memory of a forward pass per pixel.
@@ -69,7 +68,7 @@ impl Gradient {
         if options.scale_levels == Some(0) {
             return Err(Error::invalid("scale levels must be at least 1"));
         }
-        let path = model_dir(options.model_dir.as_deref()).join(format!("{}-grad.onnx", options.metric.name()));
+        let path = model_dir_in(options.model_dir.as_deref(), options.runtime.install_dir.as_deref()).join(format!("{}-grad.onnx", options.metric.name()));
         let session = Session::open(&path, &options.runtime)?;
         let inputs = session.input_names();
         let has = |n: &str| inputs.iter().any(|i| i == n);

@@ -10,12 +10,13 @@ use crate::decision::{decide_plan, Decision, Gate};
 use crate::error::{Error, Result};
 use crate::heatmap::{input_map, Accumulator, Heatmap};
 use crate::multi::{MultiEstimate, PairedPlans};
-use crate::estimate::{Estimate, Sampling, Z95};
-use crate::sampler::{group_by_size, Draw, Plan, SamplerKind, PILOT_PER_LEVEL};
+use crate::estimate::{Estimate, Progress, Sampling, Z95};
+use crate::ensemble::{group_by_size, Draw};
+use crate::sampler::{Plan, SamplerKind, PILOT_PER_LEVEL};
 use crate::features::{tiled_distance, FeatureNet, Precision, Taps, AUTO_TILE_PIXELS, DEFAULT_TILE};
 use crate::image::{check_same_size, Image};
 use crate::linear_weights::LinearWeights;
-use crate::models::{model_dir, MetricKind};
+use crate::models::{model_dir_in, MetricKind};
 use crate::runtime::{Device, RuntimeOptions, Session};
 
 /// Pixels (summed over the samples of one ONNX Runtime call) that a batch may hold. Each pixel
@@ -96,14 +97,6 @@ struct FeaturesKey {
     linear_weights: Option<PathBuf>,
 }
 
-/// Where a comparison stands; passed to progress callbacks after every batch.
-#[derive(Clone, Copy, Debug)]
-pub struct Progress {
-    pub samples: u64,
-    pub max_samples: u64,
-    pub estimate: Estimate,
-}
-
 /// A loaded metric. Not `Sync`: use one per thread (ONNX Runtime sessions run with `&mut`).
 pub struct Metric {
     options: MetricOptions,
@@ -146,7 +139,7 @@ impl Metric {
                 Some(lw)
             }
         };
-        let path = model_dir(options.model_dir.as_deref()).join(kind.file_name());
+        let path = model_dir_in(options.model_dir.as_deref(), options.runtime.install_dir.as_deref()).join(kind.file_name());
         let session = Session::open(&path, &options.runtime)?;
         let inputs = session.input_names();
         let has = |n: &str| inputs.iter().any(|i| i == n);

@@ -19,24 +19,6 @@ pub enum MetricKind {
     LpipsAlex,
 }
 
-/// Input channels of the 13 VGG16 convs and the pooling block each runs in: the shape of the
-/// dropout mask that E-LPIPS multiplies onto each conv's input.
-pub(crate) const VGG_CONV_INPUTS: [(usize, u32); 13] = [
-    (3, 0),
-    (64, 0),
-    (64, 1),
-    (128, 1),
-    (128, 2),
-    (256, 2),
-    (256, 2),
-    (256, 3),
-    (512, 3),
-    (512, 3),
-    (512, 4),
-    (512, 4),
-    (512, 4),
-];
-
 impl MetricKind {
     pub const ALL: [MetricKind; 3] = [MetricKind::ElpipsVgg, MetricKind::LpipsVgg, MetricKind::LpipsAlex];
 
@@ -102,26 +84,22 @@ impl std::fmt::Display for MetricKind {
 }
 
 /// Resolves the model directory: the explicit one, then `ELPIPS_MODEL_DIR`, then
-/// `<libdir>/../share/elpips/models` beside the loaded libelpips (an installed library), then the
+/// `<bindir>/../share/elpips/models` beside the running executable (an installed program), then the
 /// checkout's `weights/models` (where `make setup` writes them).
 pub fn model_dir(explicit: Option<&Path>) -> PathBuf {
+    model_dir_in(explicit, None)
+}
+
+/// [`model_dir`] for an install directory the caller may name (see [`crate::runtime::RuntimeOptions::install_dir`]).
+pub(crate) fn model_dir_in(explicit: Option<&Path>, install: Option<&Path>) -> PathBuf {
     if let Some(p) = explicit {
         return p.to_owned();
     }
     if let Some(p) = std::env::var_os(MODEL_DIR_ENV).filter(|p| !p.is_empty()) {
         return PathBuf::from(p);
     }
-    if let Some(p) = crate::capi::loaded_from_dir().map(|d| d.join("../share/elpips/models")).filter(|p| p.is_dir()) {
+    if let Some(p) = crate::runtime::install_dir(install).map(|d| d.join("../share/elpips/models")).filter(|p| p.is_dir()) {
         return p;
     }
     Path::new(env!("CARGO_MANIFEST_DIR")).join("weights/models")
-}
-
-/// Spatial size of each pooling block's feature map for a VGG input of `h x w` (floor pools).
-pub(crate) fn vgg_block_sizes(h: usize, w: usize) -> [(usize, usize); 5] {
-    let mut sizes = [(h, w); 5];
-    for b in 1..5 {
-        sizes[b] = (sizes[b - 1].0 / 2, sizes[b - 1].1 / 2);
-    }
-    sizes
 }

@@ -8,7 +8,8 @@
 //! candidates' distances move together, which is what makes ranking cheap.
 
 use crate::estimate::{Estimate, Sampling, Z95};
-use crate::sampler::{Draw, Plan, SamplerKind};
+use crate::ensemble::Draw;
+use crate::sampler::{Plan, SamplerKind};
 
 /// The difference `distance(first) - distance(second)` between two candidates.
 #[derive(Clone, Copy, Debug, PartialEq)]

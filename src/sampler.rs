@@ -23,13 +23,10 @@
 //! Draws are keyed: the `k`-th sample of level `s` is the same transform and dropout for every
 //! candidate compared with the same seed (common random numbers).
 
-use std::collections::BTreeMap;
-
 use rand::seq::SliceRandom;
 use rand::Rng;
-use rand_chacha::ChaCha8Rng;
 
-use crate::ensemble::{sample_rng, scaled_len, Transform, FLIPS, OFFSET_PAD, PERMUTATIONS};
+use crate::ensemble::{sample_rng, scaled_len, Draw, Transform, FLIPS, OFFSET_PAD, PERMUTATIONS};
 use crate::control::Controls;
 use crate::estimate::{Estimate, RunningStats, Z95};
 
@@ -57,34 +54,6 @@ impl SamplerKind {
             SamplerKind::Stratified => "stratified",
             SamplerKind::Control => "control",
         }
-    }
-}
-
-/// `draws` grouped by the size of their transformed image (one network batch per size, smallest
-/// first), each with its slot in `draws` so results can be put back in order.
-pub(crate) fn group_by_size(draws: &mut [Draw], h: usize, w: usize) -> BTreeMap<(usize, usize), Vec<(usize, &mut Draw)>> {
-    let mut groups: BTreeMap<(usize, usize), Vec<(usize, &mut Draw)>> = BTreeMap::new();
-    for (slot, d) in draws.iter_mut().enumerate() {
-        groups.entry(d.transform.output_size(h, w)).or_default().push((slot, d));
-    }
-    groups
-}
-
-/// One sample to evaluate: its transform and the random stream its dropout masks continue.
-#[derive(Clone, Debug)]
-pub struct Draw {
-    /// The stratum (scale level - 1) for the stratified sampler; 0 for iid.
-    pub stratum: usize,
-    pub transform: Transform,
-    pub rng: ChaCha8Rng,
-}
-
-impl Draw {
-    /// The `index`-th independent draw under `seed` (stream `(seed, index)`).
-    pub fn iid(seed: u64, index: u64, levels: u32) -> Self {
-        let mut rng = sample_rng(seed, index);
-        let transform = Transform::sample(&mut rng, levels);
-        Draw { stratum: 0, transform, rng }
     }
 }
 

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use elpips::sampler::Draw;
+use elpips::ensemble::Draw;
 use elpips::{Device, Image, MetricKind, MetricOptions, Precision, RuntimeOptions};
 
 const EX_REF: &str = "lpips/imgs/ex_ref.png";

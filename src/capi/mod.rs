@@ -397,8 +397,9 @@ impl ElpipsOptions {
         if device == Device::Cuda {
             // SAFETY: forwarded from the caller.
             let library = unsafe { opt_path(self.runtime_library) };
-            if !crate::runtime::cuda_available(library.as_deref())? {
-                let reason = crate::runtime::no_cuda_reason(&RuntimeOptions { library, ..Default::default() });
+            let runtime = RuntimeOptions { library, install_dir: loaded_from_dir(), ..Default::default() };
+            if !runtime.cuda_available()? {
+                let reason = crate::runtime::no_cuda_reason(&runtime);
                 return Err(Failure::new(ELPIPS_STATUS_UNSUPPORTED, reason));
             }
         }
@@ -424,7 +425,12 @@ impl ElpipsOptions {
             metric,
             model_dir: path(self.model_dir),
             linear_weights: path(self.linear_weights),
-            runtime: RuntimeOptions { library: path(self.runtime_library), threads: self.threads as usize, device },
+            runtime: RuntimeOptions {
+                library: path(self.runtime_library),
+                threads: self.threads as usize,
+                device,
+                install_dir: loaded_from_dir(),
+            },
             seed: self.seed,
             sampler,
             sampling,
@@ -1052,7 +1058,8 @@ pub unsafe extern "C" fn elpips_compare_reference(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Where this library was loaded from (used by the runtime and model searches)
+// Where this library was loaded from: passed down as `RuntimeOptions::install_dir`, so that the
+// runtime and model searches of an installed libelpips look beside it
 
 /// The directory of the file this code was loaded from: the shared libelpips when a program
 /// links it, otherwise the executable that linked the crate statically. `None` if unknown.

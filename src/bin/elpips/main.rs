@@ -100,6 +100,7 @@ pub fn runtime_options(common: &CommonArgs) -> RuntimeOptions {
         library: common.runtime.clone(),
         threads: common.threads,
         device: Device::from_name(&common.device).unwrap_or_default(), // clap allows only valid names
+        ..Default::default()
     }
 }
 
