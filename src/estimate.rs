@@ -1,7 +1,16 @@
 //! Monte-Carlo bookkeeping: running mean and variance, the reported estimate, and the rules
 //! that decide how many samples to draw. Knows nothing about images or networks.
+//!
+//! Below it: which draws to evaluate ([`sampler`]), control variates that reduce their variance
+//! ([`control_variates`]), the sequential accept/reject gate ([`decision`]) and paired estimates
+//! of many candidates ([`multi`]).
 
 use crate::error::{Error, Result};
+
+pub mod control_variates;
+pub mod decision;
+pub mod multi;
+pub mod sampler;
 
 /// z for a two-sided 95% normal interval.
 pub const Z95: f64 = 1.959_963_984_540_054;

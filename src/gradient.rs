@@ -16,8 +16,8 @@ use std::path::PathBuf;
 use crate::ensemble::{group_by_size, sample_rng, scale_levels_for, stack_transformed, Draw, DropoutBatch, Transform};
 use crate::error::{Error, Result};
 use crate::image::{check_same_size, Image};
-use crate::models::{model_dir_in, MetricKind};
-use crate::runtime::{RuntimeOptions, Session};
+use crate::network::models::{model_dir_in, MetricKind};
+use crate::network::runtime::{RuntimeOptions, Session};
 
 /// Network-input pixels (summed over a batch) per ONNX Runtime call. The backward graph keeps
 /// every forward activation alive, about twice the memory of a forward pass per pixel.

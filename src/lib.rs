@@ -53,40 +53,34 @@
 // All unsafe code and FFI lives in `capi`.
 #![deny(unsafe_code)]
 
+// The layers, lowest first; each uses only those above it in this list (README, "Architecture").
+pub mod error;
+pub mod io;
+pub mod integrity;
+pub mod linear_weights;
+pub mod image;
+pub mod ensemble;
+pub mod network;
+pub mod estimate;
+pub mod heatmap;
+pub mod metric;
+pub mod gradient;
+pub mod tune;
 #[allow(unsafe_code)]
 pub mod capi;
-pub mod control;
-pub mod decision;
-pub mod ensemble;
-pub mod error;
-pub mod estimate;
-pub mod features;
-pub mod gradient;
-pub mod heatmap;
-pub mod image;
-pub mod integrity;
-pub mod io;
-pub mod linear_weights;
-pub mod metric;
-pub mod models;
-pub mod multi;
-pub mod runtime;
-pub mod sampler;
-pub mod tune;
-pub mod tonemap;
 
-pub use crate::decision::{Decision, Gate, Verdict};
+pub use crate::estimate::decision::{Decision, Gate, Verdict};
 pub use crate::ensemble::{Flip, Transform};
 pub use crate::error::{Error, Result};
 pub use crate::estimate::{Estimate, Progress, Sampling};
-pub use crate::features::Precision;
+pub use crate::network::taps::Precision;
 pub use crate::gradient::{DistanceGradient, Gradient, GradientOptions};
 pub use crate::heatmap::Heatmap;
 pub use crate::image::{Image, LoadOptions, DEFAULT_MAX_PIXELS};
 pub use crate::linear_weights::LinearWeights;
 pub use crate::metric::{Metric, MetricOptions, Reference};
-pub use crate::models::MetricKind;
-pub use crate::multi::{Difference, MultiEstimate};
-pub use crate::runtime::{Device, RuntimeOptions};
-pub use crate::sampler::SamplerKind;
-pub use crate::tonemap::{AlphaPolicy, Encoding, InputOptions, ToneCurve, ToneMapping, Transfer};
+pub use crate::network::models::MetricKind;
+pub use crate::estimate::multi::{Difference, MultiEstimate};
+pub use crate::network::runtime::{Device, RuntimeOptions};
+pub use crate::estimate::sampler::SamplerKind;
+pub use crate::image::tonemap::{AlphaPolicy, Encoding, InputOptions, ToneCurve, ToneMapping, Transfer};

@@ -6,18 +6,18 @@ use std::path::PathBuf;
 
 
 use crate::ensemble::{sample_rng, scale_levels_for, stack_transformed, DropoutBatch, Transform};
-use crate::decision::{decide_plan, Decision, Gate};
+use crate::estimate::decision::{decide_plan, Decision, Gate};
 use crate::error::{Error, Result};
 use crate::heatmap::{input_map, Accumulator, Heatmap};
-use crate::multi::{MultiEstimate, PairedPlans};
+use crate::estimate::multi::{MultiEstimate, PairedPlans};
 use crate::estimate::{Estimate, Progress, Sampling, Z95};
 use crate::ensemble::{group_by_size, Draw};
-use crate::sampler::{Plan, SamplerKind, PILOT_PER_LEVEL};
-use crate::features::{tiled_distance, FeatureNet, Precision, Taps, AUTO_TILE_PIXELS, DEFAULT_TILE};
+use crate::estimate::sampler::{Plan, SamplerKind, PILOT_PER_LEVEL};
+use crate::network::taps::{tiled_distance, FeatureNet, Precision, Taps, AUTO_TILE_PIXELS, DEFAULT_TILE};
 use crate::image::{check_same_size, Image};
 use crate::linear_weights::LinearWeights;
-use crate::models::{model_dir_in, MetricKind};
-use crate::runtime::{Device, RuntimeOptions, Session};
+use crate::network::models::{model_dir_in, MetricKind};
+use crate::network::runtime::{Device, RuntimeOptions, Session};
 
 /// Pixels (summed over the samples of one ONNX Runtime call) that a batch may hold. Each pixel
 /// costs about 2 KiB of activations at the first VGG block, so this keeps a run near 1 GiB.
@@ -391,7 +391,7 @@ impl Metric {
     }
 
     /// Answers "is the distance of this pair at most `gate.threshold`?" with as few samples as
-    /// the gate's error rate allows (see [`crate::decision`] for the stopping rule and its
+    /// the gate's error rate allows (see [`crate::estimate::decision`] for the stopping rule and its
     /// guarantee). The gate, not the options' sampling policy, sets the sample counts; the
     /// options' sampler and seed apply. Deterministic metrics (LPIPS) decide exactly at once.
     pub fn decide(&mut self, reference: &Image, candidate: &Image, gate: &Gate) -> Result<Decision> {
@@ -421,7 +421,7 @@ impl Metric {
 
     /// Compares several candidates to one reference with common random numbers: every sample's
     /// draw is applied to all of them, and the result holds each distance and every pairwise
-    /// difference with its own standard error (see [`crate::multi`]). The options' sampling
+    /// difference with its own standard error (see [`crate::estimate::multi`]). The options' sampling
     /// policy applies to every candidate's distance. Deterministic metrics give exact values.
     pub fn compare_many(&mut self, reference: &Image, candidates: &[&Image]) -> Result<MultiEstimate> {
         self.compare_many_with_progress(reference, candidates, &mut |_| {})

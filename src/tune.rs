@@ -7,7 +7,7 @@
 //! distances) for the usual encoder. Neither property is relied on for correctness:
 //!
 //! * **The metric is an estimate.** Each probe is a sequential gate against the threshold
-//!   ([`Metric::decide`], see `crate::decision`): it stops at the first look whose bounds put
+//!   ([`Metric::decide`], see `crate::estimate::decision`): it stops at the first look whose bounds put
 //!   the distance on one side of T, so probes far from T cost a first look only and probes near
 //!   T get more samples. A probe *meets* T only on a [`Verdict::Below`]; the chance that a probe
 //!   whose true distance is above T gets one is at most [`ProbeRule::error_rate`], and every
@@ -37,12 +37,12 @@
 use std::cell::{Cell, Ref, RefCell};
 use std::collections::HashMap;
 
-use crate::decision::{Gate, Verdict};
+use crate::estimate::decision::{Gate, Verdict};
 use crate::error::{Error, Result};
 use crate::estimate::Estimate;
 use crate::image::Image;
 use crate::metric::{Metric, MetricOptions};
-use crate::models::MetricKind;
+use crate::network::models::MetricKind;
 
 /// What the search looks for.
 #[derive(Clone, Copy, Debug, PartialEq)]

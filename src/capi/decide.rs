@@ -6,7 +6,7 @@ use std::ffi::c_char;
 
 use super::{context, guard, need, need_out, result_of, CResult, ElpipsContext, ElpipsImage, ElpipsResult, ElpipsStatus, Failure};
 use super::{ElpipsSide, ELPIPS_SIDE_ABOVE, ELPIPS_SIDE_BELOW, ELPIPS_SIDE_UNDECIDED};
-use crate::decision::{Gate, Verdict};
+use crate::estimate::decision::{Gate, Verdict};
 use crate::image::Image;
 
 /// A gate: the threshold T and how hard to look. Zero in `error_rate`, `max_samples` or

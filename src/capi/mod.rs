@@ -24,17 +24,17 @@ use std::path::PathBuf;
 use std::sync::{Mutex, PoisonError};
 use std::thread::ThreadId;
 
-mod throughput;
+mod execution;
 
 use crate::error::Error;
 use crate::estimate::{Estimate, Sampling};
 use crate::image::{check_budget, Image, LoadOptions, DEFAULT_MAX_PIXELS};
 use crate::metric::{Metric, MetricOptions};
-use crate::models::MetricKind;
+use crate::network::models::MetricKind;
 use crate::metric::Reference;
-use crate::runtime::{Device, RuntimeOptions};
-use crate::sampler::SamplerKind;
-use crate::tonemap::{to_display_planar, InputOptions, Transfer};
+use crate::network::runtime::{Device, RuntimeOptions};
+use crate::estimate::sampler::SamplerKind;
+use crate::image::tonemap::{to_display_planar, InputOptions, Transfer};
 
 mod heatmap;
 mod input;
@@ -399,7 +399,7 @@ impl ElpipsOptions {
             let library = unsafe { opt_path(self.runtime_library) };
             let runtime = RuntimeOptions { library, install_dir: loaded_from_dir(), ..Default::default() };
             if !runtime.cuda_available()? {
-                let reason = crate::runtime::no_cuda_reason(&runtime);
+                let reason = crate::network::runtime::no_cuda_reason(&runtime);
                 return Err(Failure::new(ELPIPS_STATUS_UNSUPPORTED, reason));
             }
         }
@@ -555,7 +555,7 @@ fn geometry(img: &ElpipsImage, max_pixels: u64) -> CResult<Geometry> {
 /// and alpha policy.
 fn convert(g: &Geometry, bytes: &[u8], input: &InputOptions) -> CResult<Image> {
     // Alpha is read only when it is composited.
-    let channels = if g.channels == 4 && input.alpha != crate::tonemap::AlphaPolicy::Ignore { 4 } else { 3 };
+    let channels = if g.channels == 4 && input.alpha != crate::image::tonemap::AlphaPolicy::Ignore { 4 } else { 3 };
     let mut pixels = vec![0.0f32; channels * g.width * g.height];
     for y in 0..g.height {
         let row = &bytes[y * g.stride..y * g.stride + g.row_bytes];
@@ -1134,7 +1134,7 @@ mod tests {
 
     #[test]
     fn srgb_encoding_matches_the_standard_at_known_points() {
-        use crate::tonemap::srgb_encode;
+        use crate::image::tonemap::srgb_encode;
         assert_eq!(srgb_encode(0.0), 0.0);
         assert!((srgb_encode(1.0) - 1.0).abs() < 1e-6);
         assert!((srgb_encode(0.18) - 0.461_356).abs() < 1e-5);

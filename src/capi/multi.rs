@@ -2,7 +2,7 @@
 //! each distance and every pairwise difference, from the same draws.
 
 use super::*;
-use crate::multi::MultiEstimate;
+use crate::estimate::multi::MultiEstimate;
 
 /// The difference `distance(first) - distance(second)` between two candidates of
 /// `elpips_compare_many`, measured on the same draws.

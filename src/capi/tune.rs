@@ -8,8 +8,8 @@ use std::sync::PoisonError;
 use super::{context, guard, need, need_out, read_image, result_of, ElpipsContext, ElpipsImage, ElpipsReference, ElpipsResult, ElpipsStatus, Failure};
 use super::{ELPIPS_STATUS_CALLBACK, ELPIPS_STATUS_INVALID_ARGUMENT};
 use crate::error::Error;
-use crate::decision::Verdict;
-use crate::models::MetricKind;
+use crate::estimate::decision::Verdict;
+use crate::network::models::MetricKind;
 use crate::tune::{self, Encoded, Goal, ProbeRule, TuneOptions};
 
 /// What `elpips_tune` looks for.

@@ -9,7 +9,7 @@
 
 use crate::estimate::{Estimate, Sampling, Z95};
 use crate::ensemble::Draw;
-use crate::sampler::{Plan, SamplerKind};
+use crate::estimate::sampler::{Plan, SamplerKind};
 
 /// The difference `distance(first) - distance(second)` between two candidates.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -124,7 +124,7 @@ impl PairedPlans {
 mod tests {
     use super::*;
     use crate::ensemble::sample_rng;
-    use crate::sampler::mock::{mock_distance, mock_truth, Noise};
+    use crate::estimate::sampler::mock::{mock_distance, mock_truth, Noise};
     use rand::Rng;
 
     /// Candidate `c`'s mock distance: the shared draw's distance scaled, plus noise of its own.

@@ -32,7 +32,7 @@ use crate::error::{Error, Result};
 use crate::estimate::Estimate;
 use crate::ensemble::Draw;
 use crate::estimate::Progress;
-use crate::sampler::Plan;
+use crate::estimate::sampler::Plan;
 
 /// Each look comes after this many times the previous look's samples.
 pub const LOOK_GROWTH: f64 = 1.5;
@@ -221,8 +221,8 @@ pub(crate) fn decide_plan(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sampler::mock::{mock_distance, mock_truth, Noise};
-    use crate::sampler::SamplerKind;
+    use crate::estimate::sampler::mock::{mock_distance, mock_truth, Noise};
+    use crate::estimate::sampler::SamplerKind;
     use crate::estimate::RunningStats;
 
     const LEVELS: u32 = 4;

@@ -90,7 +90,7 @@ pub fn model_dir(explicit: Option<&Path>) -> PathBuf {
     model_dir_in(explicit, None)
 }
 
-/// [`model_dir`] for an install directory the caller may name (see [`crate::runtime::RuntimeOptions::install_dir`]).
+/// [`model_dir`] for an install directory the caller may name (see [`crate::network::runtime::RuntimeOptions::install_dir`]).
 pub(crate) fn model_dir_in(explicit: Option<&Path>, install: Option<&Path>) -> PathBuf {
     if let Some(p) = explicit {
         return p.to_owned();
@@ -98,7 +98,7 @@ pub(crate) fn model_dir_in(explicit: Option<&Path>, install: Option<&Path>) -> P
     if let Some(p) = std::env::var_os(MODEL_DIR_ENV).filter(|p| !p.is_empty()) {
         return PathBuf::from(p);
     }
-    if let Some(p) = crate::runtime::install_dir(install).map(|d| d.join("../share/elpips/models")).filter(|p| p.is_dir()) {
+    if let Some(p) = crate::network::runtime::install_dir(install).map(|d| d.join("../share/elpips/models")).filter(|p| p.is_dir()) {
         return p;
     }
     Path::new(env!("CARGO_MANIFEST_DIR")).join("weights/models")

@@ -27,7 +27,7 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 
 use crate::ensemble::{sample_rng, scaled_len, Draw, Transform, FLIPS, OFFSET_PAD, PERMUTATIONS};
-use crate::control::Controls;
+use crate::estimate::control_variates::Controls;
 use crate::estimate::{Estimate, RunningStats, Z95};
 
 /// Samples per scale level before the allocation starts (the first variance estimates).
@@ -43,7 +43,7 @@ pub enum SamplerKind {
     /// Stratified by scale level with cost-aware allocation and decks within levels.
     Stratified,
     /// Independent draws with regression control variates on known-mean functions of the draw
-    /// (colour gains, scale level): see [`crate::control`].
+    /// (colour gains, scale level): see [`crate::estimate::control_variates`].
     Control,
 }
 

@@ -17,8 +17,8 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::linear_weights::LinearWeights;
-use crate::models::{model_dir_in, MetricKind};
-use crate::runtime::{Device, RuntimeOptions, Session};
+use crate::network::models::{model_dir_in, MetricKind};
+use crate::network::runtime::{Device, RuntimeOptions, Session};
 
 /// Pixels a tile extends beyond its core. VGG16's relu5_3 sees 90 pixels before and 105 after
 /// its own 16-pixel cell; 112 is the next multiple of 16, so tile origins stay on the pool grid.
