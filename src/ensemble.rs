@@ -38,9 +38,13 @@ pub const DROPOUT_KEEP: f64 = 0.99;
 /// Which axes to mirror.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Flip {
+    /// No mirroring.
     None,
+    /// Mirror left-right.
     X,
+    /// Mirror top-bottom.
     Y,
+    /// Both (a half turn).
     Both,
 }
 
@@ -58,6 +62,7 @@ pub struct Transform {
     pub scale_offset: (usize, usize),
     /// Offset `o` per axis (y, x) in `0..=7`: reflect-pad `7 - o` before and `o` after.
     pub offset: (usize, usize),
+    /// Mirroring, after the offset.
     pub flip: Flip,
     /// Swap x and y.
     pub transpose: bool,
@@ -78,6 +83,17 @@ pub struct Planar {
 /// Number of scale levels by the authors' size rule: no level below about 64 pixels.
 pub fn scale_levels_for(height: u32, width: u32) -> u32 {
     (height.min(width) / 64).max(1)
+}
+
+/// The scale-level law, its one home: level `s` is drawn with weight `1/s^2`.
+pub(crate) fn level_weight(s: u32) -> f64 {
+    1.0 / (s as f64 * s as f64)
+}
+
+/// The probabilities of levels `1..=levels` under [`level_weight`].
+pub(crate) fn level_probabilities(levels: u32) -> Vec<f64> {
+    let z: f64 = (1..=levels).map(level_weight).sum();
+    (1..=levels).map(|s| level_weight(s) / z).collect()
 }
 
 /// Size of one axis after the scale step at level `s`.
@@ -118,11 +134,11 @@ impl Transform {
 
     /// Draws a transform with `levels` scale levels (level `s` with probability ~ `1/s^2`).
     pub fn sample<R: Rng + ?Sized>(rng: &mut R, levels: u32) -> Self {
-        let total: f64 = (1..=levels).map(|s| 1.0 / (s as f64 * s as f64)).sum();
+        let total: f64 = (1..=levels).map(level_weight).sum();
         let mut u = rng.random::<f64>() * total;
         let mut scale = levels as usize;
         for s in 1..=levels {
-            let p = 1.0 / (s as f64 * s as f64);
+            let p = level_weight(s);
             if u < p {
                 scale = s as usize;
                 break;
@@ -402,6 +418,42 @@ impl Draw {
         let transform = Transform::sample(&mut rng, levels);
         Draw { stratum: 0, transform, rng }
     }
+}
+
+/// One network batch: draws whose transformed images share a size, with both images
+/// transformed and stacked along N and the draws' dropout masks.
+pub(crate) struct Batch {
+    pub height: usize,
+    pub width: usize,
+    pub references: Vec<f32>,
+    pub candidates: Vec<f32>,
+    pub masks: DropoutBatch,
+}
+
+/// Builds the network batches of `draws` for the `h x w` pair, smallest input first and at most
+/// `max_pixels` network pixels each (at least one draw), and hands each to `each` with its
+/// members (slot in `draws`, draw). Each draw's dropout masks continue its stream.
+pub(crate) fn for_each_batch(
+    reference: &[f32],
+    candidate: &[f32],
+    (h, w): (usize, usize),
+    draws: &mut [Draw],
+    max_pixels: usize,
+    each: &mut dyn FnMut(&Batch, &[(usize, &mut Draw)]) -> crate::error::Result<()>,
+) -> crate::error::Result<()> {
+    for ((th, tw), mut members) in group_by_size(draws, h, w) {
+        let plane = 3 * th * tw;
+        for chunk in members.chunks_mut((max_pixels / (th * tw)).max(1)) {
+            let n = chunk.len();
+            let mut references = vec![0.0f32; n * plane];
+            let mut candidates = vec![0.0f32; n * plane];
+            stack_transformed(reference, h, w, chunk.iter().map(|(_, d)| &d.transform), plane, &mut references);
+            stack_transformed(candidate, h, w, chunk.iter().map(|(_, d)| &d.transform), plane, &mut candidates);
+            let masks = DropoutBatch::draw(th, tw, chunk.iter_mut().map(|(_, d)| &mut d.rng));
+            each(&Batch { height: th, width: tw, references, candidates, masks }, chunk)?;
+        }
+    }
+    Ok(())
 }
 
 /// The 13 dropout masks of a batch, stacked along N: sample `j`'s masks come from the `j`-th

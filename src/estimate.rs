@@ -11,6 +11,7 @@ pub mod control_variates;
 pub mod decision;
 pub mod multi;
 pub mod sampler;
+pub(crate) mod sequential;
 
 /// z for a two-sided 95% normal interval.
 pub const Z95: f64 = 1.959_963_984_540_054;
@@ -23,7 +24,16 @@ pub enum Sampling {
     /// Draw until the 95% half-width is at most `abs_error` AND at most `rel_error x mean`,
     /// or until `max_samples`. The rule is checked after each batch, and never before
     /// `min_samples` (the standard error of a handful of samples is itself too noisy to trust).
-    Adaptive { abs_error: f64, rel_error: f64, max_samples: u32, min_samples: u32 },
+    Adaptive {
+        /// The largest 95% half-width accepted.
+        abs_error: f64,
+        /// The largest 95% half-width accepted, relative to the mean.
+        rel_error: f64,
+        /// The most samples drawn.
+        max_samples: u32,
+        /// The fewest samples before the rule is checked.
+        min_samples: u32,
+    },
 }
 
 impl Sampling {

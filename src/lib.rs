@@ -6,7 +6,7 @@
 //! judgement. Because it is an expectation, every E-LPIPS answer is an [`Estimate`]: a mean, its
 //! standard error and a 95% half-width.
 //!
-//! The networks run on ONNX Runtime, loaded at run time (see [`runtime`]); the models are built
+//! The networks run on ONNX Runtime, loaded at run time (see [`RuntimeOptions`]); the models are built
 //! by `make setup` from published weights (see `weights/README.md`).
 //!
 //! ## Compare two files
@@ -52,20 +52,31 @@
 
 // All unsafe code and FFI lives in `capi`.
 #![deny(unsafe_code)]
+#![warn(missing_docs)]
 
 // The layers, lowest first; each uses only those above it in this list (README, "Architecture").
-pub mod error;
+// The public API is the re-exports below, `tune` and `capi`; the `#[doc(hidden)]` modules are
+// reachable only for the CLI, tests, benches and fuzz targets, and promise nothing.
+pub(crate) mod error;
+#[doc(hidden)]
 pub mod io;
+#[doc(hidden)]
 pub mod integrity;
+#[doc(hidden)]
 pub mod linear_weights;
+#[doc(hidden)]
 pub mod image;
+#[doc(hidden)]
 pub mod ensemble;
+#[doc(hidden)]
 pub mod network;
+#[doc(hidden)]
 pub mod estimate;
-pub mod heatmap;
-pub mod metric;
-pub mod gradient;
+pub(crate) mod heatmap;
+pub(crate) mod metric;
+pub(crate) mod gradient;
 pub mod tune;
+#[cfg(feature = "capi")]
 #[allow(unsafe_code)]
 pub mod capi;
 

@@ -115,7 +115,7 @@ fn decide_images(ctx: &ElpipsContext, reference: &Image, candidate: &Image, g: &
     };
     let mut metric = ctx.metric();
     let d = metric.decide(reference, candidate, &gate)?;
-    let levels = if metric.kind().is_ensemble() { metric.scale_levels(reference.height(), reference.width()) } else { 0 };
+    let levels = super::result_levels(&metric, &reference);
     Ok(ElpipsDecision {
         verdict: match d.verdict {
             Verdict::Below => ELPIPS_SIDE_BELOW,

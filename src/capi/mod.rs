@@ -4,7 +4,7 @@
 //! not hold any metric logic of its own.
 //!
 //! Rules every export follows:
-//! - It goes through [`guard`], so no panic crosses the boundary (a panic becomes
+//! - It goes through `guard`, so no panic crosses the boundary (a panic becomes
 //!   `ELPIPS_STATUS_INTERNAL_ERROR`).
 //! - Every pointer is checked; NULL where a value is needed is `ELPIPS_STATUS_NULL_POINTER`.
 //! - Enumerations coming *from* C are plain integers (`typedef uint32_t ElpipsPixelFormat`, with
@@ -733,7 +733,7 @@ impl ElpipsContext {
 fn compare_images(ctx: &ElpipsContext, reference: &Image, candidate: &Image) -> CResult<ElpipsResult> {
     let mut metric = ctx.metric();
     let estimate = metric.compare(reference, candidate)?;
-    let levels = if metric.kind().is_ensemble() { metric.scale_levels(reference.height(), reference.width()) } else { 0 };
+    let levels = result_levels(&metric, &reference);
     Ok(result_of(&estimate, levels))
 }
 
@@ -1051,10 +1051,19 @@ pub unsafe extern "C" fn elpips_compare_reference(
         let mut metric = ctx.metric();
         let estimate = metric.compare_reference(&reference.prepared, &candidate)?;
         let image = reference.prepared.image();
-        let levels = if metric.kind().is_ensemble() { metric.scale_levels(image.height(), image.width()) } else { 0 };
+        let levels = result_levels(&metric, &image);
         *result = result_of(&estimate, levels);
         Ok(())
     })
+}
+
+/// The scale levels an `ElpipsResult` for `image` reports: E-LPIPS's, 0 for LPIPS (none).
+fn result_levels(metric: &Metric, image: &Image) -> u32 {
+    if metric.kind().is_ensemble() {
+        metric.scale_levels(image.height(), image.width())
+    } else {
+        0
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -14,9 +14,13 @@ use crate::estimate::sampler::{Plan, SamplerKind};
 /// The difference `distance(first) - distance(second)` between two candidates.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Difference {
+    /// Index of the first candidate.
     pub first: usize,
+    /// Index of the second candidate.
     pub second: usize,
+    /// The estimated difference of their distances.
     pub difference: f64,
+    /// Its standard error (paired: common random numbers cancel).
     pub std_error: f64,
     /// 95% half-width of `difference`.
     pub ci95: f64,

@@ -26,7 +26,7 @@
 use rand::seq::SliceRandom;
 use rand::Rng;
 
-use crate::ensemble::{sample_rng, scaled_len, Draw, Transform, FLIPS, OFFSET_PAD, PERMUTATIONS};
+use crate::ensemble::{level_probabilities, sample_rng, scaled_len, Draw, Transform, FLIPS, OFFSET_PAD, PERMUTATIONS};
 use crate::estimate::control_variates::Controls;
 use crate::estimate::{Estimate, RunningStats, Z95};
 
@@ -48,6 +48,7 @@ pub enum SamplerKind {
 }
 
 impl SamplerKind {
+    /// The name used on the command line and in messages.
     pub fn name(self) -> &'static str {
         match self {
             SamplerKind::Iid => "iid",
@@ -81,8 +82,7 @@ pub struct Plan {
 impl Plan {
     /// A plan for an `h x w` pair with `levels` scale levels.
     pub fn new(kind: SamplerKind, seed: u64, levels: u32, h: usize, w: usize) -> Self {
-        let z: f64 = (1..=levels).map(|s| 1.0 / (s * s) as f64).sum();
-        let prob: Vec<f64> = (1..=levels).map(|s| 1.0 / (s * s) as f64 / z).collect();
+        let prob = level_probabilities(levels);
         let cost: Vec<f64> =
             (1..=levels as usize).map(|s| ((scaled_len(h, s) + OFFSET_PAD) * (scaled_len(w, s) + OFFSET_PAD)) as f64).collect();
         let strata = if kind == SamplerKind::Stratified { levels as usize } else { 1 };
@@ -223,6 +223,11 @@ impl Plan {
             Some(se) if se > 0.0 => k3 / se.powi(3),
             _ => 0.0,
         }
+    }
+
+    /// Scale levels the draws come from.
+    pub fn levels(&self) -> u32 {
+        self.levels
     }
 
     /// Samples needed before the standard error is defined: 2, or the stratified pilot.

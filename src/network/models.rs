@@ -8,6 +8,54 @@ use crate::error::{Error, Result};
 /// Environment variable naming the directory that holds the `.onnx` models.
 pub const MODEL_DIR_ENV: &str = "ELPIPS_MODEL_DIR";
 
+/// The model contract with the converter in `weights/` (see `weights/README.md`), its one home:
+/// the tensor names of every model and the dropout masks the E-LPIPS models take.
+pub(crate) mod contract {
+    /// The fused and gradient models' image inputs and outputs.
+    pub const REFERENCE: &str = "reference";
+    pub const CANDIDATE: &str = "candidate";
+    pub const DISTANCE: &str = "distance";
+    pub const D_CANDIDATE: &str = "d_candidate";
+    /// The feature model's one image input.
+    pub const IMAGE: &str = "image";
+    /// Dropout masks of the E-LPIPS models: one before each VGG conv.
+    pub const MASKS: usize = crate::ensemble::VGG_CONV_INPUTS.len();
+
+    /// Input `k` of the dropout masks.
+    pub fn mask(k: usize) -> String {
+        format!("mask_{k}")
+    }
+
+    /// The fused model's linear-weights input of tap `t` (overridable initializer).
+    pub fn lin(t: usize) -> String {
+        format!("lin_{t}")
+    }
+
+    /// The fused model's per-tap distance map output of tap `t` (heatmaps).
+    pub fn map(t: usize) -> String {
+        format!("map_{t}")
+    }
+
+    /// The feature model's unit-normalised tap output `t`.
+    pub fn unit(t: usize) -> String {
+        format!("unit_{t}")
+    }
+
+    /// The feature model's metadata key holding tap `t`'s default linear weights.
+    pub fn lin_metadata(t: usize) -> String {
+        format!("elpips.lin_{t}")
+    }
+
+    /// The mask inputs `kind` takes (none for plain LPIPS).
+    pub fn masks_of(kind: super::MetricKind) -> Vec<String> {
+        if kind.is_ensemble() {
+            (0..MASKS).map(mask).collect()
+        } else {
+            vec![]
+        }
+    }
+}
+
 /// The metrics this crate ships.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum MetricKind {
@@ -20,6 +68,7 @@ pub enum MetricKind {
 }
 
 impl MetricKind {
+    /// Every metric this crate ships.
     pub const ALL: [MetricKind; 3] = [MetricKind::ElpipsVgg, MetricKind::LpipsVgg, MetricKind::LpipsAlex];
 
     /// The name used on the command line, in the C ABI and for the model file.
@@ -74,6 +123,11 @@ impl MetricKind {
     /// File name of the model inside the model directory.
     pub fn file_name(self) -> String {
         format!("{}.onnx", self.name())
+    }
+
+    /// File name of the model's gradient graph inside the model directory.
+    pub(crate) fn gradient_file_name(self) -> String {
+        format!("{}-grad.onnx", self.name())
     }
 }
 

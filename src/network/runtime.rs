@@ -138,6 +138,7 @@ pub enum Device {
 }
 
 impl Device {
+    /// The name used on the command line and in messages.
     pub fn name(self) -> &'static str {
         match self {
             Device::Cpu => "cpu",
