@@ -6,6 +6,9 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 
+// Only the C ABI reads raw interleaved buffers so far; a Rust entry would take a slice.
+#[cfg_attr(not(feature = "capi"), allow(dead_code))]
+pub(crate) mod pixels;
 pub mod tonemap;
 use crate::image::tonemap::{to_display_planar, InputOptions, Transfer};
 
