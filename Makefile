@@ -231,7 +231,7 @@ test-no-codecs: build
 TSAN_TARGET := $(shell rustc -vV | sed -n 's/^host: //p')
 test-tsan: setup
 	RUSTFLAGS="-Zsanitizer=thread" TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp" \
-	  $(CARGO) +nightly test -Zbuild-std --target $(TSAN_TARGET) --release --no-default-features \
+	  $(CARGO) +nightly test -Zbuild-std --target $(TSAN_TARGET) --release --no-default-features --features capi \
 	  --target-dir target/tsan --test concurrency
 
 # Fuzzing (cargo-fuzz, nightly; `cargo install cargo-fuzz`): each target runs FUZZ_SECONDS from

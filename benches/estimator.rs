@@ -18,9 +18,9 @@
 
 use std::time::Instant;
 
-use elpips::control::{control_features, draw_features, least_squares};
+use elpips::estimate::control_variates::{control_features, draw_features, least_squares};
 use elpips::ensemble::sample_rng;
-use elpips::sampler::Draw;
+use elpips::ensemble::Draw;
 use elpips::estimate::Z95;
 use elpips::{Gate, Image, LoadOptions, Metric, MetricOptions, SamplerKind, Sampling, Transform};
 

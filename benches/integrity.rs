@@ -21,12 +21,12 @@ fn main() {
     let model = cpu.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).unwrap_or("?").trim().to_owned();
     let sha_ni = cpu.lines().find(|l| l.starts_with("flags")).is_some_and(|l| l.split_whitespace().any(|f| f == "sha_ni"));
     println!("machine: {model}; sha_ni: {sha_ni}; best of 3 runs, files in the page cache");
-    let (lib, _) = elpips::runtime::locate_library(None);
+    let (lib, _) = elpips::network::runtime::locate_library(None);
     let lib = lib.canonicalize().expect("run `make setup`");
     let len = std::fs::metadata(&lib).map(|m| m.len()).unwrap_or(0);
     let ms = best_of(3, || sha256_file(&lib).unwrap());
     println!("runtime {:<28} {:>6.1} MB  sha256 {ms:>6.1} ms (once per process)", lib.file_name().unwrap().to_string_lossy(), len as f64 / 1e6);
-    let dir = elpips::models::model_dir(None);
+    let dir = elpips::network::models::model_dir(None);
     for kind in MetricKind::ALL {
         let path = dir.join(kind.file_name());
         let bytes = std::fs::read(&path).expect("run `make setup`");

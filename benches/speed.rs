@@ -35,7 +35,7 @@ fn machine() -> String {
     format!(
         "{model}; {} logical / {} physical cores; {}; load average {}",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-        elpips::runtime::physical_cores(),
+        elpips::network::runtime::physical_cores(),
         isa.join(" "),
         load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
     )
@@ -183,7 +183,7 @@ fn run_4k(dir: &Path) -> elpips::Result<(f64, u64, String)> {
 }
 
 fn main() -> elpips::Result<()> {
-    let threads = elpips::runtime::physical_cores();
+    let threads = elpips::network::runtime::physical_cores();
     println!("machine: {}", machine());
     println!("threads: {threads} (ours: ONNX Runtime intra-op; pip lpips: torch.set_num_threads)\n");
 

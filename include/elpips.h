@@ -380,6 +380,9 @@ typedef uint32_t ElpipsSide;
  * One probed setting.
  */
 typedef struct ElpipsTuneProbe {
+    /**
+     * The encoder setting.
+     */
     int32_t setting;
     /**
      * Size of its output.
@@ -397,6 +400,9 @@ typedef struct ElpipsTuneProbe {
      * True when its output had the same fingerprint as the probe at `same_as` (whose estimate it reuses).
      */
     bool duplicate;
+    /**
+     * The index of that earlier probe (meaningful when `duplicate`).
+     */
     int32_t same_as;
 } ElpipsTuneProbe;
 

@@ -8,9 +8,27 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::models::{vgg_block_sizes, VGG_CONV_INPUTS};
+use std::collections::BTreeMap;
 
 mod adjoint;
+
+/// Input channels of the 13 VGG16 convs and the pooling block each runs in: the shape of the
+/// dropout mask that E-LPIPS multiplies onto each conv's input.
+pub(crate) const VGG_CONV_INPUTS: [(usize, u32); 13] = [
+    (3, 0),
+    (64, 0),
+    (64, 1),
+    (128, 1),
+    (128, 2),
+    (256, 2),
+    (256, 2),
+    (256, 3),
+    (512, 3),
+    (512, 3),
+    (512, 4),
+    (512, 4),
+    (512, 4),
+];
 
 /// Reflect padding per axis used by the offset transform (the image grows by this much).
 pub const OFFSET_PAD: usize = 7;
@@ -20,9 +38,13 @@ pub const DROPOUT_KEEP: f64 = 0.99;
 /// Which axes to mirror.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Flip {
+    /// No mirroring.
     None,
+    /// Mirror left-right.
     X,
+    /// Mirror top-bottom.
     Y,
+    /// Both (a half turn).
     Both,
 }
 
@@ -40,6 +62,7 @@ pub struct Transform {
     pub scale_offset: (usize, usize),
     /// Offset `o` per axis (y, x) in `0..=7`: reflect-pad `7 - o` before and `o` after.
     pub offset: (usize, usize),
+    /// Mirroring, after the offset.
     pub flip: Flip,
     /// Swap x and y.
     pub transpose: bool,
@@ -60,6 +83,17 @@ pub struct Planar {
 /// Number of scale levels by the authors' size rule: no level below about 64 pixels.
 pub fn scale_levels_for(height: u32, width: u32) -> u32 {
     (height.min(width) / 64).max(1)
+}
+
+/// The scale-level law, its one home: level `s` is drawn with weight `1/s^2`.
+pub(crate) fn level_weight(s: u32) -> f64 {
+    1.0 / (s as f64 * s as f64)
+}
+
+/// The probabilities of levels `1..=levels` under [`level_weight`].
+pub(crate) fn level_probabilities(levels: u32) -> Vec<f64> {
+    let z: f64 = (1..=levels).map(level_weight).sum();
+    (1..=levels).map(|s| level_weight(s) / z).collect()
 }
 
 /// Size of one axis after the scale step at level `s`.
@@ -100,11 +134,11 @@ impl Transform {
 
     /// Draws a transform with `levels` scale levels (level `s` with probability ~ `1/s^2`).
     pub fn sample<R: Rng + ?Sized>(rng: &mut R, levels: u32) -> Self {
-        let total: f64 = (1..=levels).map(|s| 1.0 / (s as f64 * s as f64)).sum();
+        let total: f64 = (1..=levels).map(level_weight).sum();
         let mut u = rng.random::<f64>() * total;
         let mut scale = levels as usize;
         for s in 1..=levels {
-            let p = 1.0 / (s as f64 * s as f64);
+            let p = level_weight(s);
             if u < p {
                 scale = s as usize;
                 break;
@@ -315,6 +349,15 @@ pub fn sample_rng(seed: u64, index: u64) -> ChaCha8Rng {
     rng
 }
 
+/// Spatial size of each pooling block's feature map for a VGG input of `h x w` (floor pools).
+pub(crate) fn vgg_block_sizes(h: usize, w: usize) -> [(usize, usize); 5] {
+    let mut sizes = [(h, w); 5];
+    for b in 1..5 {
+        sizes[b] = (sizes[b - 1].0 / 2, sizes[b - 1].1 / 2);
+    }
+    sizes
+}
+
 /// Shapes `(channels, height, width)` of the 13 dropout masks for a VGG input of `h x w`.
 pub fn dropout_mask_shapes(h: usize, w: usize) -> [(usize, usize, usize); 13] {
     let blocks = vgg_block_sizes(h, w);
@@ -347,6 +390,70 @@ pub fn fill_dropout<R: Rng + ?Sized>(rng: &mut R, keep: f64, mask: &mut [f32]) {
             break;
         }
     }
+}
+
+/// `draws` grouped by the size of their transformed image (one network batch per size, smallest
+/// first), each with its slot in `draws` so results can be put back in order.
+pub(crate) fn group_by_size(draws: &mut [Draw], h: usize, w: usize) -> BTreeMap<(usize, usize), Vec<(usize, &mut Draw)>> {
+    let mut groups: BTreeMap<(usize, usize), Vec<(usize, &mut Draw)>> = BTreeMap::new();
+    for (slot, d) in draws.iter_mut().enumerate() {
+        groups.entry(d.transform.output_size(h, w)).or_default().push((slot, d));
+    }
+    groups
+}
+
+/// One sample to evaluate: its transform and the random stream its dropout masks continue.
+#[derive(Clone, Debug)]
+pub struct Draw {
+    /// The stratum (scale level - 1) for the stratified sampler; 0 for iid.
+    pub stratum: usize,
+    pub transform: Transform,
+    pub rng: ChaCha8Rng,
+}
+
+impl Draw {
+    /// The `index`-th independent draw under `seed` (stream `(seed, index)`).
+    pub fn iid(seed: u64, index: u64, levels: u32) -> Self {
+        let mut rng = sample_rng(seed, index);
+        let transform = Transform::sample(&mut rng, levels);
+        Draw { stratum: 0, transform, rng }
+    }
+}
+
+/// One network batch: draws whose transformed images share a size, with both images
+/// transformed and stacked along N and the draws' dropout masks.
+pub(crate) struct Batch {
+    pub height: usize,
+    pub width: usize,
+    pub references: Vec<f32>,
+    pub candidates: Vec<f32>,
+    pub masks: DropoutBatch,
+}
+
+/// Builds the network batches of `draws` for the `h x w` pair, smallest input first and at most
+/// `max_pixels` network pixels each (at least one draw), and hands each to `each` with its
+/// members (slot in `draws`, draw). Each draw's dropout masks continue its stream.
+pub(crate) fn for_each_batch(
+    reference: &[f32],
+    candidate: &[f32],
+    (h, w): (usize, usize),
+    draws: &mut [Draw],
+    max_pixels: usize,
+    each: &mut dyn FnMut(&Batch, &[(usize, &mut Draw)]) -> crate::error::Result<()>,
+) -> crate::error::Result<()> {
+    for ((th, tw), mut members) in group_by_size(draws, h, w) {
+        let plane = 3 * th * tw;
+        for chunk in members.chunks_mut((max_pixels / (th * tw)).max(1)) {
+            let n = chunk.len();
+            let mut references = vec![0.0f32; n * plane];
+            let mut candidates = vec![0.0f32; n * plane];
+            stack_transformed(reference, h, w, chunk.iter().map(|(_, d)| &d.transform), plane, &mut references);
+            stack_transformed(candidate, h, w, chunk.iter().map(|(_, d)| &d.transform), plane, &mut candidates);
+            let masks = DropoutBatch::draw(th, tw, chunk.iter_mut().map(|(_, d)| &mut d.rng));
+            each(&Batch { height: th, width: tw, references, candidates, masks }, chunk)?;
+        }
+    }
+    Ok(())
 }
 
 /// The 13 dropout masks of a batch, stacked along N: sample `j`'s masks come from the `j`-th

@@ -12,23 +12,62 @@ pub enum Error {
 
     /// The file could not be opened or read.
     #[error("cannot read {path}: {reason}")]
-    Io { path: PathBuf, reason: String },
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the file system said.
+        reason: String,
+    },
 
     /// The bytes are not an image we can decode (unknown format, corrupt or truncated data).
     #[error("cannot decode image {path}: {reason}")]
-    ImageDecode { path: PathBuf, reason: String },
+    ImageDecode {
+        /// The file.
+        path: PathBuf,
+        /// What the decoder said.
+        reason: String,
+    },
 
     /// The two images of a pair do not have the same size.
     #[error("image sizes differ: reference is {reference_width}x{reference_height}, candidate is {candidate_width}x{candidate_height}; resize one of them so both match")]
-    SizeMismatch { reference_width: u32, reference_height: u32, candidate_width: u32, candidate_height: u32 },
+    SizeMismatch {
+        /// The reference's width in pixels.
+        reference_width: u32,
+        /// The reference's height in pixels.
+        reference_height: u32,
+        /// The candidate's width in pixels.
+        candidate_width: u32,
+        /// The candidate's height in pixels.
+        candidate_height: u32,
+    },
 
     /// The image is smaller than the network can see.
     #[error("image is {width}x{height} but {metric} needs at least {min}x{min} pixels{hint}")]
-    ImageTooSmall { width: u32, height: u32, min: u32, metric: String, hint: String },
+    ImageTooSmall {
+        /// The image's width in pixels.
+        width: u32,
+        /// The image's height in pixels.
+        height: u32,
+        /// The smallest side the metric accepts.
+        min: u32,
+        /// The metric's name.
+        metric: String,
+        /// What raised the minimum (scale levels), or empty.
+        hint: String,
+    },
 
     /// The image exceeds the configured pixel budget.
     #[error("image is {width}x{height} = {pixels} pixels, above the limit of {limit} pixels; raise the limit (--max-pixels) only if the machine has the memory")]
-    ImageTooLarge { width: u32, height: u32, pixels: u64, limit: u64 },
+    ImageTooLarge {
+        /// The image's width in pixels.
+        width: u32,
+        /// The image's height in pixels.
+        height: u32,
+        /// `width x height`.
+        pixels: u64,
+        /// The pixel budget.
+        limit: u64,
+    },
 
     /// ONNX Runtime could not be found or loaded, or is too old.
     #[error("ONNX Runtime: {0}")]
@@ -49,7 +88,12 @@ pub enum Error {
     /// An output file could not be written (see [`crate::io::write_atomic`]). Shares code 2
     /// ("i/o error") with [`Error::Io`]: to a caller both are a file-system problem.
     #[error("cannot write {path}: {reason}; check that the directory exists and is writable")]
-    Write { path: PathBuf, reason: String },
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// What the file system said.
+        reason: String,
+    },
 }
 
 impl Error {

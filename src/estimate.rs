@@ -1,7 +1,17 @@
 //! Monte-Carlo bookkeeping: running mean and variance, the reported estimate, and the rules
 //! that decide how many samples to draw. Knows nothing about images or networks.
+//!
+//! Below it: which draws to evaluate ([`sampler`]), control variates that reduce their variance
+//! ([`control_variates`]), the sequential accept/reject gate ([`decision`]) and paired estimates
+//! of many candidates ([`multi`]).
 
 use crate::error::{Error, Result};
+
+pub mod control_variates;
+pub mod decision;
+pub mod multi;
+pub mod sampler;
+pub(crate) mod sequential;
 
 /// z for a two-sided 95% normal interval.
 pub const Z95: f64 = 1.959_963_984_540_054;
@@ -14,7 +24,16 @@ pub enum Sampling {
     /// Draw until the 95% half-width is at most `abs_error` AND at most `rel_error x mean`,
     /// or until `max_samples`. The rule is checked after each batch, and never before
     /// `min_samples` (the standard error of a handful of samples is itself too noisy to trust).
-    Adaptive { abs_error: f64, rel_error: f64, max_samples: u32, min_samples: u32 },
+    Adaptive {
+        /// The largest 95% half-width accepted.
+        abs_error: f64,
+        /// The largest 95% half-width accepted, relative to the mean.
+        rel_error: f64,
+        /// The most samples drawn.
+        max_samples: u32,
+        /// The fewest samples before the rule is checked.
+        min_samples: u32,
+    },
 }
 
 impl Sampling {
@@ -127,6 +146,17 @@ impl RunningStats {
     pub fn ci95(&self) -> f64 {
         Z95 * self.std_error()
     }
+}
+
+/// Where a comparison stands; passed to progress callbacks after every batch.
+#[derive(Clone, Copy, Debug)]
+pub struct Progress {
+    /// Samples evaluated so far.
+    pub samples: u64,
+    /// The most samples the sampling policy allows.
+    pub max_samples: u64,
+    /// The estimate from the samples so far.
+    pub estimate: Estimate,
 }
 
 /// A distance with its uncertainty. Deterministic metrics report `std_error = 0`, `samples = 1`.

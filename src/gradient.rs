@@ -13,12 +13,11 @@
 use std::ops::Range;
 use std::path::PathBuf;
 
-use crate::ensemble::{sample_rng, scale_levels_for, stack_transformed, DropoutBatch, Transform};
+use crate::ensemble::{for_each_batch, sample_rng, scale_levels_for, Draw, DropoutBatch, Transform};
 use crate::error::{Error, Result};
 use crate::image::{check_same_size, Image};
-use crate::models::{model_dir, MetricKind};
-use crate::runtime::{RuntimeOptions, Session};
-use crate::sampler::{group_by_size, Draw};
+use crate::network::models::{contract, model_dir_in, MetricKind};
+use crate::network::runtime::{RuntimeOptions, Session};
 
 /// Network-input pixels (summed over a batch) per ONNX Runtime call. The backward graph keeps
 /// every forward activation alive, about twice the memory of a forward pass per pixel.
@@ -28,9 +27,11 @@ const BATCH_PIXELS: usize = 1 << 17;
 #[derive(Clone, Debug)]
 pub struct GradientOptions {
     /// `LpipsVgg` or `ElpipsVgg` (LPIPS-AlexNet has no gradient model).
+    /// Which metric's gradient (lpips-vgg or elpips-vgg).
     pub metric: MetricKind,
     /// Directory holding `<metric>-grad.onnx`; `None` = the same search as the metric's models.
     pub model_dir: Option<PathBuf>,
+    /// Where ONNX Runtime comes from, its threads and device.
     pub runtime: RuntimeOptions,
     /// Seed of the E-LPIPS draws: sample `i` of seed `s` is the metric's sample `i` of seed `s`.
     pub seed: u64,
@@ -69,11 +70,11 @@ impl Gradient {
         if options.scale_levels == Some(0) {
             return Err(Error::invalid("scale levels must be at least 1"));
         }
-        let path = model_dir(options.model_dir.as_deref()).join(format!("{}-grad.onnx", options.metric.name()));
+        let path = model_dir_in(options.model_dir.as_deref(), options.runtime.install_dir.as_deref()).join(options.metric.gradient_file_name());
         let session = Session::open(&path, &options.runtime)?;
         let inputs = session.input_names();
         let has = |n: &str| inputs.iter().any(|i| i == n);
-        if !(has("reference") && has("candidate") && (!options.metric.is_ensemble() || has("mask_12"))) {
+        if !(has(contract::REFERENCE) && has(contract::CANDIDATE) && contract::masks_of(options.metric).iter().all(|m| has(m))) {
             return Err(Error::Model(format!(
                 "{} is not a {} gradient model (inputs: {}); rebuild the models with `make setup`",
                 path.display(),
@@ -84,6 +85,7 @@ impl Gradient {
         Ok(Gradient { options, session })
     }
 
+    /// Which metric this is the gradient of.
     pub fn kind(&self) -> MetricKind {
         self.options.metric
     }
@@ -101,7 +103,7 @@ impl Gradient {
         check_network_size(self.kind(), h, w)?;
         let ones = [1.0f32];
         let masks: Option<Vec<(Vec<usize>, &[f32])>> =
-            self.kind().is_ensemble().then(|| (0..13).map(|_| (vec![1, 1, 1, 1], &ones[..])).collect());
+            self.kind().is_ensemble().then(|| (0..contract::MASKS).map(|_| (vec![1, 1, 1, 1], &ones[..])).collect());
         let (d, g) = self.run(reference.data(), candidate.data(), 1, h, w, masks.as_deref())?;
         Ok(DistanceGradient { distance: d[0], gradient: g })
     }
@@ -125,7 +127,7 @@ impl Gradient {
         let masks = dropout_stream.map(|(seed, index)| DropoutBatch::draw(r.height, r.width, std::iter::once(&mut sample_rng(seed, index))));
         let mask_inputs: Vec<(Vec<usize>, &[f32])> = match &masks {
             Some(m) => m.inputs(),
-            None => (0..13).map(|_| (vec![1, 1, 1, 1], &ones[..])).collect(),
+            None => (0..contract::MASKS).map(|_| (vec![1, 1, 1, 1], &ones[..])).collect(),
         };
         let (d, g) = self.run(&r.data, &c, 1, r.height, r.width, Some(&mask_inputs))?;
         Ok(DistanceGradient { distance: d[0], gradient: transform.apply_adjoint(&g, h, w) })
@@ -156,27 +158,19 @@ impl Gradient {
         let mut draws: Vec<Draw> = indices.map(|i| Draw::iid(self.options.seed, i, levels)).collect();
         let mut total = 0.0f64;
         let mut gradient = vec![0.0f64; 3 * h * w];
-        for ((th, tw), mut members) in group_by_size(&mut draws, h, w) {
-            let plane = 3 * th * tw;
-            let per_batch = (BATCH_PIXELS / (th * tw)).max(1);
-            for chunk in members.chunks_mut(per_batch) {
-                let m = chunk.len();
-                let mut refs = vec![0.0f32; m * plane];
-                let mut cands = vec![0.0f32; m * plane];
-                stack_transformed(reference.data(), h, w, chunk.iter().map(|(_, d)| &d.transform), plane, &mut refs);
-                stack_transformed(candidate.data(), h, w, chunk.iter().map(|(_, d)| &d.transform), plane, &mut cands);
-                let masks = DropoutBatch::draw(th, tw, chunk.iter_mut().map(|(_, d)| &mut d.rng));
-                let inputs = masks.inputs();
-                let (d, g) = self.run(&refs, &cands, m, th, tw, Some(&inputs))?;
-                for (j, (_, dj)) in chunk.iter().enumerate() {
-                    total += d[j];
-                    let back = dj.transform.apply_adjoint(&g[j * plane..(j + 1) * plane], h, w);
-                    for (acc, v) in gradient.iter_mut().zip(back) {
-                        *acc += v as f64;
-                    }
+        for_each_batch(reference.data(), candidate.data(), (h, w), &mut draws, BATCH_PIXELS, &mut |batch, members| {
+            let (m, plane) = (members.len(), 3 * batch.height * batch.width);
+            let inputs = batch.masks.inputs();
+            let (d, g) = self.run(&batch.references, &batch.candidates, m, batch.height, batch.width, Some(&inputs))?;
+            for (j, (_, dj)) in members.iter().enumerate() {
+                total += d[j];
+                let back = dj.transform.apply_adjoint(&g[j * plane..(j + 1) * plane], h, w);
+                for (acc, v) in gradient.iter_mut().zip(back) {
+                    *acc += v as f64;
                 }
             }
-        }
+            Ok(())
+        })?;
         let inv = 1.0 / n as f64;
         Ok(DistanceGradient { distance: total * inv, gradient: gradient.into_iter().map(|v| (v * inv) as f32).collect() })
     }
@@ -201,14 +195,14 @@ impl Gradient {
     ) -> Result<(Vec<f64>, Vec<f32>)> {
         let shape = vec![n, 3, th, tw];
         let mut inputs: Vec<(String, Vec<usize>, &[f32])> =
-            vec![("reference".into(), shape.clone(), refs), ("candidate".into(), shape, cands)];
+            vec![(contract::REFERENCE.into(), shape.clone(), refs), (contract::CANDIDATE.into(), shape, cands)];
         if let Some(masks) = masks {
             for (k, (shape, data)) in masks.iter().enumerate() {
-                inputs.push((format!("mask_{k}"), shape.clone(), data));
+                inputs.push((contract::mask(k), shape.clone(), data));
             }
         }
         let named: Vec<(&str, Vec<usize>, &[f32])> = inputs.iter().map(|(a, b, c)| (a.as_str(), b.clone(), *c)).collect();
-        let mut out = self.session.run(&named, &["distance", "d_candidate"])?;
+        let mut out = self.session.run(&named, &[contract::DISTANCE, contract::D_CANDIDATE])?;
         let g = out.pop().unwrap_or_default();
         let d: Vec<f64> = out.pop().unwrap_or_default().iter().map(|&v| v as f64).collect();
         if d.len() != n || g.len() != n * 3 * th * tw {

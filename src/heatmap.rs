@@ -31,6 +31,7 @@ pub struct Heatmap {
 }
 
 impl Heatmap {
+    /// A heatmap of `width x height` values, row-major; refuses a length that does not match.
     pub fn new(width: u32, height: u32, data: Vec<f32>) -> Result<Self> {
         if data.len() != width as usize * height as usize {
             return Err(Error::invalid(format!("a {width}x{height} heatmap needs {} values, got {}", width as usize * height as usize, data.len())));
@@ -38,9 +39,11 @@ impl Heatmap {
         Ok(Heatmap { width, height, data })
     }
 
+    /// Width in pixels.
     pub fn width(&self) -> u32 {
         self.width
     }
+    /// Height in pixels.
     pub fn height(&self) -> u32 {
         self.height
     }
@@ -48,6 +51,7 @@ impl Heatmap {
     pub fn data(&self) -> &[f32] {
         &self.data
     }
+    /// The values, row-major, without a copy.
     pub fn into_data(self) -> Vec<f32> {
         self.data
     }

@@ -1,11 +1,16 @@
 //! Pixel buffers in: decoding, validation, and the planar RGB `[0,1]` float image the networks
 //! consume. This module owns the pixel budget; it knows nothing about networks or sampling.
-//! Turning scene-linear or alpha-carrying pixels into display values is [`crate::tonemap`]'s.
+//! Turning scene-linear or alpha-carrying pixels into display values is [`crate::image::tonemap`]'s.
 
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::tonemap::{to_display_planar, InputOptions, Transfer};
+
+// Only the C ABI reads raw interleaved buffers so far; a Rust entry would take a slice.
+#[cfg_attr(not(feature = "capi"), allow(dead_code))]
+pub(crate) mod pixels;
+pub mod tonemap;
+use crate::image::tonemap::{to_display_planar, InputOptions, Transfer};
 
 /// Default pixel budget: 16 Mpx (e.g. 4096x4096). A full-size VGG pass keeps several feature maps
 /// of 64 channels x the pixel count alive, so far larger inputs would exhaust memory instead of
@@ -72,7 +77,7 @@ impl Image {
 
     /// Builds an image from interleaved float pixels (`channels` = 3, or 4 with alpha last) with
     /// the given transfer, through `input`'s tone mapping and alpha policy (see
-    /// [`crate::tonemap`]). Non-finite values are refused.
+    /// [`crate::image::tonemap`]). Non-finite values are refused.
     pub fn from_interleaved_f32(width: u32, height: u32, channels: usize, pixels: &[f32], transfer: Transfer, input: &InputOptions) -> Result<Self> {
         if channels != 3 && channels != 4 {
             return Err(Error::invalid(format!("pixels need 3 (RGB) or 4 (RGBA) channels, not {channels}")));
@@ -124,7 +129,7 @@ impl Image {
         let transfer = if float { Transfer::Linear } else { Transfer::Display };
         let input = &options.input;
         // Alpha matters only when it is composited; otherwise it is never even converted.
-        let channels = if color.has_alpha() && input.alpha != crate::tonemap::AlphaPolicy::Ignore { 4 } else { 3 };
+        let channels = if color.has_alpha() && input.alpha != crate::image::tonemap::AlphaPolicy::Ignore { 4 } else { 3 };
         if !float && channels == 3 {
             // The historical path, kept bit for bit: integers divided exactly (value / 255 or
             // / 65535), as the reference implementations do.
@@ -154,9 +159,11 @@ impl Image {
         })
     }
 
+    /// Width in pixels.
     pub fn width(&self) -> u32 {
         self.width
     }
+    /// Height in pixels.
     pub fn height(&self) -> u32 {
         self.height
     }
@@ -255,7 +262,7 @@ mod tests {
 
     #[test]
     fn exr_and_hdr_are_linear_and_tone_mapped() {
-        use crate::tonemap::{srgb_encode, AlphaPolicy, InputOptions, ToneCurve, ToneMapping};
+        use crate::image::tonemap::{srgb_encode, AlphaPolicy, InputOptions, ToneCurve, ToneMapping};
         // Premultiplied RGBA: half-covered red with a highlight of 4 in green.
         let px = [0.5f32, 4.0, 0.0, 0.5];
         let exr = encode(image::DynamicImage::ImageRgba32F(image::ImageBuffer::from_fn(2, 1, |_, _| image::Rgba(px))), image::ImageFormat::OpenExr);
@@ -283,7 +290,7 @@ mod tests {
 
     #[test]
     fn png_alpha_is_ignored_by_default_or_composited_straight() {
-        use crate::tonemap::{AlphaPolicy, InputOptions};
+        use crate::image::tonemap::{AlphaPolicy, InputOptions};
         let png = encode_png(image::RgbaImage::from_pixel(2, 2, image::Rgba([255, 51, 0, 128])));
         let d = Image::decode(&png, &LoadOptions::default()).unwrap();
         assert_eq!((d.channel(0)[0], d.channel(1)[0], d.channel(2)[0]), (1.0, 0.2, 0.0), "exactly as before");

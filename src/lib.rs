@@ -6,7 +6,7 @@
 //! judgement. Because it is an expectation, every E-LPIPS answer is an [`Estimate`]: a mean, its
 //! standard error and a 95% half-width.
 //!
-//! The networks run on ONNX Runtime, loaded at run time (see [`runtime`]); the models are built
+//! The networks run on ONNX Runtime, loaded at run time (see [`RuntimeOptions`]); the models are built
 //! by `make setup` from published weights (see `weights/README.md`).
 //!
 //! ## Compare two files
@@ -52,41 +52,46 @@
 
 // All unsafe code and FFI lives in `capi`.
 #![deny(unsafe_code)]
+#![warn(missing_docs)]
 
+// The layers, lowest first; each uses only those above it in this list (README, "Architecture").
+// The public API is the re-exports below, `tune` and `capi`; the `#[doc(hidden)]` modules are
+// reachable only for the CLI, tests, benches and fuzz targets, and promise nothing.
+pub(crate) mod error;
+#[doc(hidden)]
+pub mod io;
+#[doc(hidden)]
+pub mod integrity;
+#[doc(hidden)]
+pub mod linear_weights;
+#[doc(hidden)]
+pub mod image;
+#[doc(hidden)]
+pub mod ensemble;
+#[doc(hidden)]
+pub mod network;
+#[doc(hidden)]
+pub mod estimate;
+pub(crate) mod heatmap;
+pub(crate) mod metric;
+pub(crate) mod gradient;
+pub mod tune;
+#[cfg(feature = "capi")]
 #[allow(unsafe_code)]
 pub mod capi;
-pub mod control;
-pub mod decision;
-pub mod ensemble;
-pub mod error;
-pub mod estimate;
-pub mod features;
-pub mod gradient;
-pub mod heatmap;
-pub mod image;
-pub mod integrity;
-pub mod io;
-pub mod linear_weights;
-pub mod metric;
-pub mod models;
-pub mod multi;
-pub mod runtime;
-pub mod sampler;
-pub mod tune;
-pub mod tonemap;
 
-pub use crate::decision::{Decision, Gate, Verdict};
+pub use crate::estimate::decision::{Decision, Gate, Verdict};
 pub use crate::ensemble::{Flip, Transform};
 pub use crate::error::{Error, Result};
-pub use crate::estimate::{Estimate, Sampling};
-pub use crate::features::Precision;
+pub use crate::estimate::{Estimate, Progress, Sampling};
+pub use crate::network::taps::Precision;
 pub use crate::gradient::{DistanceGradient, Gradient, GradientOptions};
 pub use crate::heatmap::Heatmap;
 pub use crate::image::{Image, LoadOptions, DEFAULT_MAX_PIXELS};
 pub use crate::linear_weights::LinearWeights;
-pub use crate::metric::{Metric, MetricOptions, Progress, Reference};
-pub use crate::models::MetricKind;
-pub use crate::multi::{Difference, MultiEstimate};
-pub use crate::runtime::{Device, RuntimeOptions};
-pub use crate::sampler::SamplerKind;
-pub use crate::tonemap::{AlphaPolicy, Encoding, InputOptions, ToneCurve, ToneMapping, Transfer};
+pub use crate::metric::{Metric, MetricOptions, Reference};
+pub use crate::network::models::MetricKind;
+pub use crate::estimate::multi::{Difference, MultiEstimate};
+pub use crate::network::runtime::{Device, RuntimeOptions};
+pub use crate::estimate::sampler::SamplerKind;
+pub use crate::image::tonemap::{AlphaPolicy, Encoding, InputOptions, ToneCurve, ToneMapping, Transfer};

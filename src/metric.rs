@@ -6,17 +6,19 @@ use std::path::PathBuf;
 
 
 use crate::ensemble::{sample_rng, scale_levels_for, stack_transformed, DropoutBatch, Transform};
-use crate::decision::{decide_plan, Decision, Gate};
+use crate::estimate::decision::{decide_plan, Decision, Gate};
 use crate::error::{Error, Result};
 use crate::heatmap::{input_map, Accumulator, Heatmap};
-use crate::multi::{MultiEstimate, PairedPlans};
-use crate::estimate::{Estimate, Sampling, Z95};
-use crate::sampler::{group_by_size, Draw, Plan, SamplerKind, PILOT_PER_LEVEL};
-use crate::features::{tiled_distance, FeatureNet, Precision, Taps, AUTO_TILE_PIXELS, DEFAULT_TILE};
+use crate::estimate::multi::{MultiEstimate, PairedPlans};
+use crate::estimate::{Estimate, Progress, Sampling};
+use crate::ensemble::{for_each_batch, group_by_size, Draw};
+use crate::estimate::sampler::{Plan, SamplerKind};
+use crate::estimate::sequential::{check_budget, sample};
+use crate::network::taps::{tiled_distance, FeatureNet, Precision, Taps, AUTO_TILE_PIXELS, DEFAULT_TILE};
 use crate::image::{check_same_size, Image};
 use crate::linear_weights::LinearWeights;
-use crate::models::{model_dir, MetricKind};
-use crate::runtime::{Device, RuntimeOptions, Session};
+use crate::network::models::{contract, model_dir_in, MetricKind};
+use crate::network::runtime::{Device, RuntimeOptions, Session};
 
 /// Pixels (summed over the samples of one ONNX Runtime call) that a batch may hold. Each pixel
 /// costs about 2 KiB of activations at the first VGG block, so this keeps a run near 1 GiB.
@@ -28,15 +30,18 @@ const ROUND_SAMPLES: usize = 16;
 /// Everything that configures a [`Metric`].
 #[derive(Clone, Debug)]
 pub struct MetricOptions {
+    /// Which metric (E-LPIPS by default).
     pub metric: MetricKind,
     /// Directory holding `<metric>.onnx`; `None` = `ELPIPS_MODEL_DIR`, then the checkout's `weights/models`.
     pub model_dir: Option<PathBuf>,
     /// Custom linear weights (a safetensors file; `weights/convert.py safetensors` converts the
     /// authors' `.npy` dicts and lpips `.pth` files) replacing the model's.
     pub linear_weights: Option<PathBuf>,
+    /// Where ONNX Runtime comes from, its threads and device.
     pub runtime: RuntimeOptions,
     /// Seed of the ensemble's random draws.
     pub seed: u64,
+    /// How many E-LPIPS samples to draw (fixed or adaptive).
     pub sampling: Sampling,
     /// How E-LPIPS draws are chosen (independent draws by default).
     pub sampler: SamplerKind,
@@ -70,14 +75,14 @@ impl Default for MetricOptions {
 /// A reference prepared for many candidates ([`Metric::prepare_reference`]). For the LPIPS
 /// metrics it holds the reference's taps, so each candidate costs one network pass instead of
 /// two; for E-LPIPS (whose features depend on each sample's transform and dropout) it holds the
-/// image, and [`Metric::evaluate_draws_many`] shares the reference's pass between candidates
-/// within each sample.
+/// image.
 pub struct Reference {
     image: Image,
     taps: Option<(FeaturesKey, Taps)>,
 }
 
 impl Reference {
+    /// The reference image.
     pub fn image(&self) -> &Image {
         &self.image
     }
@@ -95,14 +100,6 @@ struct FeaturesKey {
     precision: Precision,
     model_dir: Option<PathBuf>,
     linear_weights: Option<PathBuf>,
-}
-
-/// Where a comparison stands; passed to progress callbacks after every batch.
-#[derive(Clone, Copy, Debug)]
-pub struct Progress {
-    pub samples: u64,
-    pub max_samples: u64,
-    pub estimate: Estimate,
 }
 
 /// A loaded metric. Not `Sync`: use one per thread (ONNX Runtime sessions run with `&mut`).
@@ -147,19 +144,19 @@ impl Metric {
                 Some(lw)
             }
         };
-        let path = model_dir(options.model_dir.as_deref()).join(kind.file_name());
+        let path = model_dir_in(options.model_dir.as_deref(), options.runtime.install_dir.as_deref()).join(kind.file_name());
         let session = Session::open(&path, &options.runtime)?;
         let inputs = session.input_names();
         let has = |n: &str| inputs.iter().any(|i| i == n);
         let taps = kind.tap_channels().len();
-        let lin_names: Vec<String> = (0..taps).map(|t| format!("lin_{t}")).collect();
-        let mask_names: Vec<String> = if kind.is_ensemble() { (0..13).map(|k| format!("mask_{k}")).collect() } else { vec![] };
-        let expected_ok = has("reference")
-            && has("candidate")
+        let lin_names: Vec<String> = (0..taps).map(contract::lin).collect();
+        let mask_names = contract::masks_of(kind);
+        let expected_ok = has(contract::REFERENCE)
+            && has(contract::CANDIDATE)
             && mask_names.iter().all(|m| has(m))
             && lin_names.iter().all(|l| has(l))
-            && !has(&format!("lin_{taps}"))
-            && (kind.is_ensemble() || !has("mask_0"));
+            && !has(&contract::lin(taps))
+            && (kind.is_ensemble() || !has(&contract::mask(0)));
         if !expected_ok {
             return Err(Error::Model(format!(
                 "{} is not a {kind} model (inputs: {}); rebuild the models with `make setup`",
@@ -261,6 +258,8 @@ impl Metric {
             _ => self.compare(&reference.image, candidate),
         }
     }
+
+    /// Which metric this is.
     pub fn kind(&self) -> MetricKind {
         self.options.metric
     }
@@ -271,6 +270,7 @@ impl Metric {
         self.options.seed = seed;
     }
 
+    /// The options it was made with (and changed by the setters since).
     pub fn options(&self) -> &MetricOptions {
         &self.options
     }
@@ -324,33 +324,23 @@ impl Metric {
         if !self.kind().is_ensemble() {
             return Ok(Estimate::exact(self.lpips_distance(reference, candidate)?));
         }
-        let (h, w) = (reference.height() as usize, reference.width() as usize);
-        self.check_sample_budget(h, w)?;
-        let levels = self.scale_levels(h as u32, w as u32);
-        let mut plan = Plan::new(self.options.sampler, self.options.seed, levels, h, w);
-        self.run_plan(reference, candidate, &mut plan, progress, None)
+        let mut plan = self.plan_for(reference)?;
+        let estimate = self.run_plan(reference, candidate, &mut plan, progress, None)?;
+        Ok(estimate)
     }
 
-    /// Refuses E-LPIPS sampling policies too short to estimate their own error.
-    fn check_sample_budget(&self, h: usize, w: usize) -> Result<()> {
+    /// The sampling plan of an E-LPIPS comparison with `reference`, once the options' sampling
+    /// policy is known to be long enough to estimate its error.
+    fn plan_for(&self, reference: &Image) -> Result<Plan> {
+        let (h, w) = (reference.height() as usize, reference.width() as usize);
         let levels = self.scale_levels(h as u32, w as u32);
-        // An estimate without an error is not an E-LPIPS answer; a stratified one needs every
-        // level sampled (its pilot) before its mean is defined.
-        let needed = match self.options.sampler {
-            SamplerKind::Iid | SamplerKind::Control => 2,
-            SamplerKind::Stratified => PILOT_PER_LEVEL * levels as u64,
-        };
-        if (self.options.sampling.max_samples() as u64) < needed {
-            return Err(Error::invalid(format!(
-                "{} sampling of this {w}x{h} pair ({levels} scale levels) needs at least {needed} samples to estimate its error; raise --samples / --max-samples",
-                self.options.sampler.name()
-            )));
-        }
-        Ok(())
+        let plan = Plan::new(self.options.sampler, self.options.seed, levels, h, w);
+        check_budget(&plan, self.options.sampling, h, w)?;
+        Ok(plan)
     }
 
     /// [`Metric::compare_with_progress`], also returning where the images differ: a per-pixel
-    /// map in image coordinates whose mean is the returned distance (see [`crate::heatmap`]).
+    /// map in image coordinates whose mean is the returned distance (see [`Heatmap`]).
     /// E-LPIPS averages every sample's map, carried back through that sample's transform;
     /// LPIPS returns its single map (like lpips' `spatial=True`, with area upsampling).
     pub fn compare_with_heatmap(
@@ -378,9 +368,7 @@ impl Metric {
             add_maps(&mut acc, &maps, 0, 0, None, h, w);
             return Ok((Estimate::exact(d), acc.finish(&[1.0])));
         }
-        self.check_sample_budget(h, w)?;
-        let levels = self.scale_levels(h as u32, w as u32);
-        let mut plan = Plan::new(self.options.sampler, self.options.seed, levels, h, w);
+        let mut plan = self.plan_for(reference)?;
         let estimate = self.run_plan(reference, candidate, &mut plan, progress, Some(&mut acc))?;
         Ok((estimate, acc.finish(&plan.stratum_weights())))
     }
@@ -388,7 +376,7 @@ impl Metric {
     fn check_has_maps(&self) -> Result<()> {
         let outputs = self.session.output_names();
         let taps = self.kind().tap_channels().len();
-        if (0..taps).all(|t| outputs.iter().any(|o| *o == format!("map_{t}"))) {
+        if (0..taps).all(|t| outputs.iter().any(|o| *o == contract::map(t))) {
             return Ok(());
         }
         Err(Error::Model(format!(
@@ -399,7 +387,7 @@ impl Metric {
     }
 
     /// Answers "is the distance of this pair at most `gate.threshold`?" with as few samples as
-    /// the gate's error rate allows (see [`crate::decision`] for the stopping rule and its
+    /// the gate's error rate allows (see [`crate::estimate::decision`] for the stopping rule and its
     /// guarantee). The gate, not the options' sampling policy, sets the sample counts; the
     /// options' sampler and seed apply. Deterministic metrics (LPIPS) decide exactly at once.
     pub fn decide(&mut self, reference: &Image, candidate: &Image, gate: &Gate) -> Result<Decision> {
@@ -429,7 +417,7 @@ impl Metric {
 
     /// Compares several candidates to one reference with common random numbers: every sample's
     /// draw is applied to all of them, and the result holds each distance and every pairwise
-    /// difference with its own standard error (see [`crate::multi`]). The options' sampling
+    /// difference with its own standard error (see [`crate::estimate::multi`]). The options' sampling
     /// policy applies to every candidate's distance. Deterministic metrics give exact values.
     pub fn compare_many(&mut self, reference: &Image, candidates: &[&Image]) -> Result<MultiEstimate> {
         self.compare_many_with_progress(reference, candidates, &mut |_| {})
@@ -465,36 +453,12 @@ impl Metric {
             return Ok(m);
         }
         let sampling = self.options.sampling;
-        let max = sampling.max_samples() as u64;
-        if max < plans.driver.min_estimable() {
-            return Err(Error::invalid(format!(
-                "{} sampling of this {w}x{h} pair ({levels} scale levels) needs at least {} samples to estimate its error; raise --samples / --max-samples",
-                self.options.sampler.name(),
-                plans.driver.min_estimable()
-            )));
-        }
-        let per_round = round_samples(h, w);
-        while plans.driver.count() < max {
-            let draws = plans.driver.next_round(per_round.min(max - plans.driver.count()) as usize);
-            let mut values = Vec::with_capacity(candidates.len());
-            for c in candidates {
-                // Each candidate's dropout continues a copy of the same streams.
-                values.push(self.evaluate_draws(reference, c, &mut draws.clone())?);
-            }
-            plans.record(&draws, &values);
-            let done = plans.is_done(sampling);
-            let first = plans.estimate(done).distances[0];
-            progress(Progress { samples: plans.driver.count(), max_samples: max, estimate: first });
-            if done {
-                break;
-            }
-        }
-        let converged = match sampling {
-            Sampling::Fixed(_) => true,
-            Sampling::Adaptive { abs_error, rel_error, min_samples, .. } => {
-                plans.is_done(Sampling::Adaptive { abs_error, rel_error, min_samples, max_samples: u32::MAX })
-            }
+        check_budget(&plans.driver, sampling, h, w)?;
+        let mut evaluate = |draws: &mut [Draw]| {
+            // Each candidate's dropout continues a copy of the same streams.
+            candidates.iter().map(|c| self.evaluate_draws(reference, c, &mut draws.to_vec())).collect::<Result<Vec<_>>>()
         };
+        let converged = sample(&mut plans, sampling, round_samples(h, w), &mut evaluate, progress)?;
         Ok(plans.estimate(converged))
     }
 
@@ -509,28 +473,8 @@ impl Metric {
     ) -> Result<Estimate> {
         let (h, w) = (reference.height() as usize, reference.width() as usize);
         let sampling = self.options.sampling;
-        let max = sampling.max_samples() as u64;
-        let per_round = round_samples(h, w);
-        let is_done = |plan: &Plan, sampling: Sampling| {
-            let (mean, se) = plan.mean_and_std_error();
-            sampling.is_done(plan.count(), mean, se.map(|s| Z95 * s))
-        };
-        while plan.count() < max {
-            let mut draws = plan.next_round(per_round.min(max - plan.count()) as usize);
-            let distances = self.evaluate_draws_into(reference, candidate, &mut draws, heat.as_deref_mut())?;
-            plan.record(&draws, &distances);
-            let done = is_done(plan, sampling);
-            progress(Progress { samples: plan.count(), max_samples: max, estimate: plan.estimate(done) });
-            if done {
-                break;
-            }
-        }
-        let converged = match sampling {
-            Sampling::Fixed(_) => true,
-            Sampling::Adaptive { abs_error, rel_error, min_samples, .. } => {
-                is_done(plan, Sampling::Adaptive { abs_error, rel_error, min_samples, max_samples: u32::MAX })
-            }
-        };
+        let mut evaluate = |draws: &mut [Draw]| self.evaluate_draws_into(reference, candidate, draws, heat.as_deref_mut());
+        let converged = sample(plan, sampling, round_samples(h, w), &mut evaluate, progress)?;
         Ok(plan.estimate(converged))
     }
 
@@ -552,6 +496,8 @@ impl Metric {
 
     /// Evaluates `draws` (each draw's dropout masks continue its stream); returns the distances
     /// in order. Draws whose transforms give the same network input size share a run.
+    // Hidden: `Draw` is an internal type; the throughput test and the estimator bench drive it.
+    #[doc(hidden)]
     pub fn evaluate_draws(&mut self, reference: &Image, candidate: &Image, draws: &mut [Draw]) -> Result<Vec<f64>> {
         self.evaluate_draws_into(reference, candidate, draws, None)
     }
@@ -565,25 +511,20 @@ impl Metric {
         mut heat: Option<&mut Accumulator>,
     ) -> Result<Vec<f64>> {
         let (h, w) = (reference.height() as usize, reference.width() as usize);
-        let groups = group_by_size(draws, h, w);
-        let mut out = vec![0.0; groups.values().map(Vec::len).sum()];
-        for ((th, tw), mut members) in groups {
-            let n = members.len();
-            let plane = 3 * th * tw;
-            let mut refs = vec![0.0f32; n * plane];
-            let mut cands = vec![0.0f32; n * plane];
-            stack_transformed(reference.data(), h, w, members.iter().map(|(_, d)| &d.transform), plane, &mut refs);
-            stack_transformed(candidate.data(), h, w, members.iter().map(|(_, d)| &d.transform), plane, &mut cands);
-            let masks = DropoutBatch::draw(th, tw, members.iter_mut().map(|(_, d)| &mut d.rng));
-            let mask_inputs = masks.inputs();
-            let (d, maps) = self.run_with_maps(&refs, &cands, n, th, tw, Some(&mask_inputs), heat.is_some())?;
+        let mut out = vec![0.0; draws.len()];
+        // Whole size groups: the fused model's batch is bounded by the round size already.
+        for_each_batch(reference.data(), candidate.data(), (h, w), draws, usize::MAX, &mut |batch, members| {
+            let (n, th, tw) = (members.len(), batch.height, batch.width);
+            let mask_inputs = batch.masks.inputs();
+            let (d, maps) = self.run_with_maps(&batch.references, &batch.candidates, n, th, tw, Some(&mask_inputs), heat.is_some())?;
             for (j, (slot, draw)) in members.iter().enumerate() {
                 out[*slot] = d[j];
                 if let Some(acc) = heat.as_deref_mut() {
                     add_maps(acc, &maps, j, draw.stratum, Some(&draw.transform), th, tw);
                 }
             }
-        }
+            Ok(())
+        })?;
         Ok(out)
     }
 
@@ -592,6 +533,7 @@ impl Metric {
     /// are computed once and every candidate is compared with them. Returns `[candidate][draw]`.
     /// Equal, to float32 rounding, to calling `evaluate_draws` per candidate with fresh copies
     /// of `draws`; costs `(1 + K) / 2K` of that for K candidates.
+    #[doc(hidden)]
     pub fn evaluate_draws_many(&mut self, reference: &Image, candidates: &[&Image], draws: &mut [Draw]) -> Result<Vec<Vec<f64>>> {
         if !self.kind().is_ensemble() {
             return Err(Error::invalid(format!("{} has no draws; use prepare_reference / compare_reference", self.kind())));
@@ -661,7 +603,7 @@ impl Metric {
             (_, false) => None,
             (Some(m), true) => Some(m.inputs()),
             // A broadcast 1 keeps every activation: no dropout.
-            (None, true) => Some((0..13).map(|_| (vec![1, 1, 1, 1], &ones[..])).collect()),
+            (None, true) => Some((0..contract::MASKS).map(|_| (vec![1, 1, 1, 1], &ones[..])).collect()),
         };
         let d = self.run(&refs, &cands, 1, th, tw, mask_inputs.as_deref())?;
         Ok(d[0])
@@ -694,7 +636,7 @@ impl Metric {
         maps: bool,
     ) -> Result<(Vec<f64>, Vec<(Vec<usize>, Vec<f32>)>)> {
         let shape = vec![n, 3, th, tw];
-        let mut inputs: Vec<(&str, Vec<usize>, &[f32])> = vec![("reference", shape.clone(), refs), ("candidate", shape, cands)];
+        let mut inputs: Vec<(&str, Vec<usize>, &[f32])> = vec![(contract::REFERENCE, shape.clone(), refs), (contract::CANDIDATE, shape, cands)];
         if let Some(masks) = masks {
             for (name, (shape, data)) in self.mask_names.iter().zip(masks) {
                 inputs.push((name, shape.clone(), data));
@@ -705,8 +647,8 @@ impl Metric {
                 inputs.push((name, vec![tap.len()], tap.as_slice()));
             }
         }
-        let map_names: Vec<String> = if maps { (0..self.kind().tap_channels().len()).map(|t| format!("map_{t}")).collect() } else { vec![] };
-        let mut names = vec!["distance"];
+        let map_names: Vec<String> = if maps { (0..self.kind().tap_channels().len()).map(contract::map).collect() } else { vec![] };
+        let mut names = vec![contract::DISTANCE];
         names.extend(map_names.iter().map(String::as_str));
         let mut out = self.session.run_shaped(&inputs, &names)?;
         let tap_maps = out.split_off(1);

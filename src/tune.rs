@@ -7,7 +7,7 @@
 //! distances) for the usual encoder. Neither property is relied on for correctness:
 //!
 //! * **The metric is an estimate.** Each probe is a sequential gate against the threshold
-//!   ([`Metric::decide`], see `crate::decision`): it stops at the first look whose bounds put
+//!   ([`Metric::decide`], see `crate::estimate::decision`): it stops at the first look whose bounds put
 //!   the distance on one side of T, so probes far from T cost a first look only and probes near
 //!   T get more samples. A probe *meets* T only on a [`Verdict::Below`]; the chance that a probe
 //!   whose true distance is above T gets one is at most [`ProbeRule::error_rate`], and every
@@ -37,12 +37,12 @@
 use std::cell::{Cell, Ref, RefCell};
 use std::collections::HashMap;
 
-use crate::decision::{Gate, Verdict};
+use crate::estimate::decision::{Gate, Verdict};
 use crate::error::{Error, Result};
 use crate::estimate::Estimate;
 use crate::image::Image;
 use crate::metric::{Metric, MetricOptions};
-use crate::models::MetricKind;
+use crate::network::models::MetricKind;
 
 /// What the search looks for.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -55,6 +55,7 @@ pub enum Goal {
 }
 
 impl Goal {
+    /// The distance threshold T.
     pub fn threshold(&self) -> f64 {
         match *self {
             Goal::MaxDistance(t) | Goal::Target(t) => t,
@@ -94,6 +95,7 @@ impl ProbeRule {
 /// Everything that configures a search.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct TuneOptions {
+    /// What the search looks for.
     pub goal: Goal,
     /// Lowest setting (worst quality).
     pub min_setting: i32,
@@ -103,14 +105,18 @@ pub struct TuneOptions {
     pub start: Option<i32>,
     /// Probes at most (each one encode); the search returns its best so far when it runs out.
     pub max_probes: u32,
+    /// How each probe is judged against T.
     pub rule: ProbeRule,
 }
 
 impl TuneOptions {
+    /// A search of `min_setting..=max_setting` for `goal`: start in the middle, at most 16
+    /// probes, the default probe rule.
     pub fn new(goal: Goal, min_setting: i32, max_setting: i32) -> Self {
         TuneOptions { goal, min_setting, max_setting, start: None, max_probes: 16, rule: ProbeRule::default() }
     }
 
+    /// Refuses a threshold, range, start, probe count or rule no search can use.
     pub fn validate(&self) -> Result<()> {
         let t = self.goal.threshold();
         if !(t.is_finite() && t > 0.0) {
@@ -139,9 +145,11 @@ impl TuneOptions {
 /// One probed setting.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Probe {
+    /// The encoder setting.
     pub setting: i32,
     /// Size of the encoded output.
     pub bytes: u64,
+    /// Its distance to the reference.
     pub estimate: Estimate,
     /// Where the gate put it relative to T.
     pub side: Verdict,
@@ -203,11 +211,14 @@ pub fn prior_ratio(probe: MetricKind, guide: MetricKind) -> Option<f64> {
 /// One evaluation of the guide metric (exact).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct GuidePoint {
+    /// The encoder setting.
     pub setting: i32,
+    /// The guide metric's distance there.
     pub distance: f64,
 }
 
 impl Outcome {
+    /// The probe the search chose, if any met the goal.
     pub fn chosen_probe(&self) -> Option<&Probe> {
         self.chosen.map(|i| &self.probes[i])
     }
@@ -215,9 +226,11 @@ impl Outcome {
 
 /// The output of one encode: its size and the decoded pixels.
 pub struct Encoded {
+    /// Size of the encoded output.
     pub bytes: u64,
     /// Identifies byte-identical outputs (e.g. a hash of the file); `None` = never identical.
     pub fingerprint: Option<u64>,
+    /// The output decoded again, to compare with the reference.
     pub decoded: Image,
 }
 

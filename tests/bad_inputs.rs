@@ -125,7 +125,7 @@ impl Fixtures {
     fn model_dir(&self, name: &str) -> PathBuf {
         let dir = self.dir.path().join(name);
         std::fs::create_dir_all(&dir).unwrap();
-        let models = elpips::models::model_dir(None);
+        let models = elpips::network::models::model_dir(None);
         std::fs::copy(models.join("lpips-alex.onnx"), dir.join("lpips-alex.onnx")).unwrap();
         std::fs::copy(models.join("../manifest.json"), dir.join("manifest.json")).unwrap();
         dir
@@ -556,7 +556,7 @@ fn run_case(id: &str, f: &Fixtures) -> Option<Outcome> {
         "runtime-wrong-pin" => {
             let dir = f.dir.path().join("ort");
             std::fs::create_dir_all(&dir).unwrap();
-            let (lib, _) = elpips::runtime::locate_library(None);
+            let (lib, _) = elpips::network::runtime::locate_library(None);
             let real = lib.canonicalize().unwrap();
             let name = real.file_name().unwrap().to_str().unwrap().to_owned();
             std::fs::copy(&real, dir.join(&name)).unwrap();

@@ -165,7 +165,7 @@ fn device_and_precision_options() {
     let o = elpips(&["compare", s(&a), s(&b), "--metric", "lpips-alex", "--device", "auto", "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let cuda_here = elpips::runtime::cuda_available(None).unwrap_or(false);
+    let cuda_here = elpips::network::runtime::cuda_available(None).unwrap_or(false);
     assert_eq!(v["device"], if cuda_here { "cuda" } else { "cpu" });
     assert_eq!(v["precision"], "fp32");
     if !cuda_here {

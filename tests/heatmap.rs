@@ -116,7 +116,7 @@ fn c_abi_tone_maps_linear_buffers_and_composites_alpha() {
     // A linear RGBA float buffer at half coverage over white equals the composited sRGB8 image.
     let n = (N * N) as usize;
     let lin: Vec<f32> = (0..n).flat_map(|i| [0.1 * (i % 7) as f32 * 0.5, 0.25, 0.0, 0.5]).collect();
-    let composite: Vec<f32> = lin.chunks(4).flat_map(|p| [p[0] + 0.5, p[1] + 0.5, p[2] + 0.5]).map(elpips::tonemap::srgb_encode).map(|v| v.min(1.0)).collect();
+    let composite: Vec<f32> = lin.chunks(4).flat_map(|p| [p[0] + 0.5, p[1] + 0.5, p[2] + 0.5]).map(elpips::image::tonemap::srgb_encode).map(|v| v.min(1.0)).collect();
     let desc = |p: &[f32], format, transfer| ElpipsImage { data: p.as_ptr().cast(), width: N, height: N, stride_bytes: 0, format, transfer };
     let mut o = std::mem::MaybeUninit::<ElpipsOptions>::zeroed();
     // SAFETY: as above.

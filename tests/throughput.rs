@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use elpips::sampler::Draw;
+use elpips::ensemble::Draw;
 use elpips::{Device, Image, MetricKind, MetricOptions, Precision, RuntimeOptions};
 
 const EX_REF: &str = "lpips/imgs/ex_ref.png";
@@ -161,7 +161,7 @@ fn int8_is_opt_in_close_to_fp32_and_lpips_vgg_only() {
 fn device_auto_falls_back_to_the_cpu_and_cuda_says_why_it_cannot() {
     let opts = |device| MetricOptions { metric: MetricKind::LpipsAlex, runtime: RuntimeOptions { device, ..Default::default() }, ..Default::default() };
     let m = metric_with(opts(Device::Auto));
-    if elpips::runtime::cuda_available(None).unwrap() {
+    if elpips::network::runtime::cuda_available(None).unwrap() {
         return; // a GPU build with a CUDA runtime: nothing to fall back from
     }
     assert_eq!(m.device(), Device::Cpu);

@@ -6,7 +6,7 @@ use std::ffi::c_char;
 
 use super::{context, guard, need, need_out, result_of, CResult, ElpipsContext, ElpipsImage, ElpipsResult, ElpipsStatus, Failure};
 use super::{ElpipsSide, ELPIPS_SIDE_ABOVE, ELPIPS_SIDE_BELOW, ELPIPS_SIDE_UNDECIDED};
-use crate::decision::{Gate, Verdict};
+use crate::estimate::decision::{Gate, Verdict};
 use crate::image::Image;
 
 /// A gate: the threshold T and how hard to look. Zero in `error_rate`, `max_samples` or
@@ -115,7 +115,7 @@ fn decide_images(ctx: &ElpipsContext, reference: &Image, candidate: &Image, g: &
     };
     let mut metric = ctx.metric();
     let d = metric.decide(reference, candidate, &gate)?;
-    let levels = if metric.kind().is_ensemble() { metric.scale_levels(reference.height(), reference.width()) } else { 0 };
+    let levels = super::result_levels(&metric, &reference);
     Ok(ElpipsDecision {
         verdict: match d.verdict {
             Verdict::Below => ELPIPS_SIDE_BELOW,

@@ -48,7 +48,7 @@ pub unsafe extern "C" fn elpips_compare_heatmap(
         }
         let mut metric = ctx.metric();
         let (estimate, map) = metric.compare_with_heatmap(&reference, &candidate, &mut |_| {})?;
-        let levels = if metric.kind().is_ensemble() { metric.scale_levels(reference.height(), reference.width()) } else { 0 };
+        let levels = super::result_levels(&metric, &reference);
         // SAFETY: non-NULL, and the caller promises `heatmap_len` writable floats (checked equal
         // to the map's length); written as bytes, so no alignment is assumed.
         unsafe { std::ptr::copy_nonoverlapping(map.data().as_ptr().cast::<u8>(), heatmap.cast::<c_void>().cast::<u8>(), pixels * 4) };

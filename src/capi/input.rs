@@ -1,9 +1,9 @@
 //! C ABI: how caller pixels become the networks' input (tone mapping of linear buffers and the
 //! alpha policy). The settings live in `ElpipsOptions` (context-wide); this file holds their
 //! values and the conversion of an `ElpipsImage`. The formulas are in docs/renderer.md and
-//! [`crate::tonemap`].
+//! [`crate::image::tonemap`].
 
-use crate::tonemap::{AlphaPolicy, Encoding, InputOptions, ToneCurve, ToneMapping};
+use crate::image::tonemap::{AlphaPolicy, Encoding, InputOptions, ToneCurve, ToneMapping};
 
 use super::{CResult, ElpipsOptions, Failure, ELPIPS_STATUS_INVALID_ARGUMENT};
 

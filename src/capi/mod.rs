@@ -4,7 +4,7 @@
 //! not hold any metric logic of its own.
 //!
 //! Rules every export follows:
-//! - It goes through [`guard`], so no panic crosses the boundary (a panic becomes
+//! - It goes through `guard`, so no panic crosses the boundary (a panic becomes
 //!   `ELPIPS_STATUS_INTERNAL_ERROR`).
 //! - Every pointer is checked; NULL where a value is needed is `ELPIPS_STATUS_NULL_POINTER`.
 //! - Enumerations coming *from* C are plain integers (`typedef uint32_t ElpipsPixelFormat`, with
@@ -24,17 +24,18 @@ use std::path::PathBuf;
 use std::sync::{Mutex, PoisonError};
 use std::thread::ThreadId;
 
-mod throughput;
+mod execution;
 
 use crate::error::Error;
 use crate::estimate::{Estimate, Sampling};
-use crate::image::{check_budget, Image, LoadOptions, DEFAULT_MAX_PIXELS};
+use crate::image::{Image, LoadOptions, DEFAULT_MAX_PIXELS};
 use crate::metric::{Metric, MetricOptions};
-use crate::models::MetricKind;
+use crate::network::models::MetricKind;
 use crate::metric::Reference;
-use crate::runtime::{Device, RuntimeOptions};
-use crate::sampler::SamplerKind;
-use crate::tonemap::{to_display_planar, InputOptions, Transfer};
+use crate::network::runtime::{Device, RuntimeOptions};
+use crate::estimate::sampler::SamplerKind;
+use crate::image::pixels::{PixelError, PixelFormat, PixelLayout};
+use crate::image::tonemap::{InputOptions, Transfer};
 
 mod heatmap;
 mod input;
@@ -398,8 +399,9 @@ impl ElpipsOptions {
         if device == Device::Cuda {
             // SAFETY: forwarded from the caller.
             let library = unsafe { opt_path(self.runtime_library) };
-            if !crate::runtime::cuda_available(library.as_deref())? {
-                let reason = crate::runtime::no_cuda_reason(&RuntimeOptions { library, ..Default::default() });
+            let runtime = RuntimeOptions { library, install_dir: loaded_from_dir(), ..Default::default() };
+            if !runtime.cuda_available()? {
+                let reason = crate::network::runtime::no_cuda_reason(&runtime);
                 return Err(Failure::new(ELPIPS_STATUS_UNSUPPORTED, reason));
             }
         }
@@ -425,7 +427,12 @@ impl ElpipsOptions {
             metric,
             model_dir: path(self.model_dir),
             linear_weights: path(self.linear_weights),
-            runtime: RuntimeOptions { library: path(self.runtime_library), threads: self.threads as usize, device },
+            runtime: RuntimeOptions {
+                library: path(self.runtime_library),
+                threads: self.threads as usize,
+                device,
+                install_dir: loaded_from_dir(),
+            },
             seed: self.seed,
             sampler,
             sampling,
@@ -476,108 +483,42 @@ pub struct ElpipsImage {
     pub transfer: ElpipsTransfer,
 }
 
-/// Sample type of a pixel format.
-#[derive(Clone, Copy)]
-enum SampleType {
-    U8,
-    U16,
-    F32,
-}
-
-fn pixel_layout(format: ElpipsPixelFormat) -> CResult<(SampleType, usize)> {
+/// The core's pixel format of an `ELPIPS_PIXEL_FORMAT_*` value.
+fn pixel_format(format: ElpipsPixelFormat) -> CResult<PixelFormat> {
     Ok(match format {
-        ELPIPS_PIXEL_FORMAT_RGB8 => (SampleType::U8, 3),
-        ELPIPS_PIXEL_FORMAT_RGBA8 => (SampleType::U8, 4),
-        ELPIPS_PIXEL_FORMAT_RGB16 => (SampleType::U16, 3),
-        ELPIPS_PIXEL_FORMAT_RGBA16 => (SampleType::U16, 4),
-        ELPIPS_PIXEL_FORMAT_RGB_F32 => (SampleType::F32, 3),
-        ELPIPS_PIXEL_FORMAT_RGBA_F32 => (SampleType::F32, 4),
+        ELPIPS_PIXEL_FORMAT_RGB8 => PixelFormat::Rgb8,
+        ELPIPS_PIXEL_FORMAT_RGBA8 => PixelFormat::Rgba8,
+        ELPIPS_PIXEL_FORMAT_RGB16 => PixelFormat::Rgb16,
+        ELPIPS_PIXEL_FORMAT_RGBA16 => PixelFormat::Rgba16,
+        ELPIPS_PIXEL_FORMAT_RGB_F32 => PixelFormat::RgbF32,
+        ELPIPS_PIXEL_FORMAT_RGBA_F32 => PixelFormat::RgbaF32,
         other => return Err(Failure::image(format!("unknown pixel format {other}; use an ELPIPS_PIXEL_FORMAT_* value"))),
     })
 }
 
-/// The geometry of a validated image description.
-struct Geometry {
-    width: usize,
-    height: usize,
-    stride: usize,
-    row_bytes: usize,
-    /// Bytes from the first to one past the last byte read.
-    span: usize,
-    sample: SampleType,
-    channels: usize,
-    linear: bool,
+impl From<PixelError> for Failure {
+    fn from(e: PixelError) -> Self {
+        match e {
+            PixelError::Layout(m) => Failure::image(m),
+            PixelError::NonFinite(m) => Failure::new(ELPIPS_STATUS_NON_FINITE, m),
+            PixelError::Core(e) => e.into(),
+        }
+    }
 }
 
-/// Checks everything about an image description except the pixel values.
-fn geometry(img: &ElpipsImage, max_pixels: u64) -> CResult<Geometry> {
-    let (sample, channels) = pixel_layout(img.format)?;
-    let linear = match img.transfer {
-        ELPIPS_TRANSFER_SRGB => false,
-        ELPIPS_TRANSFER_LINEAR => true,
+/// Checks an image description (everything but the pixel values; `image::pixels` owns the rules).
+fn layout(img: &ElpipsImage, max_pixels: u64) -> CResult<PixelLayout> {
+    let format = pixel_format(img.format)?;
+    let transfer = match img.transfer {
+        ELPIPS_TRANSFER_SRGB => Transfer::Display,
+        ELPIPS_TRANSFER_LINEAR => Transfer::Linear,
         other => return Err(Failure::image(format!("unknown transfer {other}; use ELPIPS_TRANSFER_SRGB or ELPIPS_TRANSFER_LINEAR"))),
     };
-    let (w, h) = (img.width, img.height);
-    if w == 0 || h == 0 {
-        return Err(Failure::image(format!("image size {w}x{h} is empty")));
-    }
-    check_budget(w, h, max_pixels)?;
-    let bytes_per_sample = match sample {
-        SampleType::U8 => 1,
-        SampleType::U16 => 2,
-        SampleType::F32 => 4,
-    };
-    let too_big = || Failure::image(format!("a {w}x{h} image with stride {} bytes does not fit in memory", img.stride_bytes));
-    let row_bytes = (w as usize).checked_mul(channels * bytes_per_sample).ok_or_else(too_big)?;
-    let stride = if img.stride_bytes == 0 { row_bytes } else { img.stride_bytes };
-    if stride < row_bytes {
-        return Err(Failure::image(format!(
-            "stride_bytes {stride} is smaller than a row ({w} pixels x {} bytes = {row_bytes})",
-            channels * bytes_per_sample
-        )));
-    }
-    let span = stride.checked_mul(h as usize - 1).and_then(|s| s.checked_add(row_bytes)).ok_or_else(too_big)?;
-    if span > isize::MAX as usize {
-        return Err(too_big());
-    }
+    let layout = PixelLayout::new(img.width, img.height, img.stride_bytes, format, transfer, max_pixels)?;
     if img.data.is_null() {
         return Err(Failure::null("image->data"));
     }
-    Ok(Geometry { width: w as usize, height: h as usize, stride, row_bytes, span, sample, channels, linear })
-}
-
-/// Converts validated pixels to the core's planar RGB image, through the context's tone mapping
-/// and alpha policy.
-fn convert(g: &Geometry, bytes: &[u8], input: &InputOptions) -> CResult<Image> {
-    // Alpha is read only when it is composited.
-    let channels = if g.channels == 4 && input.alpha != crate::tonemap::AlphaPolicy::Ignore { 4 } else { 3 };
-    let mut pixels = vec![0.0f32; channels * g.width * g.height];
-    for y in 0..g.height {
-        let row = &bytes[y * g.stride..y * g.stride + g.row_bytes];
-        for x in 0..g.width {
-            for c in 0..channels {
-                let i = x * g.channels + c;
-                let v = match g.sample {
-                    SampleType::U8 => f32::from(row[i]) / 255.0,
-                    SampleType::U16 => f32::from(u16::from_ne_bytes([row[2 * i], row[2 * i + 1]])) / 65535.0,
-                    SampleType::F32 => {
-                        let v = f32::from_ne_bytes([row[4 * i], row[4 * i + 1], row[4 * i + 2], row[4 * i + 3]]);
-                        if !v.is_finite() {
-                            return Err(Failure::new(
-                                ELPIPS_STATUS_NON_FINITE,
-                                format!("pixel (x {x}, y {y}) channel {c} is {v}; float images must be finite"),
-                            ));
-                        }
-                        v
-                    }
-                };
-                pixels[(y * g.width + x) * channels + c] = v;
-            }
-        }
-    }
-    let transfer = if g.linear { Transfer::Linear } else { Transfer::Display };
-    let data = to_display_planar(g.width, g.height, channels, &pixels, transfer, input)?;
-    Ok(Image::from_planar(g.width as u32, g.height as u32, data)?)
+    Ok(layout)
 }
 
 /// Validates and copies a caller's image.
@@ -590,11 +531,14 @@ unsafe fn read_image(img: *const ElpipsImage, what: &str, max_pixels: u64, input
     }
     // SAFETY: non-NULL, and the caller promises a valid ElpipsImage (all fields plain data).
     let desc = unsafe { img.read_unaligned() };
-    let g = geometry(&desc, max_pixels).map_err(|f| Failure { message: format!("{what}: {}", f.message), ..f })?;
-    // SAFETY: `geometry` checked `data` is non-NULL and that `span` is the extent the caller
+    let g = layout(&desc, max_pixels).map_err(|f| Failure { message: format!("{what}: {}", f.message), ..f })?;
+    // SAFETY: `layout` checked `data` is non-NULL and that `span` is the extent the caller
     // described (and fits in isize); the caller promises those bytes are readable.
-    let bytes = unsafe { std::slice::from_raw_parts(desc.data.cast::<u8>(), g.span) };
-    convert(&g, bytes, input).map_err(|f| Failure { message: format!("{what}: {}", f.message), ..f })
+    let bytes = unsafe { std::slice::from_raw_parts(desc.data.cast::<u8>(), g.span()) };
+    g.decode(bytes, input).map_err(|e| {
+        let f = Failure::from(e);
+        Failure { message: format!("{what}: {}", f.message), ..f }
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -728,7 +672,7 @@ impl ElpipsContext {
 fn compare_images(ctx: &ElpipsContext, reference: &Image, candidate: &Image) -> CResult<ElpipsResult> {
     let mut metric = ctx.metric();
     let estimate = metric.compare(reference, candidate)?;
-    let levels = if metric.kind().is_ensemble() { metric.scale_levels(reference.height(), reference.width()) } else { 0 };
+    let levels = result_levels(&metric, &reference);
     Ok(result_of(&estimate, levels))
 }
 
@@ -1046,14 +990,24 @@ pub unsafe extern "C" fn elpips_compare_reference(
         let mut metric = ctx.metric();
         let estimate = metric.compare_reference(&reference.prepared, &candidate)?;
         let image = reference.prepared.image();
-        let levels = if metric.kind().is_ensemble() { metric.scale_levels(image.height(), image.width()) } else { 0 };
+        let levels = result_levels(&metric, &image);
         *result = result_of(&estimate, levels);
         Ok(())
     })
 }
 
+/// The scale levels an `ElpipsResult` for `image` reports: E-LPIPS's, 0 for LPIPS (none).
+fn result_levels(metric: &Metric, image: &Image) -> u32 {
+    if metric.kind().is_ensemble() {
+        metric.scale_levels(image.height(), image.width())
+    } else {
+        0
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
-// Where this library was loaded from (used by the runtime and model searches)
+// Where this library was loaded from: passed down as `RuntimeOptions::install_dir`, so that the
+// runtime and model searches of an installed libelpips look beside it
 
 /// The directory of the file this code was loaded from: the shared libelpips when a program
 /// links it, otherwise the executable that linked the crate statically. `None` if unknown.
@@ -1128,36 +1082,9 @@ mod tests {
 
     #[test]
     fn srgb_encoding_matches_the_standard_at_known_points() {
-        use crate::tonemap::srgb_encode;
+        use crate::image::tonemap::srgb_encode;
         assert_eq!(srgb_encode(0.0), 0.0);
         assert!((srgb_encode(1.0) - 1.0).abs() < 1e-6);
         assert!((srgb_encode(0.18) - 0.461_356).abs() < 1e-5);
-    }
-
-    #[test]
-    fn formats_convert_to_the_same_image() {
-        let (w, h) = (3u32, 2u32);
-        let rgb8: Vec<u8> = (0..w * h * 3).map(|i| (i * 13) as u8).collect();
-        let convert_from = |bytes: Vec<u8>, format, stride| {
-            let desc = ElpipsImage { data: bytes.as_ptr().cast(), width: w, height: h, stride_bytes: stride, format, transfer: 0 };
-            let g = geometry(&desc, 1000).ok().unwrap();
-            convert(&g, &bytes[..g.span], &InputOptions::default()).ok().unwrap()
-        };
-        let base = convert_from(rgb8.clone(), ELPIPS_PIXEL_FORMAT_RGB8, 0);
-        // RGBA8 with a padded stride.
-        let mut rgba8 = vec![0u8; (w * 4 + 5) as usize * h as usize];
-        for y in 0..h as usize {
-            for x in 0..w as usize {
-                for c in 0..3 {
-                    rgba8[y * (w as usize * 4 + 5) + x * 4 + c] = rgb8[(y * w as usize + x) * 3 + c];
-                }
-            }
-        }
-        assert_eq!(convert_from(rgba8, ELPIPS_PIXEL_FORMAT_RGBA8, (w * 4 + 5) as usize), base);
-        let rgb16: Vec<u8> = rgb8.iter().flat_map(|&v| (u16::from(v) * 257).to_ne_bytes()).collect();
-        let a = convert_from(rgb16, ELPIPS_PIXEL_FORMAT_RGB16, 0);
-        assert!(a.data().iter().zip(base.data()).all(|(x, y)| (x - y).abs() < 1e-6));
-        let f32s: Vec<u8> = rgb8.iter().flat_map(|&v| (f32::from(v) / 255.0).to_ne_bytes()).collect();
-        assert_eq!(convert_from(f32s, ELPIPS_PIXEL_FORMAT_RGB_F32, 0), base);
     }
 }

@@ -2,7 +2,7 @@
 //! each distance and every pairwise difference, from the same draws.
 
 use super::*;
-use crate::multi::MultiEstimate;
+use crate::estimate::multi::MultiEstimate;
 
 /// The difference `distance(first) - distance(second)` between two candidates of
 /// `elpips_compare_many`, measured on the same draws.
@@ -65,7 +65,7 @@ pub unsafe extern "C" fn elpips_compare_many(
         let mut metric = ctx.metric();
         let m: MultiEstimate = metric.compare_many(reference.prepared.image(), &refs)?;
         let levels =
-            if metric.kind().is_ensemble() { metric.scale_levels(reference.prepared.image().height(), reference.prepared.image().width()) } else { 0 };
+            super::result_levels(&metric, reference.prepared.image());
         // SAFETY: the caller promises room for `count` results.
         let out = unsafe { std::slice::from_raw_parts_mut(results, count) };
         for (slot, e) in out.iter_mut().zip(&m.distances) {

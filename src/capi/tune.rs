@@ -8,8 +8,8 @@ use std::sync::PoisonError;
 use super::{context, guard, need, need_out, read_image, result_of, ElpipsContext, ElpipsImage, ElpipsReference, ElpipsResult, ElpipsStatus, Failure};
 use super::{ELPIPS_STATUS_CALLBACK, ELPIPS_STATUS_INVALID_ARGUMENT};
 use crate::error::Error;
-use crate::decision::Verdict;
-use crate::models::MetricKind;
+use crate::estimate::decision::Verdict;
+use crate::network::models::MetricKind;
 use crate::tune::{self, Encoded, Goal, ProbeRule, TuneOptions};
 
 /// What `elpips_tune` looks for.
@@ -96,6 +96,7 @@ pub type ElpipsEncodeFn = Option<unsafe extern "C" fn(user_data: *mut c_void, se
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ElpipsTuneProbe {
+    /// The encoder setting.
     pub setting: i32,
     /// Size of its output.
     pub bytes: u64,
@@ -105,6 +106,7 @@ pub struct ElpipsTuneProbe {
     pub side: ElpipsSide,
     /// True when its output had the same fingerprint as the probe at `same_as` (whose estimate it reuses).
     pub duplicate: bool,
+    /// The index of that earlier probe (meaningful when `duplicate`).
     pub same_as: i32,
 }
 
@@ -276,7 +278,7 @@ pub unsafe extern "C" fn elpips_tune(
             }
         }
         let guide = if guide_kind.is_some() { guide.as_mut() } else { None };
-        let levels = if metric.kind().is_ensemble() { metric.scale_levels(reference.height(), reference.width()) } else { 0 };
+        let levels = super::result_levels(&metric, &reference);
         // A failure inside the callback, kept with its own status (the core only carries Errors).
         let mut failure: Option<Failure> = None;
         let searched = tune::tune(&mut metric, guide, reference, &options, &mut |setting| {

@@ -151,17 +151,17 @@ pub fn value_name<T: ValueEnum>(value: &T) -> String {
 }
 
 pub fn runtime_options(common: &CommonArgs) -> RuntimeOptions {
-    RuntimeOptions { library: common.runtime.clone(), threads: common.threads, device: common.device }
+    RuntimeOptions { library: common.runtime.clone(), threads: common.threads, device: common.device, ..Default::default() }
 }
 
 fn info(args: CommonArgs) -> Result<(), Error> {
-    let (lib, origin) = elpips::runtime::locate_library(args.runtime.as_deref());
+    let (lib, origin) = elpips::network::runtime::locate_library(args.runtime.as_deref());
     println!("runtime: {} (from {origin})", lib.display());
-    let dir = elpips::models::model_dir(args.model_dir.as_deref());
+    let dir = elpips::network::models::model_dir(args.model_dir.as_deref());
     println!("models:  {}", dir.display());
     let runtime = runtime_options(&args);
     println!("threads: {} (one per physical core unless --threads)", runtime.threads_used());
-    let cuda = match elpips::runtime::cuda_available(args.runtime.as_deref()) {
+    let cuda = match elpips::network::runtime::cuda_available(args.runtime.as_deref()) {
         Ok(true) => "available".to_owned(),
         Ok(false) if cfg!(feature = "cuda") => "not offered by this runtime library (the CPU-only PyPI wheel has none)".to_owned(),
         Ok(false) => "not built in (cargo feature `cuda`)".to_owned(),

@@ -8,14 +8,19 @@
 //! candidates' distances move together, which is what makes ranking cheap.
 
 use crate::estimate::{Estimate, Sampling, Z95};
-use crate::sampler::{Draw, Plan, SamplerKind};
+use crate::ensemble::Draw;
+use crate::estimate::sampler::{Plan, SamplerKind};
 
 /// The difference `distance(first) - distance(second)` between two candidates.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Difference {
+    /// Index of the first candidate.
     pub first: usize,
+    /// Index of the second candidate.
     pub second: usize,
+    /// The estimated difference of their distances.
     pub difference: f64,
+    /// Its standard error (paired: common random numbers cancel).
     pub std_error: f64,
     /// 95% half-width of `difference`.
     pub ci95: f64,
@@ -123,7 +128,7 @@ impl PairedPlans {
 mod tests {
     use super::*;
     use crate::ensemble::sample_rng;
-    use crate::sampler::mock::{mock_distance, mock_truth, Noise};
+    use crate::estimate::sampler::mock::{mock_distance, mock_truth, Noise};
     use rand::Rng;
 
     /// Candidate `c`'s mock distance: the shared draw's distance scaled, plus noise of its own.

@@ -23,14 +23,11 @@
 //! Draws are keyed: the `k`-th sample of level `s` is the same transform and dropout for every
 //! candidate compared with the same seed (common random numbers).
 
-use std::collections::BTreeMap;
-
 use rand::seq::SliceRandom;
 use rand::Rng;
-use rand_chacha::ChaCha8Rng;
 
-use crate::ensemble::{sample_rng, scaled_len, Transform, FLIPS, OFFSET_PAD, PERMUTATIONS};
-use crate::control::Controls;
+use crate::ensemble::{level_probabilities, sample_rng, scaled_len, Draw, Transform, FLIPS, OFFSET_PAD, PERMUTATIONS};
+use crate::estimate::control_variates::Controls;
 use crate::estimate::{Estimate, RunningStats, Z95};
 
 /// Samples per scale level before the allocation starts (the first variance estimates).
@@ -48,46 +45,19 @@ pub enum SamplerKind {
     /// Stratified by scale level with cost-aware allocation and decks within levels.
     Stratified,
     /// Independent draws with regression control variates on known-mean functions of the draw
-    /// (colour gains, scale level): see [`crate::control`].
+    /// (colour gains, scale level): see [`crate::estimate::control_variates`].
     #[cfg_attr(feature = "cli", value(help = "independent draws with regression control variates (colour gains, scale level)"))]
     Control,
 }
 
 impl SamplerKind {
+    /// The name used on the command line and in messages.
     pub fn name(self) -> &'static str {
         match self {
             SamplerKind::Iid => "iid",
             SamplerKind::Stratified => "stratified",
             SamplerKind::Control => "control",
         }
-    }
-}
-
-/// `draws` grouped by the size of their transformed image (one network batch per size, smallest
-/// first), each with its slot in `draws` so results can be put back in order.
-pub(crate) fn group_by_size(draws: &mut [Draw], h: usize, w: usize) -> BTreeMap<(usize, usize), Vec<(usize, &mut Draw)>> {
-    let mut groups: BTreeMap<(usize, usize), Vec<(usize, &mut Draw)>> = BTreeMap::new();
-    for (slot, d) in draws.iter_mut().enumerate() {
-        groups.entry(d.transform.output_size(h, w)).or_default().push((slot, d));
-    }
-    groups
-}
-
-/// One sample to evaluate: its transform and the random stream its dropout masks continue.
-#[derive(Clone, Debug)]
-pub struct Draw {
-    /// The stratum (scale level - 1) for the stratified sampler; 0 for iid.
-    pub stratum: usize,
-    pub transform: Transform,
-    pub rng: ChaCha8Rng,
-}
-
-impl Draw {
-    /// The `index`-th independent draw under `seed` (stream `(seed, index)`).
-    pub fn iid(seed: u64, index: u64, levels: u32) -> Self {
-        let mut rng = sample_rng(seed, index);
-        let transform = Transform::sample(&mut rng, levels);
-        Draw { stratum: 0, transform, rng }
     }
 }
 
@@ -115,8 +85,7 @@ pub struct Plan {
 impl Plan {
     /// A plan for an `h x w` pair with `levels` scale levels.
     pub fn new(kind: SamplerKind, seed: u64, levels: u32, h: usize, w: usize) -> Self {
-        let z: f64 = (1..=levels).map(|s| 1.0 / (s * s) as f64).sum();
-        let prob: Vec<f64> = (1..=levels).map(|s| 1.0 / (s * s) as f64 / z).collect();
+        let prob = level_probabilities(levels);
         let cost: Vec<f64> =
             (1..=levels as usize).map(|s| ((scaled_len(h, s) + OFFSET_PAD) * (scaled_len(w, s) + OFFSET_PAD)) as f64).collect();
         let strata = if kind == SamplerKind::Stratified { levels as usize } else { 1 };
@@ -257,6 +226,11 @@ impl Plan {
             Some(se) if se > 0.0 => k3 / se.powi(3),
             _ => 0.0,
         }
+    }
+
+    /// Scale levels the draws come from.
+    pub fn levels(&self) -> u32 {
+        self.levels
     }
 
     /// Samples needed before the standard error is defined: 2, or the stratified pilot.

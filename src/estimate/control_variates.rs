@@ -3,9 +3,8 @@
 //! leaves the expectation of the distance unchanged while removing the part of its variance
 //! they explain. No network evaluation is needed to know their means.
 
-use crate::ensemble::{Flip, Transform};
+use crate::ensemble::{level_probabilities, Draw, Flip, Transform};
 use crate::estimate::RunningStats;
-use crate::sampler::Draw;
 
 /// The coefficients are fitted once the earlier rounds hold this many samples per feature:
 /// with fewer, their noise adds more variance than the controls remove (the excess is about
@@ -25,9 +24,9 @@ pub fn draw_features(t: &Transform, levels: u32) -> Vec<f64> {
     }
     let mut f: Vec<f64> = gain.iter().map(|g| g - 0.6).collect();
     f.extend(gain.iter().map(|g| (g - 0.6).powi(2) - GAIN_VARIANCE));
-    let z: f64 = (1..=levels).map(|s| 1.0 / (s * s) as f64).sum();
+    let prob = level_probabilities(levels);
     for s in 1..levels as usize {
-        f.push((t.scale == s) as u8 as f64 - 1.0 / (s * s) as f64 / z);
+        f.push((t.scale == s) as u8 as f64 - prob[s - 1]);
     }
     f.push(t.transpose as u8 as f64 - 0.5);
     for flip in [Flip::X, Flip::Y, Flip::Both] {
@@ -50,9 +49,9 @@ pub fn control_features(t: &Transform, levels: u32) -> Vec<f64> {
     let mut f: Vec<f64> = t.color[..2].iter().map(|&c| c as f64 - 0.6).collect();
     f.extend(gain.iter().map(|g| g - 0.6));
     f.extend(gain.iter().map(|g| (g - 0.6).powi(2) - GAIN_VARIANCE));
-    let z: f64 = (1..=levels).map(|s| 1.0 / (s * s) as f64).sum();
+    let prob = level_probabilities(levels);
     for s in 1..levels as usize {
-        f.push((t.scale == s) as u8 as f64 - 1.0 / (s * s) as f64 / z);
+        f.push((t.scale == s) as u8 as f64 - prob[s - 1]);
     }
     f
 }
@@ -62,8 +61,8 @@ pub fn control_features(t: &Transform, levels: u32) -> Vec<f64> {
 /// Samples fall into [`FOLDS`] folds by index. Sample `i` contributes `y_i - b_k . z_i`, with
 /// `z_i` its [`control_features`] (exact mean 0 under the E-LPIPS distribution) and `b_k` the
 /// least-squares coefficients of `y` on `z` fitted on the *other* folds (0 while they hold
-/// fewer than [`SAMPLES_PER_FEATURE`] samples per feature). `b_k` is independent of sample `i`
-/// and `z_i` has mean 0, so every contribution has expectation exactly E[y]: the estimate (their
+/// fewer than `SAMPLES_PER_FEATURE` samples per feature). `b_k` is independent of sample `i`
+/// and `z_i` has mean 0, so every contribution has expectation exactly `E[y]`: the estimate (their
 /// mean) is unbiased for the same expectation as iid sampling, for any number of samples. Its
 /// standard error is the usual one of the contributions' mean (the folds' coefficients are
 /// nearly the same fit, so the terms are close to independent; the mock-network tests check

@@ -40,6 +40,7 @@ pub enum ToneCurve {
 }
 
 impl ToneCurve {
+    /// The name used on the command line and in messages.
     pub fn name(self) -> &'static str {
         match self {
             ToneCurve::Clamp => "clamp",
@@ -48,6 +49,7 @@ impl ToneCurve {
         }
     }
 
+    /// Parses a name given by [`Self::name`].
     pub fn from_name(name: &str) -> Result<Self> {
         match name {
             "clamp" => Ok(ToneCurve::Clamp),
@@ -72,6 +74,7 @@ pub enum Encoding {
 }
 
 impl Encoding {
+    /// The name used on the command line and in messages.
     pub fn name(self) -> &'static str {
         match self {
             Encoding::Srgb => "srgb",
@@ -79,6 +82,7 @@ impl Encoding {
         }
     }
 
+    /// Parses a name given by [`Self::name`].
     pub fn from_name(name: &str) -> Result<Self> {
         match name {
             "srgb" => Ok(Encoding::Srgb),
@@ -93,11 +97,14 @@ impl Encoding {
 pub struct ToneMapping {
     /// Exposure in stops: values are multiplied by `2^exposure` first. Default 0.
     pub exposure: f32,
+    /// The curve that maps exposed values into [0, 1].
     pub curve: ToneCurve,
+    /// The display encoding after the curve.
     pub encoding: Encoding,
 }
 
 impl ToneMapping {
+    /// Refuses values no input can use, with a message naming the option.
     pub fn validate(&self) -> Result<()> {
         if !self.exposure.is_finite() || self.exposure.abs() > 64.0 {
             return Err(Error::invalid(format!("exposure {} stops is out of range; use a value in [-64, 64]", self.exposure)));
@@ -151,6 +158,7 @@ pub enum AlphaPolicy {
 }
 
 impl AlphaPolicy {
+    /// Refuses values no input can use, with a message naming the option.
     pub fn validate(&self) -> Result<()> {
         if let AlphaPolicy::Over(bg) = self {
             if bg.iter().any(|v| !v.is_finite() || *v < 0.0) {
@@ -164,11 +172,14 @@ impl AlphaPolicy {
 /// Everything that turns decoded pixels into the networks' input.
 #[derive(Clone, Copy, Debug, PartialEq, Default)]
 pub struct InputOptions {
+    /// How scene-linear (HDR) inputs are tone-mapped.
     pub tone: ToneMapping,
+    /// What is done with an alpha channel.
     pub alpha: AlphaPolicy,
 }
 
 impl InputOptions {
+    /// Refuses values no input can use, with a message naming the option.
     pub fn validate(&self) -> Result<()> {
         self.tone.validate()?;
         self.alpha.validate()

@@ -30,8 +30,10 @@ use statrs::distribution::{ContinuousCDF, StudentsT};
 
 use crate::error::{Error, Result};
 use crate::estimate::Estimate;
-use crate::metric::Progress;
-use crate::sampler::{Draw, Plan};
+use crate::ensemble::Draw;
+use crate::estimate::Progress;
+use crate::estimate::sampler::Plan;
+use crate::estimate::sequential::run_rounds;
 
 /// Each look comes after this many times the previous look's samples.
 pub const LOOK_GROWTH: f64 = 1.5;
@@ -100,6 +102,7 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// The name used on the command line and in messages.
     pub fn name(self) -> &'static str {
         match self {
             Verdict::Below => "below",
@@ -112,6 +115,7 @@ impl Verdict {
 /// A gate's verdict with the evidence behind it.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Decision {
+    /// Below, above or undecided.
     pub verdict: Verdict,
     /// The estimate when the gate stopped (its `ci95` is the usual fixed-n 95% half-width).
     pub estimate: Estimate,
@@ -121,11 +125,15 @@ pub struct Decision {
     /// The sequential bounds at the last look (each one-sided at `error_rate / looks_planned`):
     /// `Below` means `upper <= threshold`, `Above` means `lower > threshold`.
     pub lower: f64,
+    /// See `lower`.
     pub upper: f64,
-    /// Looks taken and planned.
+    /// Looks taken.
     pub looks: u32,
+    /// Looks planned.
     pub looks_planned: u32,
+    /// The gate's threshold.
     pub threshold: f64,
+    /// The gate's error rate.
     pub error_rate: f64,
 }
 
@@ -177,12 +185,7 @@ pub(crate) fn decide_plan(
     let max = gate.max_samples as u64;
     let mut last = None;
     for (k, &target) in looks.iter().enumerate() {
-        while plan.count() < target {
-            let mut draws = plan.next_round(per_round.min(target - plan.count()) as usize);
-            let distances = evaluate(&mut draws)?;
-            plan.record(&draws, &distances);
-            progress(Progress { samples: plan.count(), max_samples: max, estimate: plan.estimate(false) });
-        }
+        run_rounds(plan, target, per_round, max, None, evaluate, progress)?;
         let (mean, se) = plan.mean_and_std_error();
         let se = se.unwrap_or(f64::INFINITY);
         let q = t_quantile(alpha, plan.degrees_of_freedom());
@@ -220,8 +223,8 @@ pub(crate) fn decide_plan(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sampler::mock::{mock_distance, mock_truth, Noise};
-    use crate::sampler::SamplerKind;
+    use crate::estimate::sampler::mock::{mock_distance, mock_truth, Noise};
+    use crate::estimate::sampler::SamplerKind;
     use crate::estimate::RunningStats;
 
     const LEVELS: u32 = 4;

@@ -17,8 +17,8 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::linear_weights::LinearWeights;
-use crate::models::{model_dir, MetricKind};
-use crate::runtime::{Device, RuntimeOptions, Session};
+use crate::network::models::{contract, model_dir_in, MetricKind};
+use crate::network::runtime::{Device, RuntimeOptions, Session};
 
 /// Pixels a tile extends beyond its core. VGG16's relu5_3 sees 90 pixels before and 105 after
 /// its own 16-pixel cell; 112 is the next multiple of 16, so tile origins stay on the pool grid.
@@ -46,6 +46,7 @@ pub enum Precision {
 }
 
 impl Precision {
+    /// The name used on the command line and in messages.
     pub fn name(self) -> &'static str {
         match self {
             Precision::Fp32 => "fp32",
@@ -124,7 +125,7 @@ impl FeatureNet {
         if precision == Precision::Int8 && kind != MetricKind::LpipsVgg {
             return Err(Error::invalid(format!("precision int8 is built for lpips-vgg only, not {kind}; use fp32")));
         }
-        let path = model_dir(dir).join(precision.features_file(kind));
+        let path = model_dir_in(dir, runtime.install_dir.as_deref()).join(precision.features_file(kind));
         let session = Session::open(&path, runtime)?;
         let taps = kind.tap_channels();
         let lins = match custom {
@@ -132,7 +133,7 @@ impl FeatureNet {
             None => {
                 let mut lins = Vec::with_capacity(taps.len());
                 for (t, &c) in taps.iter().enumerate() {
-                    let hex = session.metadata(&format!("elpips.lin_{t}")).unwrap_or_default();
+                    let hex = session.metadata(&contract::lin_metadata(t)).unwrap_or_default();
                     let lin = decode_f32_hex(&hex).filter(|l| l.len() == c).ok_or_else(|| {
                         Error::Model(format!("{} has no valid linear weights for tap {t}; rebuild the models with `make setup`", path.display()))
                     })?;
@@ -141,8 +142,8 @@ impl FeatureNet {
                 lins
             }
         };
-        let outputs = (0..taps.len()).map(|t| format!("unit_{t}")).collect();
-        let mask_names = if kind.is_ensemble() { (0..13).map(|k| format!("mask_{k}")).collect() } else { vec![] };
+        let outputs = (0..taps.len()).map(contract::unit).collect();
+        let mask_names = contract::masks_of(kind);
         Ok(FeatureNet { kind, session, lins, outputs, mask_names })
     }
 
@@ -237,7 +238,7 @@ fn run_session(
     each: &mut dyn FnMut(usize, &[usize], &[f32]) -> Result<()>,
 ) -> Result<()> {
     let ones = [1.0f32];
-    let mut inputs: Vec<(&str, Vec<usize>, &[f32])> = vec![("image", vec![n, 3, h, w], images)];
+    let mut inputs: Vec<(&str, Vec<usize>, &[f32])> = vec![(contract::IMAGE, vec![n, 3, h, w], images)];
     if kind.is_ensemble() {
         for (k, name) in mask_names.iter().enumerate() {
             match masks {

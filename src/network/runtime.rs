@@ -22,7 +22,7 @@ fn project_default_library() -> PathBuf {
 }
 
 pub(crate) fn no_cuda_reason(options: &RuntimeOptions) -> String {
-    let (lib, _) = locate_library(options.library.as_deref());
+    let (lib, _) = locate(options.library.as_deref(), options.install_dir.as_deref());
     if cfg!(feature = "cuda") {
         format!(
             "--device cuda: the ONNX Runtime at {} has no CUDA execution provider (the CPU-only PyPI wheel that `make setup` installs has none); point --runtime / {ORT_DYLIB_ENV} at an onnxruntime-gpu library, or use --device auto to fall back to the CPU",
@@ -33,17 +33,34 @@ pub(crate) fn no_cuda_reason(options: &RuntimeOptions) -> String {
     }
 }
 
+/// The directory an installed elpips keeps its runtime in (and its models under, at
+/// `../share/elpips/models`): the one the caller names (the C ABI names the directory of the
+/// loaded libelpips, which only it can find), else the running executable's.
+pub(crate) fn install_dir(chosen: Option<&Path>) -> Option<PathBuf> {
+    if let Some(d) = chosen {
+        return Some(d.to_owned());
+    }
+    let exe = std::env::current_exe().ok()?;
+    let exe = exe.canonicalize().unwrap_or(exe);
+    exe.parent().map(Path::to_owned)
+}
+
 /// Resolves the runtime library: the explicit path, then `ORT_DYLIB_PATH`, then a
-/// `libonnxruntime.so.1` beside the loaded libelpips (where `make install` puts it), then the
+/// `libonnxruntime.so.1` beside the running executable (where `make install` puts it), then the
 /// project's default location. Returns the path and where it came from (for error messages).
 pub fn locate_library(explicit: Option<&Path>) -> (PathBuf, &'static str) {
+    locate(explicit, None)
+}
+
+/// [`locate_library`] for an install directory the caller may name (see [`install_dir`]).
+fn locate(explicit: Option<&Path>, install: Option<&Path>) -> (PathBuf, &'static str) {
     if let Some(p) = explicit {
         return (p.to_owned(), EXPLICIT_ORIGIN);
     }
     if let Some(p) = std::env::var_os(ORT_DYLIB_ENV).filter(|p| !p.is_empty()) {
         return (PathBuf::from(p), ORT_DYLIB_ENV);
     }
-    if let Some(p) = crate::capi::loaded_from_dir().map(|d| d.join("libonnxruntime.so.1")).filter(|p| p.is_file()) {
+    if let Some(p) = install_dir(install).map(|d| d.join("libonnxruntime.so.1")).filter(|p| p.is_file()) {
         return (p, "the directory of libelpips");
     }
     (project_default_library(), "the project's default location")
@@ -59,8 +76,9 @@ struct Loaded {
 static RUNTIME: Mutex<Option<Loaded>> = Mutex::new(None);
 
 /// Loads ONNX Runtime once per process and returns its environment.
-pub fn environment(explicit: Option<&Path>) -> Result<ort::environment::Environment> {
-    let (path, origin) = locate_library(explicit);
+pub(crate) fn environment(options: &RuntimeOptions) -> Result<ort::environment::Environment> {
+    let explicit = options.library.as_deref();
+    let (path, origin) = locate(explicit, options.install_dir.as_deref());
     let mut guard = RUNTIME.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(loaded) = guard.as_ref() {
         if explicit.is_some() && !same_file(&loaded.path, &path) {
@@ -121,6 +139,7 @@ pub enum Device {
 }
 
 impl Device {
+    /// The name used on the command line and in messages.
     pub fn name(self) -> &'static str {
         match self {
             Device::Cpu => "cpu",
@@ -155,6 +174,9 @@ pub struct RuntimeOptions {
     pub threads: usize,
     /// Where to run (CPU by default).
     pub device: Device,
+    /// The directory searched for the runtime and the models of an installed elpips; `None` =
+    /// the running executable's (the C ABI sets the directory of the loaded libelpips).
+    pub install_dir: Option<PathBuf>,
 }
 
 /// More intra-op threads than this is a mistake (an unset or negative value cast to unsigned),
@@ -217,14 +239,21 @@ pub fn physical_cores() -> usize {
 
 /// Whether the loaded runtime offers the CUDA execution provider (and this build can use it).
 pub fn cuda_available(library: Option<&Path>) -> Result<bool> {
-    environment(library)?;
+    RuntimeOptions { library: library.map(Path::to_owned), ..Default::default() }.cuda_available()
+}
+
+impl RuntimeOptions {
+    /// [`cuda_available`] for the runtime these options load.
+    pub(crate) fn cuda_available(&self) -> Result<bool> {
+        environment(self)?;
     #[cfg(feature = "cuda")]
     {
         use ort::ep::ExecutionProvider;
         Ok(ort::ep::CUDA::is_available().unwrap_or(false))
     }
-    #[cfg(not(feature = "cuda"))]
-    Ok(false)
+        #[cfg(not(feature = "cuda"))]
+        Ok(false)
+    }
 }
 
 /// A loaded network. `run` needs `&mut`: one session per thread, or a lock around it.
@@ -237,20 +266,20 @@ impl Session {
     /// Opens `model` with the given options. [`Device::Auto`] falls back to the CPU when CUDA
     /// is not offered or the session does not open on it; [`Device::Cuda`] fails instead.
     pub fn open(model: &Path, options: &RuntimeOptions) -> Result<Self> {
-        let env = environment(options.library.as_deref())?;
+        let env = environment(options)?;
         // The bytes checked against the manifest are the bytes loaded (no check-then-reopen race).
         let bytes = crate::integrity::read_verified_model(model)?;
         match options.device {
             Device::Cpu => Self::open_on(&env, &bytes, model, options, Device::Cpu),
             Device::Cuda => {
-                if !cuda_available(options.library.as_deref())? {
+                if !options.cuda_available()? {
                     return Err(Error::Runtime(no_cuda_reason(options)));
                 }
                 Self::open_on(&env, &bytes, model, options, Device::Cuda)
                     .map_err(|e| Error::Runtime(format!("cannot open {} on CUDA: {e}", model.display())))
             }
             Device::Auto => {
-                if cuda_available(options.library.as_deref())? {
+                if options.cuda_available()? {
                     if let Ok(s) = Self::open_on(&env, &bytes, model, options, Device::Cuda) {
                         return Ok(s);
                     }

@@ -6,8 +6,8 @@ use super::{
     context, guard, need_out, ElpipsContext, ElpipsDevice, ElpipsPrecision, ElpipsStatus, Failure, ELPIPS_DEVICE_CPU, ELPIPS_DEVICE_CUDA,
     ELPIPS_PRECISION_FP32, ELPIPS_PRECISION_INT8, ELPIPS_STATUS_INVALID_ARGUMENT, ELPIPS_TILE_NEVER,
 };
-use crate::features::Precision;
-use crate::runtime::Device;
+use crate::network::taps::Precision;
+use crate::network::runtime::Device;
 
 /// Writes the device `ctx`'s network runs on to `*device`: `ELPIPS_DEVICE_CPU` or
 /// `ELPIPS_DEVICE_CUDA` (never `ELPIPS_DEVICE_AUTO`: this says what `AUTO` chose). NULL

@@ -8,6 +8,54 @@ use crate::error::{Error, Result};
 /// Environment variable naming the directory that holds the `.onnx` models.
 pub const MODEL_DIR_ENV: &str = "ELPIPS_MODEL_DIR";
 
+/// The model contract with the converter in `weights/` (see `weights/README.md`), its one home:
+/// the tensor names of every model and the dropout masks the E-LPIPS models take.
+pub(crate) mod contract {
+    /// The fused and gradient models' image inputs and outputs.
+    pub const REFERENCE: &str = "reference";
+    pub const CANDIDATE: &str = "candidate";
+    pub const DISTANCE: &str = "distance";
+    pub const D_CANDIDATE: &str = "d_candidate";
+    /// The feature model's one image input.
+    pub const IMAGE: &str = "image";
+    /// Dropout masks of the E-LPIPS models: one before each VGG conv.
+    pub const MASKS: usize = crate::ensemble::VGG_CONV_INPUTS.len();
+
+    /// Input `k` of the dropout masks.
+    pub fn mask(k: usize) -> String {
+        format!("mask_{k}")
+    }
+
+    /// The fused model's linear-weights input of tap `t` (overridable initializer).
+    pub fn lin(t: usize) -> String {
+        format!("lin_{t}")
+    }
+
+    /// The fused model's per-tap distance map output of tap `t` (heatmaps).
+    pub fn map(t: usize) -> String {
+        format!("map_{t}")
+    }
+
+    /// The feature model's unit-normalised tap output `t`.
+    pub fn unit(t: usize) -> String {
+        format!("unit_{t}")
+    }
+
+    /// The feature model's metadata key holding tap `t`'s default linear weights.
+    pub fn lin_metadata(t: usize) -> String {
+        format!("elpips.lin_{t}")
+    }
+
+    /// The mask inputs `kind` takes (none for plain LPIPS).
+    pub fn masks_of(kind: super::MetricKind) -> Vec<String> {
+        if kind.is_ensemble() {
+            (0..MASKS).map(mask).collect()
+        } else {
+            vec![]
+        }
+    }
+}
+
 /// The metrics this crate ships.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
@@ -20,25 +68,8 @@ pub enum MetricKind {
     LpipsAlex,
 }
 
-/// Input channels of the 13 VGG16 convs and the pooling block each runs in: the shape of the
-/// dropout mask that E-LPIPS multiplies onto each conv's input.
-pub(crate) const VGG_CONV_INPUTS: [(usize, u32); 13] = [
-    (3, 0),
-    (64, 0),
-    (64, 1),
-    (128, 1),
-    (128, 2),
-    (256, 2),
-    (256, 2),
-    (256, 3),
-    (512, 3),
-    (512, 3),
-    (512, 4),
-    (512, 4),
-    (512, 4),
-];
-
 impl MetricKind {
+    /// Every metric this crate ships.
     pub const ALL: [MetricKind; 3] = [MetricKind::ElpipsVgg, MetricKind::LpipsVgg, MetricKind::LpipsAlex];
 
     /// The name used on the command line, in the C ABI and for the model file.
@@ -94,6 +125,11 @@ impl MetricKind {
     pub fn file_name(self) -> String {
         format!("{}.onnx", self.name())
     }
+
+    /// File name of the model's gradient graph inside the model directory.
+    pub(crate) fn gradient_file_name(self) -> String {
+        format!("{}-grad.onnx", self.name())
+    }
 }
 
 impl std::fmt::Display for MetricKind {
@@ -103,26 +139,22 @@ impl std::fmt::Display for MetricKind {
 }
 
 /// Resolves the model directory: the explicit one, then `ELPIPS_MODEL_DIR`, then
-/// `<libdir>/../share/elpips/models` beside the loaded libelpips (an installed library), then the
+/// `<bindir>/../share/elpips/models` beside the running executable (an installed program), then the
 /// checkout's `weights/models` (where `make setup` writes them).
 pub fn model_dir(explicit: Option<&Path>) -> PathBuf {
+    model_dir_in(explicit, None)
+}
+
+/// [`model_dir`] for an install directory the caller may name (see [`crate::network::runtime::RuntimeOptions::install_dir`]).
+pub(crate) fn model_dir_in(explicit: Option<&Path>, install: Option<&Path>) -> PathBuf {
     if let Some(p) = explicit {
         return p.to_owned();
     }
     if let Some(p) = std::env::var_os(MODEL_DIR_ENV).filter(|p| !p.is_empty()) {
         return PathBuf::from(p);
     }
-    if let Some(p) = crate::capi::loaded_from_dir().map(|d| d.join("../share/elpips/models")).filter(|p| p.is_dir()) {
+    if let Some(p) = crate::network::runtime::install_dir(install).map(|d| d.join("../share/elpips/models")).filter(|p| p.is_dir()) {
         return p;
     }
     Path::new(env!("CARGO_MANIFEST_DIR")).join("weights/models")
-}
-
-/// Spatial size of each pooling block's feature map for a VGG input of `h x w` (floor pools).
-pub(crate) fn vgg_block_sizes(h: usize, w: usize) -> [(usize, usize); 5] {
-    let mut sizes = [(h, w); 5];
-    for b in 1..5 {
-        sizes[b] = (sizes[b - 1].0 / 2, sizes[b - 1].1 / 2);
-    }
-    sizes
 }

@@ -1,0 +1,8 @@
+//! The networks: finding and loading ONNX Runtime and opening sessions ([`runtime`]), the named
+//! models and their contract with the converter in `weights/` ([`models`]), and the LPIPS
+//! feature models with the distance head computed in Rust, their reuse and tiling ([`taps`]).
+//! It knows nothing about sampling: callers hand it tensors and dropout masks.
+
+pub mod models;
+pub mod runtime;
+pub mod taps;
