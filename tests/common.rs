@@ -51,7 +51,8 @@ pub fn png_header(w: u32, h: u32) -> Vec<u8> {
     out
 }
 
-fn crc32(data: &[u8]) -> u32 {
+/// CRC-32 (ISO-HDLC, as PNG chunks and zip entries use it).
+pub fn crc32(data: &[u8]) -> u32 {
     let mut c = 0xffff_ffffu32;
     for &b in data {
         c ^= b as u32;

@@ -58,7 +58,7 @@ pub fn zip_stored(members: &[(&str, &[u8])]) -> Vec<u8> {
     let (mut out, mut central) = (Vec::new(), Vec::new());
     for (name, data) in members {
         let offset = out.len() as u32;
-        let crc = crc32(data);
+        let crc = crate::common::crc32(data);
         let common = |v: &mut Vec<u8>| {
             v.extend([20, 0, 0, 0, 0, 0, 0, 0, 0, 0]); // version, flags, stored, time, date
             v.extend(crc.to_le_bytes());
@@ -89,20 +89,6 @@ pub fn zip_stored(members: &[(&str, &[u8])]) -> Vec<u8> {
     out
 }
 
-fn crc32(data: &[u8]) -> u32 {
-    let mut c = 0xffff_ffffu32;
-    for &b in data {
-        c ^= b as u32;
-        for _ in 0..8 {
-            c = if c & 1 != 0 {
-                0xedb8_8320 ^ (c >> 1)
-            } else {
-                c >> 1
-            };
-        }
-    }
-    !c
-}
 
 /// The hostile files (name, bytes, what the refusal calls it), each touching `marker` if run.
 pub fn hostile_files(marker: &Path) -> Vec<(&'static str, Vec<u8>, &'static str)> {
