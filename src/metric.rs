@@ -627,31 +627,17 @@ impl Metric {
         }
         let ones = [1.0f32];
         let masks = dropout_stream.map(|(seed, index)| DropoutBatch::draw(th, tw, std::iter::once(&mut sample_rng(seed, index))));
-        let mask_inputs: Option<Vec<(Vec<usize>, &[f32])>> = match (&masks, self.kind().is_ensemble()) {
-            (_, false) => None,
-            (Some(m), true) => Some(m.inputs()),
+        let mask_inputs: Vec<(Vec<usize>, &[f32])> = match &masks {
+            Some(m) => m.inputs(),
             // A broadcast 1 keeps every activation: no dropout.
-            (None, true) => Some((0..contract::MASKS).map(|_| (vec![1, 1, 1, 1], &ones[..])).collect()),
+            None => (0..contract::MASKS).map(|_| (vec![1, 1, 1, 1], &ones[..])).collect(),
         };
-        let d = self.run(&refs, &cands, 1, th, tw, mask_inputs.as_deref())?;
-        Ok(d[0])
+        Ok(self.run_with_maps(&refs, &cands, 1, th, tw, Some(&mask_inputs), false)?.0[0])
     }
 
-    /// Runs the network on `n` stacked pairs of `th x tw` planar images.
-    fn run(
-        &mut self,
-        refs: &[f32],
-        cands: &[f32],
-        n: usize,
-        th: usize,
-        tw: usize,
-        masks: Option<&[(Vec<usize>, &[f32])]>,
-    ) -> Result<Vec<f64>> {
-        Ok(self.run_with_maps(refs, cands, n, th, tw, masks, false)?.0)
-    }
-
-    /// [`Metric::run`], also returning the per-tap maps `(shape [n,1,H_t,W_t], values)` when
-    /// `maps` is set (empty otherwise: they are not copied out of the runtime).
+    /// Runs the fused model (E-LPIPS) on `n` stacked pairs of `th x tw` planar images; returns
+    /// the distances, and the per-tap maps `(shape [n,1,H_t,W_t], values)` when `maps` is set
+    /// (empty otherwise: they are not copied out of the runtime).
     #[allow(clippy::too_many_arguments)]
     fn run_with_maps(
         &mut self,
