@@ -302,6 +302,12 @@ impl Metric {
         self.options.scale_levels.unwrap_or_else(|| scale_levels_for(height, width))
     }
 
+    /// The scale levels a result for an image of this size reports: E-LPIPS's, `None` for LPIPS
+    /// (which has none). The CLI's `scale_levels` field and the C `ElpipsResult` both read this.
+    pub fn result_levels(&self, height: u32, width: u32) -> Option<u32> {
+        self.kind().is_ensemble().then(|| self.scale_levels(height, width))
+    }
+
     /// Checks that the pair can be compared with this metric; returns nothing on success.
     pub fn check_pair(&self, reference: &Image, candidate: &Image) -> Result<()> {
         check_same_size(reference, candidate)?;
@@ -461,7 +467,8 @@ impl Metric {
         }
         let (h, w) = (reference.height() as usize, reference.width() as usize);
         let ensemble = self.kind().is_ensemble();
-        let levels = if ensemble { self.scale_levels(h as u32, w as u32) } else { 1 };
+        // LPIPS records its one exact value as a single one-level draw.
+        let levels = self.result_levels(h as u32, w as u32).unwrap_or(1);
         let mut plans = PairedPlans::new(self.options.sampler, self.options.seed, levels, h, w, candidates.len());
         if !ensemble {
             // The reference's pass once, then each candidate against it: the path `compare` takes,

@@ -3,7 +3,7 @@
 //! respect to the image; every step of the transform is linear in the pixels, so the chain rule
 //! through it is exactly this adjoint) and the heatmap ([`Transform::pull_back`], one map on the
 //! network input grid back to the image). Both run the geometry's adjoint of one plane,
-//! [`Transform::adjoint_plane`], accumulating in f64.
+//! `Transform::adjoint_plane`, accumulating in f64.
 
 use super::{reflect, Geometry, Transform};
 
@@ -13,7 +13,7 @@ impl Transform {
     /// image (`3 * h * w` values): `<apply(x), g> == <x, apply_adjoint(g)>` for all `x`, `g`.
     ///
     /// Per step, in reverse: colour scale -> the same scale; channel permutation -> scatter back
-    /// to the source channel; the geometry -> [`Transform::adjoint_plane`].
+    /// to the source channel; the geometry -> `Transform::adjoint_plane`.
     pub fn apply_adjoint(&self, grad_out: &[f32], h: usize, w: usize) -> Vec<f32> {
         let g = self.geometry(h, w);
         let (out_h, out_w) = g.output_size();
