@@ -27,7 +27,7 @@ use std::time::Instant;
 use codec::Codec;
 use elpips::estimate::RunningStats;
 use elpips::tune::{self, Encoded, Goal, Outcome, Probe, TuneOptions};
-use elpips::{Estimate, Image, Metric, MetricKind, MetricOptions, Sampling, Verdict};
+use elpips::{Estimate, Image, Metric, MetricKind, MetricOptions, Sampling, Side};
 
 const CHECK: u64 = 64;
 /// Sample indices of bisection's probe k start at k << 32 (independent draws).
@@ -108,8 +108,8 @@ fn run_bisect(metric: &mut Metric, codec: Codec, input: &Input, t: f64) -> Run {
         let e = encode(codec, input, q);
         let estimate = adaptive(metric, &input.image, &e.decoded, (probes.len() as u64 + 1) * STREAM);
         samples += estimate.samples;
-        let side = if estimate.distance <= t { Verdict::Below } else { Verdict::Above };
-        if side == Verdict::Below {
+        let side = if estimate.distance <= t { Side::Below } else { Side::Above };
+        if side == Side::Below {
             hi = q;
         } else {
             lo = q;

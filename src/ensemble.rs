@@ -209,43 +209,6 @@ impl Transform {
         }
     }
 
-    /// The adjoint of the transform's geometry (scale, offset, flips, transpose; colour moves
-    /// no pixel): carries a single-channel map on the network input grid back to the `h x w`
-    /// image. Each input pixel's value goes to the image pixels it was made from, with the
-    /// weights it was made with (`1/s^2` over its `s x s` block; reflected padding lands on the
-    /// pixels it mirrors), so the sum is kept: `<apply(x), m> = <x, pull_back(m)>`.
-    pub fn pull_back(&self, map: &[f32], h: usize, w: usize) -> Vec<f32> {
-        let g = self.geometry(h, w);
-        let (out_h, out_w) = g.output_size();
-        assert_eq!(map.len(), out_h * out_w, "map on the transform's output grid");
-        let mut scaled = vec![0.0f32; g.sh * g.sw];
-        for y in 0..out_h {
-            for x in 0..out_w {
-                let (sy, sx) = g.source(y, x);
-                scaled[sy * g.sw + sx] += map[y * out_w + x];
-            }
-        }
-        let s = self.scale;
-        if s == 1 {
-            return scaled;
-        }
-        let (top, left) = (self.scale_offset.0 as isize, self.scale_offset.1 as isize);
-        let inv = 1.0 / (s * s) as f32;
-        let mut out = vec![0.0f32; h * w];
-        for sy in 0..g.sh {
-            for sx in 0..g.sw {
-                let v = scaled[sy * g.sw + sx] * inv;
-                for dy in 0..s {
-                    let iy = reflect((sy * s + dy) as isize - top, h);
-                    for dx in 0..s {
-                        out[iy * w + reflect((sx * s + dx) as isize - left, w)] += v;
-                    }
-                }
-            }
-        }
-        out
-    }
-
     /// Applies the transform and returns the result as a new planar image.
     pub fn apply(&self, image: &[f32], h: usize, w: usize) -> Planar {
         let (oh, ow) = self.output_size(h, w);

@@ -80,7 +80,7 @@ pub mod tune;
 #[allow(unsafe_code)]
 pub mod capi;
 
-pub use crate::estimate::decision::{Decision, Gate, Verdict};
+pub use crate::estimate::decision::{Decision, Gate, Side};
 pub use crate::ensemble::{Flip, Transform};
 pub use crate::error::{Error, Result};
 pub use crate::estimate::{Estimate, Progress, Sampling};

@@ -14,7 +14,7 @@ use crate::estimate::{Estimate, Progress, Sampling};
 use crate::ensemble::{for_each_batch, group_by_size, Draw};
 use crate::estimate::sampler::{Plan, SamplerKind};
 use crate::estimate::sequential::{check_budget, sample};
-use crate::network::taps::{tiled_distance, FeatureNet, Precision, Taps, AUTO_TILE_PIXELS, DEFAULT_TILE};
+use crate::network::taps::{tiled_distance, tiled_maps, FeatureNet, Precision, Taps, AUTO_TILE_PIXELS, DEFAULT_TILE};
 use crate::image::{check_same_size, Image};
 use crate::linear_weights::LinearWeights;
 use crate::network::models::{contract, model_dir_in, MetricKind};
@@ -32,7 +32,8 @@ const ROUND_SAMPLES: usize = 16;
 pub struct MetricOptions {
     /// Which metric (E-LPIPS by default).
     pub metric: MetricKind,
-    /// Directory holding `<metric>.onnx`; `None` = `ELPIPS_MODEL_DIR`, then the checkout's `weights/models`.
+    /// Directory holding the models (`<metric>.features.onnx` for LPIPS, also `<metric>.onnx`
+    /// for E-LPIPS); `None` = `ELPIPS_MODEL_DIR`, then the checkout's `weights/models`.
     pub model_dir: Option<PathBuf>,
     /// Custom linear weights (a safetensors file; `weights/convert.py safetensors` converts the
     /// authors' `.npy` dicts and lpips `.pth` files) replacing the model's.
@@ -51,7 +52,7 @@ pub struct MetricOptions {
     pub precision: Precision,
     /// LPIPS-VGG: tile core side in pixels (rounded up to 16); `Some(0)` = never tile; `None` =
     /// tile images above 2.4 Mpx with 768-pixel cores. The tiled distance equals the untiled one
-    /// to float32 rounding (see `features`).
+    /// to float32 rounding (see `network::taps`).
     pub tile_size: Option<u32>,
 }
 
@@ -105,7 +106,10 @@ struct FeaturesKey {
 /// A loaded metric. Not `Sync`: use one per thread (ONNX Runtime sessions run with `&mut`).
 pub struct Metric {
     options: MetricOptions,
-    session: Session,
+    /// The fused model (`<metric>.onnx`: both images in, distance and per-tap maps out), opened
+    /// for E-LPIPS only, whose sampled batches run there. LPIPS runs the feature model and the
+    /// head everywhere (`features`), so it never opens this.
+    session: Option<Session>,
     mask_names: Vec<String>,
     lin_names: Vec<String>,
     /// Custom linear weights fed over the model's built-in ones.
@@ -144,29 +148,34 @@ impl Metric {
                 Some(lw)
             }
         };
-        let path = model_dir_in(options.model_dir.as_deref(), options.runtime.install_dir.as_deref()).join(kind.file_name());
-        let session = Session::open(&path, &options.runtime)?;
-        let inputs = session.input_names();
-        let has = |n: &str| inputs.iter().any(|i| i == n);
         let taps = kind.tap_channels().len();
         let lin_names: Vec<String> = (0..taps).map(contract::lin).collect();
         let mask_names = contract::masks_of(kind);
-        let expected_ok = has(contract::REFERENCE)
-            && has(contract::CANDIDATE)
-            && mask_names.iter().all(|m| has(m))
-            && lin_names.iter().all(|l| has(l))
-            && !has(&contract::lin(taps))
-            && (kind.is_ensemble() || !has(&contract::mask(0)));
-        if !expected_ok {
-            return Err(Error::Model(format!(
-                "{} is not a {kind} model (inputs: {}); rebuild the models with `make setup`",
-                path.display(),
-                inputs.join(", ")
-            )));
-        }
+        let session = if kind.is_ensemble() {
+            let path = model_dir_in(options.model_dir.as_deref(), options.runtime.install_dir.as_deref()).join(kind.file_name());
+            let session = Session::open(&path, &options.runtime)?;
+            let inputs = session.input_names();
+            let has = |n: &str| inputs.iter().any(|i| i == n);
+            let expected_ok = has(contract::REFERENCE)
+                && has(contract::CANDIDATE)
+                && mask_names.iter().all(|m| has(m))
+                && lin_names.iter().all(|l| has(l))
+                && !has(&contract::lin(taps));
+            if !expected_ok {
+                return Err(Error::Model(format!(
+                    "{} is not a {kind} model (inputs: {}); rebuild the models with `make setup`",
+                    path.display(),
+                    inputs.join(", ")
+                )));
+            }
+            Some(session)
+        } else {
+            None
+        };
         let mut metric = Metric { options, session, mask_names, lin_names, linear_weights, features: None };
-        if metric.options.precision != Precision::Fp32 {
-            metric.feature_net()?; // int8 runs only there: fail now if it cannot
+        if !kind.is_ensemble() || metric.options.precision != Precision::Fp32 {
+            // LPIPS runs only there, and int8 too: fail now if it cannot open.
+            metric.feature_net()?;
         }
         Ok(metric)
     }
@@ -190,7 +199,12 @@ impl Metric {
 
     /// The device the networks run on (CPU, or CUDA when asked for and available).
     pub fn device(&self) -> Device {
-        self.session.device()
+        match (&self.session, &self.features) {
+            (Some(s), _) => s.device(),
+            (None, Some(f)) => f.device(),
+            // Not reached: `new` opens one of the two.
+            (None, None) => Device::Cpu,
+        }
     }
 
     fn feature_net(&mut self) -> Result<&mut FeatureNet> {
@@ -227,9 +241,17 @@ impl Metric {
         if let Some(core) = self.tile_for(h as u32, w as u32) {
             return tiled_distance(self.feature_net()?, reference.data(), candidate.data(), h, w, core);
         }
+        let (_, maps) = self.lpips_whole_maps(reference.data(), candidate.data(), h, w)?;
+        distance_of_maps(&maps)
+    }
+
+    /// LPIPS per-tap maps of a whole (untiled) `h x w` pair, with each map's `(H_t, W_t)`:
+    /// reference taps, then the candidate against them.
+    fn lpips_whole_maps(&mut self, reference: &[f32], candidate: &[f32], h: usize, w: usize) -> Result<WholeMaps> {
         let net = self.feature_net()?;
-        let taps = net.taps(reference.data(), 1, h, w, None)?;
-        distance_of_maps(&net.maps_against(&taps, candidate.data(), 1, h, w, None, &[(0, 0)])?[0])
+        let taps = net.taps(reference, 1, h, w, None)?;
+        let maps = net.maps_against(&taps, candidate, 1, h, w, None, &[(0, 0)])?.swap_remove(0);
+        Ok((taps.shapes.iter().map(|s| (s[2], s[3])).collect(), maps))
     }
 
     /// Prepares `image` as the reference of many comparisons (see [`Reference`]).
@@ -278,6 +300,12 @@ impl Metric {
     /// Scale levels E-LPIPS uses for an image of this size.
     pub fn scale_levels(&self, height: u32, width: u32) -> u32 {
         self.options.scale_levels.unwrap_or_else(|| scale_levels_for(height, width))
+    }
+
+    /// The scale levels a result for an image of this size reports: E-LPIPS's, `None` for LPIPS
+    /// (which has none). The CLI's `scale_levels` field and the C `ElpipsResult` both read this.
+    pub fn result_levels(&self, height: u32, width: u32) -> Option<u32> {
+        self.kind().is_ensemble().then(|| self.scale_levels(height, width))
     }
 
     /// Checks that the pair can be compared with this metric; returns nothing on success.
@@ -350,31 +378,31 @@ impl Metric {
         progress: &mut dyn FnMut(Progress),
     ) -> Result<(Estimate, Heatmap)> {
         self.check_pair(reference, candidate)?;
-        self.check_has_maps()?;
         let (h, w) = (reference.height() as usize, reference.width() as usize);
         let mut acc = Accumulator::new(w, h);
         if !self.kind().is_ensemble() {
-            // The split path `compare` takes (unless tiled), so the two report the same distance.
-            let (d, maps) = if self.tile_for(h as u32, w as u32).is_some() {
-                let (d, maps) = self.run_with_maps(reference.data(), candidate.data(), 1, h, w, None, true)?;
-                (d[0], maps)
-            } else {
-                let net = self.feature_net()?;
-                let taps = net.taps(reference.data(), 1, h, w, None)?;
-                let per_tap = net.maps_against(&taps, candidate.data(), 1, h, w, None, &[(0, 0)])?.swap_remove(0);
-                let d = distance_of_maps(&per_tap)?;
-                (d, taps.shapes.iter().zip(per_tap).map(|(s, m)| (vec![1, 1, s[2], s[3]], m)).collect())
+            // The path `compare` takes, tiled alike, so the two report the same distance.
+            let (d, maps) = match self.tile_for(h as u32, w as u32) {
+                Some(core) => tiled_maps(self.feature_net()?, reference.data(), candidate.data(), h, w, core)?,
+                None => {
+                    let (sizes, per_tap) = self.lpips_whole_maps(reference.data(), candidate.data(), h, w)?;
+                    let d = distance_of_maps(&per_tap)?;
+                    (d, sizes.into_iter().zip(per_tap).map(|((mh, mw), m)| (mh, mw, m)).collect())
+                }
             };
-            add_maps(&mut acc, &maps, 0, 0, None, h, w);
+            let taps: Vec<(usize, usize, &[f32])> = maps.iter().map(|(mh, mw, m)| (*mh, *mw, m.as_slice())).collect();
+            acc.add(0, None, &input_map(&taps, h, w), h, w);
             return Ok((Estimate::exact(d), acc.finish(&[1.0])));
         }
+        self.check_has_maps()?;
         let mut plan = self.plan_for(reference)?;
         let estimate = self.run_plan(reference, candidate, &mut plan, progress, Some(&mut acc))?;
         Ok((estimate, acc.finish(&plan.stratum_weights())))
     }
 
+    /// Checks that the fused model (E-LPIPS) has the per-tap map outputs heatmaps read.
     fn check_has_maps(&self) -> Result<()> {
-        let outputs = self.session.output_names();
+        let outputs = self.session.as_ref().ok_or_else(|| no_fused_model(self.kind()))?.output_names();
         let taps = self.kind().tap_channels().len();
         if (0..taps).all(|t| outputs.iter().any(|o| *o == contract::map(t))) {
             return Ok(());
@@ -439,7 +467,8 @@ impl Metric {
         }
         let (h, w) = (reference.height() as usize, reference.width() as usize);
         let ensemble = self.kind().is_ensemble();
-        let levels = if ensemble { self.scale_levels(h as u32, w as u32) } else { 1 };
+        // LPIPS records its one exact value as a single one-level draw.
+        let levels = self.result_levels(h as u32, w as u32).unwrap_or(1);
         let mut plans = PairedPlans::new(self.options.sampler, self.options.seed, levels, h, w, candidates.len());
         if !ensemble {
             // The reference's pass once, then each candidate against it: the path `compare` takes,
@@ -580,6 +609,12 @@ impl Metric {
             return Err(Error::invalid(format!("{} has no transforms or dropout", self.kind())));
         }
         let (h, w) = (reference.height() as usize, reference.width() as usize);
+        if !self.kind().is_ensemble() {
+            // Whole, never tiled: the network's own distance of the pair.
+            self.check_pair(reference, candidate)?;
+            let (_, maps) = self.lpips_whole_maps(reference.data(), candidate.data(), h, w)?;
+            return distance_of_maps(&maps);
+        }
         let (refs, cands, th, tw) = match transform {
             Some(t) => {
                 let (a, b) = (t.apply(reference.data(), h, w), t.apply(candidate.data(), h, w));
@@ -599,31 +634,17 @@ impl Metric {
         }
         let ones = [1.0f32];
         let masks = dropout_stream.map(|(seed, index)| DropoutBatch::draw(th, tw, std::iter::once(&mut sample_rng(seed, index))));
-        let mask_inputs: Option<Vec<(Vec<usize>, &[f32])>> = match (&masks, self.kind().is_ensemble()) {
-            (_, false) => None,
-            (Some(m), true) => Some(m.inputs()),
+        let mask_inputs: Vec<(Vec<usize>, &[f32])> = match &masks {
+            Some(m) => m.inputs(),
             // A broadcast 1 keeps every activation: no dropout.
-            (None, true) => Some((0..contract::MASKS).map(|_| (vec![1, 1, 1, 1], &ones[..])).collect()),
+            None => (0..contract::MASKS).map(|_| (vec![1, 1, 1, 1], &ones[..])).collect(),
         };
-        let d = self.run(&refs, &cands, 1, th, tw, mask_inputs.as_deref())?;
-        Ok(d[0])
+        Ok(self.run_with_maps(&refs, &cands, 1, th, tw, Some(&mask_inputs), false)?.0[0])
     }
 
-    /// Runs the network on `n` stacked pairs of `th x tw` planar images.
-    fn run(
-        &mut self,
-        refs: &[f32],
-        cands: &[f32],
-        n: usize,
-        th: usize,
-        tw: usize,
-        masks: Option<&[(Vec<usize>, &[f32])]>,
-    ) -> Result<Vec<f64>> {
-        Ok(self.run_with_maps(refs, cands, n, th, tw, masks, false)?.0)
-    }
-
-    /// [`Metric::run`], also returning the per-tap maps `(shape [n,1,H_t,W_t], values)` when
-    /// `maps` is set (empty otherwise: they are not copied out of the runtime).
+    /// Runs the fused model (E-LPIPS) on `n` stacked pairs of `th x tw` planar images; returns
+    /// the distances, and the per-tap maps `(shape [n,1,H_t,W_t], values)` when `maps` is set
+    /// (empty otherwise: they are not copied out of the runtime).
     #[allow(clippy::too_many_arguments)]
     fn run_with_maps(
         &mut self,
@@ -650,7 +671,9 @@ impl Metric {
         let map_names: Vec<String> = if maps { (0..self.kind().tap_channels().len()).map(contract::map).collect() } else { vec![] };
         let mut names = vec![contract::DISTANCE];
         names.extend(map_names.iter().map(String::as_str));
-        let mut out = self.session.run_shaped(&inputs, &names)?;
+        let kind = self.options.metric;
+        let session = self.session.as_mut().ok_or_else(|| no_fused_model(kind))?;
+        let mut out = session.run_shaped(&inputs, &names)?;
         let tap_maps = out.split_off(1);
         let d: Vec<f64> = out[0].1.iter().map(|&v| v as f64).collect();
         if d.len() != n {
@@ -678,6 +701,14 @@ fn add_maps(acc: &mut Accumulator, maps: &[(Vec<usize>, Vec<f32>)], j: usize, st
         })
         .collect();
     acc.add(stratum, transform, &input_map(&taps, th, tw), th, tw);
+}
+
+/// Per-tap maps of one pair with each map's `(H_t, W_t)`.
+type WholeMaps = (Vec<(usize, usize)>, Vec<Vec<f32>>);
+
+/// Refusal of a fused-model run (sampled draws) by a metric that has none: LPIPS.
+fn no_fused_model(kind: MetricKind) -> Error {
+    Error::invalid(format!("{kind} has no draws; use compare, compare_many or prepare_reference"))
 }
 
 /// Samples drawn per round for an `h x w` pair: as many full-size samples as fit the batch budget.

@@ -9,7 +9,7 @@
 //! * **The metric is an estimate.** Each probe is a sequential gate against the threshold
 //!   ([`Metric::decide`], see `crate::estimate::decision`): it stops at the first look whose bounds put
 //!   the distance on one side of T, so probes far from T cost a first look only and probes near
-//!   T get more samples. A probe *meets* T only on a [`Verdict::Below`]; the chance that a probe
+//!   T get more samples. A probe *meets* T only on a [`Side::Below`]; the chance that a probe
 //!   whose true distance is above T gets one is at most [`ProbeRule::error_rate`], and every
 //!   probe is reported with its estimate and 95% half-width.
 //! * **Common random numbers.** Every probe draws sample `i` from the same stream `(seed, i)`,
@@ -37,7 +37,7 @@
 use std::cell::{Cell, Ref, RefCell};
 use std::collections::HashMap;
 
-use crate::estimate::decision::{Gate, Verdict};
+use crate::estimate::decision::{Gate, Side};
 use crate::error::{Error, Result};
 use crate::estimate::Estimate;
 use crate::image::Image;
@@ -152,7 +152,7 @@ pub struct Probe {
     /// Its distance to the reference.
     pub estimate: Estimate,
     /// Where the gate put it relative to T.
-    pub side: Verdict,
+    pub side: Side,
     /// The earlier setting whose output was byte-identical (its estimate was reused).
     pub same_as: Option<i32>,
 }
@@ -298,7 +298,7 @@ pub fn tune(
 /// Judges `candidate` against `goal`'s threshold with the probe's gate ([`Metric::decide`]).
 /// Sample `i` is drawn from stream `(seed, i)` of the metric's seed, so every probe of one
 /// metric shares its draws (common random numbers).
-pub fn judge(metric: &mut Metric, reference: &Image, candidate: &Image, goal: Goal, rule: &ProbeRule) -> Result<(Estimate, Verdict)> {
+pub fn judge(metric: &mut Metric, reference: &Image, candidate: &Image, goal: Goal, rule: &ProbeRule) -> Result<(Estimate, Side)> {
     let decision = metric.decide(reference, candidate, &rule.gate(goal.threshold()))?;
     Ok((decision.estimate, decision.verdict))
 }
@@ -334,10 +334,10 @@ pub fn search(
     let mut run = 0i32;
     let mut last_bracket: Option<(i64, i64)> = None;
     let is_low = |p: &Probe| match p.side {
-        Verdict::Below => true,
-        Verdict::Above => false,
+        Side::Below => true,
+        Side::Above => false,
         // A maximum distance needs a probe shown to meet it; a target only needs the side.
-        Verdict::Undecided => target && p.estimate.distance <= t,
+        Side::Undecided => target && p.estimate.distance <= t,
     };
     let on_target = |p: &Probe| {
         target && options.rule.tolerance > 0.0 && (p.estimate.distance - t).abs() + p.estimate.ci95 <= options.rule.tolerance
@@ -385,7 +385,7 @@ pub fn search(
     }
     let chosen = match options.goal {
         Goal::MaxDistance(_) => (0..probes.len())
-            .filter(|&i| probes[i].side == Verdict::Below)
+            .filter(|&i| probes[i].side == Side::Below)
             .min_by_key(|&i| (probes[i].bytes, probes[i].setting)),
         Goal::Target(_) => (0..probes.len()).min_by(|&a, &b| {
             let key = |p: &Probe| ((p.estimate.distance - t).abs(), p.bytes);
@@ -563,7 +563,7 @@ mod tests {
         search(&options, &mut |s| {
             calls.push(s);
             let d = dist(s);
-            let side = if d <= goal.threshold() { Verdict::Below } else { Verdict::Above };
+            let side = if d <= goal.threshold() { Side::Below } else { Side::Above };
             let estimate = Estimate { distance: d, std_error: 0.0, ci95: 0.0, samples: 1, converged: true };
             Ok(Probe { setting: s, bytes: 100 + 10 * s as u64, estimate, side, same_as: None })
         }, None)
@@ -614,11 +614,11 @@ mod tests {
                     (est, ci) = (d * (1.0 + 0.02 * u), 0.03 * d);
                 }
                 let side = if est + ci <= t {
-                    Verdict::Below
+                    Side::Below
                 } else if est - ci > t {
-                    Verdict::Above
+                    Side::Above
                 } else {
-                    Verdict::Undecided
+                    Side::Undecided
                 };
                 let estimate = Estimate { distance: est, std_error: ci / 1.96, ci95: ci, samples: 16, converged: false };
                 Ok(Probe { setting: s, bytes: 100 + 10 * s as u64, estimate, side, same_as: None })
@@ -638,7 +638,7 @@ mod tests {
                 let p = out.chosen_probe().unwrap_or_else(|| panic!("T = {t}: no answer"));
                 // The answer's neighbour below was probed and not shown to meet T.
                 let below = out.probes.iter().find(|q| q.setting == p.setting - 1);
-                assert!(p.setting == 0 || below.is_some_and(|q| q.side != Verdict::Below), "T = {t}, guided {guided}: {:?}", out.probes);
+                assert!(p.setting == 0 || below.is_some_and(|q| q.side != Side::Below), "T = {t}, guided {guided}: {:?}", out.probes);
                 eprintln!("T = {t} guided {guided}: {calls:?} guide evaluations {}", out.guide.len());
                 if guided {
                     with += calls.len();
@@ -674,7 +674,7 @@ mod tests {
                 let out = noisy_with_prior(Goal::MaxDistance(t), true, prior, &mut calls);
                 let p = out.chosen_probe().unwrap();
                 let below = out.probes.iter().find(|q| q.setting == p.setting - 1);
-                assert!(below.is_some_and(|q| q.side != Verdict::Below), "prior {prior}, T = {t}: {calls:?}");
+                assert!(below.is_some_and(|q| q.side != Side::Below), "prior {prior}, T = {t}: {calls:?}");
                 assert!(calls.len() <= 8, "prior {prior}, T = {t}: {calls:?}");
             }
         }
@@ -722,7 +722,7 @@ mod tests {
         let out = search(&options, &mut |s| {
             n += 1;
             let estimate = Estimate { distance: 1.0, std_error: 0.0, ci95: 0.0, samples: 1, converged: true };
-            Ok(Probe { setting: s, bytes: 1, estimate, side: Verdict::Above, same_as: None })
+            Ok(Probe { setting: s, bytes: 1, estimate, side: Side::Above, same_as: None })
         }, None)
         .unwrap();
         assert_eq!((n, out.probes.len(), out.chosen), (2, 2, None));

@@ -121,12 +121,12 @@ impl Fixtures {
         unsafe { CStr::from_ptr(elpips_last_error(self.ctx)) }.to_string_lossy().into_owned()
     }
 
-    /// A model directory holding a copy of lpips-alex.onnx and the manifest, for tampering.
+    /// A model directory holding a copy of lpips-alex.features.onnx and the manifest, for tampering.
     fn model_dir(&self, name: &str) -> PathBuf {
         let dir = self.dir.path().join(name);
         std::fs::create_dir_all(&dir).unwrap();
         let models = elpips::network::models::model_dir(None);
-        std::fs::copy(models.join("lpips-alex.onnx"), dir.join("lpips-alex.onnx")).unwrap();
+        std::fs::copy(models.join("lpips-alex.features.onnx"), dir.join("lpips-alex.features.onnx")).unwrap();
         std::fs::copy(models.join("../manifest.json"), dir.join("manifest.json")).unwrap();
         dir
     }
@@ -444,7 +444,7 @@ fn run_case(id: &str, f: &Fixtures) -> Option<Outcome> {
         "model-dir-missing" => f.alex_with_model_dir(Path::new("/nonexistent/models")),
         "model-corrupt" => {
             let dir = f.model_dir("corrupt");
-            let p = dir.join("lpips-alex.onnx");
+            let p = dir.join("lpips-alex.features.onnx");
             let mut b = std::fs::read(&p).unwrap();
             let mid = b.len() / 2;
             b[mid] ^= 1;
@@ -453,7 +453,7 @@ fn run_case(id: &str, f: &Fixtures) -> Option<Outcome> {
         }
         "model-truncated" => {
             let dir = f.model_dir("truncated");
-            let p = dir.join("lpips-alex.onnx");
+            let p = dir.join("lpips-alex.features.onnx");
             let b = std::fs::read(&p).unwrap();
             std::fs::write(&p, &b[..b.len() / 2]).unwrap();
             f.alex_with_model_dir(&dir)
@@ -463,7 +463,7 @@ fn run_case(id: &str, f: &Fixtures) -> Option<Outcome> {
             let m = dir.join("manifest.json");
             let text = std::fs::read_to_string(&m).unwrap();
             let mut json: serde_json::Value = serde_json::from_str(&text).unwrap();
-            json["models"]["files"]["lpips-alex.onnx"]["sha256"] = "0".repeat(64).into();
+            json["models"]["files"]["lpips-alex.features.onnx"]["sha256"] = "0".repeat(64).into();
             std::fs::write(&m, json.to_string()).unwrap();
             f.alex_with_model_dir(&dir)
         }
@@ -471,7 +471,7 @@ fn run_case(id: &str, f: &Fixtures) -> Option<Outcome> {
             let dir = f.model_dir("unpinned");
             let m = dir.join("manifest.json");
             let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&m).unwrap()).unwrap();
-            json["models"]["files"].as_object_mut().unwrap().remove("lpips-alex.onnx");
+            json["models"]["files"].as_object_mut().unwrap().remove("lpips-alex.features.onnx");
             std::fs::write(&m, json.to_string()).unwrap();
             f.alex_with_model_dir(&dir)
         }
@@ -487,13 +487,13 @@ fn run_case(id: &str, f: &Fixtures) -> Option<Outcome> {
         }
         "model-is-directory" => {
             let dir = f.dir.path().join("dir-model");
-            std::fs::create_dir_all(dir.join("lpips-alex.onnx")).unwrap();
+            std::fs::create_dir_all(dir.join("lpips-alex.features.onnx")).unwrap();
             f.alex_with_model_dir(&dir)
         }
         "model-is-fifo" => {
             let dir = f.dir.path().join("fifo-model");
             std::fs::create_dir_all(&dir).unwrap();
-            assert!(Command::new("mkfifo").arg(dir.join("lpips-alex.onnx")).status().unwrap().success());
+            assert!(Command::new("mkfifo").arg(dir.join("lpips-alex.features.onnx")).status().unwrap().success());
             f.alex_with_model_dir(&dir)
         }
         "model-dir-url" => f.alex_with_model_dir(Path::new("https://example.com/models")),
@@ -501,9 +501,9 @@ fn run_case(id: &str, f: &Fixtures) -> Option<Outcome> {
             // Pinned, so it passes the checksum, but it is not an ONNX model.
             let dir = f.dir.path().join("not-onnx");
             std::fs::create_dir_all(&dir).unwrap();
-            std::fs::write(dir.join("lpips-alex.onnx"), b"not a model").unwrap();
+            std::fs::write(dir.join("lpips-alex.features.onnx"), b"not a model").unwrap();
             let pin = elpips::integrity::sha256_hex(b"not a model");
-            let manifest = serde_json::json!({"models": {"files": {"lpips-alex.onnx": {"sha256": pin}}}});
+            let manifest = serde_json::json!({"models": {"files": {"lpips-alex.features.onnx": {"sha256": pin}}}});
             std::fs::write(dir.join("manifest.json"), manifest.to_string()).unwrap();
             f.alex_with_model_dir(&dir)
         }

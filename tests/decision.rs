@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use elpips::{Gate, MetricKind, MetricOptions, Sampling, Verdict};
+use elpips::{Gate, MetricKind, MetricOptions, Sampling, Side};
 
 const EX_REF: &str = "lpips/imgs/ex_ref.png";
 const EX_P0: &str = "lpips/imgs/ex_p0.png";
@@ -14,10 +14,10 @@ fn clear_gates_stop_at_the_first_look() {
     let (a, b) = (load(EX_REF), load(EX_P0));
     let mut m = metric_with(MetricOptions { seed: 3, ..Default::default() });
     let loose = m.decide(&a, &b, &Gate::new(1.0)).unwrap();
-    assert_eq!((loose.verdict, loose.looks, loose.estimate.samples), (Verdict::Below, 1, 16), "{loose:?}");
+    assert_eq!((loose.verdict, loose.looks, loose.estimate.samples), (Side::Below, 1, 16), "{loose:?}");
     assert!(loose.upper <= 1.0 && loose.estimate_below);
     let strict = m.decide(&a, &b, &Gate::new(0.001)).unwrap();
-    assert_eq!((strict.verdict, strict.looks), (Verdict::Above, 1), "{strict:?}");
+    assert_eq!((strict.verdict, strict.looks), (Side::Above, 1), "{strict:?}");
     assert!(strict.lower > 0.001 && !strict.estimate_below);
     // Same seed, same 16 draws: the gate's estimate is compare's.
     let fixed = metric_with(MetricOptions { seed: 3, sampling: Sampling::Fixed(16), ..Default::default() }).compare(&a, &b).unwrap();
@@ -34,7 +34,7 @@ fn a_gate_at_the_distance_stays_undecided() {
     let gate = Gate { threshold: d, max_samples: 24, ..Gate::new(0.0) };
     let mut batches = 0;
     let out = m.decide_with_progress(&a, &b, &gate, &mut |_| batches += 1).unwrap();
-    assert_eq!((out.verdict, out.estimate.samples, out.looks_planned), (Verdict::Undecided, 24, 2), "{out:?}");
+    assert_eq!((out.verdict, out.estimate.samples, out.looks_planned), (Side::Undecided, 24, 2), "{out:?}");
     assert!(out.lower <= d && d < out.upper && batches >= 2);
 }
 
@@ -43,9 +43,9 @@ fn lpips_decides_exactly() {
     let (a, b) = (load(EX_REF), load(EX_P0));
     let mut m = metric(MetricKind::LpipsVgg);
     let d = m.compare(&a, &b).unwrap().distance;
-    assert_eq!(m.decide(&a, &b, &Gate::new(d)).unwrap().verdict, Verdict::Below);
+    assert_eq!(m.decide(&a, &b, &Gate::new(d)).unwrap().verdict, Side::Below);
     let above = m.decide(&a, &b, &Gate::new(d * 0.999)).unwrap();
-    assert_eq!((above.verdict, above.estimate.samples, above.lower, above.upper), (Verdict::Above, 1, d, d));
+    assert_eq!((above.verdict, above.estimate.samples, above.lower, above.upper), (Side::Above, 1, d, d));
     let err = m.decide(&a, &b, &Gate { error_rate: 0.7, ..Gate::new(d) }).unwrap_err().to_string();
     assert!(err.contains("error rate"), "{err}");
 }

@@ -82,6 +82,22 @@ fn a_corner_distortion_lights_up_its_corner_and_the_mean_is_the_distance() {
 }
 
 #[test]
+fn a_tiled_lpips_heatmap_is_the_untiled_map_with_compares_tiled_distance() {
+    let (a, b) = (img(base()), img(corner_noise()));
+    let lpips = |tile| metric_with(MetricOptions { metric: MetricKind::LpipsVgg, tile_size: Some(tile), ..Default::default() });
+    // 32-pixel cores: 3 x 3 tiles, so every tap's map is assembled from several cores.
+    let mut tiled = lpips(32);
+    let (e, map) = tiled.compare_with_heatmap(&a, &b, &mut |_| {}).unwrap();
+    assert_eq!(e.distance, tiled.compare(&a, &b).unwrap().distance, "the heatmap's distance is compare's, tiled alike");
+    let (whole_e, whole) = lpips(0).compare_with_heatmap(&a, &b, &mut |_| {}).unwrap();
+    assert!((e.distance - whole_e.distance).abs() <= 1e-6 * whole_e.distance, "tiled {} vs untiled {}", e.distance, whole_e.distance);
+    let peak = whole.max();
+    for (i, (t, u)) in map.data().iter().zip(whole.data()).enumerate() {
+        assert!((t - u).abs() <= 1e-5 * peak, "pixel {i}: tiled {t} vs untiled {u}");
+    }
+}
+
+#[test]
 fn the_c_abi_returns_the_same_map() {
     let (a, b) = (base(), corner_noise());
     let interleave = |d: &[f32]| -> Vec<f32> { (0..(N * N) as usize).flat_map(|i| [d[i], d[(N * N) as usize + i], d[2 * (N * N) as usize + i]]).collect() };

@@ -6,7 +6,7 @@ use std::ffi::c_char;
 
 use super::{context, guard, need, need_out, result_of, CResult, ElpipsContext, ElpipsImage, ElpipsResult, ElpipsStatus, Failure};
 use super::{ElpipsSide, ELPIPS_SIDE_ABOVE, ELPIPS_SIDE_BELOW, ELPIPS_SIDE_UNDECIDED};
-use crate::estimate::decision::{Gate, Verdict};
+use crate::estimate::decision::{Gate, Side};
 use crate::image::Image;
 
 /// A gate: the threshold T and how hard to look. Zero in `error_rate`, `max_samples` or
@@ -118,9 +118,9 @@ fn decide_images(ctx: &ElpipsContext, reference: &Image, candidate: &Image, g: &
     let levels = super::result_levels(&metric, &reference);
     Ok(ElpipsDecision {
         verdict: match d.verdict {
-            Verdict::Below => ELPIPS_SIDE_BELOW,
-            Verdict::Above => ELPIPS_SIDE_ABOVE,
-            Verdict::Undecided => ELPIPS_SIDE_UNDECIDED,
+            Side::Below => ELPIPS_SIDE_BELOW,
+            Side::Above => ELPIPS_SIDE_ABOVE,
+            Side::Undecided => ELPIPS_SIDE_UNDECIDED,
         },
         estimate_below: d.estimate_below,
         estimate: result_of(&d.estimate, levels),

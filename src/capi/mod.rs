@@ -996,13 +996,9 @@ pub unsafe extern "C" fn elpips_compare_reference(
     })
 }
 
-/// The scale levels an `ElpipsResult` for `image` reports: E-LPIPS's, 0 for LPIPS (none).
+/// The scale levels an `ElpipsResult` for `image` reports ([`Metric::result_levels`]; 0 for none).
 fn result_levels(metric: &Metric, image: &Image) -> u32 {
-    if metric.kind().is_ensemble() {
-        metric.scale_levels(image.height(), image.width())
-    } else {
-        0
-    }
+    metric.result_levels(image.height(), image.width()).unwrap_or(0)
 }
 
 // ---------------------------------------------------------------------------------------------

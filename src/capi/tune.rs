@@ -8,7 +8,7 @@ use std::sync::PoisonError;
 use super::{context, guard, need, need_out, read_image, result_of, ElpipsContext, ElpipsImage, ElpipsReference, ElpipsResult, ElpipsStatus, Failure};
 use super::{ELPIPS_STATUS_CALLBACK, ELPIPS_STATUS_INVALID_ARGUMENT};
 use crate::error::Error;
-use crate::estimate::decision::Verdict;
+use crate::estimate::decision::Side;
 use crate::network::models::MetricKind;
 use crate::tune::{self, Encoded, Goal, ProbeRule, TuneOptions};
 
@@ -130,11 +130,11 @@ pub struct ElpipsTuneResult {
     pub encodes: u32,
 }
 
-fn side_of(side: Verdict) -> ElpipsSide {
+fn side_of(side: Side) -> ElpipsSide {
     match side {
-        Verdict::Below => ELPIPS_SIDE_BELOW,
-        Verdict::Above => ELPIPS_SIDE_ABOVE,
-        Verdict::Undecided => ELPIPS_SIDE_UNDECIDED,
+        Side::Below => ELPIPS_SIDE_BELOW,
+        Side::Above => ELPIPS_SIDE_ABOVE,
+        Side::Undecided => ELPIPS_SIDE_UNDECIDED,
     }
 }
 

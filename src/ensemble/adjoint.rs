@@ -1,8 +1,11 @@
-//! The adjoint (transpose) of [`Transform::apply_into`]: maps a gradient with respect to the
-//! network input back to a gradient with respect to the image. Every step of the transform is
-//! linear in the pixels, so the chain rule through it is exactly this adjoint.
+//! The adjoint (transpose) of [`Transform::apply_into`], one for both its users: the gradient
+//! ([`Transform::apply_adjoint`], a gradient with respect to the network input back to one with
+//! respect to the image; every step of the transform is linear in the pixels, so the chain rule
+//! through it is exactly this adjoint) and the heatmap ([`Transform::pull_back`], one map on the
+//! network input grid back to the image). Both run the geometry's adjoint of one plane,
+//! `Transform::adjoint_plane`, accumulating in f64.
 
-use super::{reflect, scaled_len, Flip, Transform, OFFSET_PAD};
+use super::{reflect, Geometry, Transform};
 
 impl Transform {
     /// Given `grad_out`, a gradient with respect to this transform's output for an `h x w`
@@ -10,57 +13,62 @@ impl Transform {
     /// image (`3 * h * w` values): `<apply(x), g> == <x, apply_adjoint(g)>` for all `x`, `g`.
     ///
     /// Per step, in reverse: colour scale -> the same scale; channel permutation -> scatter back
-    /// to the source channel; transpose and flips -> the same index map read the other way;
-    /// reflect padding -> accumulate every padded copy onto the pixel it copied; box
-    /// downscale -> spread each value / s^2 over its block (again through the reflect padding).
+    /// to the source channel; the geometry -> `Transform::adjoint_plane`.
     pub fn apply_adjoint(&self, grad_out: &[f32], h: usize, w: usize) -> Vec<f32> {
-        let s = self.scale;
-        let (sh, sw) = (scaled_len(h, s), scaled_len(w, s));
-        let (ph, pw) = (sh + OFFSET_PAD, sw + OFFSET_PAD);
-        let (out_h, out_w) = if self.transpose { (pw, ph) } else { (ph, pw) };
+        let g = self.geometry(h, w);
+        let (out_h, out_w) = g.output_size();
         assert_eq!(grad_out.len(), 3 * out_h * out_w, "gradient does not match the transform's output size");
-        let (before_y, before_x) = ((OFFSET_PAD - self.offset.0) as isize, (OFFSET_PAD - self.offset.1) as isize);
-        let (flip_y, flip_x) = match self.flip {
-            Flip::None => (false, false),
-            Flip::X => (false, true),
-            Flip::Y => (true, false),
-            Flip::Both => (true, true),
-        };
-        // Accumulate in f64: many output pixels can land on one scaled pixel (edges, padding).
-        let mut scaled = vec![0.0f64; 3 * sh * sw];
+        let mut image = vec![0.0f32; 3 * h * w];
         for k in 0..3 {
+            let back = self.adjoint_plane(&g, &grad_out[k * out_h * out_w..(k + 1) * out_h * out_w], self.color[k] as f64, h, w);
             let src = self.permutation[k];
-            let gain = self.color[k] as f64;
-            let g = &grad_out[k * out_h * out_w..(k + 1) * out_h * out_w];
-            let dst = &mut scaled[src * sh * sw..(src + 1) * sh * sw];
-            for y in 0..out_h {
-                for x in 0..out_w {
-                    let (py, px) = if self.transpose { (x, y) } else { (y, x) };
-                    let py = if flip_y { ph - 1 - py } else { py };
-                    let px = if flip_x { pw - 1 - px } else { px };
-                    let sy = reflect(py as isize - before_y, sh);
-                    let sx = reflect(px as isize - before_x, sw);
-                    dst[sy * sw + sx] += gain * g[y * out_w + x] as f64;
-                }
+            for (o, v) in image[src * h * w..(src + 1) * h * w].iter_mut().zip(back) {
+                *o += v;
             }
         }
+        image
+    }
+
+    /// The adjoint of the transform's geometry (scale, offset, flips, transpose; colour moves
+    /// no pixel): carries a single-channel map on the network input grid back to the `h x w`
+    /// image. Each input pixel's value goes to the image pixels it was made from, with the
+    /// weights it was made with (`1/s^2` over its `s x s` block; reflected padding lands on the
+    /// pixels it mirrors), so the sum is kept: `<apply(x), m> = <x, pull_back(m)>`.
+    pub fn pull_back(&self, map: &[f32], h: usize, w: usize) -> Vec<f32> {
+        let g = self.geometry(h, w);
+        let (out_h, out_w) = g.output_size();
+        assert_eq!(map.len(), out_h * out_w, "map on the transform's output grid");
+        self.adjoint_plane(&g, map, 1.0, h, w)
+    }
+
+    /// The geometry's adjoint on one plane, times `gain`: transpose and flips read the same
+    /// index map the other way, reflect padding accumulates every padded copy onto the pixel it
+    /// copied, the box downscale spreads each value / s^2 over its block (again through the
+    /// reflect padding). Sums run in f64: many output pixels can land on one pixel (edges,
+    /// padding); the result is rounded to f32 once.
+    fn adjoint_plane(&self, g: &Geometry, map: &[f32], gain: f64, h: usize, w: usize) -> Vec<f32> {
+        let (out_h, out_w) = g.output_size();
+        let mut scaled = vec![0.0f64; g.sh * g.sw];
+        for y in 0..out_h {
+            for x in 0..out_w {
+                let (sy, sx) = g.source(y, x);
+                scaled[sy * g.sw + sx] += gain * map[y * out_w + x] as f64;
+            }
+        }
+        let s = self.scale;
         if s == 1 {
             return scaled.into_iter().map(|v| v as f32).collect();
         }
         let (top, left) = (self.scale_offset.0 as isize, self.scale_offset.1 as isize);
         let inv = 1.0 / (s * s) as f64;
-        let mut image = vec![0.0f64; 3 * h * w];
-        for c in 0..3 {
-            let src = &scaled[c * sh * sw..(c + 1) * sh * sw];
-            let dst = &mut image[c * h * w..(c + 1) * h * w];
-            for y in 0..sh {
-                for x in 0..sw {
-                    let v = src[y * sw + x] * inv;
-                    for dy in 0..s {
-                        let iy = reflect((y * s + dy) as isize - top, h);
-                        for dx in 0..s {
-                            dst[iy * w + reflect((x * s + dx) as isize - left, w)] += v;
-                        }
+        let mut image = vec![0.0f64; h * w];
+        for sy in 0..g.sh {
+            for sx in 0..g.sw {
+                let v = scaled[sy * g.sw + sx] * inv;
+                for dy in 0..s {
+                    let iy = reflect((sy * s + dy) as isize - top, h);
+                    for dx in 0..s {
+                        image[iy * w + reflect((sx * s + dx) as isize - left, w)] += v;
                     }
                 }
             }

@@ -9,9 +9,9 @@
 //! spent equally over them (Bonferroni alpha-spending): at every look the one-sided bounds are
 //! `mean -/+ t(1 - error_rate / K, dof) x std_error`. By the union bound, whatever the stopping,
 //!
-//! * if the true distance is at least T, the chance of answering [`Verdict::Below`] is at most
+//! * if the true distance is at least T, the chance of answering [`Side::Below`] is at most
 //!   `error_rate`;
-//! * if it is at most T, the chance of answering [`Verdict::Above`] is at most `error_rate`.
+//! * if it is at most T, the chance of answering [`Side::Above`] is at most `error_rate`.
 //!
 //! The bounds use Student-t quantiles on the sampler's standard error, corrected for the
 //! skewness of the estimate with the first Edgeworth term of the studentized mean (Johnson 1978;
@@ -89,9 +89,10 @@ impl Gate {
     }
 }
 
-/// The answer of a gate.
+/// The answer of a gate: which side of its threshold the distance lies on, at its error rate
+/// (the C ABI's `ElpipsSide`). A decision's verdict and a tuning probe's side are one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub enum Side {
     /// The distance is at most the threshold (at the gate's error rate): a pass.
     Below,
     /// The distance is above the threshold (at the gate's error rate): a fail.
@@ -101,13 +102,13 @@ pub enum Verdict {
     Undecided,
 }
 
-impl Verdict {
+impl Side {
     /// The name used on the command line and in messages.
     pub fn name(self) -> &'static str {
         match self {
-            Verdict::Below => "below",
-            Verdict::Above => "above",
-            Verdict::Undecided => "undecided",
+            Side::Below => "below",
+            Side::Above => "above",
+            Side::Undecided => "undecided",
         }
     }
 }
@@ -116,7 +117,7 @@ impl Verdict {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Decision {
     /// Below, above or undecided.
-    pub verdict: Verdict,
+    pub verdict: Side,
     /// The estimate when the gate stopped (its `ci95` is the usual fixed-n 95% half-width).
     pub estimate: Estimate,
     /// Whether the point estimate is at most the threshold (the verdict's side when decided; the
@@ -142,7 +143,7 @@ impl Decision {
     pub(crate) fn exact(distance: f64, gate: &Gate) -> Self {
         let below = distance <= gate.threshold;
         Decision {
-            verdict: if below { Verdict::Below } else { Verdict::Above },
+            verdict: if below { Side::Below } else { Side::Above },
             estimate: Estimate::exact(distance),
             estimate_below: below,
             lower: distance,
@@ -194,13 +195,13 @@ pub(crate) fn decide_plan(
         let c = plan.estimator_skewness() * (2.0 * q * q + 1.0) / 6.0;
         let (lower, upper) = (mean - (q - c) * se, mean + (q + c) * se);
         let verdict = if upper <= gate.threshold {
-            Verdict::Below
+            Side::Below
         } else if lower > gate.threshold {
-            Verdict::Above
+            Side::Above
         } else {
-            Verdict::Undecided
+            Side::Undecided
         };
-        let decided = verdict != Verdict::Undecided;
+        let decided = verdict != Side::Undecided;
         let estimate = plan.estimate(decided);
         last = Some(Decision {
             verdict,
@@ -242,8 +243,8 @@ mod tests {
         let (mut below, mut above, mut samples) = (0, 0, 0);
         for seed in 0..runs {
             let d = decide(kind, 1000 + seed, &gate, noise);
-            below += (d.verdict == Verdict::Below) as u32;
-            above += (d.verdict == Verdict::Above) as u32;
+            below += (d.verdict == Side::Below) as u32;
+            above += (d.verdict == Side::Above) as u32;
             samples += d.estimate.samples;
         }
         (below, above, samples as f64 / runs as f64)
@@ -300,13 +301,13 @@ mod tests {
     #[test]
     fn clear_cases_decide_early_and_right() {
         let truth = mock_truth(LEVELS);
-        for (threshold, want) in [(truth * 0.8, Verdict::Above), (truth * 1.2, Verdict::Below)] {
+        for (threshold, want) in [(truth * 0.8, Side::Above), (truth * 1.2, Side::Below)] {
             let gate = Gate { threshold, ..Gate::new(0.0) };
             for seed in 0..50 {
                 let d = decide(SamplerKind::Iid, seed, &gate, Noise::Uniform);
                 assert_eq!(d.verdict, want, "seed {seed}: {d:?}");
                 assert!(d.estimate.samples < 200, "seed {seed}: needed {} samples", d.estimate.samples);
-                assert_eq!(d.estimate_below, want == Verdict::Below);
+                assert_eq!(d.estimate_below, want == Side::Below);
             }
         }
     }
@@ -316,7 +317,7 @@ mod tests {
         let truth = mock_truth(LEVELS);
         let gate = Gate { threshold: truth, max_samples: 24, ..Gate::new(0.0) };
         let d = decide(SamplerKind::Iid, 5, &gate, Noise::Uniform);
-        assert_eq!(d.verdict, Verdict::Undecided);
+        assert_eq!(d.verdict, Side::Undecided);
         assert_eq!(d.estimate.samples, 24);
         assert_eq!(d.looks, 2);
         assert_eq!(d.estimate_below, d.estimate.distance <= truth);

@@ -319,12 +319,45 @@ fn tap_range(span: &Span, len: usize, pools: u32) -> (usize, usize) {
     ((span.core_start >> pools) - (span.start >> pools), global_end - (span.start >> pools))
 }
 
-/// The tiled distance of one pair: runs `taps_of` on each tile of reference and candidate (planar
-/// `h x w` images) and sums each tap's map over the tile cores.
+/// One tap's map over a whole image: `(H_t, W_t, values)`, row-major.
+pub type TapMap = (usize, usize, Vec<f32>);
+
+/// The tiled distance of one pair: runs the feature model on each tile of reference and
+/// candidate (planar `h x w` images) and sums each tap's map over the tile cores.
 pub fn tiled_distance(net: &mut FeatureNet, reference: &[f32], candidate: &[f32], h: usize, w: usize, core: usize) -> Result<f64> {
+    Ok(tiled(net, reference, candidate, h, w, core, false)?.0)
+}
+
+/// [`tiled_distance`] (the same figure, bit for bit) with each tap's whole-image map assembled
+/// from the tile cores, one [`TapMap`] per tap, as the untiled run would give them (to
+/// float32 rounding). Heatmaps of big images use it, so they are tiled like the distance.
+pub fn tiled_maps(
+    net: &mut FeatureNet,
+    reference: &[f32],
+    candidate: &[f32],
+    h: usize,
+    w: usize,
+    core: usize,
+) -> Result<(f64, Vec<TapMap>)> {
+    tiled(net, reference, candidate, h, w, core, true)
+}
+
+/// The tile walk of [`tiled_distance`] and [`tiled_maps`]: per tap, the core sums in tile order
+/// (the distance), and the core values copied into whole-image maps when `keep_maps` is set.
+fn tiled(
+    net: &mut FeatureNet,
+    reference: &[f32],
+    candidate: &[f32],
+    h: usize,
+    w: usize,
+    core: usize,
+    keep_maps: bool,
+) -> Result<(f64, Vec<TapMap>)> {
     let pools = net.kind.tap_pools().ok_or_else(|| Error::invalid(format!("tiling is supported for the VGG metrics, not {}", net.kind)))?;
     let (rows, cols) = (tile_spans(h, core), tile_spans(w, core));
     let mut sums = vec![0.0f64; pools.len()];
+    let mut whole: Vec<TapMap> =
+        if keep_maps { pools.iter().map(|&p| (h >> p, w >> p, vec![0.0f32; (h >> p) * (w >> p)])).collect() } else { vec![] };
     for r in &rows {
         for c in &cols {
             let (th, tw) = (r.end - r.start, c.end - c.start);
@@ -345,15 +378,23 @@ pub fn tiled_distance(net: &mut FeatureNet, reference: &[f32], candidate: &[f32]
                 let (y0, y1) = tap_range(r, h, pools[t]);
                 let (x0, x1) = tap_range(c, w, pools[t]);
                 debug_assert!(y1 <= mh && x1 <= mw);
+                let (y1, x1) = (y1.min(mh), x1.min(mw));
                 let mut s = 0.0f64;
-                for y in y0..y1.min(mh) {
-                    s += map[y * mw + x0..y * mw + x1.min(mw)].iter().map(|&v| v as f64).sum::<f64>();
+                for y in y0..y1 {
+                    let core_row = &map[y * mw + x0..y * mw + x1];
+                    s += core_row.iter().map(|&v| v as f64).sum::<f64>();
+                    if let Some((_, ww, values)) = whole.get_mut(t) {
+                        // Tile tap coordinates are offset by the tile origin's tap coordinates.
+                        let (gy, gx) = (y + (r.start >> pools[t]), x0 + (c.start >> pools[t]));
+                        values[gy * *ww + gx..gy * *ww + gx + core_row.len()].copy_from_slice(core_row);
+                    }
                 }
                 sums[t] += s;
             }
         }
     }
-    Ok(pools.iter().zip(&sums).map(|(&p, &s)| s / ((h >> p) * (w >> p)) as f64).sum())
+    let d = pools.iter().zip(&sums).map(|(&p, &s)| s / ((h >> p) * (w >> p)) as f64).sum();
+    Ok((d, whole))
 }
 
 #[cfg(test)]

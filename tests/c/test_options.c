@@ -109,7 +109,7 @@ static void option_errors(void) {
 
     o = test_options(ELPIPS_METRIC_LPIPS_ALEX, 1);
     o.model_dir = "/nonexistent/elpips-models";
-    refused(&o, ELPIPS_STATUS_MODEL, "/nonexistent/elpips-models/lpips-alex.onnx");
+    refused(&o, ELPIPS_STATUS_MODEL, "/nonexistent/elpips-models/lpips-alex.features.onnx");
 
     o = test_options(ELPIPS_METRIC_LPIPS_ALEX, 1);
     o.linear_weights = "/nonexistent/weights.safetensors";

@@ -76,7 +76,7 @@ pub fn run(args: CompareArgs, quiet: bool) -> Result<(), Error> {
 }
 
 fn print_result(args: &CompareArgs, metric: &Metric, kind: MetricKind, reference: &Image, e: &Estimate, heatmap: Option<&serde_json::Value>, quiet: bool) {
-    let levels = kind.is_ensemble().then(|| metric.scale_levels(reference.height(), reference.width()));
+    let levels = metric.result_levels(reference.height(), reference.width());
     if args.json {
         let mut obj = serde_json::json!({
             "metric": kind.name(),

@@ -21,14 +21,14 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Args;
-use elpips::{Decision, Error, Gate, Image, LoadOptions, Metric, MetricKind, Sampling, Verdict};
+use elpips::{Decision, Error, Gate, Image, LoadOptions, Metric, MetricKind, Sampling, Side};
 
 use crate::heatmap::HeatmapArgs;
 use crate::input::InputArgs;
 use crate::metric_args::NetworkArgs;
 use crate::CommonArgs;
 use manifest::Case;
-use summary::{CaseResult, HeatmapInfo, Settings, Shard, Status, Summary, Undecided, VerdictName, SUMMARY_FORMAT};
+use summary::{CaseResult, HeatmapInfo, Settings, Shard, SideName, Status, Summary, Undecided, SUMMARY_FORMAT};
 
 #[derive(Args)]
 pub struct CheckArgs {
@@ -308,9 +308,9 @@ fn case_result(undecided: Undecided, case: &Case, gate: &Gate, outcome: Result<D
         Err(e) => r.message = Some(e),
         Ok(d) => {
             let pass = match d.verdict {
-                Verdict::Below => true,
-                Verdict::Above => false,
-                Verdict::Undecided => match undecided {
+                Side::Below => true,
+                Side::Above => false,
+                Side::Undecided => match undecided {
                     Undecided::Pass => true,
                     Undecided::Fail => false,
                     Undecided::Estimate => d.estimate_below,
@@ -318,9 +318,9 @@ fn case_result(undecided: Undecided, case: &Case, gate: &Gate, outcome: Result<D
             };
             r.status = if pass { Status::Pass } else { Status::Fail };
             r.verdict = Some(match d.verdict {
-                Verdict::Below => VerdictName::Below,
-                Verdict::Above => VerdictName::Above,
-                Verdict::Undecided => VerdictName::Undecided,
+                Side::Below => SideName::Below,
+                Side::Above => SideName::Above,
+                Side::Undecided => SideName::Undecided,
             });
             r.distance = Some(d.estimate.distance);
             r.std_error = Some(d.estimate.std_error);
@@ -328,7 +328,7 @@ fn case_result(undecided: Undecided, case: &Case, gate: &Gate, outcome: Result<D
             r.lower = Some(d.lower);
             r.upper = Some(d.upper);
             r.samples = Some(d.estimate.samples);
-            if d.verdict == Verdict::Undecided {
+            if d.verdict == Side::Undecided {
                 r.message = Some(format!(
                     "undecided after {} samples at error rate {}: the distance {:.6} is within the bounds [{:.6}, {:.6}] around {}; {} by --undecided {}",
                     d.estimate.samples,
@@ -355,16 +355,16 @@ fn print_case(args: &CheckArgs, r: &CaseResult, single: bool) {
         }
         return;
     }
-    if r.verdict == Some(VerdictName::Undecided) {
+    if r.verdict == Some(SideName::Undecided) {
         eprintln!("elpips: warning: {}: {message}", r.name);
     }
     if args.json || (args.quiet && r.status == Status::Pass) {
         return;
     }
     let (verdict, relation) = match r.verdict {
-        Some(VerdictName::Below) => ("below", "<="),
-        Some(VerdictName::Above) => ("above", ">"),
-        Some(VerdictName::Undecided) => ("undecided", "~"),
+        Some(SideName::Below) => ("below", "<="),
+        Some(SideName::Above) => ("above", ">"),
+        Some(SideName::Undecided) => ("undecided", "~"),
         None => ("", "~"),
     };
     let line = format!(
@@ -512,7 +512,7 @@ mod tests {
             status: if below { Status::Pass } else { Status::Fail },
             std_error: Some(0.005),
             upper: Some(distance + 0.01),
-            verdict: Some(if below { VerdictName::Below } else { VerdictName::Above }),
+            verdict: Some(if below { SideName::Below } else { SideName::Above }),
         }
     }
 
@@ -560,7 +560,7 @@ mod tests {
         assert!(parse(&s).unwrap_err().contains("counts"));
         // Undecided results follow the recorded policy.
         let mut s = good.clone();
-        s.results[0].verdict = Some(VerdictName::Undecided);
+        s.results[0].verdict = Some(SideName::Undecided);
         s.results[0].upper = Some(0.6);
         s.results[0].message = Some("undecided after 16 samples".into());
         s.seal();

@@ -107,10 +107,10 @@ pub enum Status {
     Error,
 }
 
-/// The gate's verdict as written (`elpips::Verdict::name`).
+/// The gate's verdict as written (`elpips::Side::name`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum VerdictName {
+pub enum SideName {
     Below,
     Above,
     Undecided,
@@ -149,7 +149,7 @@ pub struct CaseResult {
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "some_bound")]
     pub upper: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub verdict: Option<VerdictName>,
+    pub verdict: Option<SideName>,
 }
 
 /// Where a pair's heatmap was written and its scale (`HeatmapArgs::write`).
@@ -357,17 +357,17 @@ fn check_result(r: &CaseResult, settings: &Settings) -> Result<(), String> {
     // The gate's own rule (decision.rs); a NaN bound (written as null) decides neither side.
     let (below, above) = (upper <= t, lower > t);
     let bounds_agree = match verdict {
-        VerdictName::Below => below,
-        VerdictName::Above => above,
-        VerdictName::Undecided => !below && !above,
+        SideName::Below => below,
+        SideName::Above => above,
+        SideName::Undecided => !below && !above,
     };
     if !bounds_agree {
         return Err(format!("verdict {verdict:?} does not follow from the bounds [{lower}, {upper}] around max_distance {t}").to_lowercase());
     }
     let pass = match verdict {
-        VerdictName::Below => true,
-        VerdictName::Above => false,
-        VerdictName::Undecided => match settings.undecided {
+        SideName::Below => true,
+        SideName::Above => false,
+        SideName::Undecided => match settings.undecided {
             Undecided::Pass => true,
             Undecided::Fail => false,
             Undecided::Estimate => distance <= t,
@@ -387,7 +387,7 @@ fn check_result(r: &CaseResult, settings: &Settings) -> Result<(), String> {
         )
         .to_lowercase());
     }
-    if verdict == VerdictName::Undecided && message.is_none() {
+    if verdict == SideName::Undecided && message.is_none() {
         return Err("an undecided result carries its message".into());
     }
     Ok(())
