@@ -132,7 +132,7 @@ fn main() {
     let thresholds: &[f64] = if full { &[0.005, 0.01, 0.02] } else { &[0.01, 0.02] };
     let wanted = std::env::var("ELPIPS_BENCH_CODECS").unwrap_or_default();
     let codecs: Vec<Codec> =
-        Codec::ALL.into_iter().filter(|c| c.available() && (wanted.is_empty() || wanted.split(',').any(|w| w == c.name()))).collect();
+        <Codec as clap::ValueEnum>::value_variants().iter().copied().filter(|c| c.available() && (wanted.is_empty() || wanted.split(',').any(|w| w == c.name()))).collect();
     let load_avg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!("# elpips tune benchmark: E-LPIPS (elpips-vgg), {cores} cores, load average at start {}", load_avg.trim());

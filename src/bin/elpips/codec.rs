@@ -44,9 +44,10 @@ pub enum Codec {
 }
 
 impl Codec {
-    /// The name on the command line and in reports.
+    /// The name on the command line and in reports (clap's, so it is written once). Not
+    /// `crate::value_name`: benches/tune.rs includes this file as a module of its own.
     pub fn name(self) -> String {
-        crate::value_name(&self)
+        clap::ValueEnum::to_possible_value(&self).map(|v| v.get_name().to_owned()).unwrap_or_default()
     }
 
     /// The Debian package whose library the shim needs at build time.
