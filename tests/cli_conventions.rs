@@ -172,4 +172,15 @@ fn quiet_silences_the_informational_lines() {
     let o = elpips(&["check", "-q", "--metric", "lpips-alex", s(&a), s(&b), "--max-distance", "0"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stdout(&o).starts_with("FAIL "), "{}", stdout(&o));
+    // check's heatmap legend goes like compare's: printed, unless -q (the map is written either way).
+    let check_map = |extra: &[&str]| {
+        std::fs::remove_file(&heatmap).ok();
+        let args = [extra, &["check", "--metric", "lpips-alex", s(&a), s(&b), "--max-distance", "0", "--heatmap", s(&heatmap)]].concat();
+        let o = elpips(&args);
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        assert!(heatmap.is_file());
+        stderr(&o)
+    };
+    assert!(check_map(&[]).starts_with("heatmap: "));
+    assert_eq!(check_map(&["-q"]), "");
 }

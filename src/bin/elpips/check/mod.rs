@@ -381,7 +381,8 @@ fn print_case(args: &CheckArgs, r: &CaseResult, single: bool) {
     } else {
         println!("{line}  {}", r.name);
     }
-    if let Some(info) = &r.heatmap {
+    // The legend is informational (the file itself is the result): -q silences it, as in compare.
+    if let Some(info) = r.heatmap.as_ref().filter(|_| !args.quiet) {
         eprintln!("{}", HeatmapArgs::describe(&serde_json::to_value(info).expect("json")));
     }
 }
