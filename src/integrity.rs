@@ -71,29 +71,12 @@ fn not_regular(m: &Metadata) -> Option<&'static str> {
     }
 }
 
-/// Opens `path` for reading only if it is a regular file (symlinks to one are fine). Opened
-/// non-blocking so that a FIFO cannot hang the caller before it is refused.
-fn open_regular(path: &Path, not_found: impl Fn(&Path) -> Error, bad: impl Fn(&Path, String) -> Error) -> Result<(File, u64)> {
-    let file = OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            not_found(path)
-        } else {
-            bad(path, format!("cannot open it: {e}"))
-        }
-    })?;
-    let meta = file.metadata().map_err(|e| bad(path, format!("cannot stat it: {e}")))?;
-    if let Some(kind) = not_regular(&meta) {
-        return Err(bad(path, format!("it is {kind}, not a file")));
-    }
-    Ok((file, meta.len()))
-}
-
-/// Reads a whole file that must be a regular file of at most `max_bytes` bytes: a directory,
-/// FIFO, device or socket is refused before anything is read (opened non-blocking, so a FIFO
-/// with no writer cannot hang the caller), and a file that is, or grows, larger than the cap is
-/// refused without reading past it. Errors are the reason alone ("it is a named pipe, not a
-/// file", "No such file or directory (os error 2)"), for the caller to wrap with the path.
-pub fn read_regular_file(path: &Path, max_bytes: u64) -> std::result::Result<Vec<u8>, std::io::Error> {
+/// Opens `path` for reading only if it is a regular file (symlinks to one are fine); returns it
+/// with its length. Stat first (a socket cannot even be opened), then open non-blocking (so a
+/// FIFO with no writer cannot hang the caller) and check the opened file again, so a path swapped
+/// in between is caught too. A refusal's message is the reason alone ("it is a named pipe, not a
+/// file"), its kind `IsADirectory` or `InvalidInput`.
+fn open_regular(path: &Path) -> std::io::Result<(File, u64)> {
     use std::io::{Error as IoError, ErrorKind};
     let refuse = |meta: &Metadata| {
         not_regular(meta).map(|kind| {
@@ -101,8 +84,6 @@ pub fn read_regular_file(path: &Path, max_bytes: u64) -> std::result::Result<Vec
             IoError::new(kind_error, format!("it is {kind}, not a file"))
         })
     };
-    // Stat first (a socket cannot even be opened), then check the opened file again, so a path
-    // swapped in between is caught too.
     if let Some(e) = refuse(&std::fs::metadata(path)?) {
         return Err(e);
     }
@@ -111,11 +92,22 @@ pub fn read_regular_file(path: &Path, max_bytes: u64) -> std::result::Result<Vec
     if let Some(e) = refuse(&meta) {
         return Err(e);
     }
+    Ok((file, meta.len()))
+}
+
+/// Reads a whole file that must be a regular file of at most `max_bytes` bytes (see
+/// [`open_regular`] for what is refused, before anything is read); a file that is, or grows,
+/// larger than the cap is refused without reading past it. Errors are the reason alone ("it is a
+/// named pipe, not a file", "No such file or directory (os error 2)"), for the caller to wrap
+/// with the path.
+pub fn read_regular_file(path: &Path, max_bytes: u64) -> std::result::Result<Vec<u8>, std::io::Error> {
+    use std::io::{Error as IoError, ErrorKind};
+    let (file, len) = open_regular(path)?;
     let too_large = |len: u64| IoError::new(ErrorKind::FileTooLarge, format!("it is {len} bytes, above the limit of {max_bytes} bytes"));
-    if meta.len() > max_bytes {
-        return Err(too_large(meta.len()));
+    if len > max_bytes {
+        return Err(too_large(len));
     }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    let mut bytes = Vec::with_capacity(len as usize);
     // One byte past the cap tells a file that grew since the stat.
     file.take(max_bytes.saturating_add(1)).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > max_bytes {
@@ -124,18 +116,26 @@ pub fn read_regular_file(path: &Path, max_bytes: u64) -> std::result::Result<Vec
     Ok(bytes)
 }
 
+/// An error of [`open_regular`] / [`read_regular_file`] for a caller that names the file:
+/// `not_found` for a missing one, `bad` with the reason otherwise.
+fn file_error(path: &Path, e: std::io::Error, not_found: impl Fn(&Path) -> Error, bad: impl Fn(&Path, String) -> Error) -> Error {
+    use std::io::ErrorKind;
+    match e.kind() {
+        ErrorKind::NotFound => not_found(path),
+        // The refusals themselves: the message is the reason.
+        ErrorKind::IsADirectory | ErrorKind::InvalidInput => bad(path, e.to_string()),
+        _ => bad(path, format!("cannot read it: {e}")),
+    }
+}
+
 /// Reads a weights file the caller named (custom linear weights): a local regular file only.
 /// Errors are the reason alone, for the caller to wrap.
 pub fn read_weights_file(path: &Path) -> std::result::Result<Vec<u8>, String> {
     check_local_path(path, "weights path").map_err(|e| e.to_string())?;
-    let (mut file, len) = open_regular(path, |_| Error::invalid("not found"), |_, why| Error::invalid(why))
-        .map_err(|e| match e {
-            Error::InvalidArgument(m) => m,
-            other => other.to_string(),
-        })?;
-    let mut bytes = Vec::with_capacity(len as usize);
-    file.read_to_end(&mut bytes).map_err(|e| format!("cannot read it: {e}"))?;
-    Ok(bytes)
+    read_regular_file(path, u64::MAX).map_err(|e| match file_error(path, e, |_| Error::invalid("not found"), |_, why| Error::invalid(why)) {
+        Error::InvalidArgument(m) => m,
+        other => other.to_string(),
+    })
 }
 
 /// The sha256 pins of the models in `dir`: from `dir/manifest.json` (an installed model
@@ -161,9 +161,7 @@ pub fn read_verified_model(path: &Path) -> Result<Vec<u8>> {
     check_local_path(path, "model path")?;
     let not_found = |p: &Path| Error::Model(format!("{} not found; run `make setup` to build the models", p.display()));
     let bad = |p: &Path, why: String| Error::Model(format!("{}: {why}", p.display()));
-    let (mut file, len) = open_regular(path, not_found, bad)?;
-    let mut bytes = Vec::with_capacity(len as usize);
-    file.read_to_end(&mut bytes).map_err(|e| bad(path, format!("cannot read it: {e}")))?;
+    let bytes = read_regular_file(path, u64::MAX).map_err(|e| file_error(path, e, not_found, bad))?;
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let Some((manifest, json)) = model_pins(dir)? else {
@@ -236,7 +234,7 @@ pub fn verify_runtime(path: &Path, caller_chosen: bool) -> Result<bool> {
     check_local_path(path, "runtime library path")?;
     let not_found = |p: &Path| Error::Runtime(format!("library not found at {}; run `make setup` to fetch it", p.display()));
     let bad = |p: &Path, why: String| Error::Runtime(format!("{}: {why}; it must be a libonnxruntime.so (run `make setup`)", p.display()));
-    drop(open_regular(path, not_found, bad)?);
+    drop(open_regular(path).map_err(|e| file_error(path, e, not_found, bad))?);
     let real = path.canonicalize().map_err(|e| bad(path, e.to_string()))?;
     let pin = runtime_pin(&real)?;
     let Some((pin, source)) = pin else {
