@@ -191,7 +191,8 @@ pub fn read_verified_model(path: &Path) -> Result<Vec<u8>> {
 
 /// Where the pin of a runtime library comes from, if anywhere: `onnxruntime.sha256` beside the
 /// library (what `make install` writes), else the checkout's manifest when the library lives in
-/// the checkout's `.cache/onnxruntime/lib` (what `make setup` unpacks).
+/// the checkout's `.cache/onnxruntime/lib` or `.cache/onnxruntime-gpu/lib` (what `make setup`
+/// and `make setup DEVICE=cuda` unpack).
 fn runtime_pin(real: &Path) -> Result<Option<(String, PathBuf)>> {
     let name = real.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let dir = real.parent().unwrap_or(Path::new("."));
@@ -210,14 +211,17 @@ fn runtime_pin(real: &Path) -> Result<Option<(String, PathBuf)>> {
         return Err(Error::Runtime(format!("{} does not pin {name}; reinstall with `make install`", beside.display())));
     }
     let checkout = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let cache = checkout.join(".cache/onnxruntime/lib").canonicalize().ok();
-    if cache.as_deref() == Some(dir) {
+    // The CPU runtime of `make setup` and the GPU runtime of `make setup DEVICE=cuda`.
+    for (cache, files) in [(".cache/onnxruntime/lib", "/onnxruntime_library/files"), (".cache/onnxruntime-gpu/lib", "/cuda/library/files")] {
+        if checkout.join(cache).canonicalize().ok().as_deref() != Some(dir) {
+            continue;
+        }
         let manifest = checkout.join("weights").join(MANIFEST);
         let json: serde_json::Value = std::fs::read_to_string(&manifest)
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok())
             .ok_or_else(|| Error::Runtime(format!("cannot read {}; run `make setup`", manifest.display())))?;
-        let pin = json.pointer("/onnxruntime_library/files").and_then(|f| f.get(&name)).and_then(|e| e.get("sha256")).and_then(|s| s.as_str());
+        let pin = json.pointer(files).and_then(|f| f.get(&name)).and_then(|e| e.get("sha256")).and_then(|s| s.as_str());
         return match pin {
             Some(p) => Ok(Some((p.to_owned(), manifest))),
             None => Err(Error::Runtime(format!("{name} is not pinned in {}; run `make setup`", manifest.display()))),

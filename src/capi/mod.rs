@@ -432,6 +432,7 @@ impl ElpipsOptions {
                 threads: self.threads as usize,
                 device,
                 install_dir: loaded_from_dir(),
+                ..Default::default()
             },
             seed: self.seed,
             sampler,

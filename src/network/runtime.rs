@@ -16,21 +16,45 @@ pub const MIN_ORT_VERSION: &str = "1.31";
 
 const EXPLICIT_ORIGIN: &str = "the explicit runtime path";
 
-/// Where `make setup` unpacks the runtime in a source checkout.
+/// Where `make setup` unpacks the CPU runtime in a source checkout.
 fn project_default_library() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/onnxruntime/lib/libonnxruntime.so.1")
 }
 
+/// Where `make setup DEVICE=cuda` unpacks the GPU runtime (onnxruntime-gpu, which runs the CPU
+/// provider too) in a source checkout.
+fn project_gpu_library() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/onnxruntime-gpu/lib/libonnxruntime.so.1")
+}
+
+/// The command that installs a runtime with the CUDA provider.
+pub const CUDA_SETUP_COMMAND: &str = "make setup DEVICE=cuda";
+
 pub(crate) fn no_cuda_reason(options: &RuntimeOptions) -> String {
     let (lib, _) = locate(options.library.as_deref(), options.install_dir.as_deref());
-    if cfg!(feature = "cuda") {
-        format!(
-            "--device cuda: the ONNX Runtime at {} has no CUDA execution provider (the CPU-only PyPI wheel that `make setup` installs has none); point --runtime / {ORT_DYLIB_ENV} at an onnxruntime-gpu library, or use --device auto to fall back to the CPU",
-            lib.display()
-        )
-    } else {
-        "--device cuda: this build of elpips has no CUDA support; rebuild with `cargo build --release --features cuda`, or use --device auto / cpu".to_owned()
+    if !cfg!(feature = "cuda") {
+        return "--device cuda: this build of elpips has no CUDA support; rebuild with `cargo build --release --features cuda`, or use --device auto / cpu".to_owned();
     }
+    match options.cuda_provider_offered() {
+        // A GPU runtime without a GPU: the provider is there but cannot start.
+        Ok(true) => format!(
+            "--device cuda: the ONNX Runtime at {} has no CUDA execution provider usable here: {}; use --device auto or cpu on this machine",
+            lib.display(),
+            gpu().err().unwrap_or_else(|| "the GPU cannot be used".to_owned())
+        ),
+        _ => format!(
+            "--device cuda: the ONNX Runtime at {} has no CUDA execution provider (the CPU-only runtime that `make setup` installs has none); run `{CUDA_SETUP_COMMAND}` to install the GPU runtime, or use --device auto to fall back to the CPU",
+            lib.display()
+        ),
+    }
+}
+
+/// The GPU CUDA would run on ([`crate::network::cuda::gpu`]), or why there is none.
+pub fn gpu() -> std::result::Result<String, String> {
+    #[cfg(feature = "cuda")]
+    return crate::network::cuda::gpu();
+    #[cfg(not(feature = "cuda"))]
+    Err("this build has no CUDA support (cargo feature `cuda`)".to_owned())
 }
 
 /// The directory an installed elpips keeps its runtime in (and its models under, at
@@ -47,7 +71,8 @@ pub(crate) fn install_dir(chosen: Option<&Path>) -> Option<PathBuf> {
 
 /// Resolves the runtime library: the explicit path, then `ORT_DYLIB_PATH`, then a
 /// `libonnxruntime.so.1` beside the running executable (where `make install` puts it), then the
-/// project's default location. Returns the path and where it came from (for error messages).
+/// checkout's GPU runtime when `make setup DEVICE=cuda` made one, then its CPU runtime. Returns
+/// the path and where it came from (for error messages).
 pub fn locate_library(explicit: Option<&Path>) -> (PathBuf, &'static str) {
     locate(explicit, None)
 }
@@ -62,6 +87,10 @@ fn locate(explicit: Option<&Path>, install: Option<&Path>) -> (PathBuf, &'static
     }
     if let Some(p) = install_dir(install).map(|d| d.join("libonnxruntime.so.1")).filter(|p| p.is_file()) {
         return (p, "the directory of libelpips");
+    }
+    let gpu = project_gpu_library();
+    if gpu.is_file() {
+        return (gpu, "the project's GPU runtime (make setup DEVICE=cuda)");
     }
     (project_default_library(), "the project's default location")
 }
@@ -177,6 +206,34 @@ pub struct RuntimeOptions {
     /// The directory searched for the runtime and the models of an installed elpips; `None` =
     /// the running executable's (the C ABI sets the directory of the loaded libelpips).
     pub install_dir: Option<PathBuf>,
+    /// How cuDNN picks each convolution's algorithm on CUDA (ignored on the CPU).
+    pub cudnn_search: CudnnSearch,
+}
+
+/// cuDNN's convolution algorithm search (ONNX Runtime's `cudnn_conv_algo_search`). Each E-LPIPS
+/// scale level gives one input shape that every later sample repeats, so the search's one-off
+/// cost per shape is paid once per level and per session.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+pub enum CudnnSearch {
+    /// Time every algorithm on the first run of each shape and keep the fastest (ONNX Runtime's default).
+    #[default]
+    Exhaustive,
+    /// cuDNN's heuristic ranking, no timing: a quicker first run, maybe slower later ones.
+    Heuristic,
+    /// Always the implicit-precomputed GEMM algorithm: least memory, no search.
+    Default,
+}
+
+impl CudnnSearch {
+    /// The name used on the command line and in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            CudnnSearch::Exhaustive => "exhaustive",
+            CudnnSearch::Heuristic => "heuristic",
+            CudnnSearch::Default => "default",
+        }
+    }
 }
 
 /// More intra-op threads than this is a mistake (an unset or negative value cast to unsigned),
@@ -237,20 +294,47 @@ pub fn physical_cores() -> usize {
     ((logical as f64 / smt.max(1.0)).round() as usize).clamp(1, logical)
 }
 
-/// Whether the loaded runtime offers the CUDA execution provider (and this build can use it).
+/// Whether CUDA can run here: this build has it, the loaded runtime offers the CUDA execution
+/// provider, and the NVIDIA driver reports a GPU.
 pub fn cuda_available(library: Option<&Path>) -> Result<bool> {
     RuntimeOptions { library: library.map(Path::to_owned), ..Default::default() }.cuda_available()
+}
+
+/// Whether the loaded runtime was built with the CUDA execution provider (onnxruntime-gpu),
+/// GPU or not.
+pub fn cuda_provider_offered(library: Option<&Path>) -> Result<bool> {
+    RuntimeOptions { library: library.map(Path::to_owned), ..Default::default() }.cuda_provider_offered()
+}
+
+/// The CUDA libraries the runtime these options load would use, and where each was found
+/// (`None`: left to the system's loader); empty without the `cuda` feature.
+pub fn cuda_libraries(library: Option<&Path>) -> Vec<(&'static str, Option<PathBuf>, &'static str)> {
+    #[cfg(feature = "cuda")]
+    {
+        let (lib, _) = locate_library(library);
+        crate::network::cuda::find(&lib).into_iter().map(|f| (f.name, f.path, f.origin)).collect()
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        let _ = library;
+        Vec::new()
+    }
 }
 
 impl RuntimeOptions {
     /// [`cuda_available`] for the runtime these options load.
     pub(crate) fn cuda_available(&self) -> Result<bool> {
-        environment(self)?;
-    #[cfg(feature = "cuda")]
-    {
-        use ort::ep::ExecutionProvider;
-        Ok(ort::ep::CUDA::is_available().unwrap_or(false))
+        Ok(self.cuda_provider_offered()? && gpu().is_ok())
     }
+
+    /// [`cuda_provider_offered`] for the runtime these options load.
+    pub(crate) fn cuda_provider_offered(&self) -> Result<bool> {
+        environment(self)?;
+        #[cfg(feature = "cuda")]
+        {
+            use ort::ep::ExecutionProvider;
+            Ok(ort::ep::CUDA::is_available().unwrap_or(false))
+        }
         #[cfg(not(feature = "cuda"))]
         Ok(false)
     }
@@ -303,10 +387,16 @@ impl Session {
             .map_err(|e| msg(&e))?;
         #[cfg(feature = "cuda")]
         if device == Device::Cuda {
+            let (runtime, _) = locate(options.library.as_deref(), options.install_dir.as_deref());
+            crate::network::cuda::preload(&runtime).map_err(Error::Runtime)?;
+            let search = match options.cudnn_search {
+                CudnnSearch::Exhaustive => ort::ep::cuda::ConvAlgorithmSearch::Exhaustive,
+                CudnnSearch::Heuristic => ort::ep::cuda::ConvAlgorithmSearch::Heuristic,
+                CudnnSearch::Default => ort::ep::cuda::ConvAlgorithmSearch::Default,
+            };
             // Registered first, the CPU provider behind it runs whatever CUDA does not take.
-            builder = builder
-                .with_execution_providers([ort::ep::CUDA::default().build().error_on_failure()])
-                .map_err(|e| msg(&e))?;
+            let cuda = ort::ep::CUDA::default().with_conv_algorithm_search(search);
+            builder = builder.with_execution_providers([cuda.build().error_on_failure()]).map_err(|e| msg(&e))?;
         }
         let inner = builder.commit_from_memory(bytes).map_err(|e| msg(&e))?;
         Ok(Session { inner, device })

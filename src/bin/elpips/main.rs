@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::error::ErrorKind;
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
-use elpips::{Device, Error, Metric, MetricKind, MetricOptions, RuntimeOptions};
+use elpips::{CudnnSearch, Device, Error, Metric, MetricKind, MetricOptions, RuntimeOptions};
 
 mod check;
 mod codec;
@@ -64,6 +64,10 @@ pub struct CommonArgs {
     /// Where the networks run.
     #[arg(long, value_enum, default_value_t = Device::Cpu)]
     pub device: Device,
+    /// CUDA only: how cuDNN picks each convolution's algorithm (exhaustive times them all on the
+    /// first run of each shape; see docs/performance.md).
+    #[arg(long, value_enum, value_name = "HOW", default_value_t = CudnnSearch::Exhaustive)]
+    pub cudnn_search: CudnnSearch,
 }
 
 fn main() -> ExitCode {
@@ -151,7 +155,13 @@ pub fn value_name<T: ValueEnum>(value: &T) -> String {
 }
 
 pub fn runtime_options(common: &CommonArgs) -> RuntimeOptions {
-    RuntimeOptions { library: common.runtime.clone(), threads: common.threads, device: common.device, ..Default::default() }
+    RuntimeOptions {
+        library: common.runtime.clone(),
+        threads: common.threads,
+        device: common.device,
+        cudnn_search: common.cudnn_search,
+        ..Default::default()
+    }
 }
 
 fn info(args: CommonArgs) -> Result<(), Error> {
@@ -161,13 +171,32 @@ fn info(args: CommonArgs) -> Result<(), Error> {
     println!("models:  {}", dir.display());
     let runtime = runtime_options(&args);
     println!("threads: {} (one per physical core unless --threads)", runtime.threads_used());
-    let cuda = match elpips::network::runtime::cuda_available(args.runtime.as_deref()) {
-        Ok(true) => "available".to_owned(),
-        Ok(false) if cfg!(feature = "cuda") => "not offered by this runtime library (the CPU-only PyPI wheel has none)".to_owned(),
-        Ok(false) => "not built in (cargo feature `cuda`)".to_owned(),
+    use elpips::network::runtime as rt;
+    let provider = match rt::cuda_provider_offered(args.runtime.as_deref()) {
+        Ok(true) => "CUDAExecutionProvider offered (onnxruntime-gpu), CPUExecutionProvider behind it".to_owned(),
+        Ok(false) if cfg!(feature = "cuda") => {
+            format!("CPUExecutionProvider only: this runtime has no CUDA provider (run `{}` for one)", rt::CUDA_SETUP_COMMAND)
+        }
+        Ok(false) => "CPUExecutionProvider only: this build has no CUDA support (cargo feature `cuda`)".to_owned(),
         Err(e) => format!("unknown ({e})"),
     };
-    println!("cuda:    {cuda}");
+    println!("provider: {provider}");
+    if cfg!(feature = "cuda") {
+        match rt::gpu() {
+            Ok(name) => println!("gpu:     {name}"),
+            Err(why) => println!("gpu:     none ({why})"),
+        }
+        if rt::cuda_provider_offered(args.runtime.as_deref()).unwrap_or(false) {
+            println!("cuda libraries (ELPIPS_CUDA_LIBS, then cuda_libs.path and the runtime's folder, then the system's loader):");
+            for (name, path, origin) in rt::cuda_libraries(args.runtime.as_deref()) {
+                match path {
+                    Some(p) => println!("  {name:<40} {} (from {origin})", p.display()),
+                    None => println!("  {name:<40} not found beside the runtime (left to {origin})"),
+                }
+            }
+        }
+    }
+    println!("cuda:    {}", if rt::cuda_available(args.runtime.as_deref()).unwrap_or(false) { "available" } else { "not available" });
     let mut failed = None;
     for kind in MetricKind::ALL {
         let opts = MetricOptions { metric: kind, model_dir: args.model_dir.clone(), runtime: runtime_options(&args), ..Default::default() };
