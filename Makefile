@@ -43,13 +43,19 @@ NO_ENV      := env -u ORT_DYLIB_PATH -u ELPIPS_MODEL_DIR -u LD_LIBRARY_PATH
 PYENV       := .cache/pyenv
 C_TESTS     := $(basename $(notdir $(wildcard tests/c/test_*.c)))
 
-.PHONY: deps test-weights fuzz test-tsan bench-integrity setup build demo test test-rust test-c test-examples test-python test-plugins test-e2e test-long test-no-codecs bench bench-venv bench-tune attack interpolate header install install-test clean-cache
+.PHONY: gpu-check gpu-parts deps test-weights fuzz test-tsan bench-integrity setup build demo test test-rust test-c test-examples test-python test-plugins test-e2e test-long test-no-codecs bench bench-venv bench-tune attack interpolate header install install-test clean-cache
 
 deps:
 	@packaging/deps.sh
 
+# DEVICE=cuda: also the GPU runtime (onnxruntime-gpu and the CUDA 13 libraries from PyPI, ~1.2 GB,
+# into .cache/onnxruntime-gpu/lib); CUDA_LIBS=DIR[:DIR] uses an existing CUDA 13 installation's
+# libraries instead of downloading them (docs/performance.md, CUDA).
+DEVICE    ?= cpu
+CUDA_LIBS ?=
+GPU_LIB   := .cache/onnxruntime-gpu/lib
 setup:
-	$(PYTHON) weights/setup.py
+	$(PYTHON) weights/setup.py $(if $(filter cuda,$(DEVICE)),--device cuda $(if $(CUDA_LIBS),--cuda-libs $(CUDA_LIBS)))
 
 build: setup
 	$(CARGO) build --release
@@ -91,6 +97,11 @@ header:
 #   include/elpips.h, include/elpips.hpp, include/elpips_gtest.hpp (GoogleTest assertions), share/elpips/models/*.onnx (+ manifest, README),
 #   lib/pkgconfig/elpips.pc, lib/cmake/elpips/elpips{Config,ConfigVersion}.cmake
 #   (+ ElpipsImageTest.cmake: elpips_add_image_test, included by find_package(elpips))
+# After `make setup DEVICE=cuda` the GPU runtime is installed instead, with the CUDA libraries and
+# their licences beside it (GPU_RUNTIME=no keeps the CPU one; the test prefix does).
+GPU_RUNTIME ?= $(if $(wildcard $(GPU_LIB)/libonnxruntime.so.$(ORT_VERSION)),yes,no)
+RT_DIR  = $(if $(filter yes,$(GPU_RUNTIME)),$(GPU_LIB),.cache/onnxruntime/lib)
+RT_PIN  = $(if $(filter yes,$(GPU_RUNTIME)),["cuda"]["library"],["onnxruntime_library"])
 install: build
 	install -d $(LIBDIR)/pkgconfig $(LIBDIR)/cmake/elpips $(DESTDIR)$(PREFIX)/include \
 	  $(DESTDIR)$(PREFIX)/share/elpips/models
@@ -98,10 +109,12 @@ install: build
 	ln -sf libelpips.so.$(VERSION) $(LIBDIR)/libelpips.so.$(MAJOR)
 	ln -sf libelpips.so.$(MAJOR) $(LIBDIR)/libelpips.so
 	install -m 644 target/release/libelpips.a $(LIBDIR)/libelpips.a
-	install -m 755 .cache/onnxruntime/lib/libonnxruntime.so.$(ORT_VERSION) $(LIBDIR)/
+	install -m 755 $(RT_DIR)/libonnxruntime.so.$(ORT_VERSION) $(LIBDIR)/
 	ln -sf libonnxruntime.so.$(ORT_VERSION) $(LIBDIR)/libonnxruntime.so.1
-	$(PYTHON) -c 'import json,sys; f="libonnxruntime.so.$(ORT_VERSION)"; print(json.load(open(sys.argv[1]))["onnxruntime_library"]["files"][f]["sha256"] + "  " + f)' \
+	$(PYTHON) -c 'import json,sys; f="libonnxruntime.so.$(ORT_VERSION)"; m=json.load(open(sys.argv[1])); print(m$(RT_PIN)["files"][f]["sha256"] + "  " + f)' \
 	  weights/manifest.json > $(LIBDIR)/onnxruntime.sha256
+	$(if $(filter $(GPU_LIB),$(RT_DIR)),cd $(GPU_LIB) && install -m 755 $$(ls *.so* | grep -v '^libonnxruntime.so') $(LIBDIR)/ && \
+	  install -m 644 LICENSE-*.txt $$(ls cuda_libs.path 2>/dev/null) $(LIBDIR)/)
 	install -m 644 include/elpips.h bindings/cpp/elpips.hpp plugins/gtest/elpips_gtest.hpp $(DESTDIR)$(PREFIX)/include/
 	install -m 644 plugins/cmake/ElpipsImageTest.cmake $(LIBDIR)/cmake/elpips/
 	install -m 644 weights/models/*.onnx weights/manifest.json $(DESTDIR)$(PREFIX)/share/elpips/models/
@@ -118,7 +131,7 @@ install: build
 # tests use that, as a user would.
 install-test: build
 	rm -rf $(TEST_PREFIX)
-	$(MAKE) --no-print-directory install PREFIX=$(TEST_PREFIX) >/dev/null
+	$(MAKE) --no-print-directory install PREFIX=$(TEST_PREFIX) GPU_RUNTIME=no >/dev/null
 
 # The C test programs (one per API area), built against the installed package with pkg-config.
 # All run under AddressSanitizer + UndefinedBehaviorSanitizer + LeakSanitizer (any leak fails,
@@ -254,6 +267,16 @@ fuzz: setup
 	  [ $$rc -eq 0 ] || { echo "fuzz $$t failed (rc $$rc): see .cache/fuzz-$$t.log and fuzz/artifacts/$$t"; exit 1; }; \
 	done
 
+
+# The CUDA golden figures (fp32 within 1e-4 relative, E-LPIPS means within their intervals) and the
+# GPU benchmark against the CPU, in one command, on a machine with an NVIDIA GPU after
+# `make setup DEVICE=cuda` (tests/gpu.rs; without ELPIPS_GPU_CHECK=1 those tests are no-ops).
+gpu-check: setup
+	ELPIPS_GPU_CHECK=1 $(CARGO) test --release --test gpu -- --nocapture --test-threads=1
+
+# The GPU runtime as parts under 60 MiB for a machine that cannot download it (packaging/gpu/).
+gpu-parts:
+	packaging/gpu/split.sh $(GPU_LIB) .cache/gpu-parts
 
 # `make bench`: network speed and samples (throughput), then LPIPS-VGG 512x512 against pip lpips
 # on PyTorch CPU, int8, reference reuse, GFLOP/s vs the measured peak and the 4K pair's peak
