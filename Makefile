@@ -82,9 +82,11 @@ test-rust: setup
 	$(CARGO) test --release
 
 # The weights converter: hostile .npy/.pth files (pickles that would run a shell command) are
-# refused and nothing runs; conversions to safetensors keep every value (weights/test_convert.py).
+# refused and nothing runs; conversions to safetensors keep every value (weights/test_convert.py);
+# the CUDA set-up's pins and its --cuda-libs checks, without downloading (weights/test_setup_cuda.py).
 test-weights: setup
 	.cache/venv/bin/python weights/test_convert.py
+	.cache/venv/bin/python weights/test_setup_cuda.py
 
 # Regenerates include/elpips.h from src/capi/ (one module per API area) (tests/header.rs checks it is up to date).
 header:
