@@ -45,15 +45,13 @@ fn gpu_asked() -> bool {
         println!("skipped: set ELPIPS_GPU_CHECK=1 (make gpu-check) on a machine with an NVIDIA GPU");
         return false;
     }
-    let runtime = RuntimeOptions { device: Device::Cuda, ..Default::default() };
     let lib = elpips::network::runtime::locate_library(None).0;
     match elpips::network::runtime::cuda_available(None) {
         Ok(true) => true,
         Ok(false) => panic!(
-            "make gpu-check: CUDA cannot run here (runtime {}; GPU: {}); run `make setup DEVICE=cuda` on a machine with an NVIDIA GPU ({:?})",
+            "make gpu-check: CUDA cannot run here (runtime {}; GPU: {}); run `make setup DEVICE=cuda` on a machine with an NVIDIA GPU",
             lib.display(),
-            elpips::network::runtime::gpu().unwrap_or_else(|e| e),
-            runtime.device
+            elpips::network::runtime::gpu().unwrap_or_else(|e| e)
         ),
         Err(e) => panic!("make gpu-check: the runtime does not load: {e}"),
     }

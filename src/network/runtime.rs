@@ -478,3 +478,36 @@ impl Session {
         Ok(out)
     }
 }
+
+#[cfg(all(test, feature = "cuda"))]
+mod tests {
+    use super::*;
+
+    /// On a machine without a GPU, the GPU runtime of `make setup DEVICE=cuda` loads, the CUDA
+    /// libraries preload, and registering the CUDA provider fails with ONNX Runtime's reason
+    /// instead of crashing (run alone: `cargo test --release --lib cuda_registration`).
+    #[test]
+    fn cuda_registration_without_a_gpu_fails_with_a_message() {
+        let lib = project_gpu_library();
+        if !lib.is_file() || gpu().is_ok() {
+            println!("skipped: needs the GPU runtime (make setup DEVICE=cuda) and no GPU");
+            return;
+        }
+        let options = RuntimeOptions { library: Some(lib), device: Device::Cuda, ..Default::default() };
+        let env = match environment(&options) {
+            Ok(env) => env,
+            Err(e) if e.to_string().contains("already loaded") => panic!("run this test alone: {e}"),
+            Err(e) => panic!("the GPU runtime does not load: {e}"),
+        };
+        assert!(options.cuda_provider_offered().unwrap());
+        assert!(!options.cuda_available().unwrap());
+        let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("weights/models/lpips-alex.onnx");
+        let bytes = std::fs::read(&model).unwrap();
+        let e = Session::open_on(&env, &bytes, &model, &options, Device::Cuda).err().expect("no GPU: registration must fail");
+        println!("{e}");
+        assert!(e.to_string().contains("libcuda.so.1"), "{e}");
+        // The same runtime still runs on the CPU.
+        let s = Session::open_on(&env, &bytes, &model, &options, Device::Cpu).unwrap();
+        assert_eq!(s.device(), Device::Cpu);
+    }
+}

@@ -107,13 +107,15 @@ fn print_result(args: &CompareArgs, metric: &Metric, kind: MetricKind, reference
         return;
     } else if let Some(l) = levels {
         println!(
-            "{:.6} ± {:.6} (95%; {} {} samples, {} scale levels, seed {}{})",
+            "{:.6} ± {:.6} (95%; {} {} samples, {} scale levels, seed {}{}{})",
             e.distance,
             e.ci95,
             e.samples,
             args.network.sampler.name(),
             l,
             args.network.seed,
+            // The CPU is the default and says nothing; a GPU run says so.
+            if metric.device() == elpips::Device::Cpu { String::new() } else { format!(", on {}", metric.device()) },
             if e.converged { "" } else { "; stopped at --max-samples before reaching the error target" }
         );
     } else {
