@@ -30,5 +30,6 @@ printf '%s\n' "$dirs" > .cache/onnxruntime-gpu/lib/cuda_libs.path
 echo "== CUDA libraries from:"; cat .cache/onnxruntime-gpu/lib/cuda_libs.path
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || true
 log=${OUT:-.cache}/gpu-check.log
+mkdir -p "$(dirname "$log")"
 set -o pipefail
 env -u ORT_DYLIB_PATH ELPIPS_GPU_CHECK=1 "$stage/gpu-check.bin" --nocapture --test-threads=1 2>&1 | tee "$log"

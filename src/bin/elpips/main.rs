@@ -234,6 +234,7 @@ mod tests {
         same::<SamplerKind>(SamplerKind::name);
         same::<Precision>(Precision::name);
         same::<Device>(Device::name);
+        same::<CudnnSearch>(CudnnSearch::name);
         same::<ToneCurve>(ToneCurve::name);
         same::<Encoding>(Encoding::name);
         assert_eq!(MetricKind::value_variants(), MetricKind::ALL);
