@@ -45,7 +45,7 @@ fn the_server_answers_every_line_and_survives_bad_ones() {
         json!({"id": 5, "op": "prepare_reference", "reference": r}).to_string(),
         json!({"id": 6, "op": "compare_reference", "handle": 1, "candidate": c, "samples": 8}).to_string(),
         json!({"id": 7, "op": "compare_reference", "handle": 99, "candidate": c}).to_string(),
-        json!({"id": 8, "op": "decide", "reference": r, "candidate": c, "max_distance": 0.5, "metric": "lpips-vgg"}).to_string(),
+        json!({"id": 8, "op": "decide", "reference": r, "candidate": c, "max_distance": 2.0, "metric": "lpips-vgg"}).to_string(),
         json!({"id": 9, "op": "encode", "image": r, "codec": "jpeg", "quality": 60, "decoded": decoded}).to_string(),
         json!({"id": 10, "op": "release_reference", "handle": 1}).to_string(),
         json!({"id": 11, "op": "compare_reference", "handle": 1, "candidate": c}).to_string(),
