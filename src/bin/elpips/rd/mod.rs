@@ -45,6 +45,10 @@ pub struct RdArgs {
     /// Bootstrap replicates of the BD-rate intervals.
     #[arg(long, value_name = "B", default_value_t = 1000)]
     bootstrap: u32,
+    #[command(flatten)]
+    network: NetworkArgs,
+    #[command(flatten)]
+    sampling: SamplingArgs,
     /// Measure only shard I of N of the images (images I, I+N, ...); merge the parts with --merge.
     #[arg(long, value_name = "I/N", conflicts_with = "merge", help_heading = "Input")]
     shard: Option<String>,
@@ -57,10 +61,6 @@ pub struct RdArgs {
     /// Print rd.json's object on stdout instead of the BD-rate table.
     #[arg(long, help_heading = "Output")]
     json: bool,
-    #[command(flatten)]
-    network: NetworkArgs,
-    #[command(flatten)]
-    sampling: SamplingArgs,
     /// Refuse images with more pixels than this.
     #[arg(long, value_name = "P", default_value_t = elpips::DEFAULT_MAX_PIXELS, help_heading = "Input")]
     max_pixels: u64,
