@@ -465,7 +465,6 @@ fn run_case(id: &str, f: &Fixtures) -> Option<Outcome> {
         "cli-max-pixels-text" => f.cli(&["--max-pixels", "lots"]),
         "cli-threads-negative" => f.cli(&["--threads", "-2"]),
         "rd-anchor-not-a-codec" => f.rd(&["--codec", "jpeg", "--settings", "20,50", "--anchor", "webp"]),
-        "rd-sampler-control" => f.rd(&["--codec", "jpeg", "--settings", "20,50", "--sampler", "control"]),
         "rd-codec-twice" => f.rd(&["--codec", "jpeg,jpeg", "--settings", "20,50"]),
         "rd-one-setting" => f.rd(&["--codec", "jpeg", "--settings", "50"]),
         "rd-setting-out-of-range" => f.rd(&["--codec", "jpeg", "--settings", "0,50"]),

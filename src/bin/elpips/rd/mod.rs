@@ -157,9 +157,6 @@ pub fn run(args: RdArgs, quiet: bool) -> Result<(), Error> {
 }
 
 fn measure(args: &RdArgs, quiet: bool) -> Result<RdFile, Error> {
-    if args.network.sampler == elpips::SamplerKind::Control {
-        return Err(invalid("rd measures with --sampler iid or stratified; control is for compare and rank"));
-    }
     let codecs = &args.codec;
     for (k, c) in codecs.iter().enumerate() {
         if codecs[..k].contains(c) {
