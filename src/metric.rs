@@ -292,6 +292,14 @@ impl Metric {
         self.options.seed = seed;
     }
 
+    /// Changes how many E-LPIPS samples later comparisons draw (a long-lived caller such as
+    /// `elpips serve` varies it per request without reloading the model).
+    pub fn set_sampling(&mut self, sampling: Sampling) -> Result<()> {
+        sampling.validate()?;
+        self.options.sampling = sampling;
+        Ok(())
+    }
+
     /// The options it was made with (and changed by the setters since).
     pub fn options(&self) -> &MetricOptions {
         &self.options

@@ -186,6 +186,31 @@ impl Fixtures {
 }
 
 impl Fixtures {
+    /// `elpips rd` of one valid PNG, plus `args` (every case here is refused before any network
+    /// runs or anything is written).
+    fn rd(&self, args: &[&str]) -> Outcome {
+        let png = self.file("cli.png", &self.png);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_elpips"));
+        cmd.arg("rd").arg("--out").arg(self.dir.path().join("rd-out")).args(args).env_remove("ORT_DYLIB_PATH");
+        if !args.contains(&"--merge") && !args.contains(&"--corpus") {
+            cmd.arg(&png);
+        }
+        let out = cmd.output().unwrap();
+        assert!(!self.dir.path().join("rd-out").exists(), "a refused rd writes nothing");
+        let code = out.status.code().map_or("killed".into(), |c| format!("exit {c}"));
+        (code, String::from_utf8_lossy(&out.stderr).trim_end().to_owned())
+    }
+
+    /// An rd.json that is well-formed but whose digest is not its own.
+    fn rd_part(&self) -> String {
+        let v = serde_json::json!({
+            "bd_rate": {}, "digest": "0".repeat(64), "elpips_rd": 1, "images": ["a.png"], "points": [], "shard": null,
+            "settings": {"anchor": "jpeg", "bootstrap": 10, "codecs": ["jpeg"], "metric": "elpips-vgg", "sampler": "iid",
+                         "sampling": "Fixed(8)", "scale_levels": null, "seed": 0, "settings": [20, 50]},
+        });
+        self.file("part.json", v.to_string().as_bytes()).to_str().unwrap().to_owned()
+    }
+
     /// `elpips check` plus `args` (no images are read by these cases).
     fn check_cli(&self, args: &[&str]) -> Outcome {
         let out = Command::new(env!("CARGO_BIN_EXE_elpips")).arg("check").args(args).env_remove("ORT_DYLIB_PATH").output().unwrap();
@@ -439,6 +464,22 @@ fn run_case(id: &str, f: &Fixtures) -> Option<Outcome> {
         "cli-metric-unknown" => f.cli(&["--metric", "ssim"]),
         "cli-max-pixels-text" => f.cli(&["--max-pixels", "lots"]),
         "cli-threads-negative" => f.cli(&["--threads", "-2"]),
+        "rd-anchor-not-a-codec" => f.rd(&["--codec", "jpeg", "--settings", "20,50", "--anchor", "webp"]),
+        "rd-codec-twice" => f.rd(&["--codec", "jpeg,jpeg", "--settings", "20,50"]),
+        "rd-one-setting" => f.rd(&["--codec", "jpeg", "--settings", "50"]),
+        "rd-setting-out-of-range" => f.rd(&["--codec", "jpeg", "--settings", "0,50"]),
+        "rd-shard-over-images" => f.rd(&["--codec", "jpeg", "--settings", "20,50", "--shard", "0/2"]),
+        "rd-corpus-empty" => {
+            let empty = f.dir.path().join("empty-corpus");
+            std::fs::create_dir_all(&empty).unwrap();
+            f.rd(&["--codec", "jpeg", "--settings", "20,50", "--corpus", empty.to_str().unwrap()])
+        }
+        "rd-merge-with-settings" => f.rd(&["--merge", &f.rd_part(), "--codec", "jpeg"]),
+        "rd-merge-not-rd-json" => {
+            let text = f.file("notes.json", b"{\"hello\": 1}");
+            f.rd(&["--merge", text.to_str().unwrap()])
+        }
+        "rd-merge-digest" => f.rd(&["--merge", &f.rd_part()]),
         "cli-tune-sampler-control" => f.tune(&["--codec", "jpeg", "--max-distance", "0.1", "--sampler", "control"]),
         // Weights and models
         "model-dir-missing" => f.alex_with_model_dir(Path::new("/nonexistent/models")),

@@ -102,6 +102,7 @@ fn help_is_grouped_by_heading_with_each_default_once() {
         ("rank", &headings[..]),
         ("check", &headings[..]),
         ("tune", &headings[..]),
+        ("rd", &headings[..]),
         ("info", &headings[4..]),
     ] {
         for flag in ["-h", "--help"] {

@@ -17,6 +17,9 @@ mod heatmap;
 mod input;
 mod metric_args;
 mod rank;
+mod rd;
+mod serve;
+mod shard;
 
 #[derive(Parser)]
 #[command(name = "elpips", version, about = "E-LPIPS and LPIPS perceptual image distances", propagate_version = true)]
@@ -45,6 +48,11 @@ enum Command {
     /// Several candidates against one reference with the same random draws: each distance, and
     /// each candidate's difference from the next closer one, with 95% intervals.
     Rank(rank::RankArgs),
+    /// Rate-distortion curves of encoders by E-LPIPS and their BD-rates against an anchor
+    /// (CSV, JSON, SVG plots); shards and merges.
+    Rd(rd::RdArgs),
+    /// A metric server for external tuners: JSON lines on stdin, one answer per line on stdout.
+    Serve(serve::ServeArgs),
     /// Show where the runtime and models are found, and whether they load.
     Info(CommonArgs),
 }
@@ -98,6 +106,8 @@ fn main() -> ExitCode {
         }
         Command::Tune(args) => tune::run(args).map(|()| ExitCode::SUCCESS),
         Command::Rank(args) => rank::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Rd(args) => rd::run(args, cli.quiet).map(|()| ExitCode::SUCCESS),
+        Command::Serve(args) => serve::run(args).map(|()| ExitCode::SUCCESS),
         Command::Info(args) => info(args).map(|()| ExitCode::SUCCESS),
     };
     match result {

@@ -167,7 +167,7 @@ pub fn run(args: TuneArgs) -> Result<(), Error> {
 }
 
 /// The input as packed 8-bit RGB or RGBA, the encoders' input.
-fn encoder_pixels(path: &Path) -> Result<(Vec<u8>, u32), Error> {
+pub fn encoder_pixels(path: &Path) -> Result<(Vec<u8>, u32), Error> {
     let img = image::ImageReader::open(path)
         .and_then(|r| r.with_guessed_format())
         .map_err(|e| Error::Io { path: path.to_owned(), reason: e.to_string() })?

@@ -5,7 +5,6 @@
 //! sha256, row count and settings, every shard present exactly once. docs/renderer.md lists
 //! what is verified.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -41,24 +40,11 @@ pub fn merge(args: &CheckArgs) -> Result<ExitCode, Error> {
     if from_manifest {
         // The shards of one manifest must all be there, each once, so a lost job cannot pass.
         // Each summary holds exactly its shard's rows (parse_summary), so together they are
-        // every row once. Shards are kept in a map: a count read from a file sizes nothing.
-        let count = first.shard_or_whole().count;
-        let mut seen: BTreeMap<u64, &PathBuf> = BTreeMap::new();
-        for (path, s) in &parts {
+        // every row once.
+        crate::shard::require_complete(parts.iter().map(|(path, s)| {
             let shard = s.shard_or_whole();
-            if shard.count != count {
-                return Err(invalid(format!("{} is shard {}/{}, others are of {count} shards", path.display(), shard.index, shard.count)));
-            }
-            if let Some(prev) = seen.insert(shard.index, path) {
-                return Err(invalid(format!("shard {}/{count} is given twice: {} and {}", shard.index, prev.display(), path.display())));
-            }
-        }
-        // At most as many steps as summaries given plus the ten listed.
-        let missing: Vec<String> = (0..count).filter(|i| !seen.contains_key(i)).take(10).map(|i| format!("{i}/{count}")).collect();
-        if !missing.is_empty() {
-            let more = if count - seen.len() as u64 > missing.len() as u64 { ", ..." } else { "" };
-            return Err(invalid(format!("missing the summaries of shard(s) {}{more}", missing.join(", "))));
-        }
+            (path.as_path(), shard.index, shard.count)
+        }))?;
         results.extend(parts.iter().flat_map(|(_, s)| s.results.iter().cloned()));
         results.sort_by_key(|r| r.row);
     } else {

@@ -110,7 +110,7 @@ pub fn run(args: CheckArgs) -> Result<ExitCode, Error> {
     }
     let gate = Gate { threshold: 0.0, error_rate: args.error_rate, max_samples: args.max_samples, min_samples: args.min_samples };
     gate.validate().map_err(|e| invalid(format!("{e} (see --error-rate, --max-samples, --min-samples)")))?;
-    let shard = args.shard.as_deref().map(parse_shard).transpose()?;
+    let shard = args.shard.as_deref().map(crate::shard::parse).transpose()?;
     args.heatmap.validate()?;
     if args.manifest.is_some() && args.heatmap.heatmap.is_some() {
         return Err(invalid("--heatmap FILE is for one pair; with --manifest use --heatmap-dir DIR"));
@@ -409,29 +409,10 @@ fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
-fn parse_shard(s: &str) -> Result<(usize, usize), Error> {
-    let bad = || invalid(format!("--shard takes I/N with 0 <= I < N (e.g. 0/4), not `{s}`"));
-    let (i, n) = s.split_once('/').ok_or_else(bad)?;
-    let (i, n): (usize, usize) = (i.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
-    if n == 0 || i >= n {
-        return Err(bad());
-    }
-    Ok((i, n))
-}
-
 #[cfg(test)]
 mod tests {
     use super::manifest::{parse_csv, parse_json_lines, Threshold};
     use super::*;
-
-    #[test]
-    fn shards_parse_and_refuse_nonsense() {
-        assert_eq!(parse_shard("0/4").unwrap(), (0, 4));
-        assert_eq!(parse_shard("3/4").unwrap(), (3, 4));
-        for bad in ["4/4", "1/0", "x/2", "1", "-1/2", ""] {
-            assert!(parse_shard(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn xml_escapes_markup_and_control_characters() {
