@@ -192,6 +192,10 @@ td.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
     h.push_str(
         r##"</tbody></table>
 <script>
+// Marks each image that decoded (a browser test reads the marks from the rendered DOM).
+window.addEventListener("load", function () {
+  document.querySelectorAll("#report img").forEach(function (img) { img.dataset.loaded = img.complete && img.naturalWidth > 0 ? "yes" : "no"; });
+});
 // Click a header to sort by it (again to reverse); numbers by their value.
 document.querySelectorAll("#report th[data-sort]").forEach(function (th) {
   th.addEventListener("click", function () {
