@@ -101,7 +101,7 @@ fn presets_suite_error_rate_report_and_github_outputs_work_sharded_and_merged() 
     std::fs::write(d.join("m.csv"), "reference,candidate,name,preset,max_distance\nref.png,splotch.png,splotch,strict,\nref.png,noise.png,noise,strict,\nref.png,ref.png,same,loose,0.01\n").unwrap();
     let (m, presets, report) = (d.join("m.csv"), d.join("presets.toml"), d.join("report"));
     let step = d.join("step.md");
-    let common = ["--manifest", s(&m), "--presets", s(&presets), "--suite-error-rate", "0.06", "--report", s(&report)];
+    let common = ["check", "--manifest", s(&m), "--presets", s(&presets), "--suite-error-rate", "0.06", "--report", s(&report)];
     let mut parts = Vec::new();
     for shard in ["0/2", "1/2"] {
         let p = d.join(format!("s{}.json", &shard[..1]));
