@@ -355,7 +355,7 @@ fn validated_rules(args: &CheckArgs) -> Result<rules::Defaults, Error> {
             return Err(invalid(format!("--max-fail-percent must be a percentage from 0 to 100, not {p}")));
         }
     }
-    if args.map_samples < 4 || args.map_samples % 2 != 0 {
+    if args.map_samples < 4 || !args.map_samples.is_multiple_of(2) {
         return Err(invalid(format!("--map-samples must be an even number >= 4 (samples are taken in pairs), not {}", args.map_samples)));
     }
     if let Some(a) = args.suite_error_rate {

@@ -177,9 +177,9 @@ td.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
         let share = m.and_then(|m| m.fail_percent.map(|f| (f, m.fail_percent_lower, m.fail_percent_upper)));
         let share_cell = share.map_or("–".to_owned(), |(f, lo, hi)| format!("{f:.3} [{}, {}]", num(lo, 3), num(hi, 3)));
         let max_cell = m.map_or_else(|| num(r.heatmap.as_ref().map(|h| h.max), 4), |m| format!("{:.4} [{:.4}, {:.4}]", m.max, m.max_lower, m.max_upper));
-        let _ = write!(
+        let _ = writeln!(
             h,
-            "<td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\" data-value=\"{}\">{share_cell}</td><td class=\"num\" data-value=\"{}\">{max_cell}</td><td>{}</td><td>{verdicts}{}</td></tr>\n",
+            "<td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\" data-value=\"{}\">{share_cell}</td><td class=\"num\" data-value=\"{}\">{max_cell}</td><td>{}</td><td>{verdicts}{}</td></tr>",
             num(r.distance, 6),
             num(r.ci95, 6),
             r.max_distance,
