@@ -43,7 +43,7 @@ NO_ENV      := env -u ORT_DYLIB_PATH -u ELPIPS_MODEL_DIR -u LD_LIBRARY_PATH
 PYENV       := .cache/pyenv
 C_TESTS     := $(basename $(notdir $(wildcard tests/c/test_*.c)))
 
-.PHONY: gpu-check gpu-parts deps test-weights fuzz test-tsan bench-integrity setup build demo test test-rust test-c test-examples test-python test-plugins test-e2e test-long test-no-codecs bench bench-venv bench-tune attack interpolate header install install-test clean-cache
+.PHONY: gpu-check gpu-parts test-report deps test-weights fuzz test-tsan bench-integrity setup build demo test test-rust test-c test-examples test-python test-plugins test-e2e test-long test-no-codecs bench bench-venv bench-tune attack interpolate header install install-test clean-cache
 
 deps:
 	@packaging/deps.sh
@@ -77,6 +77,12 @@ test: deps setup
 	$(MAKE) test-python
 	$(MAKE) test-plugins
 	$(MAKE) test-e2e
+	$(MAKE) test-report
+
+# The HTML report of `elpips check --report` in headless Chromium (`make deps` installs it): every
+# row and image must be in the rendered DOM. Saves docs/img/report.png with REPORT_SCREENSHOT=1.
+test-report: build
+	$(PYTHON) tests/report/browser_test.py --elpips $(BIN) --images .cache/upstream/lpips/imgs $(if $(REPORT_SCREENSHOT),--screenshot docs/img/report.png)
 
 test-rust: setup
 	$(CARGO) test --release

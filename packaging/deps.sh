@@ -26,6 +26,9 @@ for lib in libturbojpeg:libturbojpeg0-dev libwebp:libwebp-dev libavif:libavif-de
   if ! command -v pkg-config >/dev/null || ! pkg-config --exists "${lib%%:*}" 2>/dev/null; then need "${lib##*:}"; fi
 done
 
+# The report's browser test (make test-report): headless Chromium.
+command -v chromium >/dev/null || command -v chromium-browser >/dev/null || need chromium
+
 if [ ${#missing[@]} -eq 0 ]; then
   echo "make deps: every system package make test needs is installed"
   exit 0

@@ -658,6 +658,47 @@ fn run_case(id: &str, f: &Fixtures) -> Option<Outcome> {
             let p = f.file("two.csv", b"reference,candidate\na.png,b.png\na.png,c.png\n");
             f.check_cli(&["--manifest", &s(&p), "--shard", "0/3", "--max-distance", "0.1"])
         }
+        // The render-suite gates' refusals (before any image is read)
+        "check-preset-bad-toml" => {
+            let p = f.file("bad.toml", b"[presets.a]\nmax_distance = \n");
+            f.check_cli(&["a.png", "b.png", "--presets", &s(&p), "--preset", "a"])
+        }
+        "check-preset-unknown-field" => {
+            let p = f.file("field.toml", b"[presets.a]\nthreshold = 0.1\n");
+            f.check_cli(&["a.png", "b.png", "--presets", &s(&p), "--preset", "a"])
+        }
+        "check-preset-bad-value" => {
+            let p = f.file("value.toml", b"[presets.a]\nmax_fail_percent = 150\npixel_threshold = 0.1\n");
+            f.check_cli(&["a.png", "b.png", "--presets", &s(&p), "--preset", "a"])
+        }
+        "check-preset-unknown-name" => {
+            let p = f.file("named.toml", b"[presets.glossy]\nmax_distance = 0.1\n");
+            let m = f.file("named.csv", b"reference,candidate,preset\na.png,b.png,hair\n");
+            f.check_cli(&["--manifest", &s(&m), "--presets", &s(&p)])
+        }
+        "check-preset-without-file" => {
+            let m = f.file("nofile.csv", b"reference,candidate,preset\na.png,b.png,hair\n");
+            f.check_cli(&["--manifest", &s(&m), "--max-distance", "0.1"])
+        }
+        "check-rule-percent-out-of-range" => f.check_cli(&["a.png", "b.png", "--max-distance", "0.1", "--pixel-threshold", "0.1", "--max-fail-percent", "150"]),
+        "check-rule-threshold-negative" => f.check_cli(&["a.png", "b.png", "--max-distance", "0.1", "--hard-fail", "-1"]),
+        "check-manifest-share-rule-half" => {
+            let m = f.file("half.csv", b"reference,candidate,pixel_threshold\na.png,b.png,0.1\n");
+            f.check_cli(&["--manifest", &s(&m), "--max-distance", "0.1"])
+        }
+        "check-map-samples-odd" => f.check_cli(&["a.png", "b.png", "--max-distance", "0.1", "--hard-fail", "0.1", "--map-samples", "5"]),
+        "check-suite-error-rate-bad" => {
+            let m = f.file("suite.csv", b"reference,candidate\na.png,b.png\n");
+            f.check_cli(&["--manifest", &s(&m), "--max-distance", "0.1", "--suite-error-rate", "0.7"])
+        }
+        "check-update-shared-reference" => {
+            let m = f.file("shared.csv", b"reference,candidate\na.png,b.png\na.png,c.png\n");
+            f.check_cli(&["--manifest", &s(&m), "--max-distance", "0.1", "--update-references"])
+        }
+        "check-update-format-change" => {
+            let m = f.file("format.csv", b"reference,candidate\na.png,b.exr\n");
+            f.check_cli(&["--manifest", &s(&m), "--max-distance", "0.1", "--update-references"])
+        }
         // E-LPIPS runs too short to estimate their error
         "elpips-one-sample" => {
             let img = Image::from_rgb8(N, N, &f.rgb8).unwrap();

@@ -273,6 +273,29 @@ mod tests {
     }
 
     #[test]
+    fn a_suite_error_rate_divided_over_its_rows_holds_for_the_whole_suite() {
+        // `elpips check --suite-error-rate A` decides each of a manifest's R rows at A / R
+        // (Bonferroni). The hardest suite: every row's threshold at its truth, so any decided
+        // verdict is wrong; the chance that some row of the suite is wrong must stay within A.
+        // Each row at A instead breaks it, which shows this test can fail. (At 10 rows, 0.005 a
+        // row, the mock gave 0.055 to 0.06: the gate runs slightly above its rate that small.)
+        let (rows, suites, a) = (4u64, 1000u64, 0.05);
+        let gate = Gate { threshold: mock_truth(LEVELS), ..Gate::new(0.0) };
+        let suite_wrong = |rate: f64| {
+            let gate = Gate { error_rate: rate, ..gate };
+            (0..suites)
+                .filter(|s| (0..rows).any(|r| decide(SamplerKind::Iid, 50_000 + s * rows + r, &gate, Noise::Uniform).verdict != Side::Undecided))
+                .count() as f64
+                / suites as f64
+        };
+        let divided = suite_wrong(a / rows as f64);
+        let undivided = suite_wrong(a);
+        eprintln!("suite of {rows} rows at the truth: some verdict wrong in {divided} (rows at A / R), {undivided} (rows at A)");
+        assert!(divided <= a, "suite error rate {divided} above {a} with rows at A / R");
+        assert!(undivided > a, "rows at A each should break the suite's rate, got {undivided}");
+    }
+
+    #[test]
     fn naive_repeated_looks_break_the_error_rate() {
         // The rule the gate replaces: stop after any batch of 8 whose 95% interval excludes T.
         // It is a 5% test at one look but not over 25 looks: this shows the gate's test can fail.

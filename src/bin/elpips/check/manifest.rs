@@ -15,7 +15,7 @@ use serde::Deserialize;
 pub const MAX_MANIFEST_BYTES: u64 = 64 << 20;
 
 /// The columns (CSV) or keys (JSON lines) of a row.
-const COLUMNS: [&str; 4] = ["reference", "candidate", "max_distance", "name"];
+const COLUMNS: [&str; 8] = ["reference", "candidate", "max_distance", "name", "pixel_threshold", "max_fail_percent", "hard_fail", "preset"];
 
 /// One row as written in the manifest.
 #[derive(Debug, PartialEq, Deserialize)]
@@ -27,44 +27,70 @@ pub struct Row {
     pub max_distance: Option<Threshold>,
     #[serde(default)]
     pub name: Option<String>,
+    #[serde(default)]
+    pub pixel_threshold: Option<PixelThreshold>,
+    #[serde(default)]
+    pub max_fail_percent: Option<FailPercent>,
+    #[serde(default)]
+    pub hard_fail: Option<HardFail>,
+    /// A tolerance set of `--presets` by name (its values apply where the row gives none).
+    #[serde(default)]
+    pub preset: Option<String>,
 }
 
-/// A row's `max_distance`: a finite distance >= 0 (checked as it is read, so the error carries
-/// the line). A string that is not a number is refused in both forms.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Threshold(pub f64);
+/// A row's numbers, each checked as it is read (so the error carries the line): the type, the
+/// column it is read from, what it must be, and the test. A string that is not a number is
+/// refused in both forms (the CSV reader hands over numbers as numbers).
+macro_rules! number_column {
+    ($($(#[$doc:meta])* $name:ident $column:literal $must:literal $ok:expr;)*) => {$(
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq)]
+        pub struct $name(pub f64);
 
-impl<'de> Deserialize<'de> for Threshold {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Threshold;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("max_distance, a finite distance >= 0")
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Threshold, E> {
-                if v.is_finite() && v >= 0.0 {
-                    Ok(Threshold(v))
-                } else {
-                    Err(E::custom(format!("max_distance must be a finite distance >= 0, not {v}")))
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl<'de> Visitor<'de> for V {
+                    type Value = $name;
+                    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                        f.write_str(concat!($column, ", ", $must))
+                    }
+                    fn visit_f64<E: de::Error>(self, v: f64) -> Result<$name, E> {
+                        let ok: fn(f64) -> bool = $ok;
+                        if ok(v) {
+                            Ok($name(v))
+                        } else {
+                            Err(E::custom(format!(concat!($column, " must be ", $must, ", not {}"), v)))
+                        }
+                    }
+                    fn visit_u64<E: de::Error>(self, v: u64) -> Result<$name, E> {
+                        self.visit_f64(v as f64)
+                    }
+                    fn visit_i64<E: de::Error>(self, v: i64) -> Result<$name, E> {
+                        self.visit_f64(v as f64)
+                    }
+                    fn visit_str<E: de::Error>(self, v: &str) -> Result<$name, E> {
+                        Err(E::custom(format!(concat!($column, " `{}` is not a number"), v)))
+                    }
+                    fn visit_bool<E: de::Error>(self, v: bool) -> Result<$name, E> {
+                        Err(E::custom(format!(concat!($column, " `{}` is not a number"), v)))
+                    }
                 }
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Threshold, E> {
-                self.visit_f64(v as f64)
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Threshold, E> {
-                self.visit_f64(v as f64)
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Threshold, E> {
-                // The CSV reader hands over numbers as numbers; a string here is not one.
-                Err(E::custom(format!("max_distance `{v}` is not a number")))
-            }
-            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Threshold, E> {
-                Err(E::custom(format!("max_distance `{v}` is not a number")))
+                d.deserialize_any(V)
             }
         }
-        d.deserialize_any(V)
-    }
+    )*};
+}
+
+number_column! {
+    /// A row's `max_distance`: a finite distance >= 0.
+    Threshold "max_distance" "a finite distance >= 0" |v| v.is_finite() && v >= 0.0;
+    /// A row's `pixel_threshold`: a finite heatmap value >= 0.
+    PixelThreshold "pixel_threshold" "a finite heatmap value >= 0" |v| v.is_finite() && v >= 0.0;
+    /// A row's `max_fail_percent`: a percentage of the pixels.
+    FailPercent "max_fail_percent" "a percentage from 0 to 100" |v| (0.0..=100.0).contains(&v);
+    /// A row's `hard_fail`: a finite heatmap value >= 0.
+    HardFail "hard_fail" "a finite heatmap value >= 0" |v| v.is_finite() && v >= 0.0;
 }
 
 /// One pair to check.
@@ -79,6 +105,11 @@ pub struct Case {
     pub reference_path: PathBuf,
     pub candidate_path: PathBuf,
     pub max_distance: Option<f64>,
+    /// The row's own map rules and preset name (resolved against `--presets` by the caller).
+    pub pixel_threshold: Option<f64>,
+    pub max_fail_percent: Option<f64>,
+    pub hard_fail: Option<f64>,
+    pub preset: Option<String>,
 }
 
 /// A manifest read from disk: its pairs (in file order, numbered from 0) and the sha256 of its
@@ -104,6 +135,10 @@ pub fn read_manifest(path: &Path) -> Result<Manifest, Error> {
             reference: r.reference,
             candidate: r.candidate,
             max_distance: r.max_distance.map(|t| t.0),
+            pixel_threshold: r.pixel_threshold.map(|t| t.0),
+            max_fail_percent: r.max_fail_percent.map(|t| t.0),
+            hard_fail: r.hard_fail.map(|t| t.0),
+            preset: r.preset,
         })
         .collect();
     Ok(Manifest { path: path.to_owned(), sha256: elpips::integrity::sha256_hex(&bytes), cases })
@@ -158,8 +193,9 @@ pub fn parse_csv(text: &str, path: &Path) -> Result<Vec<Row>, Error> {
     for h in headers.iter() {
         if !COLUMNS.contains(&h) {
             return Err(invalid(format!(
-                "manifest {}: unknown column `{h}` (columns: reference, candidate, max_distance, name)",
-                path.display()
+                "manifest {}: unknown column `{h}` (columns: {})",
+                path.display(),
+                COLUMNS.join(", ")
             )));
         }
     }
@@ -205,6 +241,7 @@ fn checked(mut row: Row, path: &Path, line: u64) -> Result<Row, Error> {
         return Err(invalid(format!("{}:{line}: reference and candidate must not be empty", path.display())));
     }
     row.name = row.name.filter(|n| !n.is_empty());
+    row.preset = row.preset.filter(|n| !n.is_empty());
     Ok(row)
 }
 

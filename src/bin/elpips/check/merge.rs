@@ -68,6 +68,9 @@ pub fn merge(args: &CheckArgs) -> Result<ExitCode, Error> {
         shard: None,
     };
     summary.seal();
+    if let Some(dir) = &args.report {
+        super::report::gather_images(dir, &summary)?;
+    }
     if !args.json && !args.quiet {
         for r in &summary.results {
             if r.status != super::summary::Status::Pass {

@@ -7,21 +7,31 @@
 //! known to be below or above T at `--error-rate`; a pair still undecided after `--max-samples`
 //! is settled by `--undecided` (by default the point estimate's side, with a warning).
 //!
+//! Beside the distance, a pair may have rules on its heatmap ([`rules`]: a share of pixels
+//! above a value, a hard limit per pixel), decided at their own share of the pair's error rate;
+//! a suite error rate divides one rate over the manifest's rows.
+//!
 //! This file owns the arguments and the gate's run (pairs in, [`CaseResult`]s out, printed as
-//! they come); [`manifest`] reads the pairs, [`summary`] is the summary format, [`merge`]
-//! merges summaries, [`junit`] writes the JUnit report.
+//! they come); [`manifest`] reads the pairs, [`rules`] the tolerances beyond max_distance and
+//! their presets, [`summary`] is the summary format, [`merge`] merges summaries, [`junit`]
+//! writes the JUnit report, [`report`] the HTML report, [`ci`] the GitHub outputs, [`update`]
+//! accepts new references.
 
+mod ci;
 mod junit;
 pub mod manifest;
 mod merge;
+mod report;
+mod rules;
 pub mod summary;
+mod update;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Args;
-use elpips::{Decision, Error, Gate, Image, LoadOptions, Metric, MetricKind, Sampling, Side};
+use elpips::{Decision, Error, Gate, Heatmap, Image, LoadOptions, Metric, MetricKind, Sampling, Side};
 
 use crate::heatmap::HeatmapArgs;
 use crate::input::InputArgs;
@@ -41,12 +51,36 @@ pub struct CheckArgs {
     /// Pass when the distance is at most T (a manifest row's max_distance overrides it).
     #[arg(long, value_name = "T", allow_negative_numbers = true)]
     max_distance: Option<f64>,
+    /// Map rule: fail when more than --max-fail-percent of the pixels have a heatmap value
+    /// above V (a row's pixel_threshold overrides it).
+    #[arg(long, value_name = "V", requires = "max_fail_percent", allow_negative_numbers = true, help_heading = "Rules")]
+    pixel_threshold: Option<f64>,
+    /// Map rule: the share of pixels (percent, 0 to 100) allowed above --pixel-threshold.
+    #[arg(long, value_name = "P", requires = "pixel_threshold", allow_negative_numbers = true, help_heading = "Rules")]
+    max_fail_percent: Option<f64>,
+    /// Map rule: fail when any pixel has a heatmap value above V (a row's hard_fail overrides it).
+    #[arg(long, value_name = "V", allow_negative_numbers = true, help_heading = "Rules")]
+    hard_fail: Option<f64>,
+    /// E-LPIPS samples of the heatmap a map rule decides on (even, at least 4).
+    #[arg(long, value_name = "N", default_value_t = 32, help_heading = "Rules")]
+    map_samples: u32,
+    /// Named tolerance sets (TOML: [presets.NAME] tables of max_distance, pixel_threshold,
+    /// max_fail_percent, hard_fail) that manifest rows name in their `preset` column.
+    #[arg(long, value_name = "FILE", help_heading = "Rules")]
+    presets: Option<PathBuf>,
+    /// The preset of the pair, or of the manifest rows that name none.
+    #[arg(long, value_name = "NAME", requires = "presets", help_heading = "Rules")]
+    preset: Option<String>,
     /// The network and its draws (the seed is fixed, so a gate gives the same verdict every run).
     #[command(flatten)]
     network: NetworkArgs,
     /// Largest chance of a wrong verdict on either side for a decided pair.
     #[arg(long, value_name = "A", default_value_t = 0.05, help_heading = "Sampling")]
     error_rate: f64,
+    /// With --manifest: the chance that ANY decided verdict of the manifest is wrong is at most
+    /// A (each of its R rows is decided at A / R; replaces --error-rate).
+    #[arg(long, value_name = "A", requires = "manifest", conflicts_with = "error_rate", help_heading = "Sampling")]
+    suite_error_rate: Option<f64>,
     /// Stop sampling a pair after M E-LPIPS samples, decided or not.
     #[arg(long, value_name = "M", default_value_t = 200, help_heading = "Sampling")]
     max_samples: u32,
@@ -87,6 +121,17 @@ pub struct CheckArgs {
     /// DIR, named ROW-NAME.png (--heatmap-max sets their common colour scale).
     #[arg(long, value_name = "DIR", requires = "manifest", help_heading = "Output")]
     heatmap_dir: Option<PathBuf>,
+    /// Write an HTML report into DIR: index.html (self-contained, sortable, failures first) and
+    /// each pair's reference, candidate and heatmap as PNGs on one colour scale.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["heatmap", "heatmap_dir"], help_heading = "Output")]
+    report: Option<PathBuf>,
+    /// Print CI annotations for failures (errors) and undecided pairs (warnings).
+    #[arg(long, value_name = "FORMAT", value_enum, help_heading = "Output")]
+    annotations: Option<ci::Annotations>,
+    /// Replace the reference of every failing pair with its candidate (atomically; each file
+    /// changed is printed). Passing pairs are never touched.
+    #[arg(long, conflicts_with = "merge", help_heading = "Output")]
+    update_references: bool,
     /// The global -q/--quiet: print only failures, errors and the closing count.
     #[arg(skip)]
     pub(crate) quiet: bool,
@@ -103,11 +148,7 @@ pub fn run(args: CheckArgs) -> Result<ExitCode, Error> {
         // The gate's error rate is validated for iid and stratified draws only.
         return Err(invalid("check decides with --sampler iid or stratified; control is for compare and rank".to_owned()));
     }
-    if let Some(t) = args.max_distance {
-        if !(t.is_finite() && t >= 0.0) {
-            return Err(invalid(format!("--max-distance must be a finite distance >= 0, not {t}")));
-        }
-    }
+    let cli = validated_rules(&args)?;
     let gate = Gate { threshold: 0.0, error_rate: args.error_rate, max_samples: args.max_samples, min_samples: args.min_samples };
     gate.validate().map_err(|e| invalid(format!("{e} (see --error-rate, --max-samples, --min-samples)")))?;
     let shard = args.shard.as_deref().map(crate::shard::parse).transpose()?;
@@ -116,24 +157,14 @@ pub fn run(args: CheckArgs) -> Result<ExitCode, Error> {
         return Err(invalid("--heatmap FILE is for one pair; with --manifest use --heatmap-dir DIR"));
     }
     if args.heatmap_max_without_target() {
-        return Err(invalid("--heatmap-max needs --heatmap or --heatmap-dir"));
+        return Err(invalid("--heatmap-max needs --heatmap, --heatmap-dir or --report"));
     }
+    let presets = args.presets.as_deref().map(rules::Presets::read).transpose()?;
 
-    let (cases, manifest) = match &args.manifest {
+    let (mut cases, manifest) = match &args.manifest {
         Some(path) => {
             let m = manifest::read_manifest(path)?;
-            let total = m.cases.len();
-            if let Some((i, n)) = shard {
-                // Every shard holds a row, so a summary's shard count is bounded by its rows.
-                if n > total {
-                    return Err(invalid(format!("--shard {i}/{n}: {} has only {total} rows; use at most {total} shards", path.display())));
-                }
-            }
-            let picked: Vec<Case> = match shard {
-                Some((i, n)) => m.cases.into_iter().filter(|c| c.row % n == i).collect(),
-                None => m.cases,
-            };
-            (picked, Some((m.path, m.sha256, total)))
+            (m.cases, Some((m.path, m.sha256)))
         }
         None => {
             let (r, c) = (args.reference.clone().unwrap(), args.candidate.clone().ok_or_else(|| invalid("give a CANDIDATE image after the REFERENCE"))?);
@@ -145,24 +176,53 @@ pub fn run(args: CheckArgs) -> Result<ExitCode, Error> {
                 reference_path: r,
                 candidate_path: c,
                 max_distance: None,
+                pixel_threshold: None,
+                max_fail_percent: None,
+                hard_fail: None,
+                preset: None,
             };
             (vec![case], None)
         }
     };
-    if args.max_distance.is_none() {
-        if let Some(c) = cases.iter().find(|c| c.max_distance.is_none()) {
-            return Err(match &manifest {
-                Some((p, _, _)) => invalid(format!(
-                    "{}: row {} ({}) has no max_distance and --max-distance was not given",
-                    p.display(),
-                    c.row + 1,
-                    c.name
-                )),
-                None => invalid("--max-distance T is required (pass when the distance is at most T)"),
-            });
-        }
+    // Every row's tolerances, before sharding: each shard then derives the same rates, colour
+    // scale and settings from the whole manifest.
+    let row_error = |c: &Case, why: String| match &manifest {
+        Some((p, _)) => invalid(format!("{}: row {} ({}): {why}", p.display(), c.row + 1, c.name)),
+        None => invalid(why),
+    };
+    for case in &mut cases {
+        rules::resolve(case, presets.as_ref(), args.preset.as_deref(), &cli).map_err(|why| row_error(case, why))?;
     }
-    if let Some(dir) = &args.heatmap_dir {
+    if let Some(c) = cases.iter().find(|c| c.max_distance.is_none()) {
+        return Err(match &manifest {
+            Some((p, _)) => invalid(format!(
+                "{}: row {} ({}) has no max_distance and --max-distance was not given",
+                p.display(),
+                c.row + 1,
+                c.name
+            )),
+            None => invalid("--max-distance T is required (pass when the distance is at most T)"),
+        });
+    }
+    if args.update_references {
+        update::check_shared_references(&cases)?;
+    }
+    let total = cases.len();
+    let any_map_rule = cases.iter().any(rules::has_map_rule);
+    let scale = report_scale(&args, &cases);
+    // Each pair's rate: --error-rate, or the suite's rate over the manifest's rows.
+    let pair_rate = args.suite_error_rate.map_or(args.error_rate, |a| summary::row_error_rate(a, total as u64));
+    let gate = Gate { error_rate: pair_rate, ..gate };
+    gate.validate().map_err(|e| invalid(format!("{e} (--suite-error-rate over {total} rows)")))?;
+    if let Some((i, n)) = shard {
+        // Every shard holds a row, so a summary's shard count is bounded by its rows.
+        if n > total {
+            let p = manifest.as_ref().map(|(p, _)| p.display().to_string()).unwrap_or_default();
+            return Err(invalid(format!("--shard {i}/{n}: {p} has only {total} rows; use at most {total} shards")));
+        }
+        cases.retain(|c| c.row % n == i);
+    }
+    for dir in [&args.heatmap_dir, &args.report].into_iter().flatten() {
         std::fs::create_dir_all(dir).map_err(|e| Error::Write { path: dir.clone(), reason: e.to_string() })?;
     }
 
@@ -174,17 +234,46 @@ pub fn run(args: CheckArgs) -> Result<ExitCode, Error> {
     let single = manifest.is_none();
     let mut results = Vec::with_capacity(cases.len());
     for case in &cases {
-        let gate = Gate { threshold: case.max_distance.or(args.max_distance).unwrap(), ..gate };
+        let map_rule = rules::has_map_rule(case);
+        // Two rule families (the distance, the map) share the pair's rate: by the union bound a
+        // wrong pair verdict needs a wrong family verdict.
+        let family_rate = if map_rule { pair_rate / 2.0 } else { pair_rate };
+        let gate = Gate { threshold: case.max_distance.unwrap(), error_rate: family_rate, ..gate };
         let t0 = Instant::now();
         let outcome = check_pair(&mut metric, &load, case, &gate);
         let mut result = case_result(undecided, case, &gate, outcome.as_ref().map(|(d, _, _)| *d).map_err(|e| e.to_string()));
-        if let (Ok((decision, reference, candidate)), Some(path)) = (&outcome, heatmap_path(&args, case, &result)) {
-            match heatmap(&metric, reference, candidate, decision, &path, &args.heatmap) {
-                Ok(info) => result.heatmap = info,
-                Err(e) => {
+        if let Ok((decision, reference, candidate)) = &outcome {
+            let mut map = None;
+            if map_rule {
+                match rules::measure_map(&metric, reference, candidate, case, args.map_samples, family_rate) {
+                    Ok((m, mean)) => {
+                        result.map = Some(m);
+                        map = Some(mean);
+                    }
+                    Err(e) => {
+                        result.status = Status::Error;
+                        result.message = Some(format!("map rule: {e}"));
+                    }
+                }
+                if result.status != Status::Error {
+                    settle(&mut result, decision, undecided, family_rate);
+                }
+            }
+            let written = match (heatmap_path(&args, case, &result), &args.report) {
+                (Some(path), _) => Some(heatmap(&metric, reference, candidate, decision, map.as_ref(), &path, &args.heatmap)),
+                (None, Some(dir)) => Some(report::write_images(dir, case, reference, candidate).and_then(|path| {
+                    let style = HeatmapArgs { heatmap: None, heatmap_max: Some(scale) };
+                    heatmap(&metric, reference, candidate, decision, map.as_ref(), &path, &style)
+                })),
+                (None, None) => None,
+            };
+            match written {
+                Some(Ok(info)) => result.heatmap = info,
+                Some(Err(e)) => {
                     result.status = Status::Error;
                     result.message = Some(format!("heatmap: {e}"));
                 }
+                None => {}
             }
         }
         result.seconds = round3(t0.elapsed().as_secs_f64());
@@ -196,16 +285,19 @@ pub fn run(args: CheckArgs) -> Result<ExitCode, Error> {
         counts: Default::default(),
         digest: None,
         elpips_check: SUMMARY_FORMAT,
-        manifest: manifest.as_ref().map(|(p, _, _)| p.display().to_string()),
-        manifest_sha256: manifest.as_ref().map(|(_, d, _)| d.clone()),
-        manifest_rows: manifest.as_ref().map_or(1, |(_, _, n)| *n as u64),
+        manifest: manifest.as_ref().map(|(p, _)| p.display().to_string()),
+        manifest_sha256: manifest.as_ref().map(|(_, d)| d.clone()),
+        manifest_rows: total as u64,
         merged: None,
         shard: shard.map(|(i, n)| Shard { index: i as u64, count: n as u64 }),
-        settings: settings(&args, kind, undecided),
+        settings: settings(&args, kind, undecided, pair_rate, any_map_rule),
         results,
         seconds: round3(started.elapsed().as_secs_f64()),
     };
     summary.seal();
+    if args.update_references {
+        update::update_references(&summary, &cases, args.json)?;
+    }
     finish(&args, &summary, single)
 }
 
@@ -217,6 +309,13 @@ fn finish(args: &CheckArgs, summary: &Summary, single: bool) -> Result<ExitCode,
     }
     if let Some(path) = &args.junit {
         elpips::io::write_atomic(path, junit::junit(summary).as_bytes())?;
+    }
+    if let Some(dir) = &args.report {
+        report::write_page(dir, summary)?;
+    }
+    ci::step_summary(summary)?;
+    if let Some(format) = args.annotations {
+        ci::annotate(format, summary);
     }
     if args.json {
         let out = match (single, summary.results.as_slice()) {
@@ -240,6 +339,72 @@ fn finish(args: &CheckArgs, summary: &Summary, single: bool) -> Result<ExitCode,
     } else {
         0
     }))
+}
+
+/// The command line's rules, each checked.
+fn validated_rules(args: &CheckArgs) -> Result<rules::Defaults, Error> {
+    let value = |flag: &str, v: Option<f64>| match v {
+        Some(v) if !(v.is_finite() && v >= 0.0) => Err(invalid(format!("{flag} must be a finite value >= 0, not {v}"))),
+        _ => Ok(v),
+    };
+    value("--max-distance", args.max_distance)?;
+    value("--pixel-threshold", args.pixel_threshold)?;
+    value("--hard-fail", args.hard_fail)?;
+    if let Some(p) = args.max_fail_percent {
+        if !(0.0..=100.0).contains(&p) {
+            return Err(invalid(format!("--max-fail-percent must be a percentage from 0 to 100, not {p}")));
+        }
+    }
+    if args.map_samples < 4 || !args.map_samples.is_multiple_of(2) {
+        return Err(invalid(format!("--map-samples must be an even number >= 4 (samples are taken in pairs), not {}", args.map_samples)));
+    }
+    if let Some(a) = args.suite_error_rate {
+        if !(a > 0.0 && a < 0.5) {
+            return Err(invalid(format!("--suite-error-rate must be between 0 and 0.5 (exclusive), not {a}")));
+        }
+    }
+    Ok(rules::Defaults { max_distance: args.max_distance, pixel_threshold: args.pixel_threshold, max_fail_percent: args.max_fail_percent, hard_fail: args.hard_fail })
+}
+
+/// The report's one colour scale: --heatmap-max, else from the whole manifest's rules (so every
+/// shard picks the same): the largest hard_fail, else twice the largest pixel_threshold, else
+/// ten times the largest max_distance (a heatmap's mean is the distance; edges peak above it).
+fn report_scale(args: &CheckArgs, cases: &[Case]) -> f32 {
+    if let Some(m) = args.heatmap.heatmap_max {
+        return m;
+    }
+    let largest = |f: fn(&Case) -> Option<f64>| cases.iter().filter_map(f).fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
+    let s = largest(|c| c.hard_fail)
+        .or_else(|| largest(|c| c.pixel_threshold).map(|v| 2.0 * v))
+        .or_else(|| largest(|c| c.max_distance).map(|t| 10.0 * t))
+        .unwrap_or(1.0);
+    if s > 0.0 { s as f32 } else { 1.0 }
+}
+
+/// The pair's status and message once its map rule is decided too (`pair_passes`).
+fn settle(r: &mut CaseResult, decision: &Decision, undecided: Undecided, family_rate: f64) {
+    let Some(m) = &r.map else { return };
+    let distance = (r.verdict.unwrap_or(SideName::Undecided), decision.estimate_below);
+    let (map, map_estimate) = summary::map_verdict(m, r.pixel_threshold, r.max_fail_percent, r.hard_fail).unwrap_or((m.verdict, false));
+    let pass = summary::pair_passes(&[distance, (map, map_estimate)], undecided);
+    r.status = if pass { Status::Pass } else { Status::Fail };
+    if map == SideName::Undecided {
+        let share = match (m.fail_percent_lower, m.fail_percent_upper, r.max_fail_percent) {
+            (Some(lo), Some(hi), Some(p)) => format!("; {lo:.3}%..{hi:.3}% of pixels above {} around {p}%", r.pixel_threshold.unwrap_or(0.0)),
+            _ => String::new(),
+        };
+        let hard = r.hard_fail.map_or(String::new(), |h| format!("; largest pixel {:.6} in [{:.6}, {:.6}] around hard_fail {h}", m.max, m.max_lower, m.max_upper));
+        let note = format!(
+            "map rule undecided after {} samples at error rate {family_rate}{share}{hard}; {} by --undecided {}",
+            m.samples,
+            if pass { "passed" } else { "failed" },
+            undecided.name()
+        );
+        r.message = Some(match r.message.take() {
+            Some(prev) => format!("{prev}; {note}"),
+            None => note,
+        });
+    }
 }
 
 fn check_pair(metric: &mut Metric, load: &LoadOptions, case: &Case, gate: &Gate) -> Result<(Decision, Image, Image), Error> {
@@ -272,11 +437,17 @@ fn heatmap_path(args: &CheckArgs, case: &Case, result: &CaseResult) -> Option<Pa
 /// The heatmap of the samples the verdict rests on: the same seed and sample count, so each
 /// sample's draw is the one `decide` used (iid draws are keyed by seed and index) and the map's
 /// mean is the verdict's distance. It costs that many samples again.
-fn heatmap(metric: &Metric, reference: &Image, candidate: &Image, decision: &Decision, path: &Path, style: &HeatmapArgs) -> Result<Option<HeatmapInfo>, Error> {
-    let mut options = metric.options().clone();
-    options.sampling = Sampling::Fixed(decision.estimate.samples.max(1) as u32);
-    let mut again = Metric::new(options)?;
-    let (_, map) = again.compare_with_heatmap(reference, candidate, &mut |_| {})?;
+/// A pair with a map rule shows the map that rule decided on instead (`map`), at no extra cost.
+fn heatmap(metric: &Metric, reference: &Image, candidate: &Image, decision: &Decision, map: Option<&Heatmap>, path: &Path, style: &HeatmapArgs) -> Result<Option<HeatmapInfo>, Error> {
+    let map = match map {
+        Some(m) => m.clone(),
+        None => {
+            let mut options = metric.options().clone();
+            options.sampling = Sampling::Fixed(decision.estimate.samples.max(1) as u32);
+            let mut again = Metric::new(options)?;
+            again.compare_with_heatmap(reference, candidate, &mut |_| {})?.1
+        }
+    };
     let writer = HeatmapArgs { heatmap: Some(path.to_owned()), ..style.clone() };
     match writer.write(&map)? {
         None => Ok(None),
@@ -290,11 +461,16 @@ fn case_result(undecided: Undecided, case: &Case, gate: &Gate, outcome: Result<D
         candidate: case.candidate.clone(),
         ci95: None,
         distance: None,
+        hard_fail: case.hard_fail,
         heatmap: None,
         lower: None,
+        map: None,
         max_distance: gate.threshold,
+        max_fail_percent: case.max_fail_percent,
         message: None,
         name: case.name.clone(),
+        pixel_threshold: case.pixel_threshold,
+        preset: case.preset.clone(),
         reference: case.reference.clone(),
         row: case.row as u64,
         samples: None,
@@ -381,19 +557,36 @@ fn print_case(args: &CheckArgs, r: &CaseResult, single: bool) {
     } else {
         println!("{line}  {}", r.name);
     }
+    if let Some(m) = &r.map {
+        let mut parts = Vec::new();
+        if let (Some(f), Some(lo), Some(hi), Some(v), Some(p)) = (m.fail_percent, m.fail_percent_lower, m.fail_percent_upper, r.pixel_threshold, r.max_fail_percent) {
+            parts.push(format!("{f:.3}% of pixels above {v} (bounds {lo:.3}%..{hi:.3}%; max {p}%)"));
+        }
+        if let Some(h) = r.hard_fail {
+            parts.push(format!("largest pixel {:.6} (bounds {:.6}..{:.6}; hard_fail {h})", m.max, m.max_lower, m.max_upper));
+        }
+        let verdict = match m.verdict {
+            SideName::Below => "within",
+            SideName::Above => "outside",
+            SideName::Undecided => "undecided",
+        };
+        println!("  map: {} ({verdict}; {} samples)", parts.join(", "), m.samples);
+    }
     // The legend is informational (the file itself is the result): -q silences it, as in compare.
     if let Some(info) = r.heatmap.as_ref().filter(|_| !args.quiet) {
         eprintln!("{}", HeatmapArgs::describe(&serde_json::to_value(info).expect("json")));
     }
 }
 
-fn settings(args: &CheckArgs, kind: MetricKind, undecided: Undecided) -> Settings {
+fn settings(args: &CheckArgs, kind: MetricKind, undecided: Undecided, pair_rate: f64, map_rule: bool) -> Settings {
     Settings {
         metric: kind.name().to_owned(),
+        map_samples: map_rule.then_some(args.map_samples),
+        suite_error_rate: args.suite_error_rate,
         seed: args.network.seed,
         sampler: args.network.sampler.name().to_owned(),
         scale_levels: args.network.scale_levels,
-        error_rate: args.error_rate,
+        error_rate: pair_rate,
         max_samples: args.max_samples,
         min_samples: args.min_samples,
         undecided,
@@ -462,12 +655,14 @@ mod tests {
             settings: Settings {
                 error_rate: 0.05,
                 lin_weights: None,
+                map_samples: None,
                 max_samples: 200,
                 metric: "elpips-vgg".into(),
                 min_samples: 16,
                 sampler: "iid".into(),
                 scale_levels: None,
                 seed: 0,
+                suite_error_rate: None,
                 undecided: Undecided::Estimate,
             },
             shard,
@@ -482,11 +677,16 @@ mod tests {
             candidate: "b.png".into(),
             ci95: Some(0.01),
             distance: Some(distance),
+            hard_fail: None,
             heatmap: None,
             lower: Some(distance - 0.01),
+            map: None,
             max_distance: t,
+            max_fail_percent: None,
             message: None,
             name: format!("r{row}"),
+            pixel_threshold: None,
+            preset: None,
             reference: "a.png".into(),
             row,
             samples: Some(16),

@@ -66,14 +66,22 @@ pub struct Shard {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
+    /// Each pair's chance of a wrong decided verdict: `--error-rate`, or with
+    /// `--suite-error-rate` that rate divided over the manifest's rows.
     pub error_rate: f64,
     pub lin_weights: Option<String>,
+    /// Samples of the map rules' heatmap (present when some row has a map rule).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub map_samples: Option<u32>,
     pub max_samples: u32,
     pub metric: String,
     pub min_samples: u32,
     pub sampler: String,
     pub scale_levels: Option<u32>,
     pub seed: u64,
+    /// `--suite-error-rate`: the chance that any decided verdict of the run is wrong.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suite_error_rate: Option<f64>,
     pub undecided: Undecided,
 }
 
@@ -127,16 +135,31 @@ pub struct CaseResult {
     pub ci95: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "some_distance")]
     pub distance: Option<f64>,
+    /// The row's `--hard-fail` rule: fail when any pixel's heatmap value is above it.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "some_hard_fail")]
+    pub hard_fail: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heatmap: Option<HeatmapInfo>,
     /// The sequential bounds; `null` when not finite (serde_json writes NaN and infinities so).
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "some_bound")]
     pub lower: Option<f64>,
+    /// What the map rules measured (when the row has one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub map: Option<MapResult>,
     #[serde(deserialize_with = "max_distance_nonneg")]
     pub max_distance: f64,
+    /// The row's `--max-fail-percent` (with `pixel_threshold`).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "some_percent")]
+    pub max_fail_percent: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     pub name: String,
+    /// The row's `--pixel-threshold` (with `max_fail_percent`).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "some_pixel_threshold")]
+    pub pixel_threshold: Option<f64>,
+    /// The preset the row's tolerances came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preset: Option<String>,
     pub reference: String,
     pub row: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -150,6 +173,90 @@ pub struct CaseResult {
     pub upper: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verdict: Option<SideName>,
+}
+
+/// The map rules' evidence: per pixel, the mean of `samples` heatmap samples and simultaneous
+/// bounds `mean -/+ t x std_error` over all pixels (docs/renderer.md, "Rules on the heatmap").
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MapResult {
+    /// Percent of pixels whose mean is above `pixel_threshold` (the point estimate).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "some_percent")]
+    pub fail_percent: Option<f64>,
+    /// Percent of pixels whose lower bound is above `pixel_threshold` (surely above).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "some_percent")]
+    pub fail_percent_lower: Option<f64>,
+    /// Percent of pixels whose upper bound is above `pixel_threshold` (possibly above).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "some_percent")]
+    pub fail_percent_upper: Option<f64>,
+    /// Largest pixel mean.
+    #[serde(deserialize_with = "max_nonneg")]
+    pub max: f64,
+    /// Largest pixel lower bound (`hard_fail` fails for sure when it is above).
+    pub max_lower: f64,
+    /// Largest pixel upper bound (`hard_fail` passes for sure when it is at most).
+    #[serde(deserialize_with = "max_upper_nonneg")]
+    pub max_upper: f64,
+    pub samples: u64,
+    /// `below`: within every map rule; `above`: outside one; `undecided`: the bounds straddle.
+    pub verdict: SideName,
+}
+
+/// Each pair's error rate under a suite error rate `suite` over `rows` pairs (Bonferroni: by the
+/// union bound, the chance that any decided verdict is wrong is at most `suite`).
+pub fn row_error_rate(suite: f64, rows: u64) -> f64 {
+    suite / rows.max(1) as f64
+}
+
+/// A map result's verdict and the side its point estimates are on (pass = `true`): the one
+/// rule that writes `MapResult::verdict` and the one that checks it on read.
+pub fn map_verdict(m: &MapResult, pixel_threshold: Option<f64>, max_fail_percent: Option<f64>, hard_fail: Option<f64>) -> Result<(SideName, bool), String> {
+    // Each rule: (surely fails, surely passes, its point estimate passes).
+    let mut rules = Vec::new();
+    match (pixel_threshold, max_fail_percent, m.fail_percent, m.fail_percent_lower, m.fail_percent_upper) {
+        (Some(_), Some(p), Some(f), Some(lo), Some(hi)) => {
+            if !(lo <= f && f <= hi) {
+                return Err(format!("map fail_percent {f} is not within [{lo}, {hi}]"));
+            }
+            rules.push((lo > p, hi <= p, f <= p));
+        }
+        (None, None, None, None, None) => {}
+        _ => return Err("pixel_threshold, max_fail_percent and the map's fail_percent, fail_percent_lower and fail_percent_upper go together".into()),
+    }
+    if let Some(h) = hard_fail {
+        rules.push((m.max_lower > h, m.max_upper <= h, m.max <= h));
+    }
+    if rules.is_empty() {
+        return Err("a map result needs a map rule (pixel_threshold with max_fail_percent, or hard_fail)".into());
+    }
+    if !(m.max_lower <= m.max && m.max <= m.max_upper) {
+        return Err(format!("map max {} is not within [{}, {}]", m.max, m.max_lower, m.max_upper));
+    }
+    let verdict = if rules.iter().any(|r| r.0) {
+        SideName::Above
+    } else if rules.iter().all(|r| r.1) {
+        SideName::Below
+    } else {
+        SideName::Undecided
+    };
+    Ok((verdict, rules.iter().all(|r| r.2)))
+}
+
+/// Whether a pair passes, from each rule family's verdict and the side of its point estimate:
+/// any rule surely failed fails it, every rule surely passed passes it, and otherwise
+/// `undecided` settles it (by the point estimates, or pass, or fail).
+pub fn pair_passes(verdicts: &[(SideName, bool)], undecided: Undecided) -> bool {
+    if verdicts.iter().any(|v| v.0 == SideName::Above) {
+        return false;
+    }
+    if verdicts.iter().all(|v| v.0 == SideName::Below) {
+        return true;
+    }
+    match undecided {
+        Undecided::Pass => true,
+        Undecided::Fail => false,
+        Undecided::Estimate => verdicts.iter().all(|v| v.0 == SideName::Below || (v.0 == SideName::Undecided && v.1)),
+    }
 }
 
 /// Where a pair's heatmap was written and its scale (`HeatmapArgs::write`).
@@ -192,8 +299,21 @@ nonneg!(
     ci95_nonneg some_ci95 "ci95",
     max_nonneg some_max "max",
     mean_nonneg some_mean "mean",
-    scale_max_nonneg some_scale_max "scale_max"
+    scale_max_nonneg some_scale_max "scale_max",
+    max_upper_nonneg some_max_upper "max_upper",
+    hard_fail_nonneg some_hard_fail "hard_fail",
+    pixel_threshold_nonneg some_pixel_threshold "pixel_threshold"
 );
+
+/// A percentage: finite, 0 to 100.
+fn some_percent<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    let v = f64::deserialize(d)?;
+    if (0.0..=100.0).contains(&v) {
+        Ok(Some(v))
+    } else {
+        Err(D::Error::custom(format!("percentage {v} must be between 0 and 100")))
+    }
+}
 
 /// A bound: a number, or `null` for one that was not finite (read as NaN, which no threshold
 /// is below or above).
@@ -263,6 +383,15 @@ pub fn parse_summary(bytes: &[u8], path: &Path) -> Result<Summary, Error> {
         return Err(bad("its digest does not match its contents: the file was truncated or edited; write it again with `elpips check --summary`".into()));
     }
     check_settings(&s.settings).map_err(|m| bad(format!("settings: {m}")))?;
+    if let Some(a) = s.settings.suite_error_rate {
+        // Every shard derives its pairs' rate from the whole manifest alike (Bonferroni).
+        if s.manifest_sha256.is_none() || s.settings.error_rate != row_error_rate(a, s.manifest_rows) {
+            return Err(bad(format!(
+                "settings: error_rate {} is not suite_error_rate {a} over {} manifest rows",
+                s.settings.error_rate, s.manifest_rows
+            )));
+        }
+    }
     if s.manifest_rows == 0 || s.manifest_rows > MAX_ROWS {
         return Err(bad(format!("manifest_rows {} must be between 1 and {MAX_ROWS}", s.manifest_rows)));
     }
@@ -323,6 +452,14 @@ fn check_settings(s: &Settings) -> Result<(), String> {
     }
     let gate = Gate { threshold: 0.0, error_rate: s.error_rate, max_samples: s.max_samples, min_samples: s.min_samples };
     gate.validate().map_err(reason)?;
+    if let Some(a) = s.suite_error_rate {
+        if !(a > 0.0 && a < 0.5) {
+            return Err(format!("suite_error_rate must be between 0 and 0.5 (exclusive), not {a}"));
+        }
+    }
+    if s.map_samples.is_some_and(|n| n < 4) {
+        return Err("map_samples must be at least 4".into());
+    }
     if s.lin_weights.as_deref() == Some("") {
         return Err("lin_weights must not be empty".into());
     }
@@ -342,8 +479,8 @@ fn check_result(r: &CaseResult, settings: &Settings) -> Result<(), String> {
             if r.status != Status::Error || message.is_none() {
                 return Err("a result without a verdict must be an error with a message".into());
             }
-            if r.heatmap.is_some() {
-                return Err("a result without a verdict has no heatmap".into());
+            if r.heatmap.is_some() || r.map.is_some() {
+                return Err("a result without a verdict has no heatmap or map result".into());
             }
             return Ok(());
         }
@@ -364,15 +501,28 @@ fn check_result(r: &CaseResult, settings: &Settings) -> Result<(), String> {
     if !bounds_agree {
         return Err(format!("verdict {verdict:?} does not follow from the bounds [{lower}, {upper}] around max_distance {t}").to_lowercase());
     }
-    let pass = match verdict {
-        SideName::Below => true,
-        SideName::Above => false,
-        SideName::Undecided => match settings.undecided {
-            Undecided::Pass => true,
-            Undecided::Fail => false,
-            Undecided::Estimate => distance <= t,
-        },
-    };
+    let mut families = vec![(verdict, distance <= t)];
+    if r.pixel_threshold.is_some() != r.max_fail_percent.is_some() {
+        return Err("pixel_threshold and max_fail_percent go together".into());
+    }
+    let has_map_rule = r.pixel_threshold.is_some() || r.hard_fail.is_some();
+    match (&r.map, has_map_rule) {
+        (Some(m), true) => {
+            if Some(m.samples) != settings.map_samples.map(u64::from) {
+                return Err(format!("map samples {} are not the settings' map_samples {:?}", m.samples, settings.map_samples));
+            }
+            let (v, estimate) = map_verdict(m, r.pixel_threshold, r.max_fail_percent, r.hard_fail)?;
+            if v != m.verdict {
+                return Err(format!("map verdict {:?} does not follow from its bounds (they give {v:?})", m.verdict).to_lowercase());
+            }
+            families.push((v, estimate));
+        }
+        (Some(_), false) => return Err("a map result needs a map rule (pixel_threshold with max_fail_percent, or hard_fail)".into()),
+        // Measured but without its map: only an error (the map could not be made) says why.
+        (None, true) if r.status != Status::Error => return Err("a row with a map rule carries its map result".into()),
+        (None, _) => {}
+    }
+    let pass = pair_passes(&families, settings.undecided);
     let status_agrees = match r.status {
         Status::Pass => pass,
         Status::Fail => !pass,
@@ -387,7 +537,7 @@ fn check_result(r: &CaseResult, settings: &Settings) -> Result<(), String> {
         )
         .to_lowercase());
     }
-    if verdict == SideName::Undecided && message.is_none() {
+    if families.iter().any(|f| f.0 == SideName::Undecided) && message.is_none() {
         return Err("an undecided result carries its message".into());
     }
     Ok(())

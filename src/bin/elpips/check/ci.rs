@@ -1,0 +1,131 @@
+//! CI conventions: when `GITHUB_STEP_SUMMARY` names a file, a markdown table of the run is
+//! appended to it (GitHub shows it on the run's page); `--annotations github` prints workflow
+//! commands, `::error` for each pair that failed or could not be checked and `::warning` for
+//! each pair whose verdict was undecided, which GitHub attaches to the candidate's file.
+
+use std::io::Write as _;
+
+use elpips::Error;
+
+use super::summary::{CaseResult, SideName, Status, Summary};
+
+/// The annotation formats of `--annotations`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Annotations {
+    /// GitHub Actions workflow commands (`::error file=...,title=...::message`).
+    Github,
+}
+
+/// Whether a result's verdict (distance or map) was undecided.
+fn undecided(r: &CaseResult) -> bool {
+    r.verdict == Some(SideName::Undecided) || r.map.as_ref().is_some_and(|m| m.verdict == SideName::Undecided)
+}
+
+/// What went wrong with a pair, in one line.
+fn what(r: &CaseResult) -> String {
+    let mut s = match (r.distance, r.ci95) {
+        (Some(d), Some(ci)) => format!("E-LPIPS distance {d:.6} ± {ci:.6} (max_distance {})", r.max_distance),
+        _ => String::new(),
+    };
+    if let Some(m) = &r.map {
+        if let (Some(f), Some(p), Some(v)) = (m.fail_percent, r.max_fail_percent, r.pixel_threshold) {
+            s.push_str(&format!("; {f:.3}% of pixels above {v} (max {p}%)"));
+        }
+        if let Some(h) = r.hard_fail {
+            s.push_str(&format!("; largest pixel {:.6} (hard_fail {h})", m.max));
+        }
+    }
+    if let Some(msg) = &r.message {
+        if !s.is_empty() {
+            s.push_str("; ");
+        }
+        s.push_str(msg);
+    }
+    s
+}
+
+/// A workflow command's message: `%`, CR and LF escaped as GitHub reads them.
+fn escape_data(s: &str) -> String {
+    s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
+}
+
+/// A workflow command's property value: also `:` and `,`.
+fn escape_property(s: &str) -> String {
+    escape_data(s).replace(':', "%3A").replace(',', "%2C")
+}
+
+pub fn annotate(format: Annotations, summary: &Summary) {
+    match format {
+        Annotations::Github => {
+            for r in &summary.results {
+                let kind = match r.status {
+                    Status::Fail => "error",
+                    Status::Error => "error",
+                    Status::Pass if undecided(r) => "warning",
+                    Status::Pass => continue,
+                };
+                let title = match r.status {
+                    Status::Fail => format!("elpips check failed: {}", r.name),
+                    Status::Error => format!("elpips check error: {}", r.name),
+                    Status::Pass => format!("elpips check undecided: {}", r.name),
+                };
+                println!("::{kind} file={},title={}::{}", escape_property(&r.candidate), escape_property(&title), escape_data(&what(r)));
+                // A failure by an undecided verdict is an error above, and also a warning.
+                if r.status == Status::Fail && undecided(r) {
+                    println!("::warning file={},title={}::{}", escape_property(&r.candidate), escape_property(&format!("elpips check undecided: {}", r.name)), escape_data(&what(r)));
+                }
+            }
+        }
+    }
+}
+
+/// A markdown table cell: pipes and line breaks would end the cell.
+fn cell(s: &str) -> String {
+    s.replace('|', "\\|").replace(['\n', '\r'], " ")
+}
+
+/// Appends the run's table to `$GITHUB_STEP_SUMMARY` when it is set (and not empty).
+pub fn step_summary(summary: &Summary) -> Result<(), Error> {
+    let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) else { return Ok(()) };
+    let c = summary.counts;
+    let mut md = format!(
+        "### elpips check{}\n\n{} pairs: **{} fail**, {} error, {} pass\n\n| status | name | distance | ± 95% | max_distance | % pixels above V | max pixel | verdict |\n|---|---|---:|---:|---:|---:|---:|---|\n",
+        summary.manifest.as_deref().map_or(String::new(), |m| format!(" `{}`", cell(m))),
+        c.pass + c.fail + c.error,
+        c.fail,
+        c.error,
+        c.pass
+    );
+    let mut rows: Vec<&CaseResult> = summary.results.iter().collect();
+    rows.sort_by_key(|r| (r.status == Status::Pass, r.row));
+    let f = |x: Option<f64>| x.map_or("–".to_owned(), |v| format!("{v:.6}"));
+    for r in rows {
+        let status = match r.status {
+            Status::Pass => "✅ pass",
+            Status::Fail => "❌ fail",
+            Status::Error => "⚠️ error",
+        };
+        let verdict = match (r.verdict, r.map.as_ref().map(|m| m.verdict)) {
+            (None, _) => cell(r.message.as_deref().unwrap_or("")),
+            (Some(d), None) => format!("{d:?}").to_lowercase(),
+            (Some(d), Some(m)) => format!("distance {}, map {}", format!("{d:?}").to_lowercase(), format!("{m:?}").to_lowercase()),
+        };
+        md.push_str(&format!(
+            "| {status} | {} | {} | {} | {} | {} | {} | {verdict} |\n",
+            cell(&r.name),
+            f(r.distance),
+            f(r.ci95),
+            r.max_distance,
+            r.map.as_ref().and_then(|m| m.fail_percent).map_or("–".to_owned(), |p| format!("{p:.3}")),
+            f(r.map.as_ref().map(|m| m.max)),
+        ));
+    }
+    md.push('\n');
+    let path = std::path::PathBuf::from(path);
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(&path)
+        .map_err(|e| Error::Write { path: path.clone(), reason: format!("{e} (GITHUB_STEP_SUMMARY)") })?;
+    file.write_all(md.as_bytes()).map_err(|e| Error::Write { path, reason: format!("{e} (GITHUB_STEP_SUMMARY)") })
+}
