@@ -94,12 +94,14 @@ pub struct CheckArgs {
     common: CommonArgs,
 }
 
-pub fn run(args: CheckArgs) -> Result<ExitCode, Error> {
+pub fn run(mut args: CheckArgs) -> Result<ExitCode, Error> {
+    // The gate's default draws are iid: the library's default (control) is for compare and rank.
+    args.network.sampler.get_or_insert(elpips::SamplerKind::Iid);
     if !args.merge.is_empty() {
         return merge::merge(&args);
     }
     let kind = args.network.metric;
-    if args.network.sampler == elpips::SamplerKind::Control {
+    if args.network.sampler() == elpips::SamplerKind::Control {
         // The gate's error rate is validated for iid and stratified draws only.
         return Err(invalid("check decides with --sampler iid or stratified; control is for compare and rank".to_owned()));
     }
@@ -391,7 +393,7 @@ fn settings(args: &CheckArgs, kind: MetricKind, undecided: Undecided) -> Setting
     Settings {
         metric: kind.name().to_owned(),
         seed: args.network.seed,
-        sampler: args.network.sampler.name().to_owned(),
+        sampler: args.network.sampler().name().to_owned(),
         scale_levels: args.network.scale_levels,
         error_rate: args.error_rate,
         max_samples: args.max_samples,
