@@ -294,7 +294,8 @@ fn issue18(n: u32, with_1080p: bool) -> elpips::Result<()> {
     if with_1080p {
         let (a, b) = noise_pair(1920, 1080)?;
         let lpips = lpips_seconds(&a, &b)?;
-        let mut m = Metric::new(MetricOptions::default())?;
+        // `elpips check`'s default sampler (iid), with the default gate.
+        let mut m = Metric::new(MetricOptions { sampler: SamplerKind::Iid, ..Default::default() })?;
         let t = Instant::now();
         let d = m.decide(&a, &b, &Gate::new(1.0))?;
         let secs = t.elapsed().as_secs_f64();
