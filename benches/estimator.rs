@@ -13,6 +13,14 @@
 //! * `rank`: ranking 8 candidates (blends of a pair, 2% apart) until every neighbour pair is told apart
 //!   at 95%, with common random numbers vs independent draws, from a 32-sample pilot.
 //!
+//! * `issue18`: the ratios of issue 18, in process: a 1920x1080 gate with T far above the
+//!   distance (default gate and sampler) against one LPIPS-VGG pair of the same images; the
+//!   default `compare` on the 512x512 noise pair against one LPIPS-VGG pair of it; and samples
+//!   for 2.5% and 5% half-widths per sampler on the noise pair (from `ELPIPS_BENCH_SAMPLES`
+//!   draws). The pairs are made here, not committed: cat.png mirrored out to the size, and the
+//!   same plus Gaussian noise (sigma 8/255, ChaCha8 seed 8, clamped). The 1080p gate takes
+//!   minutes on 2 cores; `ELPIPS_BENCH_1080P=0` skips it.
+//!
 //! `ELPIPS_BENCH_IMAGES=1` limits `samples` to the small pair. `ELPIPS_BENCH_PAIRS=N` sets the draws per decomposition (default 16); `ELPIPS_BENCH_FULL=1`
 //! adds cat/dog and teddy to the decomposition (slow: ~8 network runs per draw at full size).
 
@@ -136,10 +144,10 @@ fn held_out_rss(xf: &[Vec<f64>], yf: &[f64], xt: &[Vec<f64>], yt: &[f64]) -> f64
 const SAMPLERS: [SamplerKind; 3] = [SamplerKind::Iid, SamplerKind::Stratified, SamplerKind::Control];
 
 fn samples(n: u32, images: usize) -> elpips::Result<()> {
-    println!("\n== samples (seconds) for a 2.5% 95% half-width, from {n}-sample runs (seed 1); gain in time vs iid");
+    println!("\n== samples (seconds) for a 2.5% 95% half-width, and samples for 5%, from {n}-sample runs (seed 1); gain in time vs iid");
     print!("{:<30}", "pair");
     for k in SAMPLERS {
-        print!(" {:>17}", k.name());
+        print!(" {:>24}", k.name());
     }
     println!(" {:>9} {:>9}", "gain str", "gain ctl");
     for (a, b) in PAIRS.into_iter().take(images) {
@@ -155,7 +163,7 @@ fn samples(n: u32, images: usize) -> elpips::Result<()> {
         }
         print!("{:<30}", format!("{} / {}", file_stem(a), file_stem(b)));
         for (k, secs) in &needed {
-            print!(" {:>8.0} ({:>6.0}s)", k, secs);
+            print!(" {:>8.0} ({:>6.0}s) {:>5.0}", k, secs, k / 4.0);
         }
         println!(" {:>8.1}x {:>8.1}x", needed[0].1 / needed[1].1, needed[0].1 / needed[2].1);
     }
@@ -223,6 +231,82 @@ fn rank() -> elpips::Result<()> {
     Ok(())
 }
 
+/// `src` mirrored (reflected at the edges) out to `w x h`.
+fn mirrored(src: &Image, w: u32, h: u32) -> Image {
+    let (iw, ih) = (src.width() as usize, src.height() as usize);
+    let fold = |p: usize, n: usize| {
+        let p = p % (2 * n);
+        if p < n { p } else { 2 * n - 1 - p }
+    };
+    let mut data = Vec::with_capacity(3 * (w * h) as usize);
+    for ch in 0..3 {
+        for y in 0..h as usize {
+            let row = &src.channel(ch)[fold(y, ih) * iw..][..iw];
+            data.extend((0..w as usize).map(|x| row[fold(x, iw)]));
+        }
+    }
+    Image::from_planar(w, h, data).expect("sizes match")
+}
+
+/// cat.png mirrored to `w x h`, and the same with seeded Gaussian noise of sigma 8/255.
+fn noise_pair(w: u32, h: u32) -> elpips::Result<(Image, Image)> {
+    use rand::{Rng, SeedableRng};
+    let (cat, _) = load_pair(PAIRS[1].0, PAIRS[1].1)?;
+    let a = mirrored(&cat, w, h);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(8);
+    let mut gauss = || {
+        let (u, v): (f64, f64) = (1.0 - rng.random::<f64>(), rng.random());
+        ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
+    };
+    let data = a.data().iter().map(|&x| (x + 8.0 / 255.0 * gauss()).clamp(0.0, 1.0)).collect();
+    let b = Image::from_planar(w, h, data)?;
+    Ok((a, b))
+}
+
+/// Seconds of one LPIPS-VGG pair (after a warm-up run that loads the network).
+fn lpips_seconds(a: &Image, b: &Image) -> elpips::Result<f64> {
+    let mut m = Metric::new(MetricOptions { metric: elpips::MetricKind::LpipsVgg, ..Default::default() })?;
+    m.compare(a, b)?;
+    let t = Instant::now();
+    m.compare(a, b)?;
+    Ok(t.elapsed().as_secs_f64())
+}
+
+fn issue18(n: u32, with_1080p: bool) -> elpips::Result<()> {
+    println!("\n== issue 18 ratios (in process; network loading excluded)");
+    let (a, b) = noise_pair(512, 512)?;
+    let lpips = lpips_seconds(&a, &b)?;
+    let mut m = Metric::new(MetricOptions::default())?;
+    let t = Instant::now();
+    let e = m.compare(&a, &b)?;
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "default compare, 512x512 noise pair: {:.4} ± {:.4} ({:.1}% of it), {} samples, converged {}, {:.0} s = {:.0}x one LPIPS-VGG pair ({:.2} s; goal <= 60x at 2.5%)",
+        e.distance, e.ci95, 100.0 * e.ci95 / e.distance, e.samples, e.converged, secs, secs / lpips, lpips
+    );
+    println!("samples for a 95% half-width of 2.5% / 5% of the distance, 512x512 noise pair, from {n}-sample runs (seed 1):");
+    for sampler in SAMPLERS {
+        let mut m = Metric::new(MetricOptions { sampling: Sampling::Fixed(n), sampler, seed: 1, ..Default::default() })?;
+        let e = m.compare(&a, &b)?;
+        let k = |r: f64| e.samples as f64 * (e.ci95 / (r * e.distance)).powi(2);
+        println!("  {:<10} {:>6.0} / {:>6.0}", sampler.name(), k(0.025), k(0.05));
+    }
+    if with_1080p {
+        let (a, b) = noise_pair(1920, 1080)?;
+        let lpips = lpips_seconds(&a, &b)?;
+        // `elpips check`'s default sampler (iid), with the default gate.
+        let mut m = Metric::new(MetricOptions { sampler: SamplerKind::Iid, ..Default::default() })?;
+        let t = Instant::now();
+        let d = m.decide(&a, &b, &Gate::new(1.0))?;
+        let secs = t.elapsed().as_secs_f64();
+        println!(
+            "1920x1080 gate, T = 1.0 (far above): {} after {} samples, {:.0} s = {:.1}x one LPIPS-VGG pair ({:.1} s; goal <= 4x)",
+            d.verdict.name(), d.estimate.samples, secs, secs / lpips, lpips
+        );
+    }
+    Ok(())
+}
+
 fn main() -> elpips::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let wants = |s: &str| args.is_empty() || args.iter().any(|a| a == s);
@@ -236,6 +320,9 @@ fn main() -> elpips::Result<()> {
     }
     if wants("rank") {
         rank()?;
+    }
+    if wants("issue18") {
+        issue18(env("ELPIPS_BENCH_SAMPLES", 96) as u32, env("ELPIPS_BENCH_1080P", 1) == 1)?;
     }
     if wants("decomposition") {
         let full = std::env::var("ELPIPS_BENCH_FULL").is_ok_and(|v| v == "1");

@@ -118,7 +118,7 @@ typedef struct ElpipsOptions {
      */
     uint64_t seed;
     /**
-     * An `ELPIPS_SAMPLER_*` value. Default `ELPIPS_SAMPLER_IID`.
+     * An `ELPIPS_SAMPLER_*` value. Default `ELPIPS_SAMPLER_CONTROL`.
      */
     ElpipsSampler sampler;
     /**

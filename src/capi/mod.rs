@@ -264,7 +264,7 @@ pub struct ElpipsOptions {
     /// Seed of the E-LPIPS random transforms and dropout. Sample `i` always draws the same
     /// transform and masks for a given seed, whatever the images. Default 0.
     pub seed: u64,
-    /// An `ELPIPS_SAMPLER_*` value. Default `ELPIPS_SAMPLER_IID`.
+    /// An `ELPIPS_SAMPLER_*` value. Default `ELPIPS_SAMPLER_CONTROL`.
     pub sampler: ElpipsSampler,
     /// An `ELPIPS_SAMPLING_*` value. Default `ELPIPS_SAMPLING_ADAPTIVE`.
     pub sampling: ElpipsSampling,

@@ -3,13 +3,20 @@
 //! leaves the expectation of the distance unchanged while removing the part of its variance
 //! they explain. No network evaluation is needed to know their means.
 
-use crate::ensemble::{level_probabilities, Draw, Flip, Transform};
+use crate::ensemble::{level_probabilities, Draw, Flip, Transform, PERMUTATIONS};
 use crate::estimate::RunningStats;
 
-/// The coefficients are fitted once the earlier rounds hold this many samples per feature:
+/// The coefficients are fitted once the other folds hold this many samples per feature:
 /// with fewer, their noise adds more variance than the controls remove (the excess is about
 /// `p / (n - p)` of the residual variance).
 const SAMPLES_PER_FEATURE: usize = 4;
+
+/// The channel-order indicators join the fit only once the other folds hold this many samples
+/// per feature of the extended set: their gain is pair-dependent (a third of the residual
+/// variance on ex_ref / ex_p0, none on a 256x256 photo crop; docs/estimator.md), so they must
+/// not cost precision where they do not help. At 4 per feature the 256x256 crop lost 10% at 96
+/// samples; at 6 it lost nothing measurable.
+const EXTENDED_SAMPLES_PER_FEATURE: usize = 6;
 
 /// Variance of a colour gain drawn uniformly from [0.2, 1].
 const GAIN_VARIANCE: f64 = 0.64 / 12.0;
@@ -37,10 +44,13 @@ pub fn draw_features(t: &Transform, levels: u32) -> Vec<f64> {
     f
 }
 
-/// The features the control sampler uses: the gains by output channel (two of them; the third
-/// is implied by the source-channel gains' sum) and by source channel, the source gains'
-/// squares, and the scale level. The variance decomposition (`benches/estimator.rs`) found the
-/// colour gains and the level to carry what the draw's known parts explain.
+/// The features the control sampler uses, in two nested stages. The first
+/// [`base_feature_count`]: the gains by output channel (two of them; the third is implied by
+/// the source-channel gains' sum) and by source channel, the source gains' squares, and the
+/// scale level. Then the channel order (5 indicators of the 6 permutations, each minus 1/6):
+/// the decomposition (`benches/estimator.rs`, docs/estimator.md) found the colour gains and
+/// their interaction with the channel order to carry most of the variance; on ex_ref/ex_p0
+/// the order indicators take the residual variance from 0.54 to 0.36 of iid's (800 draws).
 pub fn control_features(t: &Transform, levels: u32) -> Vec<f64> {
     let mut gain = [0.0; 3];
     for k in 0..3 {
@@ -53,15 +63,24 @@ pub fn control_features(t: &Transform, levels: u32) -> Vec<f64> {
     for s in 1..levels as usize {
         f.push((t.scale == s) as u8 as f64 - prob[s - 1]);
     }
+    let order = PERMUTATIONS.iter().position(|p| *p == t.permutation);
+    f.extend((0..PERMUTATIONS.len() - 1).map(|o| (order == Some(o)) as u8 as f64 - 1.0 / PERMUTATIONS.len() as f64));
     f
+}
+
+/// How many of [`control_features`] form the first stage (gains and level).
+pub fn base_feature_count(levels: u32) -> usize {
+    8 + levels.saturating_sub(1) as usize
 }
 
 /// Regression control variates, cross-fitted.
 ///
 /// Samples fall into [`FOLDS`] folds by index. Sample `i` contributes `y_i - b_k . z_i`, with
 /// `z_i` its [`control_features`] (exact mean 0 under the E-LPIPS distribution) and `b_k` the
-/// least-squares coefficients of `y` on `z` fitted on the *other* folds (0 while they hold
-/// fewer than `SAMPLES_PER_FEATURE` samples per feature). `b_k` is independent of sample `i`
+/// least-squares coefficients of `y` on `z` fitted on the *other* folds, on the largest
+/// stage of the features for which they hold enough samples per feature: gains and level from
+/// `SAMPLES_PER_FEATURE` per feature, the channel order too from
+/// `EXTENDED_SAMPLES_PER_FEATURE` per feature of the larger set (0 below the first stage). `b_k` is independent of sample `i`
 /// and `z_i` has mean 0, so every contribution has expectation exactly `E[y]`: the estimate (their
 /// mean) is unbiased for the same expectation as iid sampling, for any number of samples. Its
 /// standard error is the usual one of the contributions' mean (the folds' coefficients are
@@ -89,12 +108,19 @@ impl Controls {
             self.xs.push(control_features(&d.transform, self.levels));
             self.ys.push(y);
         }
-        let p = self.xs.first().map_or(0, Vec::len);
+        // (features, samples per feature the other folds must hold to fit them)
+        let stages = [
+            (base_feature_count(self.levels), SAMPLES_PER_FEATURE),
+            (self.xs.first().map_or(0, Vec::len), EXTENDED_SAMPLES_PER_FEATURE),
+        ];
         let mut stats = RunningStats::default();
         for k in 0..FOLDS {
             let others: Vec<usize> = (0..self.ys.len()).filter(|i| i % FOLDS != k).collect();
-            let beta = (others.len() >= SAMPLES_PER_FEATURE * p).then(|| {
-                let xs: Vec<Vec<f64>> = others.iter().map(|&i| self.xs[i].clone()).collect();
+            // The largest stage the other folds can fit: the choice depends on counts only,
+            // never on distances, so the contributions stay unbiased.
+            let p = stages.iter().rev().find(|&&(p, per)| others.len() >= per * p).map(|&(p, _)| p);
+            let beta = p.map(|p| {
+                let xs: Vec<Vec<f64>> = others.iter().map(|&i| self.xs[i][..p].to_vec()).collect();
                 let ys: Vec<f64> = others.iter().map(|&i| self.ys[i]).collect();
                 least_squares(&xs, &ys)[1..].to_vec()
             });
@@ -149,10 +175,11 @@ mod tests {
     fn features_have_mean_zero() {
         let mut rng = sample_rng(4, 0);
         let n = 200_000;
-        let mut sum = vec![0.0; draw_features(&Transform::neutral(), 3).len()];
+        let features = |t: &Transform| [draw_features(t, 3), control_features(t, 3)].concat();
+        let mut sum = vec![0.0; features(&Transform::neutral()).len()];
         for _ in 0..n {
             let t = Transform::sample(&mut rng, 3);
-            for (s, f) in sum.iter_mut().zip(draw_features(&t, 3)) {
+            for (s, f) in sum.iter_mut().zip(features(&t)) {
                 *s += f;
             }
         }

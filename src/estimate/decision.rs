@@ -238,8 +238,8 @@ mod tests {
 
     /// Wrong-verdict counts (Below, Above) over `runs` seeds with the threshold at the truth,
     /// where both verdicts are wrong.
-    fn wrong_at_truth(kind: SamplerKind, runs: u64, noise: Noise) -> (u32, u32, f64) {
-        let gate = Gate { threshold: mock_truth(LEVELS), ..Gate::new(0.0) };
+    fn wrong_at_truth(kind: SamplerKind, runs: u64, noise: Noise, min_samples: u32) -> (u32, u32, f64) {
+        let gate = Gate { threshold: mock_truth(LEVELS), min_samples, ..Gate::new(0.0) };
         let (mut below, mut above, mut samples) = (0, 0, 0);
         for seed in 0..runs {
             let d = decide(kind, 1000 + seed, &gate, noise);
@@ -261,13 +261,19 @@ mod tests {
     fn wrong_verdicts_stay_within_the_error_rate_under_optional_stopping() {
         // The threshold at the exact expectation is the hardest case: any verdict is wrong, and
         // each side must stay below the stated 5%. Skewed noise is the harder case for t bounds.
+        // Every sampler, the control sampler included (plain iid until its fold rule fits, then
+        // regression residuals). A first look at 8 samples fails this (iid, symmetric noise:
+        // 7.8% wrong Above; the skewness estimate of 8 samples is too noisy for the Edgeworth
+        // term), so the default stays at 16.
         let runs = 2000;
-        for kind in [SamplerKind::Iid, SamplerKind::Stratified] {
-            for noise in [Noise::Uniform, Noise::Skewed] {
-                let (below, above, mean_n) = wrong_at_truth(kind, runs, noise);
-                let (b, a) = (below as f64 / runs as f64, above as f64 / runs as f64);
-                eprintln!("{kind:?} {noise:?}: wrong Below {b}, wrong Above {a}, mean {mean_n:.0} samples");
-                assert!(b <= 0.05 && a <= 0.05, "{kind:?} {noise:?}: wrong Below {b}, wrong Above {a} (mean {mean_n} samples)");
+        for min_samples in [16] {
+            for kind in [SamplerKind::Iid, SamplerKind::Stratified, SamplerKind::Control] {
+                for noise in [Noise::Uniform, Noise::Skewed] {
+                    let (below, above, mean_n) = wrong_at_truth(kind, runs, noise, min_samples);
+                    let (b, a) = (below as f64 / runs as f64, above as f64 / runs as f64);
+                    eprintln!("first look {min_samples}, {kind:?} {noise:?}: wrong Below {b}, wrong Above {a}, mean {mean_n:.0} samples");
+                    assert!(b <= 0.05 && a <= 0.05, "first look {min_samples}, {kind:?} {noise:?}: wrong Below {b}, wrong Above {a} (mean {mean_n} samples)");
+                }
             }
         }
     }

@@ -95,7 +95,7 @@ fn print_result(args: &CompareArgs, metric: &Metric, kind: MetricKind, reference
         });
         if let Some(l) = levels {
             obj["scale_levels"] = l.into();
-            obj["sampler"] = args.network.sampler.name().into();
+            obj["sampler"] = args.network.sampler().name().into();
         }
         if let Some(lw) = &args.network.lin_weights {
             obj["lin_weights"] = serde_json::json!(lw);
@@ -111,7 +111,7 @@ fn print_result(args: &CompareArgs, metric: &Metric, kind: MetricKind, reference
             e.distance,
             e.ci95,
             e.samples,
-            args.network.sampler.name(),
+            args.network.sampler().name(),
             l,
             args.network.seed,
             // The CPU is the default and says nothing; a GPU run says so.

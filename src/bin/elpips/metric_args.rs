@@ -29,9 +29,10 @@ pub struct NetworkArgs {
     /// CPU runtime has no bf16 convolutions.
     #[arg(long, default_value = "fp32", value_parser = PrecisionParser, help_heading = "Network")]
     pub precision: Precision,
-    /// How E-LPIPS samples are drawn (see docs/estimator.md).
-    #[arg(long, value_enum, default_value_t = SamplerKind::Iid, help_heading = "Sampling")]
-    pub sampler: SamplerKind,
+    /// How E-LPIPS samples are drawn (see docs/estimator.md) [default: control; iid for check
+    /// and tune, whose gate is validated for iid and stratified draws].
+    #[arg(long, value_enum, help_heading = "Sampling")]
+    pub sampler: Option<SamplerKind>,
     /// Seed of the random transforms and dropout.
     #[arg(long, value_name = "S", default_value_t = 0, help_heading = "Sampling")]
     pub seed: u64,
@@ -42,6 +43,11 @@ pub struct NetworkArgs {
 }
 
 impl NetworkArgs {
+    /// The sampler asked for, or the library's default.
+    pub fn sampler(&self) -> SamplerKind {
+        self.sampler.unwrap_or_default()
+    }
+
     pub fn metric_options(&self, common: &CommonArgs, sampling: Sampling) -> MetricOptions {
         MetricOptions {
             metric: self.metric,
@@ -50,7 +56,7 @@ impl NetworkArgs {
             runtime: runtime_options(common),
             seed: self.seed,
             sampling,
-            sampler: self.sampler,
+            sampler: self.sampler(),
             scale_levels: self.scale_levels,
             precision: self.precision,
             tile_size: self.tile,
@@ -100,7 +106,7 @@ impl SamplingArgs {
     pub fn sampling(&self, network: &NetworkArgs) -> Result<Sampling, Error> {
         let kind = network.metric;
         let adaptive_given = self.rel_error.is_some() || self.abs_error.is_some() || self.max_samples.is_some();
-        if !kind.is_ensemble() && (self.samples.is_some() || adaptive_given || network.sampler != SamplerKind::Iid) {
+        if !kind.is_ensemble() && (self.samples.is_some() || adaptive_given || network.sampler.is_some_and(|s| s != SamplerKind::Iid)) {
             return Err(Error::InvalidArgument(format!("{kind} is deterministic; --samples, --rel-error, --abs-error, --max-samples and --sampler apply to elpips-vgg only")));
         }
         let sampling = match self.samples {

@@ -81,7 +81,7 @@ fn print_json(args: &RankArgs, kind: MetricKind, m: &MultiEstimate) {
         "ranking_resolved": m.ranking_resolved(),
     });
     if kind.is_ensemble() {
-        obj["sampler"] = args.network.sampler.name().into();
+        obj["sampler"] = args.network.sampler().name().into();
     }
     println!("{obj}");
 }
@@ -105,7 +105,7 @@ fn print_table(args: &RankArgs, kind: MetricKind, m: &MultiEstimate) {
         println!(
             "{} {} samples per candidate, the same draws for all (seed {}); ~: not told apart at 95%{}",
             m.samples,
-            args.network.sampler.name(),
+            args.network.sampler().name(),
             args.network.seed,
             if m.converged { "" } else { "; stopped at --max-samples before reaching the error target" }
         );

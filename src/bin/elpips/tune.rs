@@ -82,9 +82,11 @@ enum GuideArg {
     None,
 }
 
-pub fn run(args: TuneArgs) -> Result<(), Error> {
+pub fn run(mut args: TuneArgs) -> Result<(), Error> {
+    // The probes are `check`'s gate: iid unless asked otherwise.
+    args.network.sampler.get_or_insert(SamplerKind::Iid);
     let kind = args.network.metric;
-    if args.network.sampler == SamplerKind::Control {
+    if args.network.sampler() == SamplerKind::Control {
         // The probes are `check`'s gate, whose error rate is validated for these two only.
         return Err(Error::InvalidArgument("tune decides with --sampler iid or stratified; control is for compare and rank".into()));
     }

@@ -139,12 +139,14 @@ pub struct CheckArgs {
     common: CommonArgs,
 }
 
-pub fn run(args: CheckArgs) -> Result<ExitCode, Error> {
+pub fn run(mut args: CheckArgs) -> Result<ExitCode, Error> {
+    // The gate's default draws are iid: the library's default (control) is for compare and rank.
+    args.network.sampler.get_or_insert(elpips::SamplerKind::Iid);
     if !args.merge.is_empty() {
         return merge::merge(&args);
     }
     let kind = args.network.metric;
-    if args.network.sampler == elpips::SamplerKind::Control {
+    if args.network.sampler() == elpips::SamplerKind::Control {
         // The gate's error rate is validated for iid and stratified draws only.
         return Err(invalid("check decides with --sampler iid or stratified; control is for compare and rank".to_owned()));
     }
@@ -584,7 +586,7 @@ fn settings(args: &CheckArgs, kind: MetricKind, undecided: Undecided, pair_rate:
         map_samples: map_rule.then_some(args.map_samples),
         suite_error_rate: args.suite_error_rate,
         seed: args.network.seed,
-        sampler: args.network.sampler.name().to_owned(),
+        sampler: args.network.sampler().name().to_owned(),
         scale_levels: args.network.scale_levels,
         error_rate: pair_rate,
         max_samples: args.max_samples,
