@@ -51,7 +51,7 @@ pub struct MetricOptions {
     /// Arithmetic of the networks (fp32 by default; int8 is opt-in, lpips-vgg only).
     pub precision: Precision,
     /// The VGG metrics: tile core side in pixels (rounded up to 16); `Some(0)` = never tile;
-    /// `None` = tile inputs above 2.4 Mpx with 768-pixel cores. LPIPS-VGG tiles the image;
+    /// `None` = tile inputs above 1 Mpx with 512-pixel cores. LPIPS-VGG tiles the image;
     /// E-LPIPS tiles each sample's transformed input (its network input), with that sample's
     /// dropout masks cut to each tile. The tiled distance equals the untiled one to float32
     /// rounding (see `network::taps`).
@@ -547,24 +547,25 @@ impl Metric {
     ) -> Result<Vec<f64>> {
         let (h, w) = (reference.height() as usize, reference.width() as usize);
         let mut out = vec![0.0; draws.len()];
-        let tiled_slots: Vec<usize> = (0..draws.len()).filter(|&i| self.sample_tile(&draws[i].transform, h, w).is_some()).collect();
+        let tiled_slots: Vec<(usize, usize)> =
+            (0..draws.len()).filter_map(|i| self.sample_tile(&draws[i].transform, h, w).map(|core| (i, core))).collect();
         if tiled_slots.is_empty() {
             // The usual case: every draw batched, in place.
             let slots: Vec<usize> = (0..draws.len()).collect();
             self.run_batches(reference, candidate, draws, &slots, &mut out, heat.as_deref_mut())?;
         } else {
             // Copies of the untiled draws, whose advanced streams are put back after.
-            let slots: Vec<usize> = (0..draws.len()).filter(|i| !tiled_slots.contains(i)).collect();
+            let slots: Vec<usize> = (0..draws.len()).filter(|i| !tiled_slots.iter().any(|(t, _)| t == i)).collect();
             let mut rest: Vec<Draw> = slots.iter().map(|&i| draws[i].clone()).collect();
             self.run_batches(reference, candidate, &mut rest, &slots, &mut out, heat.as_deref_mut())?;
             for (slot, draw) in slots.into_iter().zip(rest) {
                 draws[slot] = draw;
             }
         }
-        for slot in tiled_slots {
+        for (slot, core) in tiled_slots {
             let draw = &mut draws[slot];
             let (th, tw) = draw.transform.output_size(h, w);
-            let mut results = self.tiled_sample(reference, &[candidate], draw, heat.is_some())?;
+            let mut results = self.tiled_sample(reference, &[candidate], draw, core, heat.is_some())?;
             let (d, maps) = results.swap_remove(0);
             out[slot] = d;
             if let Some(acc) = heat.as_deref_mut() {
@@ -610,12 +611,18 @@ impl Metric {
     /// One E-LPIPS sample in tiles: both images under the draw's transform, its 13 masks drawn
     /// compactly from its stream (the values the batched path draws), each candidate against
     /// the reference's taps per tile. Returns per candidate the distance and, with `keep_maps`,
-    /// the per-tap maps over the transformed input.
-    fn tiled_sample(&mut self, reference: &Image, candidates: &[&Image], draw: &mut Draw, keep_maps: bool) -> Result<Vec<(f64, Vec<TapMap>)>> {
+    /// the per-tap maps over the transformed input. `core`: the tile core side.
+    fn tiled_sample(
+        &mut self,
+        reference: &Image,
+        candidates: &[&Image],
+        draw: &mut Draw,
+        core: usize,
+        keep_maps: bool,
+    ) -> Result<Vec<(f64, Vec<TapMap>)>> {
         let (h, w) = (reference.height() as usize, reference.width() as usize);
         let t = &draw.transform;
         let (th, tw) = t.output_size(h, w);
-        let core = self.tile_for(th as u32, tw as u32).expect("called for tiled inputs only");
         let dropout = SampleDropout::draw(&mut draw.rng, th, tw);
         let reference = t.apply(reference.data(), h, w).data;
         let candidates: Vec<Vec<f32>> = candidates.iter().map(|c| t.apply(c.data(), h, w).data).collect();
@@ -646,9 +653,9 @@ impl Metric {
         let groups = group_by_size(draws, h, w);
         let mut out = vec![vec![0.0; draws_len(&groups)]; candidates.len()];
         for ((th, tw), mut members) in groups {
-            if self.tile_for(th as u32, tw as u32).is_some() {
+            if let Some(core) = self.tile_for(th as u32, tw as u32) {
                 for (slot, draw) in members.iter_mut() {
-                    for (k, (d, _)) in self.tiled_sample(reference, candidates, draw, false)?.into_iter().enumerate() {
+                    for (k, (d, _)) in self.tiled_sample(reference, candidates, draw, core, false)?.into_iter().enumerate() {
                         out[k][*slot] = d;
                     }
                 }

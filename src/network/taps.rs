@@ -26,11 +26,13 @@ use crate::network::runtime::{Device, RuntimeOptions, Session};
 pub const TILE_MARGIN: usize = 112;
 /// Tile origins and cores are multiples of this (2^4: VGG16's four 2x2 pools).
 pub const TILE_ALIGN: usize = 16;
-/// Default tile core side: a tile is then at most 992 x 992 pixels, which keeps ONNX Runtime's
-/// activations plus both images' taps under about 1.5 GiB (see docs/performance.md).
-pub const DEFAULT_TILE: u32 = 768;
-/// Images above this many pixels are tiled by default (`tile_size: None`).
-pub const AUTO_TILE_PIXELS: u64 = 2_400_000;
+/// Default tile core side: a tile is then at most 736 x 736 pixels, which keeps a 4K pair's
+/// peak (both images, one tile's activations, its reference taps and, for E-LPIPS, its masks)
+/// near the figures of docs/performance.md.
+pub const DEFAULT_TILE: u32 = 512;
+/// Network inputs above this many pixels are tiled by default (`tile_size: None`): 1080p and
+/// above, where an untiled run's activations alone exceed a few GiB.
+pub const AUTO_TILE_PIXELS: u64 = 1 << 20;
 
 /// Arithmetic precision of the feature network.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
