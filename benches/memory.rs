@@ -4,7 +4,8 @@
 //! and dog mirrored out to size (made in memory, nothing written). E-LPIPS runs 2 samples at
 //! scale level 1 (`scale_levels = 1`): full-size samples, the worst case for memory; the peak
 //! does not grow with the sample count because samples are tiled and batches are bounded.
-//! `ELPIPS_BENCH_4K=0` skips the 4K pair; `ELPIPS_BENCH_TILE=N` sets `--tile N` (0 = untiled).
+//! `ELPIPS_BENCH_4K=0` skips the 4K pair; `ELPIPS_BENCH_TILE=N` sets `--tile N` (0 = untiled);
+//! `ELPIPS_BENCH_METRIC=elpips-vgg` (or lpips-vgg) runs that metric only.
 
 use std::path::Path;
 use std::process::Command;
@@ -90,6 +91,9 @@ fn main() -> elpips::Result<()> {
     }
     for (w, h) in sizes {
         for metric in ["lpips-vgg", "elpips-vgg"] {
+            if std::env::var("ELPIPS_BENCH_METRIC").is_ok_and(|m| m != metric) {
+                continue;
+            }
             let exe = std::env::current_exe().map_err(|e| elpips::Error::Io { path: args[0].clone().into(), reason: e.to_string() })?;
             let out = Command::new(&exe)
                 .args(["--child", metric, &w.to_string(), &h.to_string()])
