@@ -295,6 +295,7 @@ bench: setup
 	$(CARGO) bench --bench throughput
 	$(CARGO) bench --bench estimator
 	$(CARGO) bench --bench speed
+	$(CARGO) bench --bench memory
 
 # PyTorch (CPU use of the PyPI wheel; it pulls the nvidia-* runtime wheels, ~5 GB installed) and
 # lpips 0.1.4 without torchvision (benches/pip_lpips.py supplies VGG16's layer stack), for the

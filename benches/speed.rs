@@ -239,7 +239,7 @@ fn main() -> elpips::Result<()> {
         let result = run_4k(&dir);
         let _ = std::fs::remove_dir_all(&dir);
         let (secs, rss, out) = result?;
-        println!("\n3840x2160 LPIPS-VGG pair (CLI, tiled: 768-pixel cores + 112-pixel margins): {secs:.1} s, peak RSS {:.0} MiB", rss as f64 / (1 << 20) as f64);
+        println!("\n3840x2160 LPIPS-VGG pair (CLI, automatic tiling: 512-pixel cores + 112-pixel margins): {secs:.1} s, peak RSS {:.0} MiB", rss as f64 / (1 << 20) as f64);
         println!("  {out}");
     }
     Ok(())

@@ -974,10 +974,11 @@ ElpipsStatus elpips_context_device(struct ElpipsContext *ctx, ElpipsDevice *devi
 ElpipsStatus elpips_context_set_precision(struct ElpipsContext *ctx, ElpipsPrecision precision);
 
 /**
- * Sets how `ctx` tiles big lpips-vgg pairs: 0 (default) = automatically, images above 2.4 Mpx
- * in 768-pixel cores; `ELPIPS_TILE_NEVER` = never; otherwise the tile core side in pixels
- * (rounded up to 16). Tiled distances equal untiled ones to float32 rounding while memory stays
- * bounded (docs/performance.md). Other metrics ignore it. NULL `ctx`:
+ * Sets how `ctx` tiles big network inputs (lpips-vgg: the pair; elpips-vgg: each sample's
+ * transformed pair): 0 (default) = automatically, inputs above 1 Mpx in 512-pixel cores;
+ * `ELPIPS_TILE_NEVER` = never; otherwise the tile core side in pixels (rounded up to 16).
+ * Tiled distances equal untiled ones to float32 rounding while memory stays bounded
+ * (docs/performance.md). lpips-alex ignores it. NULL `ctx`:
  * `ELPIPS_STATUS_NULL_POINTER`. Thread-safe.
  *
  * # Safety

@@ -332,7 +332,18 @@ pub fn dropout_mask_shapes(h: usize, w: usize) -> [(usize, usize, usize); 13] {
 /// Draws the gaps between zeros from the geometric distribution instead of one uniform per
 /// element: the same distribution, about 100x fewer random numbers at keep = 0.99.
 pub fn fill_dropout<R: Rng + ?Sized>(rng: &mut R, keep: f64, mask: &mut [f32]) {
-    mask.fill((1.0 / keep) as f32);
+    mask.fill(dropout_scale(keep));
+    for_each_dropout_zero(rng, keep, mask.len(), &mut |i| mask[i] = 0.0);
+}
+
+/// The value a kept element carries: `1 / keep` in float32.
+fn dropout_scale(keep: f64) -> f32 {
+    (1.0 / keep) as f32
+}
+
+/// The one dropout draw: calls `zero` with the position of each dropped element of a mask of
+/// `len` elements, in increasing order, consuming the stream as [`fill_dropout`] does.
+fn for_each_dropout_zero<R: Rng + ?Sized>(rng: &mut R, keep: f64, len: usize, zero: &mut dyn FnMut(usize)) {
     if keep >= 1.0 {
         return;
     }
@@ -343,14 +354,71 @@ pub fn fill_dropout<R: Rng + ?Sized>(rng: &mut R, keep: f64, mask: &mut [f32]) {
         let u = 1.0 - rng.random::<f64>();
         let gap = (u.ln() / log_keep).floor();
         // `gap` is +inf when u underflows; both cases end the mask.
-        if gap.is_nan() || gap >= (mask.len() - i) as f64 {
+        if gap.is_nan() || gap >= (len - i) as f64 {
             break;
         }
         i += gap as usize;
-        mask[i] = 0.0;
+        zero(i);
         i += 1;
-        if i >= mask.len() {
+        if i >= len {
             break;
+        }
+    }
+}
+
+/// One sample's 13 dropout masks for a whole network input, held compactly: the positions of
+/// each mask's zeros (about 1% of its elements), drawn from the sample's stream exactly as
+/// [`fill_dropout`] draws the dense masks. Tiles expand only the region they run on, so a
+/// big input's masks cost about 15 bytes per pixel instead of 724.
+#[derive(Clone, Debug)]
+pub(crate) struct SampleDropout {
+    shapes: [(usize, usize, usize); 13],
+    /// Per mask, the flat `(channel, y, x)` indices of its zeros, increasing.
+    zeros: Vec<Vec<u64>>,
+}
+
+impl SampleDropout {
+    /// Draws the masks of a `th x tw` network input from `rng`, in conv order.
+    pub(crate) fn draw<R: Rng + ?Sized>(rng: &mut R, th: usize, tw: usize) -> Self {
+        let shapes = dropout_mask_shapes(th, tw);
+        let zeros = shapes
+            .iter()
+            .map(|&(c, mh, mw)| {
+                let mut z = Vec::new();
+                for_each_dropout_zero(rng, DROPOUT_KEEP, c * mh * mw, &mut |i| z.push(i as u64));
+                z
+            })
+            .collect();
+        SampleDropout { shapes, zeros }
+    }
+
+    /// `(channels, height, width)` of mask `k` over the whole input.
+    pub(crate) fn shape(&self, k: usize) -> (usize, usize, usize) {
+        self.shapes[k]
+    }
+
+    /// Writes mask `k`'s values over rows `y0..y0 + rows` and columns `x0..x0 + cols` of its own
+    /// grid (every channel, channel-major) to `out` (`channels * rows * cols` values): the
+    /// dense mask's values there, bit for bit.
+    pub(crate) fn expand_into(&self, k: usize, (y0, rows): (usize, usize), (x0, cols): (usize, usize), out: &mut [f32]) {
+        let (c, mh, mw) = self.shapes[k];
+        debug_assert!(y0 + rows <= mh && x0 + cols <= mw && out.len() == c * rows * cols);
+        out.fill(dropout_scale(DROPOUT_KEEP));
+        let zeros = &self.zeros[k];
+        if rows == mh && cols == mw {
+            zeros.iter().for_each(|&i| out[i as usize] = 0.0);
+            return;
+        }
+        // Zeros are sorted by flat index, so each row of the region is one binary search.
+        for ch in 0..c {
+            for y in 0..rows {
+                let base = ((ch * mh + y0 + y) * mw + x0) as u64;
+                let first = zeros.partition_point(|&i| i < base);
+                let row = &mut out[(ch * rows + y) * cols..(ch * rows + y + 1) * cols];
+                for &i in zeros[first..].iter().take_while(|&&i| i < base + cols as u64) {
+                    row[(i - base) as usize] = 0.0;
+                }
+            }
         }
     }
 }
@@ -433,9 +501,10 @@ impl DropoutBatch {
         let n = rngs.len();
         let mut data: Vec<Vec<f32>> = shapes.iter().map(|&(c, mh, mw)| vec![0.0; n * c * mh * mw]).collect();
         for (j, rng) in rngs.enumerate() {
+            let sample = SampleDropout::draw(rng, th, tw);
             for (k, &(c, mh, mw)) in shapes.iter().enumerate() {
                 let len = c * mh * mw;
-                fill_dropout(rng, DROPOUT_KEEP, &mut data[k][j * len..(j + 1) * len]);
+                sample.expand_into(k, (0, mh), (0, mw), &mut data[k][j * len..(j + 1) * len]);
             }
         }
         DropoutBatch { shapes, n, data }
@@ -584,6 +653,40 @@ mod tests {
             let z = chunk.iter().filter(|&&v| v == 0.0).count();
             assert!((z as f64 - 1000.0).abs() < 160.0, "{z}");
         }
+    }
+
+    #[test]
+    fn compact_masks_expand_to_the_dense_draw_bit_for_bit() {
+        // The whole of each mask, and regions on its grid, equal fill_dropout's masks drawn
+        // from the same stream in the same order; the stream ends in the same state.
+        let (th, tw) = (45, 38);
+        let mut dense_rng = sample_rng(3, 11);
+        let mut compact_rng = dense_rng.clone();
+        let compact = SampleDropout::draw(&mut compact_rng, th, tw);
+        for (k, &(c, mh, mw)) in dropout_mask_shapes(th, tw).iter().enumerate() {
+            let mut dense = vec![0.0f32; c * mh * mw];
+            fill_dropout(&mut dense_rng, DROPOUT_KEEP, &mut dense);
+            let mut whole = vec![1.0f32; dense.len()];
+            compact.expand_into(k, (0, mh), (0, mw), &mut whole);
+            assert_eq!(whole.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), dense.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), "mask {k}");
+            for (y0, rows, x0, cols) in [(0, mh, 0, mw), (mh / 3, mh - mh / 3, mw / 4, mw / 2), (mh - 1, 1, 0, 1)] {
+                if rows == 0 || cols == 0 {
+                    continue;
+                }
+                let mut region = vec![0.5f32; c * rows * cols];
+                compact.expand_into(k, (y0, rows), (x0, cols), &mut region);
+                for ch in 0..c {
+                    for y in 0..rows {
+                        for x in 0..cols {
+                            let want = dense[(ch * mh + y0 + y) * mw + x0 + x];
+                            assert_eq!(region[(ch * rows + y) * cols + x].to_bits(), want.to_bits(), "mask {k} at {ch},{y},{x}");
+                        }
+                    }
+                }
+            }
+        }
+        assert!(compact.zeros.iter().map(Vec::len).sum::<usize>() > 0, "some zeros were drawn");
+        assert_eq!(dense_rng.random::<u64>(), compact_rng.random::<u64>(), "the stream is consumed alike");
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 
-use crate::ensemble::{sample_rng, scale_levels_for, stack_transformed, DropoutBatch, Transform};
+use crate::ensemble::{sample_rng, scale_levels_for, stack_transformed, DropoutBatch, SampleDropout, Transform};
 use crate::estimate::decision::{decide_plan, Decision, Gate};
 use crate::error::{Error, Result};
 use crate::heatmap::{input_map, Accumulator, Heatmap};
@@ -14,7 +14,7 @@ use crate::estimate::{Estimate, Progress, Sampling};
 use crate::ensemble::{for_each_batch, group_by_size, Draw};
 use crate::estimate::sampler::{Plan, SamplerKind};
 use crate::estimate::sequential::{check_budget, sample};
-use crate::network::taps::{tiled_distance, tiled_maps, FeatureNet, Precision, Taps, AUTO_TILE_PIXELS, DEFAULT_TILE};
+use crate::network::taps::{tiled, tiled_distance, tiled_maps, FeatureNet, TapMap, Precision, Taps, AUTO_TILE_PIXELS, DEFAULT_TILE};
 use crate::image::{check_same_size, Image};
 use crate::linear_weights::LinearWeights;
 use crate::network::models::{contract, model_dir_in, MetricKind};
@@ -50,9 +50,11 @@ pub struct MetricOptions {
     pub scale_levels: Option<u32>,
     /// Arithmetic of the networks (fp32 by default; int8 is opt-in, lpips-vgg only).
     pub precision: Precision,
-    /// LPIPS-VGG: tile core side in pixels (rounded up to 16); `Some(0)` = never tile; `None` =
-    /// tile images above 2.4 Mpx with 768-pixel cores. The tiled distance equals the untiled one
-    /// to float32 rounding (see `network::taps`).
+    /// The VGG metrics: tile core side in pixels (rounded up to 16); `Some(0)` = never tile;
+    /// `None` = tile inputs above 1 Mpx with 512-pixel cores. LPIPS-VGG tiles the image;
+    /// E-LPIPS tiles each sample's transformed input (its network input), with that sample's
+    /// dropout masks cut to each tile. The tiled distance equals the untiled one to float32
+    /// rounding (see `network::taps`).
     pub tile_size: Option<u32>,
 }
 
@@ -221,9 +223,10 @@ impl Metric {
         FeaturesKey { metric: o.metric, precision: o.precision, model_dir: o.model_dir.clone(), linear_weights: o.linear_weights.clone() }
     }
 
-    /// Tile core side for an LPIPS-VGG pair of this size, or `None` to run it whole.
+    /// Tile core side for a network input of this size (LPIPS-VGG: the image; E-LPIPS: one
+    /// sample's transformed image), or `None` to run it whole (always for AlexNet).
     fn tile_for(&self, h: u32, w: u32) -> Option<usize> {
-        if self.kind() != MetricKind::LpipsVgg {
+        if self.kind().tap_pools().is_none() {
             return None;
         }
         match self.options.tile_size {
@@ -539,7 +542,10 @@ impl Metric {
         self.evaluate_draws_into(reference, candidate, draws, None)
     }
 
-    /// [`Metric::evaluate_draws`], adding each sample's map to `heat` when given.
+    /// [`Metric::evaluate_draws`], adding each sample's map to `heat` when given. Draws whose
+    /// network input is above the tiling size run one at a time in tiles (feature model, masks
+    /// cut from the sample's compact draw); the rest run in fused-model batches of at most
+    /// [`BATCH_PIXELS`], so memory does not grow with the number of draws.
     fn evaluate_draws_into(
         &mut self,
         reference: &Image,
@@ -549,20 +555,93 @@ impl Metric {
     ) -> Result<Vec<f64>> {
         let (h, w) = (reference.height() as usize, reference.width() as usize);
         let mut out = vec![0.0; draws.len()];
-        // Whole size groups: the fused model's batch is bounded by the round size already.
-        for_each_batch(reference.data(), candidate.data(), (h, w), draws, usize::MAX, &mut |batch, members| {
+        let tiled_slots: Vec<(usize, usize)> =
+            (0..draws.len()).filter_map(|i| self.sample_tile(&draws[i].transform, h, w).map(|core| (i, core))).collect();
+        if tiled_slots.is_empty() {
+            // The usual case: every draw batched, in place.
+            let slots: Vec<usize> = (0..draws.len()).collect();
+            self.run_batches(reference, candidate, draws, &slots, &mut out, heat.as_deref_mut())?;
+        } else {
+            // Copies of the untiled draws, whose advanced streams are put back after.
+            let slots: Vec<usize> = (0..draws.len()).filter(|i| !tiled_slots.iter().any(|(t, _)| t == i)).collect();
+            let mut rest: Vec<Draw> = slots.iter().map(|&i| draws[i].clone()).collect();
+            self.run_batches(reference, candidate, &mut rest, &slots, &mut out, heat.as_deref_mut())?;
+            for (slot, draw) in slots.into_iter().zip(rest) {
+                draws[slot] = draw;
+            }
+        }
+        for (slot, core) in tiled_slots {
+            let draw = &mut draws[slot];
+            let (th, tw) = draw.transform.output_size(h, w);
+            let mut results = self.tiled_sample(reference, &[candidate], draw, core, heat.is_some())?;
+            let (d, maps) = results.swap_remove(0);
+            out[slot] = d;
+            if let Some(acc) = heat.as_deref_mut() {
+                let taps: Vec<(usize, usize, &[f32])> = maps.iter().map(|(mh, mw, m)| (*mh, *mw, m.as_slice())).collect();
+                acc.add(draw.stratum, Some(&draw.transform), &input_map(&taps, th, tw), th, tw);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The fused-model batches of `draws` (at most [`BATCH_PIXELS`] each): draw `j`'s distance
+    /// goes to `out[slots[j]]`, its map to `heat`.
+    fn run_batches(
+        &mut self,
+        reference: &Image,
+        candidate: &Image,
+        draws: &mut [Draw],
+        slots: &[usize],
+        out: &mut [f64],
+        mut heat: Option<&mut Accumulator>,
+    ) -> Result<()> {
+        let (h, w) = (reference.height() as usize, reference.width() as usize);
+        for_each_batch(reference.data(), candidate.data(), (h, w), draws, BATCH_PIXELS, &mut |batch, members| {
             let (n, th, tw) = (members.len(), batch.height, batch.width);
             let mask_inputs = batch.masks.inputs();
             let (d, maps) = self.run_with_maps(&batch.references, &batch.candidates, n, th, tw, Some(&mask_inputs), heat.is_some())?;
             for (j, (slot, draw)) in members.iter().enumerate() {
-                out[*slot] = d[j];
+                out[slots[*slot]] = d[j];
                 if let Some(acc) = heat.as_deref_mut() {
                     add_maps(acc, &maps, j, draw.stratum, Some(&draw.transform), th, tw);
                 }
             }
             Ok(())
-        })?;
-        Ok(out)
+        })
+    }
+
+    /// Tile core side for `transform`'s network input of an `h x w` pair (E-LPIPS).
+    fn sample_tile(&self, transform: &Transform, h: usize, w: usize) -> Option<usize> {
+        let (th, tw) = transform.output_size(h, w);
+        self.tile_for(th as u32, tw as u32)
+    }
+
+    /// One E-LPIPS sample in tiles: both images under the draw's transform, its 13 masks drawn
+    /// compactly from its stream (the values the batched path draws), each candidate against
+    /// the reference's taps per tile. Returns per candidate the distance and, with `keep_maps`,
+    /// the per-tap maps over the transformed input. `core`: the tile core side.
+    fn tiled_sample(
+        &mut self,
+        reference: &Image,
+        candidates: &[&Image],
+        draw: &mut Draw,
+        core: usize,
+        keep_maps: bool,
+    ) -> Result<Vec<(f64, Vec<TapMap>)>> {
+        let (h, w) = (reference.height() as usize, reference.width() as usize);
+        let t = &draw.transform;
+        let (th, tw) = t.output_size(h, w);
+        let dropout = SampleDropout::draw(&mut draw.rng, th, tw);
+        let reference = t.apply(reference.data(), h, w).data;
+        let candidates: Vec<Vec<f32>> = candidates.iter().map(|c| t.apply(c.data(), h, w).data).collect();
+        let views: Vec<&[f32]> = candidates.iter().map(Vec::as_slice).collect();
+        let results = tiled(self.feature_net()?, &reference, &views, th, tw, core, Some(&dropout), keep_maps)?;
+        for (d, _) in &results {
+            if !d.is_finite() {
+                return Err(Error::Inference(format!("the network produced a non-finite distance ({d})")));
+            }
+        }
+        Ok(results)
     }
 
     /// [`Metric::evaluate_draws`] for several candidates against one reference with the same
@@ -582,20 +661,30 @@ impl Metric {
         let groups = group_by_size(draws, h, w);
         let mut out = vec![vec![0.0; draws_len(&groups)]; candidates.len()];
         for ((th, tw), mut members) in groups {
-            let n = members.len();
+            if let Some(core) = self.tile_for(th as u32, tw as u32) {
+                for (slot, draw) in members.iter_mut() {
+                    for (k, (d, _)) in self.tiled_sample(reference, candidates, draw, core, false)?.into_iter().enumerate() {
+                        out[k][*slot] = d;
+                    }
+                }
+                continue;
+            }
             let plane = 3 * th * tw;
-            let mut buf = vec![0.0f32; n * plane];
-            stack_transformed(reference.data(), h, w, members.iter().map(|(_, d)| &d.transform), plane, &mut buf);
-            let masks = DropoutBatch::draw(th, tw, members.iter_mut().map(|(_, d)| &mut d.rng));
-            let mask_inputs = masks.inputs();
-            let net = self.feature_net()?;
-            let ref_taps = net.taps(&buf, n, th, tw, Some(&mask_inputs))?;
-            let pairs: Vec<(usize, usize)> = (0..n).map(|j| (j, j)).collect();
-            for (k, cand) in candidates.iter().enumerate() {
-                stack_transformed(cand.data(), h, w, members.iter().map(|(_, d)| &d.transform), plane, &mut buf);
-                let maps = net.maps_against(&ref_taps, &buf, n, th, tw, Some(&mask_inputs), &pairs)?;
-                for (j, (slot, _)) in members.iter().enumerate() {
-                    out[k][*slot] = distance_of_maps(&maps[j])?;
+            for chunk in members.chunks_mut((BATCH_PIXELS / (th * tw)).max(1)) {
+                let n = chunk.len();
+                let mut buf = vec![0.0f32; n * plane];
+                stack_transformed(reference.data(), h, w, chunk.iter().map(|(_, d)| &d.transform), plane, &mut buf);
+                let masks = DropoutBatch::draw(th, tw, chunk.iter_mut().map(|(_, d)| &mut d.rng));
+                let mask_inputs = masks.inputs();
+                let net = self.feature_net()?;
+                let ref_taps = net.taps(&buf, n, th, tw, Some(&mask_inputs))?;
+                let pairs: Vec<(usize, usize)> = (0..n).map(|j| (j, j)).collect();
+                for (k, cand) in candidates.iter().enumerate() {
+                    stack_transformed(cand.data(), h, w, chunk.iter().map(|(_, d)| &d.transform), plane, &mut buf);
+                    let maps = net.maps_against(&ref_taps, &buf, n, th, tw, Some(&mask_inputs), &pairs)?;
+                    for (j, (slot, _)) in chunk.iter().enumerate() {
+                        out[k][*slot] = distance_of_maps(&maps[j])?;
+                    }
                 }
             }
         }

@@ -384,6 +384,13 @@ impl Session {
             .with_intra_threads(options.effective_threads())
             .map_err(|e| msg(&e))?
             .with_inter_threads(1)
+            .map_err(|e| msg(&e))?
+            // Input sizes vary per call (E-LPIPS samples, tiles), so a memory pattern is never
+            // reused, and the CPU arena keeps every peak buffer it ever grew to: without both,
+            // freed activations go back to the system and the peak stays one run's working set.
+            .with_memory_pattern(false)
+            .map_err(|e| msg(&e))?
+            .with_execution_providers([ort::ep::CPU::default().with_arena_allocator(false).build()])
             .map_err(|e| msg(&e))?;
         #[cfg(feature = "cuda")]
         if device == Device::Cuda {

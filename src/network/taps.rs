@@ -15,6 +15,7 @@
 
 use std::path::Path;
 
+use crate::ensemble::{SampleDropout, VGG_CONV_INPUTS};
 use crate::error::{Error, Result};
 use crate::linear_weights::LinearWeights;
 use crate::network::models::{contract, model_dir_in, MetricKind};
@@ -25,11 +26,13 @@ use crate::network::runtime::{Device, RuntimeOptions, Session};
 pub const TILE_MARGIN: usize = 112;
 /// Tile origins and cores are multiples of this (2^4: VGG16's four 2x2 pools).
 pub const TILE_ALIGN: usize = 16;
-/// Default tile core side: a tile is then at most 992 x 992 pixels, which keeps ONNX Runtime's
-/// activations plus both images' taps under about 1.5 GiB (see docs/performance.md).
-pub const DEFAULT_TILE: u32 = 768;
-/// Images above this many pixels are tiled by default (`tile_size: None`).
-pub const AUTO_TILE_PIXELS: u64 = 2_400_000;
+/// Default tile core side: a tile is then at most 736 x 736 pixels, which keeps a 4K pair's
+/// peak (both images, one tile's activations, its reference taps and, for E-LPIPS, its masks)
+/// near the figures of docs/performance.md.
+pub const DEFAULT_TILE: u32 = 512;
+/// Network inputs above this many pixels are tiled by default (`tile_size: None`): 1080p and
+/// above, where an untiled run's activations alone exceed a few GiB.
+pub const AUTO_TILE_PIXELS: u64 = 1 << 20;
 
 /// Arithmetic precision of the feature network.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -325,7 +328,7 @@ pub type TapMap = (usize, usize, Vec<f32>);
 /// The tiled distance of one pair: runs the feature model on each tile of reference and
 /// candidate (planar `h x w` images) and sums each tap's map over the tile cores.
 pub fn tiled_distance(net: &mut FeatureNet, reference: &[f32], candidate: &[f32], h: usize, w: usize, core: usize) -> Result<f64> {
-    Ok(tiled(net, reference, candidate, h, w, core, false)?.0)
+    Ok(tiled(net, reference, &[candidate], h, w, core, None, false)?.swap_remove(0).0)
 }
 
 /// [`tiled_distance`] (the same figure, bit for bit) with each tap's whole-image map assembled
@@ -339,25 +342,32 @@ pub fn tiled_maps(
     w: usize,
     core: usize,
 ) -> Result<(f64, Vec<TapMap>)> {
-    tiled(net, reference, candidate, h, w, core, true)
+    Ok(tiled(net, reference, &[candidate], h, w, core, None, true)?.swap_remove(0))
 }
 
-/// The tile walk of [`tiled_distance`] and [`tiled_maps`]: per tap, the core sums in tile order
-/// (the distance), and the core values copied into whole-image maps when `keep_maps` is set.
-fn tiled(
+/// The one tile walk: per tile, the reference's taps once and each candidate against them; per
+/// candidate and tap, the core sums in tile order (the distance), and the core values copied
+/// into whole-image maps when `keep_maps` is set. With `dropout` (E-LPIPS: one sample's masks
+/// over the whole `h x w` input), each tile runs with its masks cut from that draw at the
+/// tile's position on each mask's pooling grid (exact: tile origins are multiples of 16, so
+/// every pooled grid's origin is a whole cell).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn tiled(
     net: &mut FeatureNet,
     reference: &[f32],
-    candidate: &[f32],
+    candidates: &[&[f32]],
     h: usize,
     w: usize,
     core: usize,
+    dropout: Option<&SampleDropout>,
     keep_maps: bool,
-) -> Result<(f64, Vec<TapMap>)> {
+) -> Result<Vec<(f64, Vec<TapMap>)>> {
     let pools = net.kind.tap_pools().ok_or_else(|| Error::invalid(format!("tiling is supported for the VGG metrics, not {}", net.kind)))?;
     let (rows, cols) = (tile_spans(h, core), tile_spans(w, core));
-    let mut sums = vec![0.0f64; pools.len()];
-    let mut whole: Vec<TapMap> =
-        if keep_maps { pools.iter().map(|&p| (h >> p, w >> p, vec![0.0f32; (h >> p) * (w >> p)])).collect() } else { vec![] };
+    let mut sums = vec![vec![0.0f64; pools.len()]; candidates.len()];
+    let whole_maps = || -> Vec<TapMap> { pools.iter().map(|&p| (h >> p, w >> p, vec![0.0f32; (h >> p) * (w >> p)])).collect() };
+    let mut whole: Vec<Vec<TapMap>> = (0..candidates.len()).map(|_| if keep_maps { whole_maps() } else { vec![] }).collect();
+    let pairs = [(0, 0)];
     for r in &rows {
         for c in &cols {
             let (th, tw) = (r.end - r.start, c.end - c.start);
@@ -371,30 +381,53 @@ fn tiled(
                 }
                 out
             };
-            let ref_taps = net.taps(&crop(reference), 1, th, tw, None)?;
-            let maps = net.maps_against(&ref_taps, &crop(candidate), 1, th, tw, None, &[(0, 0)])?;
-            for (t, map) in maps[0].iter().enumerate() {
-                let [_, _, mh, mw] = ref_taps.shapes[t];
-                let (y0, y1) = tap_range(r, h, pools[t]);
-                let (x0, x1) = tap_range(c, w, pools[t]);
-                debug_assert!(y1 <= mh && x1 <= mw);
-                let (y1, x1) = (y1.min(mh), x1.min(mw));
-                let mut s = 0.0f64;
-                for y in y0..y1 {
-                    let core_row = &map[y * mw + x0..y * mw + x1];
-                    s += core_row.iter().map(|&v| v as f64).sum::<f64>();
-                    if let Some((_, ww, values)) = whole.get_mut(t) {
-                        // Tile tap coordinates are offset by the tile origin's tap coordinates.
-                        let (gy, gx) = (y + (r.start >> pools[t]), x0 + (c.start >> pools[t]));
-                        values[gy * *ww + gx..gy * *ww + gx + core_row.len()].copy_from_slice(core_row);
+            let tile_masks: Option<Vec<(Vec<usize>, Vec<f32>)>> = dropout.map(|d| {
+                VGG_CONV_INPUTS
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &(channels, pool))| {
+                        debug_assert_eq!(d.shape(k).0, channels);
+                        // Floor pools: the tile's grid at this block is `th >> pool` cells
+                        // from cell `start >> pool` of the whole input's grid.
+                        let (mh, mw) = (th >> pool, tw >> pool);
+                        let mut m = vec![0.0f32; channels * mh * mw];
+                        d.expand_into(k, (r.start >> pool, mh), (c.start >> pool, mw), &mut m);
+                        (vec![1, channels, mh, mw], m)
+                    })
+                    .collect()
+            });
+            let mask_inputs: Option<Vec<(Vec<usize>, &[f32])>> =
+                tile_masks.as_ref().map(|m| m.iter().map(|(shape, v)| (shape.clone(), v.as_slice())).collect());
+            let masks = mask_inputs.as_deref();
+            let ref_taps = net.taps(&crop(reference), 1, th, tw, masks)?;
+            for (k, candidate) in candidates.iter().enumerate() {
+                let maps = net.maps_against(&ref_taps, &crop(candidate), 1, th, tw, masks, &pairs)?;
+                for (t, map) in maps[0].iter().enumerate() {
+                    let [_, _, mh, mw] = ref_taps.shapes[t];
+                    let (y0, y1) = tap_range(r, h, pools[t]);
+                    let (x0, x1) = tap_range(c, w, pools[t]);
+                    debug_assert!(y1 <= mh && x1 <= mw);
+                    let (y1, x1) = (y1.min(mh), x1.min(mw));
+                    let mut s = 0.0f64;
+                    for y in y0..y1 {
+                        let core_row = &map[y * mw + x0..y * mw + x1];
+                        s += core_row.iter().map(|&v| v as f64).sum::<f64>();
+                        if let Some((_, ww, values)) = whole[k].get_mut(t) {
+                            // Tile tap coordinates are offset by the tile origin's tap coordinates.
+                            let (gy, gx) = (y + (r.start >> pools[t]), x0 + (c.start >> pools[t]));
+                            values[gy * *ww + gx..gy * *ww + gx + core_row.len()].copy_from_slice(core_row);
+                        }
                     }
+                    sums[k][t] += s;
                 }
-                sums[t] += s;
             }
         }
     }
-    let d = pools.iter().zip(&sums).map(|(&p, &s)| s / ((h >> p) * (w >> p)) as f64).sum();
-    Ok((d, whole))
+    Ok(sums
+        .into_iter()
+        .zip(whole)
+        .map(|(sums, maps)| (pools.iter().zip(&sums).map(|(&p, &s)| s / ((h >> p) * (w >> p)) as f64).sum(), maps))
+        .collect())
 }
 
 #[cfg(test)]

@@ -36,8 +36,9 @@ pub struct NetworkArgs {
     /// Seed of the random transforms and dropout.
     #[arg(long, value_name = "S", default_value_t = 0, help_heading = "Sampling")]
     pub seed: u64,
-    /// lpips-vgg: evaluate in tiles with cores of N pixels (0 = never) [default: tile images
-    /// above 2.4 Mpx with 768-pixel cores]. Same result to float32 rounding, bounded memory.
+    /// lpips-vgg, elpips-vgg (per sample): evaluate in tiles with cores of N pixels (0 = never)
+    /// [default: tile inputs above 1 Mpx with 512-pixel cores]. Same result to float32
+    /// rounding, bounded memory.
     #[arg(long, value_name = "N", help_heading = "Network")]
     pub tile: Option<u32>,
 }
