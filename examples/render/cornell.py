@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Render the frames for the end-to-end gate example: a Cornell box, four ways.
+"""Render the frames for the end-to-end gate example: a Cornell box, five ways.
 
     .cache/e2e-venv/bin/python examples/render/cornell.py --out .cache/e2e
 
@@ -10,8 +10,9 @@ sRGB-encoded PNG (`NAME.png`, exposure 1, clamped to [0,1]):
   noisy      the same scene at --spp samples per pixel, another seed
   denoised   `noisy` through Open Image Denoise (RT filter, HDR, with albedo and normal AOVs)
   blurred    a broken "denoiser": `noisy` under a heavy Gaussian blur (sigma --blur-sigma pixels)
+  splotched  `denoised` with one bright magenta 6x6 blotch: a local artefact that only a map rule catches
 
-plus `manifest.csv`, the three candidates against the reference for `elpips check --manifest`,
+plus `manifest.csv`, the first three candidates against the reference for `elpips check --manifest`,
 each with the example's threshold (--max-distance, default 0.015: the denoised frame sits well
 below it, the noisy and the blurred ones well above).
 
@@ -61,6 +62,17 @@ def gaussian_blur(img: np.ndarray, sigma: float) -> np.ndarray:
     h, w = img.shape[:2]
     rows = sum(k[i] * p[i:i + h, :, :] for i in range(2 * r + 1))
     return sum(k[i] * rows[:, i:i + w, :] for i in range(2 * r + 1)).astype(np.float32)
+
+
+def splotch(img: np.ndarray) -> np.ndarray:
+    """The denoised frame with one small local artefact: a bright magenta 6x6 blotch on the back wall
+    (36 pixels, what a cluster of unresolved fireflies leaves). Its mean distance is as small as
+    the denoiser's, so only a rule on the map catches it (tests/e2e/render_gate.py)."""
+    out = img.copy()
+    h, w = out.shape[:2]
+    y, x = h * 2 // 5, w // 2
+    out[y:y + 6, x:x + 6, :3] = (6.0, 0.0, 6.0)
+    return out
 
 
 def write_atomic(path: str, write) -> None:
@@ -113,12 +125,12 @@ def main() -> int:
              "script_sha256": script}
     os.makedirs(a.out, exist_ok=True)
     stamp_path = os.path.join(a.out, "stamp.json")
-    names = ("reference", "noisy", "denoised", "blurred")
+    names = ("reference", "noisy", "denoised", "blurred", "splotched")
 
     def write_manifest(p):
         with open(p, "w", encoding="utf-8") as f:
             f.write("name,reference,candidate,max_distance\n")
-            for n in names[1:]:
+            for n in names[1:4]:
                 f.write(f"{n},reference.png,{n}.png,{a.max_distance}\n")
     write_atomic(os.path.join(a.out, "manifest.csv"), write_manifest)
     if not a.force and os.path.isfile(stamp_path) and all(
@@ -139,8 +151,9 @@ def main() -> int:
     denoised = pyoidn.denoise(low["color"], low["albedo"], low["normal"], hdr=True)
     timings["denoise_s"] = time.perf_counter() - t
     blurred = gaussian_blur(low["color"], a.blur_sigma)
+    splotched = splotch(denoised)
 
-    for name, img in zip(names, (ref, low["color"], denoised, blurred)):
+    for name, img in zip(names, (ref, low["color"], denoised, blurred, splotched)):
         if not np.isfinite(img).all():
             print(f"cornell.py: {name} has non-finite pixels; refusing to write it", file=sys.stderr)
             return 1

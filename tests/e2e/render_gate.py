@@ -7,7 +7,9 @@ Checks, with `elpips check` on the Cornell box frames:
   * the OIDN-denoised frame passes at the manifest's threshold, stopping before the sample cap;
   * the manifest run, in two shards merged afterwards, passes `denoised` and fails `noisy` and
     `blurred` (exit 1), and its JUnit report says so;
-  * with --heatmap, the blurred frame's heatmap is written (PNG, inferno colour map).
+  * with --heatmap, the blurred frame's heatmap is written (PNG, inferno colour map);
+  * a small local artefact (the splotched frame) passes --max-distance but fails the map rules,
+    which the denoised frame passes.
 Standard library only; prints one line per check and exits non-zero on the first wrong outcome.
 """
 from __future__ import annotations
@@ -85,6 +87,25 @@ def main() -> int:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n", "the heatmap is a PNG"
     assert v["heatmap"]["max"] > v["distance"], v["heatmap"]
     print(f"ok   heatmap of the blurred frame: {heatmap} (max {v['heatmap']['max']:.4f})")
+    # A local artefact (a bright magenta 6x6 blotch on the denoised frame): its mean distance
+    # passes the threshold, so only the rules on the map catch it; the denoised frame passes them.
+    rules = ["--pixel-threshold", "0.03", "--max-fail-percent", "0.005", "--hard-fail", "0.04",
+             "--map-samples", "64"]
+    splotched = os.path.join(frames, "splotched.exr")
+    r = run(base + [os.path.join(frames, "reference.exr"), splotched, "--max-distance", threshold, "--json"], expect=0)
+    v = json.loads(r.stdout)
+    print(f"ok   splotched passes the distance alone: {v['distance']:.4f} <= {threshold}")
+    r = run(base + [os.path.join(frames, "reference.exr"), splotched, "--max-distance", threshold, *rules,
+                    "--json"], expect=1)
+    v = json.loads(r.stdout)
+    assert v["map"]["verdict"] == "above" and v["distance"] <= float(threshold), v
+    print(f"ok   splotched fails the map rules: {v['map']['fail_percent_lower']:.3f}% of pixels surely above 0.03, "
+          f"max >= {v['map']['max_lower']:.3f}")
+    r = run(base + [os.path.join(frames, "reference.exr"), os.path.join(frames, "denoised.exr"),
+                    "--max-distance", threshold, *rules, "--json"], expect=0)
+    v = json.loads(r.stdout)
+    assert v["map"]["verdict"] == "below", v
+    print(f"ok   denoised passes the same map rules (max <= {v['map']['max_upper']:.3f})")
     print("render_gate: all checks passed")
     return 0
 
