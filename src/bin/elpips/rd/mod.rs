@@ -240,7 +240,7 @@ fn measure(args: &RdArgs, quiet: bool) -> Result<RdFile, Error> {
         bootstrap: args.bootstrap,
         codecs: codecs.iter().map(|c| c.name()).collect(),
         metric: args.network.metric.name().to_owned(),
-        sampler: args.network.sampler.name().to_owned(),
+        sampler: args.network.sampler().name().to_owned(),
         sampling: format!("{sampling:?}"),
         scale_levels: args.network.scale_levels,
         seed: args.network.seed,
