@@ -25,7 +25,7 @@ static void defaults(void) {
     CHECK(o.metric == ELPIPS_METRIC_ELPIPS_VGG);
     CHECK(o.device == ELPIPS_DEVICE_CPU);
     CHECK(o.seed == 0);
-    CHECK(o.sampler == ELPIPS_SAMPLER_IID);
+    CHECK(o.sampler == ELPIPS_SAMPLER_CONTROL); /* the default since issue 18 */
     CHECK(o.sampling == ELPIPS_SAMPLING_ADAPTIVE);
     CHECK(o.abs_error == 0.01 && o.rel_error == 0.025);
     CHECK(o.max_samples == 200 && o.min_samples == 16 && o.samples == 200);

@@ -240,7 +240,7 @@ class Reference:
 
 class Context:
     """A loaded metric. `samples=N` draws exactly N E-LPIPS samples (with the `sampler`,
-    "iid", "stratified" or "control"); leaving it None samples
+    "control" (the default), "iid" or "stratified"); leaving it None samples
     adaptively (until the 95% half-width is below `abs_error` and `rel_error` x distance, at most
     `max_samples`). Linear float images (`linear=True`) are tone mapped: `exposure` stops, then
     `tonemap` ("clamp", "reinhard" or "none"), then sRGB encoding; RGBA images are read with
@@ -249,7 +249,7 @@ class Context:
 
     def __init__(self, metric: str = "elpips-vgg", *, seed: int = 0, samples: Optional[int] = None,
                  abs_error: Optional[float] = None, rel_error: Optional[float] = None,
-                 max_samples: Optional[int] = None, min_samples: Optional[int] = None, sampler: str = "iid",
+                 max_samples: Optional[int] = None, min_samples: Optional[int] = None, sampler: str = "control",
                  threads: int = 0,
                  scale_levels: Optional[int] = None, max_pixels: Optional[int] = None, device: str = "cpu",
                  runtime_library: Optional[str] = None, model_dir: Optional[str] = None,
