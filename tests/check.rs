@@ -145,6 +145,7 @@ fn manifest_shards_merge_into_the_whole_run() {
     let expected: Vec<(String, String)> = expected.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
     assert_eq!(statuses(&whole), expected);
     assert_eq!(whole["counts"]["error"], 1);
+    assert_eq!(whole["device"], "cpu");
     assert_eq!(whole["results"][3]["max_distance"], 0.9, "a row's threshold overrides --max-distance");
 
     // Three shards: rows i, i+3, ...; disjoint, together all rows; merged = the whole run.
@@ -167,6 +168,7 @@ fn manifest_shards_merge_into_the_whole_run() {
     let merged: Value = serde_json::from_slice(&std::fs::read(&merged_path).unwrap()).unwrap();
     assert_eq!(statuses(&merged), statuses(&whole));
     assert_eq!(merged["counts"], whole["counts"]);
+    assert_eq!(merged["device"], "cpu", "the parts' one device");
 
     let xml = std::fs::read_to_string(&junit).unwrap();
     assert!(xml.contains(r#"<testsuites tests="5" failures="1" errors="1""#), "{xml}");

@@ -44,6 +44,7 @@ fn lpips_json_has_the_documented_fields() {
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["metric"], "lpips-vgg");
+    assert_eq!(v["device"], "cpu", "every result says which device ran");
     assert!((v["distance"].as_f64().unwrap() - 0.568612813949585).abs() < 1e-5);
     assert_eq!(v["std_error"], 0.0);
     assert_eq!(v["ci95"], 0.0);

@@ -18,6 +18,7 @@ fn rank_json_orders_candidates_and_reports_differences() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["samples"], 6);
+    assert_eq!(v["device"], "cpu");
     assert_eq!(v["ranking"][0], 2, "the reference itself ranks first: {v}");
     assert_eq!(v["candidates"][2]["distance"], 0.0);
     assert_eq!(v["differences"].as_array().unwrap().len(), 3);

@@ -67,6 +67,7 @@ fn rd_writes_curves_bd_rates_and_plots_and_shards_merge_to_the_whole() {
     let v = json(&whole.join("rd.json"));
     let webp = &v["bd_rate"]["webp"];
     assert_eq!(webp["vs"], "jpeg");
+    assert_eq!(v["device"], "cpu");
     let (p, ci) = (webp["percent"].as_f64().unwrap(), webp["ci95"].as_f64().unwrap());
     let (lo, hi) = (webp["lower"].as_f64().unwrap(), webp["upper"].as_f64().unwrap());
     assert!(ci > 0.0 && lo < hi && (hi - lo - 2.0 * ci).abs() < 1e-9, "{webp}");
@@ -91,6 +92,7 @@ fn rd_writes_curves_bd_rates_and_plots_and_shards_merge_to_the_whole() {
     let m = json(&merged.join("rd.json"));
     assert_eq!(m["bd_rate"], v["bd_rate"]);
     assert_eq!(m["points"], v["points"]);
+    assert_eq!(m["device"], "cpu");
     assert_eq!(printed, m);
 
     let refused = |args: &[&str], want: &str| {

@@ -76,6 +76,7 @@ fn the_server_answers_every_line_and_survives_bad_ones() {
     err(7, "no prepared reference has handle 99");
     assert_eq!(a[8]["verdict"], "below");
     assert_eq!(a[8]["metric"], "lpips-vgg");
+    assert_eq!(a[8]["device"], "cpu");
     assert!(a[9]["bytes"].as_u64().unwrap() > 100 && decoded.exists());
     assert_eq!(a[10]["released"], 1);
     err(11, "no prepared reference has handle 1");

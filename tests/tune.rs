@@ -70,6 +70,7 @@ fn check_run(v: &Value, out: &Path, codec: &str) -> (i64, f64, usize) {
         assert!(v.get(key).is_some(), "{key} missing from {v}");
     }
     assert_eq!(v["codec"], codec);
+    assert_eq!(v["device"], "cpu");
     let probes = v["probes"].as_array().unwrap();
     let settings: Vec<i64> = probes.iter().map(|p| p["setting"].as_i64().unwrap()).collect();
     let mut unique = settings.clone();

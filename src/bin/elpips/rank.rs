@@ -41,14 +41,14 @@ pub fn run(args: RankArgs) -> Result<(), Error> {
     let refs: Vec<&Image> = candidates.iter().collect();
     let m = metric.compare_many(&reference, &refs)?;
     if args.json {
-        print_json(&args, kind, &m);
+        print_json(&args, kind, metric.device().name(), &m);
     } else {
         print_table(&args, kind, &m);
     }
     Ok(())
 }
 
-fn print_json(args: &RankArgs, kind: MetricKind, m: &MultiEstimate) {
+fn print_json(args: &RankArgs, kind: MetricKind, device: &str, m: &MultiEstimate) {
     let order = m.ranking();
     let candidates: Vec<serde_json::Value> = m
         .distances
@@ -71,6 +71,7 @@ fn print_json(args: &RankArgs, kind: MetricKind, m: &MultiEstimate) {
         .collect();
     let mut obj = serde_json::json!({
         "metric": kind.name(),
+        "device": device,
         "reference": args.reference,
         "samples": m.samples,
         "seed": args.network.seed,

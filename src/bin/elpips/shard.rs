@@ -8,6 +8,13 @@ use std::path::Path;
 
 use elpips::Error;
 
+/// The device of a merged run: the parts' devices, each once, in name order (`cpu`,
+/// `cpu,cuda` where shards ran on both); `None` where no part names one.
+pub fn devices<'a>(parts: impl IntoIterator<Item = Option<&'a str>>) -> Option<String> {
+    let set: std::collections::BTreeSet<&str> = parts.into_iter().flatten().collect();
+    (!set.is_empty()).then(|| set.into_iter().collect::<Vec<_>>().join(","))
+}
+
 /// `--shard I/N`: `(I, N)` with `0 <= I < N`.
 pub fn parse(s: &str) -> Result<(usize, usize), Error> {
     let bad = || Error::InvalidArgument(format!("--shard takes I/N with 0 <= I < N (e.g. 0/4), not `{s}`"));
@@ -48,6 +55,13 @@ pub fn require_complete<'a>(parts: impl IntoIterator<Item = (&'a Path, u64, u64)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_merge_names_each_device_of_its_parts_once() {
+        assert_eq!(devices([Some("cpu"), Some("cpu")]).as_deref(), Some("cpu"));
+        assert_eq!(devices([Some("cuda"), None, Some("cpu"), Some("cuda")]).as_deref(), Some("cpu,cuda"));
+        assert_eq!(devices([None, None]), None);
+    }
 
     #[test]
     fn shards_parse_and_refuse_nonsense() {

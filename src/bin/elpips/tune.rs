@@ -164,7 +164,7 @@ pub fn run(mut args: TuneArgs) -> Result<(), Error> {
             .map_err(|e| Error::Io { path: path.clone(), reason: e.to_string() })?;
         elpips::io::write_atomic(path, &png)?;
     }
-    print_outcome(&args, codec, kind, guide_kind, goal, &outcome, seconds);
+    print_outcome(&args, codec, kind, metric.device(), guide_kind, goal, &outcome, seconds);
     Ok(())
 }
 
@@ -178,7 +178,8 @@ pub fn encoder_pixels(path: &Path) -> Result<(Vec<u8>, u32), Error> {
     Ok(if img.color().has_alpha() { (img.to_rgba8().into_raw(), 4) } else { (img.to_rgb8().into_raw(), 3) })
 }
 
-fn print_outcome(args: &TuneArgs, codec: Codec, kind: MetricKind, guide: Option<MetricKind>, goal: Goal, outcome: &Outcome, seconds: f64) {
+#[allow(clippy::too_many_arguments)] // the outcome and what produced it, printed as one record
+fn print_outcome(args: &TuneArgs, codec: Codec, kind: MetricKind, device: elpips::Device, guide: Option<MetricKind>, goal: Goal, outcome: &Outcome, seconds: f64) {
     let chosen = outcome.chosen_probe().expect("checked by the caller");
     let goal_name = match goal {
         Goal::MaxDistance(_) => "max-distance",
@@ -213,6 +214,7 @@ fn print_outcome(args: &TuneArgs, codec: Codec, kind: MetricKind, guide: Option<
             "goal": goal_name,
             "threshold": goal.threshold(),
             "metric": kind.name(),
+            "device": device.name(),
             "seed": args.network.seed,
             "error_rate": args.error_rate,
             "probes": probes,

@@ -56,6 +56,7 @@ pub fn merge(args: &CheckArgs) -> Result<ExitCode, Error> {
     let seconds: f64 = parts.iter().map(|(_, s)| s.seconds).sum();
     let mut summary = Summary {
         counts: Default::default(),
+        device: crate::shard::devices(parts.iter().map(|(_, s)| s.device.as_deref())),
         digest: None,
         elpips_check: SUMMARY_FORMAT,
         manifest: first.manifest.clone(),

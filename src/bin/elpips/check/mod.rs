@@ -285,6 +285,7 @@ pub fn run(mut args: CheckArgs) -> Result<ExitCode, Error> {
 
     let mut summary = Summary {
         counts: Default::default(),
+        device: Some(metric.device().name().to_owned()),
         digest: None,
         elpips_check: SUMMARY_FORMAT,
         manifest: manifest.as_ref().map(|(p, _)| p.display().to_string()),
@@ -646,6 +647,7 @@ mod tests {
     fn sealed(results: Vec<CaseResult>, shard: Option<Shard>, rows: u64) -> Summary {
         let mut s = Summary {
             counts: Default::default(),
+            device: Some("cpu".into()),
             digest: None,
             elpips_check: SUMMARY_FORMAT,
             manifest: Some("m.csv".into()),

@@ -29,6 +29,10 @@ pub const MAX_ROWS: u64 = 1 << 24;
 #[serde(deny_unknown_fields)]
 pub struct Summary {
     pub counts: Counts,
+    /// Where the networks ran (`cpu`, `cuda`; a merge lists its parts' devices, `cpu,cuda`).
+    /// Not a setting: shards may run on different machines and still merge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
     /// sha256 of [`Summary::canonical`]: a check that the file is whole and unedited, not a
     /// signature (anyone can recompute it).
     #[serde(default, skip_serializing_if = "Option::is_none")]

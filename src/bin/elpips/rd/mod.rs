@@ -73,6 +73,10 @@ pub struct RdArgs {
 #[serde(deny_unknown_fields)]
 struct RdFile {
     bd_rate: BTreeMap<String, BdRate>,
+    /// Where the networks ran (`cpu`, `cuda`; a merge lists its parts' devices). Not a
+    /// setting: parts measured on different machines still merge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    device: Option<String>,
     /// sha256 of the file without this field: whole and unedited (not a signature).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     digest: Option<String>,
@@ -247,7 +251,7 @@ fn measure(args: &RdArgs, quiet: bool) -> Result<RdFile, Error> {
         settings,
     };
     let shard = shard.map(|(i, n)| Shard { index: i as u64, count: n as u64 });
-    Ok(seal(RdFile { bd_rate: BTreeMap::new(), digest: None, elpips_rd: RD_FORMAT, images: names, merged: None, points, settings, shard }))
+    Ok(seal(RdFile { bd_rate: BTreeMap::new(), device: Some(metric.device().name().to_owned()), digest: None, elpips_rd: RD_FORMAT, images: names, merged: None, points, settings, shard }))
 }
 
 /// The images of the run: the arguments, or the corpus folder's image files in name order.
@@ -384,6 +388,7 @@ fn merge(args: &RdArgs) -> Result<RdFile, Error> {
     points.sort_by_key(|p| index[p.image.as_str()]);
     let file = RdFile {
         bd_rate: BTreeMap::new(),
+        device: crate::shard::devices(parts.iter().map(|(_, f)| f.device.as_deref())),
         digest: None,
         elpips_rd: RD_FORMAT,
         images: first.images.clone(),
