@@ -320,7 +320,7 @@ fn manifest_mistakes_name_the_line() {
         ("b.csv", "reference,candidate,max_distance\na.png,b.png,abc\n", "b.csv:2: max_distance `abc` is not a number"),
         ("c.csv", "reference,candidate\n", "lists no pairs"),
         ("d.jsonl", "{\"reference\": \"a.png\"}\n", "d.jsonl:1:"),
-        ("e.csv", "reference,candidate\na.png,b.png\n", "row 1 (b.png) has no max_distance"),
+        ("e.csv", "reference,candidate\na.png,b.png\n", "row 1 (b.png) has no rule: give it a max_distance or a map rule"),
     ];
     for (name, text, needle) in cases {
         let p = dir.path().join(name);

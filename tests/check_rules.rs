@@ -89,6 +89,54 @@ fn a_local_splotch_fails_the_map_rules_and_faint_noise_of_the_same_distance_pass
     assert_eq!(plain.status.code(), Some(0), "{}", text(&plain.stderr));
 }
 
+/// The map rules gate alone, as idiff's do (no --max-distance): a single pair, and manifest rows
+/// without a max_distance, sharded and merged; the pair's whole error rate goes to the map.
+#[test]
+fn map_rules_gate_without_a_distance_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (r, sp, no) = fixtures(d);
+    let rules = ["--pixel-threshold", "0.02", "--max-fail-percent", "0.5", "--hard-fail", "0.03"];
+    let splotch = elpips(&[&["check", s(&r), s(&sp), "--json"][..], &rules].concat(), &[]);
+    assert_eq!(splotch.status.code(), Some(1), "{}", text(&splotch.stderr));
+    let a = json(&splotch);
+    assert_eq!(a["map"]["verdict"], "above", "{a}");
+    for absent in ["max_distance", "distance", "verdict", "samples"] {
+        assert!(a.get(absent).is_none(), "{absent} in a map-only result: {a}");
+    }
+    let noise = elpips(&[&["check", s(&r), s(&no)][..], &rules].concat(), &[]);
+    assert_eq!(noise.status.code(), Some(0), "{}", text(&noise.stderr));
+    assert!(text(&noise.stdout).starts_with("PASS by the map rules"), "{}", text(&noise.stdout));
+    // No rule at all is still refused, and says what to give.
+    let none = elpips(&["check", s(&r), s(&no)], &[]);
+    assert_eq!(none.status.code(), Some(2));
+    assert!(text(&none.stderr).contains("unless a map rule is given"), "{}", text(&none.stderr));
+
+    // A manifest: two map-only rows, one with a distance rule only, one with no rule (refused).
+    let m = d.join("m.csv");
+    std::fs::write(&m, "reference,candidate,name,max_distance,hard_fail\nref.png,splotch.png,splotch,,0.03\nref.png,noise.png,noise,,0.03\nref.png,ref.png,same,0.01,\n").unwrap();
+    let mut parts = Vec::new();
+    for shard in ["0/2", "1/2"] {
+        let p = d.join(format!("s{}.json", &shard[..1]));
+        let o = elpips(&["check", "--manifest", s(&m), "--shard", shard, "--summary", s(&p)], &[]);
+        assert!(o.status.code() == Some(1) || o.status.code() == Some(0), "{}", text(&o.stderr));
+        parts.push(p);
+    }
+    let junit = d.join("junit.xml");
+    let o = elpips(&["check", "--merge", s(&parts[0]), s(&parts[1]), "--json", "--junit", s(&junit)], &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let v = json(&o);
+    let statuses: Vec<(&str, &str)> = v["results"].as_array().unwrap().iter().map(|r| (r["name"].as_str().unwrap(), r["status"].as_str().unwrap())).collect();
+    assert_eq!(statuses, [("splotch", "fail"), ("noise", "pass"), ("same", "pass")]);
+    assert!(v["results"][0].get("max_distance").is_none() && v["results"][2]["max_distance"] == 0.01);
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains("type=\"elpips.map\"") && xml.contains("map rule failed: largest pixel"), "{xml}");
+    std::fs::write(&m, "reference,candidate,name,max_distance,hard_fail\nref.png,noise.png,noise,,0.03\nref.png,ref.png,bare,,\n").unwrap();
+    let o = elpips(&["check", "--manifest", s(&m)], &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("row 2 (bare) has no rule: give it a max_distance or a map rule"), "{}", text(&o.stderr));
+}
+
 /// A manifest whose rows take their tolerances from presets, checked in two shards that write
 /// one report folder, merged: the suite error rate, the report, the step summary, the
 /// annotations and JUnit all agree with the unsharded run.

@@ -21,10 +21,15 @@ fn undecided(r: &CaseResult) -> bool {
     r.verdict == Some(SideName::Undecided) || r.map.as_ref().is_some_and(|m| m.verdict == SideName::Undecided)
 }
 
+/// A row's max_distance, or `–` for a row gated by its map rules alone.
+pub fn threshold(t: Option<f64>) -> String {
+    t.map_or("–".to_owned(), |t| t.to_string())
+}
+
 /// What went wrong with a pair, in one line.
-fn what(r: &CaseResult) -> String {
+pub fn what(r: &CaseResult) -> String {
     let mut s = match (r.distance, r.ci95) {
-        (Some(d), Some(ci)) => format!("E-LPIPS distance {d:.6} ± {ci:.6} (max_distance {})", r.max_distance),
+        (Some(d), Some(ci)) => format!("E-LPIPS distance {d:.6} ± {ci:.6} (max_distance {})", threshold(r.max_distance)),
         _ => String::new(),
     };
     if let Some(m) = &r.map {
@@ -115,7 +120,7 @@ pub fn step_summary(summary: &Summary) -> Result<(), Error> {
             cell(&r.name),
             f(r.distance),
             f(r.ci95),
-            r.max_distance,
+            threshold(r.max_distance),
             r.map.as_ref().and_then(|m| m.fail_percent).map_or("–".to_owned(), |p| format!("{p:.3}")),
             f(r.map.as_ref().map(|m| m.max)),
         ));

@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use super::summary::{Status, Summary};
+use super::summary::{SideName, Status, Summary};
 
 pub fn junit(summary: &Summary) -> String {
     let results = &summary.results;
@@ -41,17 +41,22 @@ pub fn junit(summary: &Summary) -> String {
             num(r.ci95),
             r.samples.map_or("null".to_string(), |n| n.to_string()),
             verdict.as_deref().unwrap_or("none"),
-            num(Some(r.max_distance))
+            num(r.max_distance)
         );
         match r.status {
             Status::Pass => {
                 let _ = writeln!(x, ">\n      <system-out>{}</system-out>\n    </testcase>", xml(&detail));
             }
             Status::Fail => {
-                let msg = format!("E-LPIPS distance {} > max_distance {}", num(r.distance), num(Some(r.max_distance)));
+                // The distance rule when it failed, else the map rule (CI's one-line account).
+                let distance_failed = r.verdict == Some(SideName::Above) || matches!((r.distance, r.max_distance), (Some(d), Some(t)) if d > t);
+                let (msg, kind) = match r.max_distance {
+                    Some(t) if distance_failed => (format!("E-LPIPS distance {} > max_distance {}", num(r.distance), num(Some(t))), "elpips.distance"),
+                    _ => (format!("map rule failed: {}", super::ci::what(r).trim_start_matches("; ")), "elpips.map"),
+                };
                 let _ = writeln!(
                     x,
-                    ">\n      <failure message=\"{}\" type=\"elpips.distance\">{}</failure>\n    </testcase>",
+                    ">\n      <failure message=\"{}\" type=\"{kind}\">{}</failure>\n    </testcase>",
                     xml(&msg),
                     xml(&detail)
                 );

@@ -195,15 +195,16 @@ pub fn run(mut args: CheckArgs) -> Result<ExitCode, Error> {
     for case in &mut cases {
         rules::resolve(case, presets.as_ref(), args.preset.as_deref(), &cli).map_err(|why| row_error(case, why))?;
     }
-    if let Some(c) = cases.iter().find(|c| c.max_distance.is_none()) {
+    // A row gates on its distance, its map, or both; one with neither rule would pass anything.
+    if let Some(c) = cases.iter().find(|c| c.max_distance.is_none() && !rules::has_map_rule(c)) {
         return Err(match &manifest {
             Some((p, _)) => invalid(format!(
-                "{}: row {} ({}) has no max_distance and --max-distance was not given",
+                "{}: row {} ({}) has no rule: give it a max_distance or a map rule (pixel_threshold with max_fail_percent, hard_fail), or give --max-distance",
                 p.display(),
                 c.row + 1,
                 c.name
             )),
-            None => invalid("--max-distance T is required (pass when the distance is at most T)"),
+            None => invalid("--max-distance T is required (pass when the distance is at most T), unless a map rule is given (--pixel-threshold V --max-fail-percent P, --hard-fail V)"),
         });
     }
     if args.update_references {
@@ -238,12 +239,12 @@ pub fn run(mut args: CheckArgs) -> Result<ExitCode, Error> {
     for case in &cases {
         let map_rule = rules::has_map_rule(case);
         // Two rule families (the distance, the map) share the pair's rate: by the union bound a
-        // wrong pair verdict needs a wrong family verdict.
-        let family_rate = if map_rule { pair_rate / 2.0 } else { pair_rate };
-        let gate = Gate { threshold: case.max_distance.unwrap(), error_rate: family_rate, ..gate };
+        // wrong pair verdict needs a wrong family verdict. A row with one family gives it all.
+        let family_rate = if map_rule && case.max_distance.is_some() { pair_rate / 2.0 } else { pair_rate };
+        let gate = case.max_distance.map(|t| Gate { threshold: t, error_rate: family_rate, ..gate });
         let t0 = Instant::now();
-        let outcome = check_pair(&mut metric, &load, case, &gate);
-        let mut result = case_result(undecided, case, &gate, outcome.as_ref().map(|(d, _, _)| *d).map_err(|e| e.to_string()));
+        let outcome = check_pair(&mut metric, &load, case, gate.as_ref());
+        let mut result = case_result(undecided, case, gate.as_ref(), outcome.as_ref().map(|(d, _, _)| *d).map_err(|e| e.to_string()));
         if let Ok((decision, reference, candidate)) = &outcome {
             let mut map = None;
             if map_rule {
@@ -257,15 +258,15 @@ pub fn run(mut args: CheckArgs) -> Result<ExitCode, Error> {
                         result.message = Some(format!("map rule: {e}"));
                     }
                 }
-                if result.status != Status::Error {
-                    settle(&mut result, decision, undecided, family_rate);
+                if result.status != Status::Error || (decision.is_none() && result.map.is_some()) {
+                    settle(&mut result, decision.as_ref(), undecided, family_rate);
                 }
             }
             let written = match (heatmap_path(&args, case, &result), &args.report) {
-                (Some(path), _) => Some(heatmap(&metric, reference, candidate, decision, map.as_ref(), &path, &args.heatmap)),
+                (Some(path), _) => Some(heatmap(&metric, reference, candidate, decision.as_ref(), map.as_ref(), &path, &args.heatmap)),
                 (None, Some(dir)) => Some(report::write_images(dir, case, reference, candidate).and_then(|path| {
                     let style = HeatmapArgs { heatmap: None, heatmap_max: Some(scale) };
-                    heatmap(&metric, reference, candidate, decision, map.as_ref(), &path, &style)
+                    heatmap(&metric, reference, candidate, decision.as_ref(), map.as_ref(), &path, &style)
                 })),
                 (None, None) => None,
             };
@@ -385,11 +386,14 @@ fn report_scale(args: &CheckArgs, cases: &[Case]) -> f32 {
 }
 
 /// The pair's status and message once its map rule is decided too (`pair_passes`).
-fn settle(r: &mut CaseResult, decision: &Decision, undecided: Undecided, family_rate: f64) {
+fn settle(r: &mut CaseResult, decision: Option<&Decision>, undecided: Undecided, family_rate: f64) {
     let Some(m) = &r.map else { return };
-    let distance = (r.verdict.unwrap_or(SideName::Undecided), decision.estimate_below);
     let (map, map_estimate) = summary::map_verdict(m, r.pixel_threshold, r.max_fail_percent, r.hard_fail).unwrap_or((m.verdict, false));
-    let pass = summary::pair_passes(&[distance, (map, map_estimate)], undecided);
+    let mut families = vec![(map, map_estimate)];
+    if let Some(d) = decision {
+        families.push((r.verdict.unwrap_or(SideName::Undecided), d.estimate_below));
+    }
+    let pass = summary::pair_passes(&families, undecided);
     r.status = if pass { Status::Pass } else { Status::Fail };
     if map == SideName::Undecided {
         let share = match (m.fail_percent_lower, m.fail_percent_upper, r.max_fail_percent) {
@@ -410,10 +414,15 @@ fn settle(r: &mut CaseResult, decision: &Decision, undecided: Undecided, family_
     }
 }
 
-fn check_pair(metric: &mut Metric, load: &LoadOptions, case: &Case, gate: &Gate) -> Result<(Decision, Image, Image), Error> {
+/// The pair's images and, when it has a distance rule (`gate`), the sequential decision on it.
+fn check_pair(metric: &mut Metric, load: &LoadOptions, case: &Case, gate: Option<&Gate>) -> Result<(Option<Decision>, Image, Image), Error> {
     let reference = Image::open(&case.reference_path, load)?;
     let candidate = Image::open(&case.candidate_path, load)?;
-    let decision = metric.decide(&reference, &candidate, gate)?;
+    if gate.is_none() {
+        // Same failures as decide() would report (sizes, channels) before the map is measured.
+        metric.check_pair(&reference, &candidate)?;
+    }
+    let decision = gate.map(|g| metric.decide(&reference, &candidate, g)).transpose()?;
     Ok((decision, reference, candidate))
 }
 
@@ -441,10 +450,12 @@ fn heatmap_path(args: &CheckArgs, case: &Case, result: &CaseResult) -> Option<Pa
 /// sample's draw is the one `decide` used (iid draws are keyed by seed and index) and the map's
 /// mean is the verdict's distance. It costs that many samples again.
 /// A pair with a map rule shows the map that rule decided on instead (`map`), at no extra cost.
-fn heatmap(metric: &Metric, reference: &Image, candidate: &Image, decision: &Decision, map: Option<&Heatmap>, path: &Path, style: &HeatmapArgs) -> Result<Option<HeatmapInfo>, Error> {
-    let map = match map {
-        Some(m) => m.clone(),
-        None => {
+fn heatmap(metric: &Metric, reference: &Image, candidate: &Image, decision: Option<&Decision>, map: Option<&Heatmap>, path: &Path, style: &HeatmapArgs) -> Result<Option<HeatmapInfo>, Error> {
+    let map = match (map, decision) {
+        (Some(m), _) => m.clone(),
+        // A map-only row whose map could not be made: nothing to draw.
+        (None, None) => return Ok(None),
+        (None, Some(decision)) => {
             let mut options = metric.options().clone();
             options.sampling = Sampling::Fixed(decision.estimate.samples.max(1) as u32);
             let mut again = Metric::new(options)?;
@@ -459,7 +470,8 @@ fn heatmap(metric: &Metric, reference: &Image, candidate: &Image, decision: &Dec
 }
 
 /// The record of one pair (the unit of summaries, JUnit cases and text lines).
-fn case_result(undecided: Undecided, case: &Case, gate: &Gate, outcome: Result<Decision, String>) -> CaseResult {
+/// A pair without a distance rule (`gate` None) leaves its status to the map rule ([`settle`]).
+fn case_result(undecided: Undecided, case: &Case, gate: Option<&Gate>, outcome: Result<Option<Decision>, String>) -> CaseResult {
     let mut r = CaseResult {
         candidate: case.candidate.clone(),
         ci95: None,
@@ -468,7 +480,7 @@ fn case_result(undecided: Undecided, case: &Case, gate: &Gate, outcome: Result<D
         heatmap: None,
         lower: None,
         map: None,
-        max_distance: gate.threshold,
+        max_distance: gate.map(|g| g.threshold),
         max_fail_percent: case.max_fail_percent,
         message: None,
         name: case.name.clone(),
@@ -483,9 +495,10 @@ fn case_result(undecided: Undecided, case: &Case, gate: &Gate, outcome: Result<D
         upper: None,
         verdict: None,
     };
-    match outcome {
-        Err(e) => r.message = Some(e),
-        Ok(d) => {
+    match (outcome, gate) {
+        (Err(e), _) => r.message = Some(e),
+        (Ok(None), _) | (Ok(Some(_)), None) => {}
+        (Ok(Some(d)), Some(gate)) => {
             let pass = match d.verdict {
                 Side::Below => true,
                 Side::Above => false,
@@ -546,15 +559,18 @@ fn print_case(args: &CheckArgs, r: &CaseResult, single: bool) {
         Some(SideName::Undecided) => ("undecided", "~"),
         None => ("", "~"),
     };
-    let line = format!(
-        "{} {:.6} ± {:.6} {relation} {} ({verdict}; {} samples, {:.1} s)",
-        if r.status == Status::Pass { "PASS" } else { "FAIL" },
-        r.distance.unwrap_or(f64::NAN),
-        r.ci95.unwrap_or(0.0),
-        r.max_distance,
-        r.samples.map_or("null".to_string(), |n| n.to_string()),
-        r.seconds
-    );
+    let status = if r.status == Status::Pass { "PASS" } else { "FAIL" };
+    let line = match r.max_distance {
+        Some(t) => format!(
+            "{status} {:.6} ± {:.6} {relation} {t} ({verdict}; {} samples, {:.1} s)",
+            r.distance.unwrap_or(f64::NAN),
+            r.ci95.unwrap_or(0.0),
+            r.samples.map_or("null".to_string(), |n| n.to_string()),
+            r.seconds
+        ),
+        // Gated by the map rules alone: their line follows.
+        None => format!("{status} by the map rules ({:.1} s)", r.seconds),
+    };
     if single {
         println!("{line}");
     } else {
@@ -685,7 +701,7 @@ mod tests {
             heatmap: None,
             lower: Some(distance - 0.01),
             map: None,
-            max_distance: t,
+            max_distance: Some(t),
             max_fail_percent: None,
             message: None,
             name: format!("r{row}"),
@@ -754,5 +770,33 @@ mod tests {
         s.settings.undecided = Undecided::Fail;
         s.seal();
         assert!(parse(&s).unwrap_err().contains("status pass does not follow"));
+    }
+
+    #[test]
+    fn map_only_results_carry_no_distance_verdict_and_follow_their_map() {
+        let map = summary::MapResult { fail_percent: None, fail_percent_lower: None, fail_percent_upper: None, max: 0.2, max_lower: 0.1, max_upper: 0.3, samples: 32, verdict: SideName::Above };
+        let r = CaseResult {
+            ci95: None, distance: None, lower: None, upper: None, samples: None, std_error: None, verdict: None,
+            max_distance: None, hard_fail: Some(0.05), map: Some(map), status: Status::Fail,
+            ..decided(0, 0.1, 0.5)
+        };
+        let mut good = sealed(vec![r], None, 1);
+        good.settings.map_samples = Some(32);
+        good.seal();
+        assert_eq!(parse(&good).unwrap().results, good.results);
+        type Edit = fn(&mut Summary);
+        let cases: [(Edit, &str); 4] = [
+            (|s| s.results[0].status = Status::Pass, "status pass does not follow from map verdict"),
+            (|s| s.results[0].distance = Some(0.1), "a result without max_distance has no distance verdict"),
+            (|s| s.results[0].hard_fail = None, "a result needs a rule"),
+            (|s| s.results[0].map = None, "must be an error with a message"),
+        ];
+        for (edit, needle) in cases {
+            let mut s = good.clone();
+            edit(&mut s);
+            s.seal();
+            let e = parse(&s).unwrap_err();
+            assert!(e.contains(needle), "`{needle}` not in {e}");
+        }
     }
 }

@@ -160,7 +160,7 @@ td.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
             }
         }
         let m = r.map.as_ref();
-        let mut rules = vec![format!("distance ≤ {}", r.max_distance)];
+        let mut rules: Vec<String> = r.max_distance.iter().map(|t| format!("distance ≤ {t}")).collect();
         if let (Some(v), Some(p)) = (r.pixel_threshold, r.max_fail_percent) {
             rules.push(format!("≤ {p}% of pixels above {v}"));
         }
@@ -170,10 +170,14 @@ td.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
         if let Some(p) = &r.preset {
             rules.push(format!("preset {p}"));
         }
-        let mut verdicts = format!("distance: {}", verdict_name(r.verdict));
-        if let Some(m) = m {
-            let _ = write!(verdicts, "<br>map: {} ({} samples)", verdict_name(Some(m.verdict)), m.samples);
+        let mut verdicts = Vec::new();
+        if r.max_distance.is_some() {
+            verdicts.push(format!("distance: {}", verdict_name(r.verdict)));
         }
+        if let Some(m) = m {
+            verdicts.push(format!("map: {} ({} samples)", verdict_name(Some(m.verdict)), m.samples));
+        }
+        let verdicts = verdicts.join("<br>");
         let share = m.and_then(|m| m.fail_percent.map(|f| (f, m.fail_percent_lower, m.fail_percent_upper)));
         let share_cell = share.map_or("–".to_owned(), |(f, lo, hi)| format!("{f:.3} [{}, {}]", num(lo, 3), num(hi, 3)));
         let max_cell = m.map_or_else(|| num(r.heatmap.as_ref().map(|h| h.max), 4), |m| format!("{:.4} [{:.4}, {:.4}]", m.max, m.max_lower, m.max_upper));
@@ -182,7 +186,7 @@ td.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
             "<td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\" data-value=\"{}\">{share_cell}</td><td class=\"num\" data-value=\"{}\">{max_cell}</td><td>{}</td><td>{verdicts}{}</td></tr>",
             num(r.distance, 6),
             num(r.ci95, 6),
-            r.max_distance,
+            super::ci::threshold(r.max_distance),
             share.map_or(-1.0, |s| s.0),
             m.map_or(-1.0, |m| m.max),
             xml(&rules.join("; ")),

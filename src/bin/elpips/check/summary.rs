@@ -150,8 +150,9 @@ pub struct CaseResult {
     /// What the map rules measured (when the row has one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub map: Option<MapResult>,
-    #[serde(deserialize_with = "max_distance_nonneg")]
-    pub max_distance: f64,
+    /// The distance rule; absent on a row gated by its map rules alone.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "some_max_distance")]
+    pub max_distance: Option<f64>,
     /// The row's `--max-fail-percent` (with `pixel_threshold`).
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "some_percent")]
     pub max_fail_percent: Option<f64>,
@@ -477,9 +478,19 @@ fn check_result(r: &CaseResult, settings: &Settings) -> Result<(), String> {
         return Err("name, reference and candidate must not be empty".into());
     }
     let message = r.message.as_deref().filter(|m| !m.is_empty());
+    if r.pixel_threshold.is_some() != r.max_fail_percent.is_some() {
+        return Err("pixel_threshold and max_fail_percent go together".into());
+    }
+    let has_map_rule = r.pixel_threshold.is_some() || r.hard_fail.is_some();
+    if r.max_distance.is_none() && !has_map_rule {
+        return Err("a result needs a rule: max_distance or a map rule (pixel_threshold with max_fail_percent, or hard_fail)".into());
+    }
     let measured = (r.verdict, r.distance, r.std_error, r.ci95, r.lower, r.upper, r.samples);
-    let (verdict, distance, lower, upper, samples) = match measured {
-        (None, None, None, None, None, None, None) => {
+    // The distance family: (verdict, its point estimate passes, max_distance), when measured.
+    let mut families = Vec::new();
+    let mut distance_rule = None;
+    match (measured, r.max_distance) {
+        ((None, None, None, None, None, None, None), Some(_)) => {
             if r.status != Status::Error || message.is_none() {
                 return Err("a result without a verdict must be an error with a message".into());
             }
@@ -488,28 +499,38 @@ fn check_result(r: &CaseResult, settings: &Settings) -> Result<(), String> {
             }
             return Ok(());
         }
-        (Some(v), Some(d), Some(_), Some(_), Some(l), Some(u), Some(n)) => (v, d, l, u, n),
+        // A map-only row: its map result (below) carries the verdict.
+        ((None, None, None, None, None, None, None), None) => {
+            if r.map.is_none() {
+                if r.status != Status::Error || message.is_none() {
+                    return Err("a map-only result without its map result must be an error with a message".into());
+                }
+                if r.heatmap.is_some() {
+                    return Err("a result without a verdict has no heatmap".into());
+                }
+                return Ok(());
+            }
+        }
+        ((Some(verdict), Some(distance), Some(_), Some(_), Some(lower), Some(upper), Some(samples)), Some(t)) => {
+            if samples == 0 || samples > u64::from(settings.max_samples) {
+                return Err(format!("samples {samples} must be between 1 and max_samples {}", settings.max_samples));
+            }
+            // The gate's own rule (decision.rs); a NaN bound (written as null) decides neither side.
+            let (below, above) = (upper <= t, lower > t);
+            let bounds_agree = match verdict {
+                SideName::Below => below,
+                SideName::Above => above,
+                SideName::Undecided => !below && !above,
+            };
+            if !bounds_agree {
+                return Err(format!("verdict {verdict:?} does not follow from the bounds [{lower}, {upper}] around max_distance {t}").to_lowercase());
+            }
+            families.push((verdict, distance <= t));
+            distance_rule = Some((verdict, distance, t));
+        }
+        (_, None) => return Err("a result without max_distance has no distance verdict (verdict, distance, std_error, ci95, lower, upper, samples)".into()),
         _ => return Err("verdict, distance, std_error, ci95, lower, upper and samples go together".into()),
-    };
-    if samples == 0 || samples > u64::from(settings.max_samples) {
-        return Err(format!("samples {samples} must be between 1 and max_samples {}", settings.max_samples));
     }
-    let t = r.max_distance;
-    // The gate's own rule (decision.rs); a NaN bound (written as null) decides neither side.
-    let (below, above) = (upper <= t, lower > t);
-    let bounds_agree = match verdict {
-        SideName::Below => below,
-        SideName::Above => above,
-        SideName::Undecided => !below && !above,
-    };
-    if !bounds_agree {
-        return Err(format!("verdict {verdict:?} does not follow from the bounds [{lower}, {upper}] around max_distance {t}").to_lowercase());
-    }
-    let mut families = vec![(verdict, distance <= t)];
-    if r.pixel_threshold.is_some() != r.max_fail_percent.is_some() {
-        return Err("pixel_threshold and max_fail_percent go together".into());
-    }
-    let has_map_rule = r.pixel_threshold.is_some() || r.hard_fail.is_some();
     match (&r.map, has_map_rule) {
         (Some(m), true) => {
             if Some(m.samples) != settings.map_samples.map(u64::from) {
@@ -534,12 +555,11 @@ fn check_result(r: &CaseResult, settings: &Settings) -> Result<(), String> {
         Status::Error => message.is_some(),
     };
     if !status_agrees {
-        return Err(format!(
-            "status {:?} does not follow from verdict {verdict:?} (distance {distance}, max_distance {t}, undecided {})",
-            r.status,
-            settings.undecided.name()
-        )
-        .to_lowercase());
+        let because = match distance_rule {
+            Some((verdict, distance, t)) => format!("verdict {verdict:?} (distance {distance}, max_distance {t}"),
+            None => format!("map verdict {:?} (no max_distance", r.map.as_ref().map(|m| m.verdict)),
+        };
+        return Err(format!("status {:?} does not follow from {because}, undecided {})", r.status, settings.undecided.name()).to_lowercase());
     }
     if families.iter().any(|f| f.0 == SideName::Undecided) && message.is_none() {
         return Err("an undecided result carries its message".into());
