@@ -14,7 +14,7 @@ use crate::estimate::{Estimate, Progress, Sampling};
 use crate::ensemble::{for_each_batch, group_by_size, Draw};
 use crate::estimate::sampler::{Plan, SamplerKind};
 use crate::estimate::sequential::{check_budget, sample};
-use crate::network::taps::{tiled, tiled_distance, tiled_maps, FeatureNet, TapMap, Precision, Taps, AUTO_TILE_PIXELS, DEFAULT_TILE};
+use crate::network::taps::{tiled, tiled_distance, tiled_maps, FeatureNet, TapMap, Precision, Taps, AUTO_TILE_PIXELS, DEFAULT_TILE, ELPIPS_TILE};
 use crate::image::{check_same_size, Image};
 use crate::linear_weights::LinearWeights;
 use crate::network::models::{contract, model_dir_in, MetricKind};
@@ -51,7 +51,8 @@ pub struct MetricOptions {
     /// Arithmetic of the networks (fp32 by default; int8 is opt-in, lpips-vgg only).
     pub precision: Precision,
     /// The VGG metrics: tile core side in pixels (rounded up to 16); `Some(0)` = never tile;
-    /// `None` = tile inputs above 1 Mpx with 512-pixel cores. LPIPS-VGG tiles the image;
+    /// `None` = tile inputs above 1 Mpx, LPIPS-VGG with 512-pixel cores, E-LPIPS with 256-pixel
+    /// ones (it holds more beside a tile). LPIPS-VGG tiles the image;
     /// E-LPIPS tiles each sample's transformed input (its network input), with that sample's
     /// dropout masks cut to each tile. The tiled distance equals the untiled one to float32
     /// rounding (see `network::taps`).
@@ -232,7 +233,10 @@ impl Metric {
         match self.options.tile_size {
             Some(0) => None,
             Some(t) => Some(t as usize),
-            None => (h as u64 * w as u64 > AUTO_TILE_PIXELS).then_some(DEFAULT_TILE as usize),
+            None => {
+                let core = if self.kind().is_ensemble() { ELPIPS_TILE } else { DEFAULT_TILE };
+                (h as u64 * w as u64 > AUTO_TILE_PIXELS).then_some(core as usize)
+            }
         }
     }
 
