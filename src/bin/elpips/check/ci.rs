@@ -28,25 +28,20 @@ pub fn threshold(t: Option<f64>) -> String {
 
 /// What went wrong with a pair, in one line.
 pub fn what(r: &CaseResult) -> String {
-    let mut s = match (r.distance, r.ci95) {
-        (Some(d), Some(ci)) => format!("E-LPIPS distance {d:.6} ± {ci:.6} (max_distance {})", threshold(r.max_distance)),
-        _ => String::new(),
-    };
+    let mut parts = Vec::new();
+    if let (Some(d), Some(ci)) = (r.distance, r.ci95) {
+        parts.push(format!("E-LPIPS distance {d:.6} ± {ci:.6} (max_distance {})", threshold(r.max_distance)));
+    }
     if let Some(m) = &r.map {
         if let (Some(f), Some(p), Some(v)) = (m.fail_percent, r.max_fail_percent, r.pixel_threshold) {
-            s.push_str(&format!("; {f:.3}% of pixels above {v} (max {p}%)"));
+            parts.push(format!("{f:.3}% of pixels above {v} (max {p}%)"));
         }
         if let Some(h) = r.hard_fail {
-            s.push_str(&format!("; largest pixel {:.6} (hard_fail {h})", m.max));
+            parts.push(format!("largest pixel {:.6} (hard_fail {h})", m.max));
         }
     }
-    if let Some(msg) = &r.message {
-        if !s.is_empty() {
-            s.push_str("; ");
-        }
-        s.push_str(msg);
-    }
-    s
+    parts.extend(r.message.clone());
+    parts.join("; ")
 }
 
 /// A workflow command's message: `%`, CR and LF escaped as GitHub reads them.

@@ -52,7 +52,7 @@ pub fn junit(summary: &Summary) -> String {
                 let distance_failed = r.verdict == Some(SideName::Above) || matches!((r.distance, r.max_distance), (Some(d), Some(t)) if d > t);
                 let (msg, kind) = match r.max_distance {
                     Some(t) if distance_failed => (format!("E-LPIPS distance {} > max_distance {}", num(r.distance), num(Some(t))), "elpips.distance"),
-                    _ => (format!("map rule failed: {}", super::ci::what(r).trim_start_matches("; ")), "elpips.map"),
+                    _ => (format!("map rule failed: {}", super::ci::what(r)), "elpips.map"),
                 };
                 let _ = writeln!(
                     x,

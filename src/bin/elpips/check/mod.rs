@@ -258,9 +258,8 @@ pub fn run(mut args: CheckArgs) -> Result<ExitCode, Error> {
                         result.message = Some(format!("map rule: {e}"));
                     }
                 }
-                if result.status != Status::Error || (decision.is_none() && result.map.is_some()) {
-                    settle(&mut result, decision.as_ref(), undecided, family_rate);
-                }
+                // Without a map (it could not be made: an error) there is nothing to settle.
+                settle(&mut result, decision.as_ref(), undecided, family_rate);
             }
             let written = match (heatmap_path(&args, case, &result), &args.report) {
                 (Some(path), _) => Some(heatmap(&metric, reference, candidate, decision.as_ref(), map.as_ref(), &path, &args.heatmap)),
@@ -722,6 +721,20 @@ mod tests {
         summary::parse_summary(serde_json::to_string_pretty(s).unwrap().as_bytes(), Path::new("s.json")).map_err(|e| e.to_string())
     }
 
+    type Edit = fn(&mut Summary);
+
+    /// Each edit of `good`, resealed so that only the check it targets can refuse it, is
+    /// refused with its message.
+    fn refused_after_each(good: &Summary, cases: &[(Edit, &str)]) {
+        for (edit, needle) in cases {
+            let mut s = good.clone();
+            edit(&mut s);
+            s.seal();
+            let e = parse(&s).unwrap_err();
+            assert!(e.contains(needle), "`{needle}` not in {e}");
+        }
+    }
+
     #[test]
     fn summaries_read_back_what_they_wrote_and_refuse_any_inconsistency() {
         let good = sealed(vec![decided(1, 0.1, 0.5), decided(4, 0.9, 0.5)], Some(Shard { index: 1, count: 3 }), 5);
@@ -729,8 +742,6 @@ mod tests {
         assert_eq!(back.results, good.results);
         assert_eq!(back.canonical(), good.canonical());
 
-        // Each edit, resealed so that only the check it targets can refuse it.
-        type Edit = fn(&mut Summary);
         let cases: [(Edit, &str); 12] = [
             (|s| s.shard = Some(Shard { index: 3, count: 3 }), "shard 3/3 is out of range"),
             (|s| s.shard = Some(Shard { index: 0, count: 1_000_000_000_000_000_000 }), "is out of range"),
@@ -745,13 +756,7 @@ mod tests {
             (|s| s.settings.error_rate = 0.7, "settings: the error rate must be between 0 and 0.5"),
             (|s| s.manifest_sha256 = Some("x".into()), "is not a sha256"),
         ];
-        for (edit, needle) in cases {
-            let mut s = good.clone();
-            edit(&mut s);
-            s.seal();
-            let e = parse(&s).unwrap_err();
-            assert!(e.contains(needle), "`{needle}` not in {e}");
-        }
+        refused_after_each(&good, &cases);
         // Edited without resealing: the digest catches it.
         let mut s = good.clone();
         s.results[1].status = Status::Pass;
@@ -784,19 +789,12 @@ mod tests {
         good.settings.map_samples = Some(32);
         good.seal();
         assert_eq!(parse(&good).unwrap().results, good.results);
-        type Edit = fn(&mut Summary);
         let cases: [(Edit, &str); 4] = [
             (|s| s.results[0].status = Status::Pass, "status pass does not follow from map verdict"),
             (|s| s.results[0].distance = Some(0.1), "a result without max_distance has no distance verdict"),
             (|s| s.results[0].hard_fail = None, "a result needs a rule"),
             (|s| s.results[0].map = None, "must be an error with a message"),
         ];
-        for (edit, needle) in cases {
-            let mut s = good.clone();
-            edit(&mut s);
-            s.seal();
-            let e = parse(&s).unwrap_err();
-            assert!(e.contains(needle), "`{needle}` not in {e}");
-        }
+        refused_after_each(&good, &cases);
     }
 }
