@@ -26,14 +26,14 @@ use crate::network::runtime::{Device, RuntimeOptions, Session};
 pub const TILE_MARGIN: usize = 112;
 /// Tile origins and cores are multiples of this (2^4: VGG16's four 2x2 pools).
 pub const TILE_ALIGN: usize = 16;
-/// Default tile core side: a tile is then at most 736 x 736 pixels, which keeps a 4K pair's
-/// peak (both images, one tile's activations, its reference taps and, for E-LPIPS, its masks)
-/// near the figures of docs/performance.md.
+/// LPIPS-VGG's default tile core side: a tile is then at most 736 x 736 pixels, which keeps a
+/// 4K pair's peak (both images, one tile's activations, its reference taps) near the figures of
+/// docs/performance.md.
 pub const DEFAULT_TILE: u32 = 512;
 /// E-LPIPS's default core: a 480 x 480 tile. E-LPIPS holds more beside one tile (both
 /// transformed images, the sample's full-size masks), so its tiles are smaller; measured at
 /// 1080p (docs/performance.md): 512 -> 2066 MiB, 384 -> 1636, 256 -> 1312 MiB, for 1.3x the time
-/// of a full-size sample (only level-1 samples, the full-size ones, are big enough to tile).
+/// of a tiled sample (only samples above 1 Mpx are tiled: at 1080p the level-1 ones).
 pub const ELPIPS_TILE: u32 = 256;
 /// Network inputs above this many pixels are tiled by default (`tile_size: None`): 1080p and
 /// above, where an untiled run's activations alone exceed a few GiB.
