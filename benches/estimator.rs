@@ -21,8 +21,8 @@
 //!   same plus Gaussian noise (sigma 8/255, ChaCha8 seed 8, clamped). The 1080p gate takes
 //!   minutes on 2 cores; `ELPIPS_BENCH_1080P=0` skips it.
 //! * `draws` (only when named): one CSV line per iid draw (seed 1) of the 512x512 noise pair, its
-//!   transform and its distance, `ELPIPS_BENCH_DRAWS` draws (default 320), on stdout: the data to
-//!   try control-variate features on offline (docs/estimator.md).
+//!   transform and its distance, `ELPIPS_BENCH_DRAWS` draws (default 320), on stdout after the
+//!   `machine:` line: the data to try control-variate features on offline (docs/performance.md).
 //!
 //! `ELPIPS_BENCH_IMAGES=1` limits `samples` to the small pair. `ELPIPS_BENCH_PAIRS=N` sets the draws per decomposition (default 16); `ELPIPS_BENCH_FULL=1`
 //! adds cat/dog and teddy to the decomposition (slow: ~8 network runs per draw at full size).
@@ -310,25 +310,27 @@ fn issue18(n: u32, with_1080p: bool) -> elpips::Result<()> {
     Ok(())
 }
 
-/// Per-draw distances of the noise pair as CSV (the dumps behind docs/estimator.md's feature study).
+/// Per-draw distances of the noise pair as CSV, for trying control-variate features offline.
 fn draws(n: u64) -> elpips::Result<()> {
     let (a, b) = noise_pair(512, 512)?;
     let mut m = Metric::new(MetricOptions::default())?;
     let levels = m.scale_levels(a.height(), a.width());
     println!("i,scale,scale_oy,scale_ox,oy,ox,flip,transpose,p0,p1,p2,g0,g1,g2,distance");
     for start in (0..n).step_by(8) {
-        let mut batch: Vec<Draw> = (start..(start + 8).min(n)).map(|i| Draw::iid(1, i, levels)).collect();
-        let ts: Vec<Transform> = batch.iter().map(|d| d.transform.clone()).collect();
+        let end = (start + 8).min(n);
+        let mut batch: Vec<Draw> = (start..end).map(|i| Draw::iid(1, i, levels)).collect();
+        // Evaluation advances each draw's dropout stream; its transform stays as drawn.
         let y = m.evaluate_draws(&a, &b, &mut batch)?;
-        for (k, (t, y)) in ts.iter().zip(y).enumerate() {
+        for (i, (d, y)) in (start..).zip(batch.iter().zip(y)) {
+            let t = &d.transform;
             let [p0, p1, p2] = t.permutation;
             let [g0, g1, g2] = t.color;
             println!(
-                "{},{},{},{},{},{},{:?},{},{p0},{p1},{p2},{g0},{g1},{g2},{y:.9}",
-                start + k as u64, t.scale, t.scale_offset.0, t.scale_offset.1, t.offset.0, t.offset.1, t.flip, t.transpose as u8
+                "{i},{},{},{},{},{},{:?},{},{p0},{p1},{p2},{g0},{g1},{g2},{y:.9}",
+                t.scale, t.scale_offset.0, t.scale_offset.1, t.offset.0, t.offset.1, t.flip, t.transpose as u8
             );
         }
-        eprint!("\r{} / {n} draws", (start + 8).min(n));
+        eprint!("\r{end} / {n} draws");
     }
     eprintln!();
     Ok(())
