@@ -1,16 +1,19 @@
 //! Peak memory of big pairs: LPIPS-VGG and E-LPIPS on a 1920x1080 and a 3840x2160 pair, each
 //! case in its own child process (this program run again with `--child`), which reports its
 //! VmHWM from /proc/self/status and the time of the comparison. The pairs are the upstream cat
-//! and dog mirrored out to size (made in memory, nothing written). E-LPIPS runs 2 samples at
-//! scale level 1 (`scale_levels = 1`): full-size samples, the worst case for memory; the peak
-//! does not grow with the sample count because samples are tiled and batches are bounded.
-//! `ELPIPS_BENCH_4K=0` skips the 4K pair; `ELPIPS_BENCH_TILE=N` sets `--tile N` (0 = untiled);
-//! `ELPIPS_BENCH_METRIC=elpips-vgg` (or lpips-vgg) runs that metric only.
+//! and dog mirrored out to size (made in memory, nothing written). E-LPIPS cases: one sample at
+//! scale level 1 (full size: the most tile work), one at level 2 (the biggest sample that
+//! was batched whole before it was tiled), and a default run (4 samples of the default levels,
+//! seed 3: the mix of tiled and batched samples a user's run holds). The peak does not grow with
+//! the sample count: samples above the fused-run size are tiled one at a time and batches are
+//! bounded. `ELPIPS_BENCH_4K=0` skips the 4K pair; `ELPIPS_BENCH_TILE=N` sets `--tile N`
+//! (0 = untiled); `ELPIPS_BENCH_METRIC=elpips-vgg` (or lpips-vgg) runs that metric only.
 
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
+use elpips::ensemble::{scale_levels_for, Draw};
 use elpips::{Image, LoadOptions, Metric, MetricKind, MetricOptions, Sampling};
 
 /// A natural-looking test image: `rel` mirrored out to `w x h`.
@@ -49,21 +52,24 @@ fn tile_size() -> Option<u32> {
     std::env::var("ELPIPS_BENCH_TILE").ok().and_then(|v| v.parse().ok())
 }
 
-/// The child: one comparison, then `secs=.. peak=.. distance=..` on stdout.
-fn child(metric: &str, w: u32, h: u32) -> elpips::Result<()> {
-    let kind = MetricKind::from_name(metric)?;
+/// The child: one case (`lpips-vgg`, `elpips-vgg`: a default run, `level1`, `level2`: one
+/// E-LPIPS sample at that scale level), then `secs=.. peak=.. distance=..` on stdout.
+fn child(case: &str, w: u32, h: u32) -> elpips::Result<()> {
     let (a, b) = (mirrored("elpips/inputs/cat.png", w, h)?, mirrored("elpips/inputs/dog.png", w, h)?);
-    let ensemble = kind.is_ensemble();
-    let mut m = Metric::new(MetricOptions {
-        metric: kind,
-        sampling: Sampling::Fixed(2),
-        scale_levels: ensemble.then_some(1),
-        tile_size: tile_size(),
-        ..Default::default()
-    })?;
     let t = Instant::now();
-    let e = m.compare(&a, &b)?;
-    println!("secs={:.1} peak={} distance={:.6}", t.elapsed().as_secs_f64(), vm_hwm(), e.distance);
+    let d = if let Some(level) = case.strip_prefix("level") {
+        // The first draw of seed 0 at that level of the default level count.
+        let level: usize = level.parse().map_err(|_| elpips::Error::InvalidArgument(format!("bad case {case}")))?;
+        let levels = scale_levels_for(h, w);
+        let mut draw = (0..).map(|i| Draw::iid(0, i, levels)).find(|d| d.transform.scale == level).expect("every level is drawn eventually");
+        let mut m = Metric::new(MetricOptions { tile_size: tile_size(), ..Default::default() })?;
+        m.evaluate_draws(&a, &b, std::slice::from_mut(&mut draw))?[0]
+    } else {
+        let kind = MetricKind::from_name(case)?;
+        let options = MetricOptions { metric: kind, sampling: Sampling::Fixed(4), seed: 3, tile_size: tile_size(), ..Default::default() };
+        Metric::new(options)?.compare(&a, &b)?.distance
+    };
+    println!("secs={:.1} peak={} distance={:.6}", t.elapsed().as_secs_f64(), vm_hwm(), d);
     Ok(())
 }
 
@@ -90,19 +96,24 @@ fn main() -> elpips::Result<()> {
         sizes.push((3840, 2160));
     }
     for (w, h) in sizes {
-        for metric in ["lpips-vgg", "elpips-vgg"] {
+        let cases = [
+            ("lpips-vgg", "lpips-vgg", "exact"),
+            ("elpips-vgg", "level1", "1 sample at level 1 (full size)"),
+            ("elpips-vgg", "level2", "1 sample at level 2"),
+            ("elpips-vgg", "elpips-vgg", "default run: 4 samples, seed 3"),
+        ];
+        for (metric, case, note) in cases {
             if std::env::var("ELPIPS_BENCH_METRIC").is_ok_and(|m| m != metric) {
                 continue;
             }
             let exe = std::env::current_exe().map_err(|e| elpips::Error::Io { path: args[0].clone().into(), reason: e.to_string() })?;
             let out = Command::new(&exe)
-                .args(["--child", metric, &w.to_string(), &h.to_string()])
+                .args(["--child", case, &w.to_string(), &h.to_string()])
                 .output()
                 .map_err(|e| elpips::Error::Io { path: exe.clone(), reason: e.to_string() })?;
             let text = String::from_utf8_lossy(&out.stdout);
             let field = |k: &str| text.split_whitespace().find_map(|f| f.strip_prefix(k)).unwrap_or("-").to_owned();
             let peak = field("peak=").parse::<f64>().map_or("-".into(), |b| format!("{:.0}", b / (1 << 20) as f64));
-            let note = if metric == "elpips-vgg" { "2 samples at level 1 (full size)" } else { "exact" };
             if out.status.success() {
                 println!("{metric:<12} {:>10} {peak:>12} {:>10}  {note}", format!("{w}x{h}"), field("secs="));
             } else {

@@ -14,15 +14,19 @@ use crate::estimate::{Estimate, Progress, Sampling};
 use crate::ensemble::{for_each_batch, group_by_size, Draw};
 use crate::estimate::sampler::{Plan, SamplerKind};
 use crate::estimate::sequential::{check_budget, sample};
-use crate::network::taps::{tiled, tiled_distance, tiled_maps, FeatureNet, TapMap, Precision, Taps, AUTO_TILE_PIXELS, DEFAULT_TILE, ELPIPS_TILE};
+use crate::network::taps::{
+    tiled, tiled_distance, tiled_maps, FeatureNet, Precision, TapMap, Taps, TileGrid, AUTO_TILE_PIXELS, DEFAULT_TILE, ELPIPS_FUSED_PIXELS,
+    ELPIPS_TILE_PIXELS,
+};
 use crate::image::{check_same_size, Image};
 use crate::linear_weights::LinearWeights;
 use crate::network::models::{contract, model_dir_in, MetricKind};
 use crate::network::runtime::{Device, RuntimeOptions, Session};
 
-/// Pixels (summed over the samples of one ONNX Runtime call) that a batch may hold. Each pixel
-/// costs about 2 KiB of activations at the first VGG block, so this keeps a run near 1 GiB.
-const BATCH_PIXELS: usize = 1 << 19;
+/// Pixels of full-size samples that one adaptive round holds (see [`round_samples`]). It sized
+/// the fused batches too before they were bounded by [`ELPIPS_FUSED_PIXELS`]; kept so that
+/// seeded adaptive runs draw the same rounds as before.
+const ROUND_PIXELS: usize = 1 << 19;
 /// Samples per round at most: the adaptive rule is checked after each round, so rounds must
 /// stay short enough not to overshoot the target by much on small images.
 const ROUND_SAMPLES: usize = 16;
@@ -51,8 +55,9 @@ pub struct MetricOptions {
     /// Arithmetic of the networks (fp32 by default; int8 is opt-in, lpips-vgg only).
     pub precision: Precision,
     /// The VGG metrics: tile core side in pixels (rounded up to 16); `Some(0)` = never tile;
-    /// `None` = tile inputs above 1 Mpx, LPIPS-VGG with 512-pixel cores, E-LPIPS with 256-pixel
-    /// ones (it holds more beside a tile). LPIPS-VGG tiles the image;
+    /// `None` = LPIPS-VGG tiles inputs above 1 Mpx in 512-pixel cores; E-LPIPS tiles samples
+    /// whose input is above 0.3 Mpx in the grid with the least overlap whose tiles hold at most
+    /// 2^18 pixels with their margins (it holds more beside a tile). LPIPS-VGG tiles the image;
     /// E-LPIPS tiles each sample's transformed input (its network input), with that sample's
     /// dropout masks cut to each tile. The tiled distance equals the untiled one to float32
     /// rounding (see `network::taps`).
@@ -224,19 +229,17 @@ impl Metric {
         FeaturesKey { metric: o.metric, precision: o.precision, model_dir: o.model_dir.clone(), linear_weights: o.linear_weights.clone() }
     }
 
-    /// Tile core side for a network input of this size (LPIPS-VGG: the image; E-LPIPS: one
-    /// sample's transformed image), or `None` to run it whole (always for AlexNet).
-    fn tile_for(&self, h: u32, w: u32) -> Option<usize> {
+    /// The tiles of a network input of this size (LPIPS-VGG: the image; E-LPIPS: one sample's
+    /// transformed image), or `None` to run it whole (always for AlexNet).
+    fn tile_for(&self, h: usize, w: usize) -> Option<TileGrid> {
         if self.kind().tap_pools().is_none() {
             return None;
         }
         match self.options.tile_size {
             Some(0) => None,
-            Some(t) => Some(t as usize),
-            None => {
-                let core = if self.kind().is_ensemble() { ELPIPS_TILE } else { DEFAULT_TILE };
-                (h as u64 * w as u64 > AUTO_TILE_PIXELS).then_some(core as usize)
-            }
+            Some(t) => Some(TileGrid::square(h, w, t as usize)),
+            None if self.kind().is_ensemble() => (h * w > ELPIPS_FUSED_PIXELS).then(|| TileGrid::within(h, w, ELPIPS_TILE_PIXELS)),
+            None => (h as u64 * w as u64 > AUTO_TILE_PIXELS).then(|| TileGrid::square(h, w, DEFAULT_TILE as usize)),
         }
     }
 
@@ -245,8 +248,8 @@ impl Metric {
     /// answers; big pairs are tiled.
     fn lpips_distance(&mut self, reference: &Image, candidate: &Image) -> Result<f64> {
         let (h, w) = (reference.height() as usize, reference.width() as usize);
-        if let Some(core) = self.tile_for(h as u32, w as u32) {
-            return tiled_distance(self.feature_net()?, reference.data(), candidate.data(), h, w, core);
+        if let Some(grid) = self.tile_for(h, w) {
+            return tiled_distance(self.feature_net()?, reference.data(), candidate.data(), h, w, &grid);
         }
         let (_, maps) = self.lpips_whole_maps(reference.data(), candidate.data(), h, w)?;
         distance_of_maps(&maps)
@@ -265,7 +268,7 @@ impl Metric {
     pub fn prepare_reference(&mut self, image: &Image) -> Result<Reference> {
         self.check_pair(image, image)?;
         let (h, w) = (image.height() as usize, image.width() as usize);
-        let taps = if self.kind().is_ensemble() || self.tile_for(h as u32, w as u32).is_some() {
+        let taps = if self.kind().is_ensemble() || self.tile_for(h, w).is_some() {
             None
         } else {
             let key = self.features_key();
@@ -397,8 +400,8 @@ impl Metric {
         let mut acc = Accumulator::new(w, h);
         if !self.kind().is_ensemble() {
             // The path `compare` takes, tiled alike, so the two report the same distance.
-            let (d, maps) = match self.tile_for(h as u32, w as u32) {
-                Some(core) => tiled_maps(self.feature_net()?, reference.data(), candidate.data(), h, w, core)?,
+            let (d, maps) = match self.tile_for(h, w) {
+                Some(grid) => tiled_maps(self.feature_net()?, reference.data(), candidate.data(), h, w, &grid)?,
                 None => {
                     let (sizes, per_tap) = self.lpips_whole_maps(reference.data(), candidate.data(), h, w)?;
                     let d = distance_of_maps(&per_tap)?;
@@ -549,7 +552,7 @@ impl Metric {
     /// [`Metric::evaluate_draws`], adding each sample's map to `heat` when given. Draws whose
     /// network input is above the tiling size run one at a time in tiles (feature model, masks
     /// cut from the sample's compact draw); the rest run in fused-model batches of at most
-    /// [`BATCH_PIXELS`], so memory does not grow with the number of draws.
+    /// [`ELPIPS_FUSED_PIXELS`], so memory does not grow with the number of draws.
     fn evaluate_draws_into(
         &mut self,
         reference: &Image,
@@ -559,8 +562,8 @@ impl Metric {
     ) -> Result<Vec<f64>> {
         let (h, w) = (reference.height() as usize, reference.width() as usize);
         let mut out = vec![0.0; draws.len()];
-        let tiled_slots: Vec<(usize, usize)> =
-            (0..draws.len()).filter_map(|i| self.sample_tile(&draws[i].transform, h, w).map(|core| (i, core))).collect();
+        let tiled_slots: Vec<(usize, TileGrid)> =
+            (0..draws.len()).filter_map(|i| self.sample_tile(&draws[i].transform, h, w).map(|grid| (i, grid))).collect();
         if tiled_slots.is_empty() {
             // The usual case: every draw batched, in place.
             let slots: Vec<usize> = (0..draws.len()).collect();
@@ -574,10 +577,10 @@ impl Metric {
                 draws[slot] = draw;
             }
         }
-        for (slot, core) in tiled_slots {
+        for (slot, grid) in tiled_slots {
             let draw = &mut draws[slot];
             let (th, tw) = draw.transform.output_size(h, w);
-            let mut results = self.tiled_sample(reference, &[candidate], draw, core, heat.is_some())?;
+            let mut results = self.tiled_sample(reference, &[candidate], draw, &grid, heat.is_some())?;
             let (d, maps) = results.swap_remove(0);
             out[slot] = d;
             if let Some(acc) = heat.as_deref_mut() {
@@ -588,7 +591,7 @@ impl Metric {
         Ok(out)
     }
 
-    /// The fused-model batches of `draws` (at most [`BATCH_PIXELS`] each): draw `j`'s distance
+    /// The fused-model batches of `draws` (at most [`ELPIPS_FUSED_PIXELS`] each): draw `j`'s distance
     /// goes to `out[slots[j]]`, its map to `heat`.
     fn run_batches(
         &mut self,
@@ -600,7 +603,7 @@ impl Metric {
         mut heat: Option<&mut Accumulator>,
     ) -> Result<()> {
         let (h, w) = (reference.height() as usize, reference.width() as usize);
-        for_each_batch(reference.data(), candidate.data(), (h, w), draws, BATCH_PIXELS, &mut |batch, members| {
+        for_each_batch(reference.data(), candidate.data(), (h, w), draws, ELPIPS_FUSED_PIXELS, &mut |batch, members| {
             let (n, th, tw) = (members.len(), batch.height, batch.width);
             let mask_inputs = batch.masks.inputs();
             let (d, maps) = self.run_with_maps(&batch.references, &batch.candidates, n, th, tw, Some(&mask_inputs), heat.is_some())?;
@@ -614,22 +617,22 @@ impl Metric {
         })
     }
 
-    /// Tile core side for `transform`'s network input of an `h x w` pair (E-LPIPS).
-    fn sample_tile(&self, transform: &Transform, h: usize, w: usize) -> Option<usize> {
+    /// The tiles of `transform`'s network input of an `h x w` pair (E-LPIPS).
+    fn sample_tile(&self, transform: &Transform, h: usize, w: usize) -> Option<TileGrid> {
         let (th, tw) = transform.output_size(h, w);
-        self.tile_for(th as u32, tw as u32)
+        self.tile_for(th, tw)
     }
 
     /// One E-LPIPS sample in tiles: both images under the draw's transform, its 13 masks drawn
     /// compactly from its stream (the values the batched path draws), each candidate against
     /// the reference's taps per tile. Returns per candidate the distance and, with `keep_maps`,
-    /// the per-tap maps over the transformed input. `core`: the tile core side.
+    /// the per-tap maps over the transformed input, in the tiles of `grid`.
     fn tiled_sample(
         &mut self,
         reference: &Image,
         candidates: &[&Image],
         draw: &mut Draw,
-        core: usize,
+        grid: &TileGrid,
         keep_maps: bool,
     ) -> Result<Vec<(f64, Vec<TapMap>)>> {
         let (h, w) = (reference.height() as usize, reference.width() as usize);
@@ -639,7 +642,7 @@ impl Metric {
         let reference = t.apply(reference.data(), h, w).data;
         let candidates: Vec<Vec<f32>> = candidates.iter().map(|c| t.apply(c.data(), h, w).data).collect();
         let views: Vec<&[f32]> = candidates.iter().map(Vec::as_slice).collect();
-        let results = tiled(self.feature_net()?, &reference, &views, th, tw, core, Some(&dropout), keep_maps)?;
+        let results = tiled(self.feature_net()?, &reference, &views, th, tw, grid, Some(&dropout), keep_maps)?;
         for (d, _) in &results {
             if !d.is_finite() {
                 return Err(Error::Inference(format!("the network produced a non-finite distance ({d})")));
@@ -665,16 +668,16 @@ impl Metric {
         let groups = group_by_size(draws, h, w);
         let mut out = vec![vec![0.0; draws_len(&groups)]; candidates.len()];
         for ((th, tw), mut members) in groups {
-            if let Some(core) = self.tile_for(th as u32, tw as u32) {
+            if let Some(grid) = self.tile_for(th, tw) {
                 for (slot, draw) in members.iter_mut() {
-                    for (k, (d, _)) in self.tiled_sample(reference, candidates, draw, core, false)?.into_iter().enumerate() {
+                    for (k, (d, _)) in self.tiled_sample(reference, candidates, draw, &grid, false)?.into_iter().enumerate() {
                         out[k][*slot] = d;
                     }
                 }
                 continue;
             }
             let plane = 3 * th * tw;
-            for chunk in members.chunks_mut((BATCH_PIXELS / (th * tw)).max(1)) {
+            for chunk in members.chunks_mut((ELPIPS_FUSED_PIXELS / (th * tw)).max(1)) {
                 let n = chunk.len();
                 let mut buf = vec![0.0f32; n * plane];
                 stack_transformed(reference.data(), h, w, chunk.iter().map(|(_, d)| &d.transform), plane, &mut buf);
@@ -812,10 +815,10 @@ fn no_fused_model(kind: MetricKind) -> Error {
     Error::invalid(format!("{kind} has no draws; use compare, compare_many or prepare_reference"))
 }
 
-/// Samples drawn per round for an `h x w` pair: as many full-size samples as fit the batch budget.
+/// Samples drawn per round for an `h x w` pair: as many full-size samples as [`ROUND_PIXELS`] holds.
 fn round_samples(h: usize, w: usize) -> u64 {
     let (fh, fw) = Transform::neutral().output_size(h, w);
-    (BATCH_PIXELS / (fh * fw)).clamp(1, ROUND_SAMPLES) as u64
+    (ROUND_PIXELS / (fh * fw)).clamp(1, ROUND_SAMPLES) as u64
 }
 
 fn draws_len(groups: &BTreeMap<(usize, usize), Vec<(usize, &mut Draw)>>) -> usize {

@@ -56,7 +56,8 @@ pub unsafe extern "C" fn elpips_context_set_precision(ctx: *mut ElpipsContext, p
 }
 
 /// Sets how `ctx` tiles big network inputs (lpips-vgg: the pair; elpips-vgg: each sample's
-/// transformed pair): 0 (default) = automatically, inputs above 1 Mpx in 512-pixel cores (E-LPIPS: 256);
+/// transformed pair): 0 (default) = automatically (lpips-vgg: inputs above 1 Mpx in 512-pixel
+/// cores; elpips-vgg: samples above 0.3 Mpx in the least-overlap grid of tiles up to 2^18 pixels);
 /// `ELPIPS_TILE_NEVER` = never; otherwise the tile core side in pixels (rounded up to 16).
 /// Tiled distances equal untiled ones to float32 rounding while memory stays bounded
 /// (docs/performance.md). lpips-alex ignores it. NULL `ctx`:

@@ -30,14 +30,19 @@ pub const TILE_ALIGN: usize = 16;
 /// 4K pair's peak (both images, one tile's activations, its reference taps) near the figures of
 /// docs/performance.md.
 pub const DEFAULT_TILE: u32 = 512;
-/// E-LPIPS's default core: a 480 x 480 tile. E-LPIPS holds more beside one tile (both
-/// transformed images, the sample's full-size masks), so its tiles are smaller; measured at
-/// 1080p (docs/performance.md): 512 -> 2066 MiB, 384 -> 1636, 256 -> 1312 MiB, for 1.3x the time
-/// of a tiled sample (only samples above 1 Mpx are tiled: at 1080p the level-1 ones).
-pub const ELPIPS_TILE: u32 = 256;
-/// Network inputs above this many pixels are tiled by default (`tile_size: None`): 1080p and
+/// LPIPS-VGG inputs above this many pixels are tiled by default (`tile_size: None`): 1080p and
 /// above, where an untiled run's activations alone exceed a few GiB.
 pub const AUTO_TILE_PIXELS: u64 = 1 << 20;
+/// E-LPIPS: the most pixels one fused run holds (summed over its samples), and the size above
+/// which a sample's network input is tiled by default. A fused run costs about 3 KiB per pixel
+/// (activations and the 13 dense dropout masks), so this keeps it near 1.2 GiB; a 512 x 512
+/// pair's full-size samples (519 x 519) still run whole.
+pub const ELPIPS_FUSED_PIXELS: usize = 300_000;
+/// E-LPIPS's default tiles hold at most this many pixels, margins included (the split path
+/// costs about 3.6 KiB per tile pixel beside both transformed images); within that bound the
+/// grid with the fewest tile pixels in all is chosen ([`TileGrid::within`]), since the time of
+/// a tiled sample is close to proportional to them (docs/performance.md).
+pub const ELPIPS_TILE_PIXELS: usize = 1 << 18;
 
 /// Arithmetic precision of the feature network.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -308,7 +313,13 @@ pub struct Span {
 /// extended by [`TILE_MARGIN`] inside the image.
 pub fn tile_spans(len: usize, core: usize) -> Vec<Span> {
     let core = core.max(TILE_ALIGN).div_ceil(TILE_ALIGN) * TILE_ALIGN;
-    let count = len.div_ceil(core).max(1);
+    spans_in(len, len.div_ceil(core))
+}
+
+/// Splits `len` pixels into at most `count` even cores (aligned to [`TILE_ALIGN`], so rounding
+/// may give fewer), each extended by [`TILE_MARGIN`] inside the image.
+fn spans_in(len: usize, count: usize) -> Vec<Span> {
+    let count = count.max(1);
     let step = len.div_ceil(count).div_ceil(TILE_ALIGN) * TILE_ALIGN;
     let mut spans = Vec::with_capacity(count);
     let mut s = 0;
@@ -318,6 +329,77 @@ pub fn tile_spans(len: usize, core: usize) -> Vec<Span> {
         s = e;
     }
     spans
+}
+
+/// How an `h x w` network input is cut into tiles: each tile is one row span by one column span.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TileGrid {
+    pub rows: Vec<Span>,
+    pub cols: Vec<Span>,
+}
+
+impl TileGrid {
+    /// Square cores of at most `core` pixels a side (`--tile N`, and LPIPS-VGG by default).
+    pub fn square(h: usize, w: usize, core: usize) -> Self {
+        TileGrid { rows: tile_spans(h, core), cols: tile_spans(w, core) }
+    }
+
+    /// Of the grids whose largest tile holds at most `budget` pixels (margins included), the one
+    /// with the fewest tile pixels in all, i.e. the least margin overlap; ties go to fewer tiles.
+    /// Where no grid fits (a budget below a 16-pixel core with its margins), the one with the
+    /// smallest largest tile.
+    pub fn within(h: usize, w: usize, budget: usize) -> Self {
+        // Every distinct span list along each axis (counts that round to the same step repeat).
+        let axis = |len: usize| {
+            let mut all: Vec<Vec<Span>> = (1..=len.div_ceil(TILE_ALIGN)).map(|n| spans_in(len, n)).collect();
+            all.dedup();
+            all.into_iter().map(|s| (s.iter().map(Span::extent).max().unwrap_or(0), s.iter().map(Span::extent).sum::<usize>(), s)).collect::<Vec<_>>()
+        };
+        let (rows, cols) = (axis(h), axis(w));
+        let mut best: Option<((usize, usize), &Vec<Span>, &Vec<Span>)> = None;
+        let mut smallest: Option<(usize, &Vec<Span>, &Vec<Span>)> = None;
+        for (rmax, rsum, r) in &rows {
+            for (cmax, csum, c) in &cols {
+                let largest = rmax * cmax;
+                if smallest.is_none_or(|(s, _, _)| largest < s) {
+                    smallest = Some((largest, r, c));
+                }
+                if largest > budget {
+                    continue;
+                }
+                let key = (rsum * csum, r.len() * c.len());
+                if best.is_none_or(|(k, _, _)| key < k) {
+                    best = Some((key, r, c));
+                }
+                // More columns only add overlap once this many fit.
+                break;
+            }
+        }
+        let (r, c) = best.map(|(_, r, c)| (r, c)).or(smallest.map(|(_, r, c)| (r, c))).expect("an axis has at least one span list");
+        TileGrid { rows: r.clone(), cols: c.clone() }
+    }
+
+    /// Number of tiles.
+    pub fn tiles(&self) -> usize {
+        self.rows.len() * self.cols.len()
+    }
+
+    /// Pixels of all tiles together (each image pixel counted once per tile holding it).
+    pub fn tile_pixels(&self) -> usize {
+        self.rows.iter().map(Span::extent).sum::<usize>() * self.cols.iter().map(Span::extent).sum::<usize>()
+    }
+
+    /// Pixels of the largest tile, margins included.
+    pub fn largest_tile(&self) -> usize {
+        self.rows.iter().map(Span::extent).max().unwrap_or(0) * self.cols.iter().map(Span::extent).max().unwrap_or(0)
+    }
+}
+
+impl Span {
+    /// The span's input length, margins included.
+    pub fn extent(&self) -> usize {
+        self.end - self.start
+    }
 }
 
 /// Rows (or columns) of a tap with `pools` 2x2 pools before it that a span's core contributes,
@@ -332,8 +414,8 @@ pub type TapMap = (usize, usize, Vec<f32>);
 
 /// The tiled distance of one pair: runs the feature model on each tile of reference and
 /// candidate (planar `h x w` images) and sums each tap's map over the tile cores.
-pub fn tiled_distance(net: &mut FeatureNet, reference: &[f32], candidate: &[f32], h: usize, w: usize, core: usize) -> Result<f64> {
-    Ok(tiled(net, reference, &[candidate], h, w, core, None, false)?.swap_remove(0).0)
+pub fn tiled_distance(net: &mut FeatureNet, reference: &[f32], candidate: &[f32], h: usize, w: usize, grid: &TileGrid) -> Result<f64> {
+    Ok(tiled(net, reference, &[candidate], h, w, grid, None, false)?.swap_remove(0).0)
 }
 
 /// [`tiled_distance`] (the same figure, bit for bit) with each tap's whole-image map assembled
@@ -345,9 +427,9 @@ pub fn tiled_maps(
     candidate: &[f32],
     h: usize,
     w: usize,
-    core: usize,
+    grid: &TileGrid,
 ) -> Result<(f64, Vec<TapMap>)> {
-    Ok(tiled(net, reference, &[candidate], h, w, core, None, true)?.swap_remove(0))
+    Ok(tiled(net, reference, &[candidate], h, w, grid, None, true)?.swap_remove(0))
 }
 
 /// The one tile walk: per tile, the reference's taps once and each candidate against them; per
@@ -363,18 +445,18 @@ pub(crate) fn tiled(
     candidates: &[&[f32]],
     h: usize,
     w: usize,
-    core: usize,
+    grid: &TileGrid,
     dropout: Option<&SampleDropout>,
     keep_maps: bool,
 ) -> Result<Vec<(f64, Vec<TapMap>)>> {
     let pools = net.kind.tap_pools().ok_or_else(|| Error::invalid(format!("tiling is supported for the VGG metrics, not {}", net.kind)))?;
-    let (rows, cols) = (tile_spans(h, core), tile_spans(w, core));
+    let (rows, cols) = (&grid.rows, &grid.cols);
     let mut sums = vec![vec![0.0f64; pools.len()]; candidates.len()];
     let whole_maps = || -> Vec<TapMap> { pools.iter().map(|&p| (h >> p, w >> p, vec![0.0f32; (h >> p) * (w >> p)])).collect() };
     let mut whole: Vec<Vec<TapMap>> = (0..candidates.len()).map(|_| if keep_maps { whole_maps() } else { vec![] }).collect();
     let pairs = [(0, 0)];
-    for r in &rows {
-        for c in &cols {
+    for r in rows {
+        for c in cols {
             let (th, tw) = (r.end - r.start, c.end - c.start);
             let crop = |img: &[f32]| {
                 let mut out = Vec::with_capacity(3 * th * tw);
@@ -475,5 +557,29 @@ mod tests {
         let mut out = [0.0f32; 2];
         tap_map(&[2.0, 0.5], &a, &b, 2, &mut out);
         assert_eq!(out, [2.0 * 1.0 + 0.5 * 4.0, 2.0 * 4.0 + 0.5 * 9.0]);
+    }
+
+    #[test]
+    fn the_budget_grid_fits_and_beats_square_cores() {
+        // E-LPIPS network inputs of 1080p and 4K pairs at scale levels 1 and 2.
+        for (h, w) in [(1087usize, 1927usize), (548, 968), (2167, 3847), (1088, 1928), (700, 400)] {
+            let grid = TileGrid::within(h, w, ELPIPS_TILE_PIXELS);
+            assert!(grid.largest_tile() <= ELPIPS_TILE_PIXELS, "{h}x{w}: {grid:?}");
+            for (spans, len) in [(&grid.rows, h), (&grid.cols, w)] {
+                assert_eq!(spans[0].core_start, 0);
+                assert_eq!(spans.last().unwrap().core_end, len);
+                assert!(spans.windows(2).all(|p| p[0].core_end == p[1].core_start));
+            }
+            // No square grid within the same budget has fewer tile pixels.
+            for core in (16..=1024).step_by(16) {
+                let square = TileGrid::square(h, w, core);
+                if square.largest_tile() <= ELPIPS_TILE_PIXELS {
+                    assert!(grid.tile_pixels() <= square.tile_pixels(), "{h}x{w}: core {core} {} < {}", square.tile_pixels(), grid.tile_pixels());
+                }
+            }
+        }
+        // Small inputs are one tile; a budget nothing meets gets the smallest tiles.
+        assert_eq!(TileGrid::within(300, 200, ELPIPS_TILE_PIXELS).tiles(), 1);
+        assert_eq!(TileGrid::within(1000, 1000, 1).largest_tile(), TileGrid::square(1000, 1000, 16).largest_tile());
     }
 }

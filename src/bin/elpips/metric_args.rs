@@ -37,7 +37,8 @@ pub struct NetworkArgs {
     #[arg(long, value_name = "S", default_value_t = 0, help_heading = "Sampling")]
     pub seed: u64,
     /// lpips-vgg, elpips-vgg (per sample): evaluate in tiles with cores of N pixels (0 = never)
-    /// [default: tile inputs above 1 Mpx with 512-pixel cores, E-LPIPS 256]. Same result to float32
+    /// [default: lpips-vgg tiles inputs above 1 Mpx with 512-pixel cores; E-LPIPS tiles samples above
+    /// 0.3 Mpx in the least-overlap grid of tiles up to 2^18 pixels]. Same result to float32
     /// rounding, bounded memory.
     #[arg(long, value_name = "N", help_heading = "Network")]
     pub tile: Option<u32>,
