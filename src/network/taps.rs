@@ -346,37 +346,31 @@ impl TileGrid {
 
     /// Of the grids whose largest tile holds at most `budget` pixels (margins included), the one
     /// with the fewest tile pixels in all, i.e. the least margin overlap; ties go to fewer tiles.
-    /// Where no grid fits (a budget below a 16-pixel core with its margins), the one with the
-    /// smallest largest tile.
+    /// Where no grid fits (a budget below a 16-pixel core with its margins), 16-pixel cores: the
+    /// smallest tiles there are.
     pub fn within(h: usize, w: usize, budget: usize) -> Self {
-        // Every distinct span list along each axis (counts that round to the same step repeat).
+        // Every distinct span list along each axis, fewest spans first (counts that round to the
+        // same step repeat), with its largest and total extent.
         let axis = |len: usize| {
             let mut all: Vec<Vec<Span>> = (1..=len.div_ceil(TILE_ALIGN)).map(|n| spans_in(len, n)).collect();
             all.dedup();
-            all.into_iter().map(|s| (s.iter().map(Span::extent).max().unwrap_or(0), s.iter().map(Span::extent).sum::<usize>(), s)).collect::<Vec<_>>()
+            all.into_iter().map(|s| (extents(&s), s)).collect::<Vec<_>>()
         };
         let (rows, cols) = (axis(h), axis(w));
         let mut best: Option<((usize, usize), &Vec<Span>, &Vec<Span>)> = None;
-        let mut smallest: Option<(usize, &Vec<Span>, &Vec<Span>)> = None;
-        for (rmax, rsum, r) in &rows {
-            for (cmax, csum, c) in &cols {
-                let largest = rmax * cmax;
-                if smallest.is_none_or(|(s, _, _)| largest < s) {
-                    smallest = Some((largest, r, c));
-                }
-                if largest > budget {
-                    continue;
-                }
-                let key = (rsum * csum, r.len() * c.len());
+        for ((rmax, rsum), r) in &rows {
+            // More columns only add overlap, so the first that fits is this row count's best.
+            if let Some((_, c)) = cols.iter().find(|((cmax, _), _)| rmax * cmax <= budget) {
+                let key = (rsum * extents(c).1, r.len() * c.len());
                 if best.is_none_or(|(k, _, _)| key < k) {
                     best = Some((key, r, c));
                 }
-                // More columns only add overlap once this many fit.
-                break;
             }
         }
-        let (r, c) = best.map(|(_, r, c)| (r, c)).or(smallest.map(|(_, r, c)| (r, c))).expect("an axis has at least one span list");
-        TileGrid { rows: r.clone(), cols: c.clone() }
+        match best {
+            Some((_, r, c)) => TileGrid { rows: r.clone(), cols: c.clone() },
+            None => TileGrid::square(h, w, TILE_ALIGN),
+        }
     }
 
     /// Number of tiles.
@@ -386,13 +380,18 @@ impl TileGrid {
 
     /// Pixels of all tiles together (each image pixel counted once per tile holding it).
     pub fn tile_pixels(&self) -> usize {
-        self.rows.iter().map(Span::extent).sum::<usize>() * self.cols.iter().map(Span::extent).sum::<usize>()
+        extents(&self.rows).1 * extents(&self.cols).1
     }
 
     /// Pixels of the largest tile, margins included.
     pub fn largest_tile(&self) -> usize {
-        self.rows.iter().map(Span::extent).max().unwrap_or(0) * self.cols.iter().map(Span::extent).max().unwrap_or(0)
+        extents(&self.rows).0 * extents(&self.cols).0
     }
+}
+
+/// The largest and the total extent of an axis's spans.
+fn extents(spans: &[Span]) -> (usize, usize) {
+    (spans.iter().map(Span::extent).max().unwrap_or(0), spans.iter().map(Span::extent).sum())
 }
 
 impl Span {
@@ -457,7 +456,7 @@ pub(crate) fn tiled(
     let pairs = [(0, 0)];
     for r in rows {
         for c in cols {
-            let (th, tw) = (r.end - r.start, c.end - c.start);
+            let (th, tw) = (r.extent(), c.extent());
             let crop = |img: &[f32]| {
                 let mut out = Vec::with_capacity(3 * th * tw);
                 for ch in 0..3 {
