@@ -21,7 +21,7 @@ use crate::network::taps::{
 use crate::image::{check_same_size, Image};
 use crate::linear_weights::LinearWeights;
 use crate::network::models::{contract, model_dir_in, MetricKind};
-use crate::network::runtime::{Device, RuntimeOptions, Session};
+use crate::network::runtime::{release_free_heap, Device, RuntimeOptions, Session};
 
 /// Pixels of full-size samples that one adaptive round holds (see [`round_samples`]). It sized
 /// the fused batches too before they were bounded by [`ELPIPS_FUSED_PIXELS`]; kept so that
@@ -603,6 +603,9 @@ impl Metric {
         mut heat: Option<&mut Accumulator>,
     ) -> Result<()> {
         let (h, w) = (reference.height() as usize, reference.width() as usize);
+        // A pair whose full-size samples tile: its batches share the process with tile runs,
+        // so each gives its free heap back (memory kept between runs is what raised the peak).
+        let big = self.tile_for(h, w).is_some();
         for_each_batch(reference.data(), candidate.data(), (h, w), draws, ELPIPS_FUSED_PIXELS, &mut |batch, members| {
             let (n, th, tw) = (members.len(), batch.height, batch.width);
             let mask_inputs = batch.masks.inputs();
@@ -612,6 +615,9 @@ impl Metric {
                 if let Some(acc) = heat.as_deref_mut() {
                     add_maps(acc, &maps, j, draw.stratum, Some(&draw.transform), th, tw);
                 }
+            }
+            if big {
+                release_free_heap();
             }
             Ok(())
         })
@@ -666,6 +672,7 @@ impl Metric {
         }
         let (h, w) = (reference.height() as usize, reference.width() as usize);
         let groups = group_by_size(draws, h, w);
+        let big = self.tile_for(h, w).is_some();
         let mut out = vec![vec![0.0; draws_len(&groups)]; candidates.len()];
         for ((th, tw), mut members) in groups {
             if let Some(grid) = self.tile_for(th, tw) {
@@ -692,6 +699,9 @@ impl Metric {
                     for (j, (slot, _)) in chunk.iter().enumerate() {
                         out[k][*slot] = distance_of_maps(&maps[j])?;
                     }
+                }
+                if big {
+                    release_free_heap();
                 }
             }
         }

@@ -19,7 +19,7 @@ use crate::ensemble::{SampleDropout, VGG_CONV_INPUTS};
 use crate::error::{Error, Result};
 use crate::linear_weights::LinearWeights;
 use crate::network::models::{contract, model_dir_in, MetricKind};
-use crate::network::runtime::{Device, RuntimeOptions, Session};
+use crate::network::runtime::{release_free_heap, Device, RuntimeOptions, Session};
 
 /// Pixels a tile extends beyond its core. VGG16's relu5_3 sees 90 pixels before and 105 after
 /// its own 16-pixel cell; 112 is the next multiple of 16, so tile origins stay on the pool grid.
@@ -507,6 +507,7 @@ pub(crate) fn tiled(
                     sums[k][t] += s;
                 }
             }
+            release_free_heap();
         }
     }
     Ok(sums
