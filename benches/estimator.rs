@@ -23,6 +23,8 @@
 //! * `draws` (only when named): one CSV line per iid draw (seed 1) of the 512x512 noise pair, its
 //!   transform and its distance, `ELPIPS_BENCH_DRAWS` draws (default 320), on stdout after the
 //!   `machine:` line: the data to try control-variate features on offline (docs/performance.md).
+//!   `ELPIPS_BENCH_DRAWS_PAIR=k` dumps pair `k` of [`PAIRS`] instead (0 ex_ref / ex_p0, 1 cat /
+//!   dog, 2 adv_teddy / adv_reference).
 //!
 //! `ELPIPS_BENCH_IMAGES=1` limits `samples` to the small pair. `ELPIPS_BENCH_PAIRS=N` sets the draws per decomposition (default 16); `ELPIPS_BENCH_FULL=1`
 //! adds cat/dog and teddy to the decomposition (slow: ~8 network runs per draw at full size).
@@ -311,8 +313,14 @@ fn issue18(n: u32, with_1080p: bool) -> elpips::Result<()> {
 }
 
 /// Per-draw distances of the noise pair as CSV, for trying control-variate features offline.
-fn draws(n: u64) -> elpips::Result<()> {
-    let (a, b) = noise_pair(512, 512)?;
+fn draws(n: u64, pair: Option<usize>) -> elpips::Result<()> {
+    let (a, b) = match pair {
+        Some(k) => {
+            let (ra, rb) = PAIRS.get(k).ok_or_else(|| elpips::Error::InvalidArgument(format!("ELPIPS_BENCH_DRAWS_PAIR={k}: pairs are 0-{}", PAIRS.len() - 1)))?;
+            load_pair(ra, rb)?
+        }
+        None => noise_pair(512, 512)?,
+    };
     let mut m = Metric::new(MetricOptions::default())?;
     let levels = m.scale_levels(a.height(), a.width());
     println!("i,scale,scale_oy,scale_ox,oy,ox,flip,transpose,p0,p1,p2,g0,g1,g2,distance");
@@ -355,7 +363,7 @@ fn main() -> elpips::Result<()> {
     }
     // Not in the default set: a data dump, not a figure.
     if args.iter().any(|a| a == "draws") {
-        draws(env("ELPIPS_BENCH_DRAWS", 320) as u64)?;
+        draws(env("ELPIPS_BENCH_DRAWS", 320) as u64, std::env::var("ELPIPS_BENCH_DRAWS_PAIR").ok().and_then(|v| v.parse().ok()))?;
     }
     if wants("decomposition") {
         let full = std::env::var("ELPIPS_BENCH_FULL").is_ok_and(|v| v == "1");

@@ -111,6 +111,12 @@ impl RunningStats {
         self.m3 += term * dn * (n - 2.0) - 3.0 * dn * self.m2;
         self.m2 += term;
     }
+    /// Scales the variance by `k` (and the third cumulant by `k^1.5`), keeping the mean: a
+    /// degrees-of-freedom correction for statistics of regression residuals.
+    pub fn inflate(&mut self, k: f64) {
+        self.m2 *= k;
+        self.m3 *= k.powf(1.5);
+    }
     pub fn count(&self) -> u64 {
         self.n
     }

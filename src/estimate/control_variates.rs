@@ -6,17 +6,20 @@
 use crate::ensemble::{level_probabilities, Draw, Flip, Transform, PERMUTATIONS};
 use crate::estimate::RunningStats;
 
-/// The coefficients are fitted once the other folds hold this many samples per feature:
-/// with fewer, their noise adds more variance than the controls remove (the excess is about
-/// `p / (n - p)` of the residual variance).
-const SAMPLES_PER_FEATURE: usize = 4;
-
-/// The channel-order indicators join the fit only once the other folds hold this many samples
-/// per feature of the extended set: their gain is pair-dependent (a third of the residual
-/// variance on ex_ref / ex_p0, none on a 256x256 photo crop; docs/estimator.md), so they must
-/// not cost precision where they do not help. At 4 per feature the 256x256 crop lost 10% at 96
-/// samples; at 6 it lost nothing measurable.
-const EXTENDED_SAMPLES_PER_FEATURE: usize = 6;
+/// Samples per feature the other folds must hold before each stage of [`control_features`]
+/// joins the fit: with fewer, the coefficients' noise adds more variance than the controls
+/// remove (the excess is about `p / (n - p)` of the residual variance). Chosen on per-draw
+/// dumps of four pairs (`cargo bench --bench estimator -- draws`; docs/estimator.md):
+/// * the level-1 indicator: 16 (from ~22 samples). Where level 1's distance stands apart
+///   (the 512x512 noise pair: 0.019 against ~0.0015 at levels 2-3) it alone takes the variance
+///   to a third of iid's; where the levels' distances are close it costs ~5% until the next
+///   stage;
+/// * the levels and gains: 4; the level-1 x gain products: 4 (at 3 the products cost cat / dog
+///   half its precision at the sample count where they joined);
+/// * the channel order: 6. Its gain is pair-dependent (a third of the residual variance on
+///   ex_ref / ex_p0, none on a 256x256 photo crop), so it must not cost precision where it does
+///   not help: at 4 per feature the crop lost 10% at 96 samples, at 6 nothing measurable.
+const SAMPLES_PER_FEATURE: [usize; 4] = [24, 4, 4, 6];
 
 /// Variance of a colour gain drawn uniformly from [0.2, 1].
 const GAIN_VARIANCE: f64 = 0.64 / 12.0;
@@ -44,33 +47,55 @@ pub fn draw_features(t: &Transform, levels: u32) -> Vec<f64> {
     f
 }
 
-/// The features the control sampler uses, in two nested stages. The first
-/// [`base_feature_count`]: the gains by output channel (two of them; the third is implied by
-/// the source-channel gains' sum) and by source channel, the source gains' squares, and the
-/// scale level. Then the channel order (5 indicators of the 6 permutations, each minus 1/6):
-/// the decomposition (`benches/estimator.rs`, docs/estimator.md) found the colour gains and
-/// their interaction with the channel order to carry most of the variance; on ex_ref/ex_p0
-/// the order indicators take the residual variance from 0.54 to 0.36 of iid's (800 draws).
+/// The features the control sampler uses, in nested stages (each a prefix of the next; see
+/// [`stages`]):
+/// 1. the scale level (indicators of levels 1 to `levels - 1`);
+/// 2. the colour gains, by output channel (two of them; the third is implied by the
+///    source-channel gains' sum) and by source channel, and the source gains' squares;
+/// 3. the same five gains times the level-1 indicator (only with more than one level): the
+///    gains act on a sample's distance in proportion to its level's distance, and level 1 is
+///    both the most likely and the furthest level (on the 512x512 noise pair, 0.019 against
+///    ~0.0015 at levels 2-3), which the additive stages cannot fit;
+/// 4. the channel order (5 indicators of the 6 permutations, each minus 1/6): the colour-gain x
+///    channel-order interaction; on ex_ref / ex_p0 it takes the residual variance from 0.54 to
+///    0.36 of iid's (800 draws).
+///
+/// Each has mean exactly 0 under the E-LPIPS distribution: levels, gains and order are drawn
+/// independently, so a product of a centred gain and any function of the level has mean 0.
 pub fn control_features(t: &Transform, levels: u32) -> Vec<f64> {
     let mut gain = [0.0; 3];
     for k in 0..3 {
         gain[t.permutation[k]] = t.color[k] as f64;
     }
-    let mut f: Vec<f64> = t.color[..2].iter().map(|&c| c as f64 - 0.6).collect();
-    f.extend(gain.iter().map(|g| g - 0.6));
-    f.extend(gain.iter().map(|g| (g - 0.6).powi(2) - GAIN_VARIANCE));
     let prob = level_probabilities(levels);
-    for s in 1..levels as usize {
-        f.push((t.scale == s) as u8 as f64 - prob[s - 1]);
+    // Level 1 first: its indicator is the first stage alone.
+    let mut f: Vec<f64> = (1..levels as usize).map(|s| (t.scale == s) as u8 as f64 - prob[s - 1]).collect();
+    let gains: Vec<f64> = t.color[..2].iter().map(|&c| c as f64 - 0.6).chain(gain.iter().map(|g| g - 0.6)).collect();
+    f.extend(&gains);
+    f.extend(gain.iter().map(|g| (g - 0.6).powi(2) - GAIN_VARIANCE));
+    if levels > 1 {
+        let level1 = (t.scale == 1) as u8 as f64;
+        f.extend(gains.iter().map(|g| level1 * g));
     }
     let order = PERMUTATIONS.iter().position(|p| *p == t.permutation);
     f.extend((0..PERMUTATIONS.len() - 1).map(|o| (order == Some(o)) as u8 as f64 - 1.0 / PERMUTATIONS.len() as f64));
     f
 }
 
-/// How many of [`control_features`] form the first stage (gains and level).
-pub fn base_feature_count(levels: u32) -> usize {
-    8 + levels.saturating_sub(1) as usize
+/// The stages of [`control_features`] for `levels` levels: per stage, how many of the features
+/// (a prefix) and how many samples per feature the other folds must hold to fit them. Stages
+/// that add nothing (one level: no level indicators, no level-1 products) are left out.
+pub fn stages(levels: u32) -> Vec<(usize, usize)> {
+    let l = levels.saturating_sub(1) as usize;
+    let products = if levels > 1 { 5 } else { 0 };
+    let ends = [l.min(1), l + 8, l + 8 + products, l + 8 + products + PERMUTATIONS.len() - 1];
+    let mut out: Vec<(usize, usize)> = Vec::new();
+    for (&end, &per) in ends.iter().zip(&SAMPLES_PER_FEATURE) {
+        if end > out.last().map_or(0, |s| s.0) {
+            out.push((end, per));
+        }
+    }
+    out
 }
 
 /// Regression control variates, cross-fitted.
@@ -78,9 +103,8 @@ pub fn base_feature_count(levels: u32) -> usize {
 /// Samples fall into [`FOLDS`] folds by index. Sample `i` contributes `y_i - b_k . z_i`, with
 /// `z_i` its [`control_features`] (exact mean 0 under the E-LPIPS distribution) and `b_k` the
 /// least-squares coefficients of `y` on `z` fitted on the *other* folds, on the largest
-/// stage of the features for which they hold enough samples per feature: gains and level from
-/// `SAMPLES_PER_FEATURE` per feature, the channel order too from
-/// `EXTENDED_SAMPLES_PER_FEATURE` per feature of the larger set (0 below the first stage). `b_k` is independent of sample `i`
+/// of the [`stages`] for which they hold enough samples per feature (`SAMPLES_PER_FEATURE`;
+/// no fit, i.e. plain iid, below the first). `b_k` is independent of sample `i`
 /// and `z_i` has mean 0, so every contribution has expectation exactly `E[y]`: the estimate (their
 /// mean) is unbiased for the same expectation as iid sampling, for any number of samples. Its
 /// standard error is the usual one of the contributions' mean (the folds' coefficients are
@@ -108,17 +132,15 @@ impl Controls {
             self.xs.push(control_features(&d.transform, self.levels));
             self.ys.push(y);
         }
-        // (features, samples per feature the other folds must hold to fit them)
-        let stages = [
-            (base_feature_count(self.levels), SAMPLES_PER_FEATURE),
-            (self.xs.first().map_or(0, Vec::len), EXTENDED_SAMPLES_PER_FEATURE),
-        ];
+        let stages = stages(self.levels);
         let mut stats = RunningStats::default();
+        let mut features_fitted = 0;
         for k in 0..FOLDS {
             let others: Vec<usize> = (0..self.ys.len()).filter(|i| i % FOLDS != k).collect();
             // The largest stage the other folds can fit: the choice depends on counts only,
             // never on distances, so the contributions stay unbiased.
             let p = stages.iter().rev().find(|&&(p, per)| others.len() >= per * p).map(|&(p, _)| p);
+            features_fitted = features_fitted.max(p.unwrap_or(0));
             let beta = p.map(|p| {
                 let xs: Vec<Vec<f64>> = others.iter().map(|&i| self.xs[i][..p].to_vec()).collect();
                 let ys: Vec<f64> = others.iter().map(|&i| self.ys[i]).collect();
@@ -129,22 +151,38 @@ impl Controls {
                 stats.push(self.ys[i] - fitted);
             }
         }
+        if features_fitted > 0 {
+            // Residuals of a fit of `features_fitted` coefficients (and an intercept): the usual
+            // `n / (n - p - 1)` correction. Without it the intervals covered 90% at a stage's
+            // first sample count on the mock, and the gate at the truth erred 5.2-5.9% on one
+            // side (iid: 2.2%); docs/estimator.md.
+            let n = self.ys.len() as f64;
+            stats.inflate(n / (n - features_fitted as f64 - 1.0));
+        }
         stats
     }
 }
 
-/// Least squares of `y` on `[1, x]`: returns `[intercept, coefficients...]`. A tiny ridge
-/// keeps it defined when a feature never varies (e.g. a level not yet drawn).
+/// Least squares of `y` on `[1, x]`: returns `[intercept, coefficients...]`. Solved on data
+/// centred on its means (the same fit), so that a feature that never varies in `x` (a level not
+/// yet drawn in the other folds) is a zero column and the tiny ridge sends its coefficient to
+/// 0. Uncentred, such a column is a copy of the intercept, and the ridge split the mean between
+/// them: a coefficient of about -2 x the mean distance, which made each later sample of that
+/// level contribute ~3x the distance (unbiased, but it multiplied the variance up to 14-fold
+/// on adv_teddy / adv_reference at 48 samples).
 pub fn least_squares(x: &[Vec<f64>], y: &[f64]) -> Vec<f64> {
-    let p = x.first().map_or(0, Vec::len) + 1;
+    let p = x.first().map_or(0, Vec::len);
+    let n = y.len().max(1) as f64;
+    let x_mean: Vec<f64> = (0..p).map(|j| x.iter().map(|r| r[j]).sum::<f64>() / n).collect();
+    let y_mean = y.iter().sum::<f64>() / n;
     let mut a = vec![vec![0.0; p + 1]; p];
     for (xi, &yi) in x.iter().zip(y) {
-        let r: Vec<f64> = std::iter::once(1.0).chain(xi.iter().copied()).collect();
+        let r: Vec<f64> = xi.iter().zip(&x_mean).map(|(v, m)| v - m).collect();
         for j in 0..p {
             for k in 0..p {
                 a[j][k] += r[j] * r[k];
             }
-            a[j][p] += r[j] * yi;
+            a[j][p] += r[j] * (yi - y_mean);
         }
     }
     for (j, aj) in a.iter_mut().enumerate() {
@@ -163,7 +201,9 @@ pub fn least_squares(x: &[Vec<f64>], y: &[f64]) -> Vec<f64> {
             }
         }
     }
-    (0..p).map(|j| if a[j][j] != 0.0 { a[j][p] / a[j][j] } else { 0.0 }).collect()
+    let b: Vec<f64> = (0..p).map(|j| if a[j][j] != 0.0 { a[j][p] / a[j][j] } else { 0.0 }).collect();
+    let intercept = y_mean - b.iter().zip(&x_mean).map(|(b, m)| b * m).sum::<f64>();
+    std::iter::once(intercept).chain(b).collect()
 }
 
 #[cfg(test)]
@@ -187,6 +227,15 @@ mod tests {
             // Each feature's sd is at most 2.3 (offsets); 5 sd of the mean.
             assert!((s / n as f64).abs() < 5.0 * 2.3 / (n as f64).sqrt(), "feature {j}: mean {}", s / n as f64);
         }
+    }
+
+    #[test]
+    fn a_feature_that_never_varies_gets_no_weight() {
+        // Column 1 is constant (a level absent from the fit): the plane must come from column 0.
+        let x: Vec<Vec<f64>> = (0..20).map(|i| vec![i as f64, -0.085]).collect();
+        let y: Vec<f64> = x.iter().map(|r| 0.11 + 0.01 * r[0]).collect();
+        let b = least_squares(&x, &y);
+        assert!(b[2].abs() < 1e-9 && (b[0] - 0.11).abs() < 1e-9 && (b[1] - 0.01).abs() < 1e-9, "{b:?}");
     }
 
     #[test]

@@ -389,7 +389,8 @@ mod tests {
         eprintln!("mock: control/iid standard error {:.3}", control / iid);
         assert!(control < 0.5 * iid, "control {control} vs iid {iid}");
         // Once the coefficients are fitted, the estimate stays unbiased and the intervals cover.
-        // At 72 and 120 only the first stage (gains, level) is fitted; at 200 the channel order too.
+        // At 48 (the test above) only the level-1 indicator is fitted; at 72 and 120 the levels,
+        // gains and level-1 x gain products; at 200 the channel order too.
         let truth = mock_truth(4);
         let runs = 300;
         for n in [72, 120, 200] {
