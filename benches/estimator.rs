@@ -329,7 +329,8 @@ fn to_five_percent(a: &Image, b: &Image) -> elpips::Result<()> {
     Ok(())
 }
 
-/// Per-draw distances of the noise pair as CSV, for trying control-variate features offline.
+/// Per-draw distances of the noise pair (or pair `pair` of [`PAIRS`]) as CSV, for trying
+/// control-variate features offline.
 fn draws(n: u64, pair: Option<usize>) -> elpips::Result<()> {
     let (a, b) = match pair {
         Some(k) => {

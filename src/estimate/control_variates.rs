@@ -10,10 +10,11 @@ use crate::estimate::RunningStats;
 /// joins the fit: with fewer, the coefficients' noise adds more variance than the controls
 /// remove (the excess is about `p / (n - p)` of the residual variance). Chosen on per-draw
 /// dumps of four pairs (`cargo bench --bench estimator -- draws`; docs/estimator.md):
-/// * the level-1 indicator: 16 (from ~22 samples). Where level 1's distance stands apart
+/// * the level-1 indicator: 24 (from ~32 samples). Where level 1's distance stands apart
 ///   (the 512x512 noise pair: 0.019 against ~0.0015 at levels 2-3) it alone takes the variance
 ///   to a third of iid's; where the levels' distances are close it costs ~5% until the next
-///   stage;
+///   stage. At 16 (from ~22 samples, the gate's second look) the gate at the truth erred 5.1%
+///   on one side, above its 5%;
 /// * the levels and gains: 4; the level-1 x gain products: 4 (at 3 the products cost cat / dog
 ///   half its precision at the sample count where they joined);
 /// * the channel order: 6. Its gain is pair-dependent (a third of the residual variance on
@@ -49,9 +50,10 @@ pub fn draw_features(t: &Transform, levels: u32) -> Vec<f64> {
 
 /// The features the control sampler uses, in nested stages (each a prefix of the next; see
 /// [`stages`]):
-/// 1. the scale level (indicators of levels 1 to `levels - 1`);
-/// 2. the colour gains, by output channel (two of them; the third is implied by the
-///    source-channel gains' sum) and by source channel, and the source gains' squares;
+/// 1. the level-1 indicator (more than one level);
+/// 2. the indicators of levels 2 to `levels - 1`, and the colour gains, by output channel (two
+///    of them; the third is implied by the source-channel gains' sum) and by source channel,
+///    and the source gains' squares;
 /// 3. the same five gains times the level-1 indicator (only with more than one level): the
 ///    gains act on a sample's distance in proportion to its level's distance, and level 1 is
 ///    both the most likely and the furthest level (on the 512x512 noise pair, 0.019 against
