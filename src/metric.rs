@@ -21,7 +21,7 @@ use crate::network::taps::{
 use crate::image::{check_same_size, Image};
 use crate::linear_weights::LinearWeights;
 use crate::network::models::{contract, model_dir_in, MetricKind};
-use crate::network::runtime::{release_free_heap, Device, RuntimeOptions, Session};
+use crate::network::runtime::{release_free_heap, Buffers, Device, RuntimeOptions, Session};
 
 /// Pixels of full-size samples that one adaptive round holds (see [`round_samples`]). It sized
 /// the fused batches too before they were bounded by [`ELPIPS_FUSED_PIXELS`]; kept so that
@@ -118,6 +118,9 @@ pub struct Metric {
     /// for E-LPIPS only, whose sampled batches run there. LPIPS runs the feature model and the
     /// head everywhere (`features`), so it never opens this.
     session: Option<Session>,
+    /// Where `session` came from, and how it keeps its buffers: reopened with the other kind
+    /// when a pair needs it ([`Metric::fit_buffers`]).
+    fused: Option<(PathBuf, Buffers)>,
     mask_names: Vec<String>,
     lin_names: Vec<String>,
     /// Custom linear weights fed over the model's built-in ones.
@@ -159,9 +162,10 @@ impl Metric {
         let taps = kind.tap_channels().len();
         let lin_names: Vec<String> = (0..taps).map(contract::lin).collect();
         let mask_names = contract::masks_of(kind);
-        let session = if kind.is_ensemble() {
+        let (session, fused) = if kind.is_ensemble() {
             let path = model_dir_in(options.model_dir.as_deref(), options.runtime.install_dir.as_deref()).join(kind.file_name());
-            let session = Session::open(&path, &options.runtime)?;
+            // The arena, for pairs that never tile: most pairs (see `fit_buffers`).
+            let session = Session::open_with(&path, &options.runtime, Buffers::Arena)?;
             let inputs = session.input_names();
             let has = |n: &str| inputs.iter().any(|i| i == n);
             let expected_ok = has(contract::REFERENCE)
@@ -176,11 +180,11 @@ impl Metric {
                     inputs.join(", ")
                 )));
             }
-            Some(session)
+            (Some(session), Some((path, Buffers::Arena)))
         } else {
-            None
+            (None, None)
         };
-        let mut metric = Metric { options, session, mask_names, lin_names, linear_weights, features: None };
+        let mut metric = Metric { options, session, fused, mask_names, lin_names, linear_weights, features: None };
         if !kind.is_ensemble() || metric.options.precision != Precision::Fp32 {
             // LPIPS runs only there, and int8 too: fail now if it cannot open.
             metric.feature_net()?;
@@ -227,6 +231,31 @@ impl Metric {
     fn features_key(&self) -> FeaturesKey {
         let o = &self.options;
         FeaturesKey { metric: o.metric, precision: o.precision, model_dir: o.model_dir.clone(), linear_weights: o.linear_weights.clone() }
+    }
+
+    /// Whether an `h x w` pair's biggest E-LPIPS samples (level 1, with the offset's padding) run
+    /// in tiles: then its runs of many shapes share the process, and keep no buffers between them.
+    fn samples_tile(&self, h: usize, w: usize) -> bool {
+        self.sample_tile(&Transform::neutral(), h, w).is_some()
+    }
+
+    /// Gives the fused session the [`Buffers`] an `h x w` pair wants: the arena where no sample
+    /// of the pair tiles, buffers freed per run where they do. Reopens the model when the last
+    /// pair wanted the other kind (a fraction of a second; a pair that tiles takes minutes).
+    /// The distances do not depend on it.
+    fn fit_buffers(&mut self, h: usize, w: usize) -> Result<()> {
+        let want = if self.samples_tile(h, w) { Buffers::Lean } else { Buffers::Arena };
+        if let Some((path, have)) = &self.fused {
+            if *have != want {
+                let path = path.clone();
+                // The old session first: its weights and arena go before the new one loads.
+                self.session = None;
+                self.fused = None;
+                self.session = Some(Session::open_with(&path, &self.options.runtime, want)?);
+                self.fused = Some((path, want));
+            }
+        }
+        Ok(())
     }
 
     /// The tiles of a network input of this size (LPIPS-VGG: the image; E-LPIPS: one sample's
@@ -605,7 +634,8 @@ impl Metric {
         let (h, w) = (reference.height() as usize, reference.width() as usize);
         // A pair whose full-size samples tile: its batches share the process with tile runs,
         // so each gives its free heap back (memory kept between runs is what raised the peak).
-        let big = self.tile_for(h, w).is_some();
+        let big = self.samples_tile(h, w);
+        self.fit_buffers(h, w)?;
         for_each_batch(reference.data(), candidate.data(), (h, w), draws, ELPIPS_FUSED_PIXELS, &mut |batch, members| {
             let (n, th, tw) = (members.len(), batch.height, batch.width);
             let mask_inputs = batch.masks.inputs();
@@ -672,7 +702,7 @@ impl Metric {
         }
         let (h, w) = (reference.height() as usize, reference.width() as usize);
         let groups = group_by_size(draws, h, w);
-        let big = self.tile_for(h, w).is_some();
+        let big = self.samples_tile(h, w);
         let mut out = vec![vec![0.0; draws_len(&groups)]; candidates.len()];
         for ((th, tw), mut members) in groups {
             if let Some(grid) = self.tile_for(th, tw) {
@@ -753,6 +783,7 @@ impl Metric {
             // A broadcast 1 keeps every activation: no dropout.
             None => (0..contract::MASKS).map(|_| (vec![1, 1, 1, 1], &ones[..])).collect(),
         };
+        self.fit_buffers(h, w)?;
         Ok(self.run_with_maps(&refs, &cands, 1, th, tw, Some(&mask_inputs), false)?.0[0])
     }
 

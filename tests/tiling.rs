@@ -105,3 +105,24 @@ fn a_tiled_elpips_heatmap_is_the_untiled_one() {
         assert!((t - u).abs() <= 1e-5 * peak, "pixel {i}: tiled {t} vs untiled {u}");
     }
 }
+
+/// The fused model keeps ONNX Runtime's CPU arena for pairs whose samples never tile and frees
+/// its buffers per run for pairs that do (reopened when a pair wants the other kind): one metric
+/// going from one kind to the other and back gives the same distances bit for bit.
+#[test]
+fn the_fused_sessions_buffers_follow_the_pair_and_never_change_a_distance() {
+    let (a, b) = pair();
+    let mut metric = metric_with(MetricOptions::default());
+    let transforms: Vec<Transform> = draws().into_iter().map(|d| d.transform).collect();
+    let run = |m: &mut elpips::Metric| -> Vec<f64> {
+        transforms.iter().enumerate().map(|(i, t)| m.evaluate(&a, &b, Some(t), Some((11, i as u64))).unwrap()).collect()
+    };
+    let arena = run(&mut metric); // 288x256: no sample tiles
+    metric.set_tile_size(Some(TILE)); // every sample tiles: buffers freed per run
+    let lean = run(&mut metric);
+    metric.set_tile_size(None);
+    let again = run(&mut metric);
+    assert_eq!(arena, lean);
+    assert_eq!(arena, again);
+    assert!(arena.windows(2).any(|w| rel(w[0], w[1]) > 1e-3), "{arena:?}");
+}

@@ -45,6 +45,19 @@ pub(crate) fn release_free_heap() {
     }
 }
 
+/// How a session keeps its activation buffers between runs (CPU provider).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Buffers {
+    /// ONNX Runtime's CPU arena: buffers grown once and reused by later runs. For pairs whose
+    /// samples never tile (a handful of input shapes): 1.47x faster per E-LPIPS sample at
+    /// 512x512, and a lower peak there (942 vs 1043 MiB; docs/performance.md).
+    Arena,
+    /// Each run's activations freed when it ends: the peak stays one run's working set. For
+    /// pairs that tile, whose runs of many shapes (tiles, levels, flips) share the process: the
+    /// arena kept buffers of each, and a 16-sample 1080p gate peaked at 1697 MiB.
+    Lean,
+}
+
 pub(crate) fn no_cuda_reason(options: &RuntimeOptions) -> String {
     let (lib, _) = locate(options.library.as_deref(), options.install_dir.as_deref());
     if !cfg!(feature = "cuda") {
@@ -365,30 +378,42 @@ impl Session {
     /// Opens `model` with the given options. [`Device::Auto`] falls back to the CPU when CUDA
     /// is not offered or the session does not open on it; [`Device::Cuda`] fails instead.
     pub fn open(model: &Path, options: &RuntimeOptions) -> Result<Self> {
+        Self::open_with(model, options, Buffers::Lean)
+    }
+
+    /// [`Session::open`] with the given [`Buffers`] (the CPU provider's; CUDA keeps its own).
+    pub fn open_with(model: &Path, options: &RuntimeOptions, buffers: Buffers) -> Result<Self> {
         let env = environment(options)?;
         // The bytes checked against the manifest are the bytes loaded (no check-then-reopen race).
         let bytes = crate::integrity::read_verified_model(model)?;
         match options.device {
-            Device::Cpu => Self::open_on(&env, &bytes, model, options, Device::Cpu),
+            Device::Cpu => Self::open_on(&env, &bytes, model, options, Device::Cpu, buffers),
             Device::Cuda => {
                 if !options.cuda_available()? {
                     return Err(Error::Runtime(no_cuda_reason(options)));
                 }
-                Self::open_on(&env, &bytes, model, options, Device::Cuda)
+                Self::open_on(&env, &bytes, model, options, Device::Cuda, buffers)
                     .map_err(|e| Error::Runtime(format!("cannot open {} on CUDA: {e}", model.display())))
             }
             Device::Auto => {
                 if options.cuda_available()? {
-                    if let Ok(s) = Self::open_on(&env, &bytes, model, options, Device::Cuda) {
+                    if let Ok(s) = Self::open_on(&env, &bytes, model, options, Device::Cuda, buffers) {
                         return Ok(s);
                     }
                 }
-                Self::open_on(&env, &bytes, model, options, Device::Cpu)
+                Self::open_on(&env, &bytes, model, options, Device::Cpu, buffers)
             }
         }
     }
 
-    fn open_on(env: &ort::environment::Environment, bytes: &[u8], model: &Path, options: &RuntimeOptions, device: Device) -> Result<Self> {
+    fn open_on(
+        env: &ort::environment::Environment,
+        bytes: &[u8],
+        model: &Path,
+        options: &RuntimeOptions,
+        device: Device,
+        buffers: Buffers,
+    ) -> Result<Self> {
         // Builder errors carry the builder for recovery; we only need their message.
         let msg = |e: &dyn std::fmt::Display| Error::Model(format!("cannot load {}: {e}", model.display()));
         #[allow(unused_mut)]
@@ -401,11 +426,10 @@ impl Session {
             .with_inter_threads(1)
             .map_err(|e| msg(&e))?
             // Input sizes vary per call (E-LPIPS samples, tiles), so a memory pattern is never
-            // reused, and the CPU arena keeps every peak buffer it ever grew to: without both,
-            // freed activations go back to the system and the peak stays one run's working set.
+            // reused (measured: no faster with it). The arena: see `Buffers`.
             .with_memory_pattern(false)
             .map_err(|e| msg(&e))?
-            .with_execution_providers([ort::ep::CPU::default().with_arena_allocator(false).build()])
+            .with_execution_providers([ort::ep::CPU::default().with_arena_allocator(buffers == Buffers::Arena).build()])
             .map_err(|e| msg(&e))?;
         #[cfg(feature = "cuda")]
         if device == Device::Cuda {
@@ -525,11 +549,11 @@ mod tests {
         assert!(!options.cuda_available().unwrap());
         let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("weights/models/lpips-alex.onnx");
         let bytes = std::fs::read(&model).unwrap();
-        let e = Session::open_on(&env, &bytes, &model, &options, Device::Cuda).err().expect("no GPU: registration must fail");
+        let e = Session::open_on(&env, &bytes, &model, &options, Device::Cuda, Buffers::Lean).err().expect("no GPU: registration must fail");
         println!("{e}");
         assert!(e.to_string().contains("libcuda.so.1"), "{e}");
         // The same runtime still runs on the CPU.
-        let s = Session::open_on(&env, &bytes, &model, &options, Device::Cpu).unwrap();
+        let s = Session::open_on(&env, &bytes, &model, &options, Device::Cpu, Buffers::Lean).unwrap();
         assert_eq!(s.device(), Device::Cpu);
     }
 }
