@@ -187,7 +187,7 @@ impl Metric {
         let mut metric = Metric { options, session, fused, mask_names, lin_names, linear_weights, features: None };
         if !kind.is_ensemble() || metric.options.precision != Precision::Fp32 {
             // LPIPS runs only there, and int8 too: fail now if it cannot open.
-            metric.feature_net()?;
+            metric.open_features(Buffers::Arena)?;
         }
         Ok(metric)
     }
@@ -197,7 +197,8 @@ impl Metric {
     pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
         if precision != self.options.precision {
             let o = &self.options;
-            let net = FeatureNet::open(o.metric, o.model_dir.as_deref(), &o.runtime, precision, self.linear_weights.as_ref())?;
+            let buffers = self.features.as_ref().map_or(Buffers::Arena, FeatureNet::buffers);
+            let net = FeatureNet::open(o.metric, o.model_dir.as_deref(), &o.runtime, precision, self.linear_weights.as_ref(), buffers)?;
             self.options.precision = precision;
             self.features = Some(net);
         }
@@ -219,10 +220,20 @@ impl Metric {
         }
     }
 
-    fn feature_net(&mut self) -> Result<&mut FeatureNet> {
+    /// The feature network with the [`Buffers`] an `h x w` pair wants (`pair_buffers`), opened
+    /// on first use and reopened when the last pair wanted the other kind.
+    fn feature_net_for(&mut self, h: usize, w: usize) -> Result<&mut FeatureNet> {
+        let want = self.pair_buffers(h, w);
+        self.open_features(want)
+    }
+
+    fn open_features(&mut self, want: Buffers) -> Result<&mut FeatureNet> {
+        if self.features.as_ref().is_some_and(|f| f.buffers() != want) {
+            self.features = None;
+        }
         if self.features.is_none() {
             let o = &self.options;
-            let net = FeatureNet::open(o.metric, o.model_dir.as_deref(), &o.runtime, o.precision, self.linear_weights.as_ref())?;
+            let net = FeatureNet::open(o.metric, o.model_dir.as_deref(), &o.runtime, o.precision, self.linear_weights.as_ref(), want)?;
             self.features = Some(net);
         }
         Ok(self.features.as_mut().expect("opened above"))
@@ -239,12 +250,22 @@ impl Metric {
         self.sample_tile(&Transform::neutral(), h, w).is_some()
     }
 
-    /// Gives the fused session the [`Buffers`] an `h x w` pair wants: the arena where no sample
-    /// of the pair tiles, buffers freed per run where they do. Reopens the model when the last
+    /// The [`Buffers`] for an `h x w` pair's runs: freed per run where the pair tiles (LPIPS: the
+    /// image; E-LPIPS: its full-size samples), else the arena.
+    fn pair_buffers(&self, h: usize, w: usize) -> Buffers {
+        let tiles = if self.kind().is_ensemble() { self.samples_tile(h, w) } else { self.tile_for(h, w).is_some() };
+        if tiles {
+            Buffers::Lean
+        } else {
+            Buffers::Arena
+        }
+    }
+
+    /// Gives the fused session the [`Buffers`] an `h x w` pair wants (`pair_buffers`). Reopens the model when the last
     /// pair wanted the other kind (a fraction of a second; a pair that tiles takes minutes).
     /// The distances do not depend on it.
     fn fit_buffers(&mut self, h: usize, w: usize) -> Result<()> {
-        let want = if self.samples_tile(h, w) { Buffers::Lean } else { Buffers::Arena };
+        let want = self.pair_buffers(h, w);
         if let Some((path, have)) = &self.fused {
             if *have != want {
                 let path = path.clone();
@@ -278,7 +299,7 @@ impl Metric {
     fn lpips_distance(&mut self, reference: &Image, candidate: &Image) -> Result<f64> {
         let (h, w) = (reference.height() as usize, reference.width() as usize);
         if let Some(grid) = self.tile_for(h, w) {
-            return tiled_distance(self.feature_net()?, reference.data(), candidate.data(), h, w, &grid);
+            return tiled_distance(self.feature_net_for(h, w)?, reference.data(), candidate.data(), h, w, &grid);
         }
         let (_, maps) = self.lpips_whole_maps(reference.data(), candidate.data(), h, w)?;
         distance_of_maps(&maps)
@@ -287,7 +308,7 @@ impl Metric {
     /// LPIPS per-tap maps of a whole (untiled) `h x w` pair, with each map's `(H_t, W_t)`:
     /// reference taps, then the candidate against them.
     fn lpips_whole_maps(&mut self, reference: &[f32], candidate: &[f32], h: usize, w: usize) -> Result<WholeMaps> {
-        let net = self.feature_net()?;
+        let net = self.feature_net_for(h, w)?;
         let taps = net.taps(reference, 1, h, w, None)?;
         let maps = net.maps_against(&taps, candidate, 1, h, w, None, &[(0, 0)])?.swap_remove(0);
         Ok((taps.shapes.iter().map(|s| (s[2], s[3])).collect(), maps))
@@ -301,7 +322,7 @@ impl Metric {
             None
         } else {
             let key = self.features_key();
-            Some((key, self.feature_net()?.taps(image.data(), 1, h, w, None)?))
+            Some((key, self.feature_net_for(h, w)?.taps(image.data(), 1, h, w, None)?))
         };
         Ok(Reference { image: image.clone(), taps })
     }
@@ -313,7 +334,7 @@ impl Metric {
         match &reference.taps {
             Some((key, taps)) if *key == self.features_key() => {
                 let (h, w) = (candidate.height() as usize, candidate.width() as usize);
-                let maps = self.feature_net()?.maps_against(taps, candidate.data(), 1, h, w, None, &[(0, 0)])?;
+                let maps = self.feature_net_for(h, w)?.maps_against(taps, candidate.data(), 1, h, w, None, &[(0, 0)])?;
                 Ok(Estimate::exact(distance_of_maps(&maps[0])?))
             }
             _ => self.compare(&reference.image, candidate),
@@ -430,7 +451,7 @@ impl Metric {
         if !self.kind().is_ensemble() {
             // The path `compare` takes, tiled alike, so the two report the same distance.
             let (d, maps) = match self.tile_for(h, w) {
-                Some(grid) => tiled_maps(self.feature_net()?, reference.data(), candidate.data(), h, w, &grid)?,
+                Some(grid) => tiled_maps(self.feature_net_for(h, w)?, reference.data(), candidate.data(), h, w, &grid)?,
                 None => {
                     let (sizes, per_tap) = self.lpips_whole_maps(reference.data(), candidate.data(), h, w)?;
                     let d = distance_of_maps(&per_tap)?;
@@ -678,7 +699,7 @@ impl Metric {
         let reference = t.apply(reference.data(), h, w).data;
         let candidates: Vec<Vec<f32>> = candidates.iter().map(|c| t.apply(c.data(), h, w).data).collect();
         let views: Vec<&[f32]> = candidates.iter().map(Vec::as_slice).collect();
-        let results = tiled(self.feature_net()?, &reference, &views, th, tw, grid, Some(&dropout), keep_maps)?;
+        let results = tiled(self.feature_net_for(h, w)?, &reference, &views, th, tw, grid, Some(&dropout), keep_maps)?;
         for (d, _) in &results {
             if !d.is_finite() {
                 return Err(Error::Inference(format!("the network produced a non-finite distance ({d})")));
@@ -720,7 +741,7 @@ impl Metric {
                 stack_transformed(reference.data(), h, w, chunk.iter().map(|(_, d)| &d.transform), plane, &mut buf);
                 let masks = DropoutBatch::draw(th, tw, chunk.iter_mut().map(|(_, d)| &mut d.rng));
                 let mask_inputs = masks.inputs();
-                let net = self.feature_net()?;
+                let net = self.feature_net_for(h, w)?;
                 let ref_taps = net.taps(&buf, n, th, tw, Some(&mask_inputs))?;
                 let pairs: Vec<(usize, usize)> = (0..n).map(|j| (j, j)).collect();
                 for (k, cand) in candidates.iter().enumerate() {

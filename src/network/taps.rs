@@ -19,7 +19,7 @@ use crate::ensemble::{SampleDropout, VGG_CONV_INPUTS};
 use crate::error::{Error, Result};
 use crate::linear_weights::LinearWeights;
 use crate::network::models::{contract, model_dir_in, MetricKind};
-use crate::network::runtime::{release_free_heap, Device, RuntimeOptions, Session};
+use crate::network::runtime::{release_free_heap, Buffers, Device, RuntimeOptions, Session};
 
 /// Pixels a tile extends beyond its core. VGG16's relu5_3 sees 90 pixels before and 105 after
 /// its own 16-pixel cell; 112 is the next multiple of 16, so tile origins stay on the pool grid.
@@ -120,26 +120,29 @@ impl Taps {
 pub struct FeatureNet {
     kind: MetricKind,
     session: Session,
+    buffers: Buffers,
     lins: Vec<Vec<f32>>,
     outputs: Vec<String>,
     mask_names: Vec<String>,
 }
 
 impl FeatureNet {
-    /// Opens `kind`'s feature model at `precision`. The head's linear weights are `custom`, else
-    /// the model's own (stored in its metadata as `elpips.lin_<t>`).
+    /// Opens `kind`'s feature model at `precision`, its session keeping `buffers`. The head's
+    /// linear weights are `custom`, else the model's own (stored in its metadata as
+    /// `elpips.lin_<t>`).
     pub fn open(
         kind: MetricKind,
         dir: Option<&Path>,
         runtime: &RuntimeOptions,
         precision: Precision,
         custom: Option<&LinearWeights>,
+        buffers: Buffers,
     ) -> Result<Self> {
         if precision == Precision::Int8 && kind != MetricKind::LpipsVgg {
             return Err(Error::invalid(format!("precision int8 is built for lpips-vgg only, not {kind}; use fp32")));
         }
         let path = model_dir_in(dir, runtime.install_dir.as_deref()).join(precision.features_file(kind));
-        let session = Session::open(&path, runtime)?;
+        let session = Session::open_with(&path, runtime, buffers)?;
         let taps = kind.tap_channels();
         let lins = match custom {
             Some(lw) => lw.taps.clone(),
@@ -157,11 +160,16 @@ impl FeatureNet {
         };
         let outputs = (0..taps.len()).map(contract::unit).collect();
         let mask_names = contract::masks_of(kind);
-        Ok(FeatureNet { kind, session, lins, outputs, mask_names })
+        Ok(FeatureNet { kind, session, buffers, lins, outputs, mask_names })
     }
 
     pub fn device(&self) -> Device {
         self.session.device()
+    }
+
+    /// How its session keeps buffers between runs.
+    pub fn buffers(&self) -> Buffers {
+        self.buffers
     }
 
     /// Taps of `n` stacked `h x w` planar images (E-LPIPS: with the given masks, one per sample).
