@@ -23,7 +23,8 @@
 //!   plus Gaussian noise (sigma 8/255, ChaCha8 seed 8, clamped). The 1080p gate takes minutes
 //!   on 2 cores; `ELPIPS_BENCH_1080P=0` skips it.
 //! * `draws` (only when named): one CSV line per iid draw (seed 1) of the 512x512 noise pair, its
-//!   transform and its distance, `ELPIPS_BENCH_DRAWS` draws (default 320), on stdout after the
+//!   transform, its distance and the distance's share per tap (`tap0` the image, `tap1` relu1_1,
+//!   ...), `ELPIPS_BENCH_DRAWS` draws (default 320), on stdout after the
 //!   `machine:` line: the data to try control-variate features on offline (docs/performance.md).
 //!   `ELPIPS_BENCH_DRAWS_PAIR=k` dumps pair `k` of [`PAIRS`] instead (0 ex_ref / ex_p0, 1 cat /
 //!   dog, 2 adv_teddy / adv_reference).
@@ -341,18 +342,22 @@ fn draws(n: u64, pair: Option<usize>) -> elpips::Result<()> {
     };
     let mut m = Metric::new(MetricOptions::default())?;
     let levels = m.scale_levels(a.height(), a.width());
-    println!("i,scale,scale_oy,scale_ox,oy,ox,flip,transpose,p0,p1,p2,g0,g1,g2,distance");
+    let taps = m.kind().tap_channels().len();
+    let tap_columns: String = (0..taps).map(|t| format!(",tap{t}")).collect();
+    println!("i,scale,scale_oy,scale_ox,oy,ox,flip,transpose,p0,p1,p2,g0,g1,g2,distance{tap_columns}");
     for start in (0..n).step_by(8) {
         let end = (start + 8).min(n);
         let mut batch: Vec<Draw> = (start..end).map(|i| Draw::iid(1, i, levels)).collect();
         // Evaluation advances each draw's dropout stream; its transform stays as drawn.
-        let y = m.evaluate_draws(&a, &b, &mut batch)?;
-        for (i, (d, y)) in (start..).zip(batch.iter().zip(y)) {
+        let per_tap = m.evaluate_draws_taps(&a, &b, &mut batch)?;
+        for (i, (d, tap)) in (start..).zip(batch.iter().zip(per_tap)) {
+            let y: f64 = tap.iter().sum();
+            let tap: String = tap.iter().map(|v| format!(",{v:.9}")).collect();
             let t = &d.transform;
             let [p0, p1, p2] = t.permutation;
             let [g0, g1, g2] = t.color;
             println!(
-                "{i},{},{},{},{},{},{:?},{},{p0},{p1},{p2},{g0},{g1},{g2},{y:.9}",
+                "{i},{},{},{},{},{},{:?},{},{p0},{p1},{p2},{g0},{g1},{g2},{y:.9}{tap}",
                 t.scale, t.scale_offset.0, t.scale_offset.1, t.offset.0, t.offset.1, t.flip, t.transpose as u8
             );
         }

@@ -599,6 +599,37 @@ impl Metric {
         self.evaluate_draws_into(reference, candidate, draws, None)
     }
 
+    /// Per draw, its distance split by tap (each tap's map averaged; they sum to the distance),
+    /// for pairs whose samples do not tile: what the estimator bench dumps to try controls
+    /// offline (the early taps predict a sample's distance; docs/estimator.md).
+    #[doc(hidden)]
+    pub fn evaluate_draws_taps(&mut self, reference: &Image, candidate: &Image, draws: &mut [Draw]) -> Result<Vec<Vec<f64>>> {
+        check_same_size(reference, candidate)?;
+        let (h, w) = (reference.height() as usize, reference.width() as usize);
+        if !self.kind().is_ensemble() || self.samples_tile(h, w) {
+            return Err(Error::invalid("per-tap distances of draws: E-LPIPS pairs whose samples do not tile only"));
+        }
+        self.check_has_maps()?;
+        self.fit_buffers(h, w)?;
+        let mut out = vec![Vec::new(); draws.len()];
+        for_each_batch(reference.data(), candidate.data(), (h, w), draws, ELPIPS_FUSED_PIXELS, &mut |batch, members| {
+            let (n, th, tw) = (members.len(), batch.height, batch.width);
+            let mask_inputs = batch.masks.inputs();
+            let (_, maps) = self.run_with_maps(&batch.references, &batch.candidates, n, th, tw, Some(&mask_inputs), true)?;
+            for (j, (slot, _)) in members.iter().enumerate() {
+                out[*slot] = maps
+                    .iter()
+                    .map(|(shape, values)| {
+                        let k = shape[2] * shape[3];
+                        values[j * k..(j + 1) * k].iter().map(|&v| v as f64).sum::<f64>() / k as f64
+                    })
+                    .collect();
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
     /// [`Metric::evaluate_draws`], adding each sample's map to `heat` when given. Draws whose
     /// network input is above the tiling size run one at a time in tiles (feature model, masks
     /// cut from the sample's compact draw); the rest run in fused-model batches of at most
