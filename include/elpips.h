@@ -678,7 +678,7 @@ typedef struct ElpipsDecision {
 #define ELPIPS_PRECISION_FP32 0
 
 /**
- * int8 convolutions (lpips-vgg only; faster on CPUs, up to ~3% measured distance error: see
+ * int8 convolutions (lpips-vgg and elpips-vgg; faster on CPUs, up to ~3% measured distance error: see
  * docs/performance.md). Other metrics: `ELPIPS_STATUS_INVALID_ARGUMENT`.
  */
 #define ELPIPS_PRECISION_INT8 1
@@ -962,7 +962,7 @@ ElpipsStatus elpips_context_device(struct ElpipsContext *ctx, ElpipsDevice *devi
 
 /**
  * Sets the arithmetic of `ctx`'s network: `ELPIPS_PRECISION_FP32` (the default) or
- * `ELPIPS_PRECISION_INT8` (lpips-vgg only, opt-in; up to ~3% distance error, see
+ * `ELPIPS_PRECISION_INT8` (lpips-vgg and elpips-vgg, opt-in; up to ~3% distance error, see
  * docs/performance.md). On failure the context keeps its precision. Unknown value, or int8 for
  * another metric: `ELPIPS_STATUS_INVALID_ARGUMENT`. NULL `ctx`: `ELPIPS_STATUS_NULL_POINTER`.
  * Thread-safe (serialised with the context's comparisons). References prepared before keep

@@ -52,7 +52,7 @@ pub struct MetricOptions {
     pub sampler: SamplerKind,
     /// E-LPIPS scale levels; `None` = the size rule `max(1, min(H, W) / 64)`.
     pub scale_levels: Option<u32>,
-    /// Arithmetic of the networks (fp32 by default; int8 is opt-in, lpips-vgg only).
+    /// Arithmetic of the networks (fp32 by default; int8 is opt-in, lpips-vgg and elpips-vgg).
     pub precision: Precision,
     /// The VGG metrics: tile core side in pixels (rounded up to 16); `Some(0)` = never tile;
     /// `None` = LPIPS-VGG tiles inputs above 1 Mpx in 512-pixel cores; E-LPIPS tiles samples
@@ -242,6 +242,11 @@ impl Metric {
     fn features_key(&self) -> FeaturesKey {
         let o = &self.options;
         FeaturesKey { metric: o.metric, precision: o.precision, model_dir: o.model_dir.clone(), linear_weights: o.linear_weights.clone() }
+    }
+
+    /// What E-LPIPS offers at fp32 only (the fused model's outputs).
+    fn fp32_only(&self, what: &str) -> Error {
+        Error::invalid(format!("{what} of {} run at fp32 only, not {}; use --precision fp32", self.kind(), self.options.precision))
     }
 
     /// Whether an `h x w` pair's biggest E-LPIPS samples (level 1, with the offset's padding) run
@@ -605,6 +610,9 @@ impl Metric {
     #[doc(hidden)]
     pub fn evaluate_draws_taps(&mut self, reference: &Image, candidate: &Image, draws: &mut [Draw]) -> Result<Vec<Vec<f64>>> {
         check_same_size(reference, candidate)?;
+        if self.options.precision != Precision::Fp32 {
+            return Err(self.fp32_only("per-tap distances of draws"));
+        }
         let (h, w) = (reference.height() as usize, reference.width() as usize);
         if !self.kind().is_ensemble() || self.samples_tile(h, w) {
             return Err(Error::invalid("per-tap distances of draws: E-LPIPS pairs whose samples do not tile only"));
@@ -641,6 +649,14 @@ impl Metric {
         draws: &mut [Draw],
         mut heat: Option<&mut Accumulator>,
     ) -> Result<Vec<f64>> {
+        if self.options.precision != Precision::Fp32 {
+            // The fused model is fp32: int8 samples run on the int8 feature network, the path
+            // of several candidates (and of tiles), with the same draws.
+            if heat.is_some() {
+                return Err(self.fp32_only("heatmaps"));
+            }
+            return Ok(self.evaluate_draws_many(reference, &[candidate], draws)?.swap_remove(0));
+        }
         let (h, w) = (reference.height() as usize, reference.width() as usize);
         let mut out = vec![0.0; draws.len()];
         let tiled_slots: Vec<(usize, TileGrid)> =
@@ -805,6 +821,9 @@ impl Metric {
             return Err(Error::invalid(format!("{} has no transforms or dropout", self.kind())));
         }
         let (h, w) = (reference.height() as usize, reference.width() as usize);
+        if self.kind().is_ensemble() && self.options.precision != Precision::Fp32 {
+            return Err(self.fp32_only("one network evaluation (`evaluate`)"));
+        }
         if !self.kind().is_ensemble() {
             // Whole, never tiled: the network's own distance of the pair.
             self.check_pair(reference, candidate)?;

@@ -777,17 +777,22 @@ def quantize_int8(fp32: onnx.ModelProto, upstream: str) -> onnx.ModelProto:
     int8 per-channel weights with reduce_range (7 bits): AVX2 without VNNI multiplies u8 x s8
     pairs with 16-bit saturation, which full-range weights overflow (measured: up to 12%
     distance error without it, under 3% with it). conv1_1 stays float: its input is the signed,
-    normalised image and it costs 5% of the network."""
+    normalised image and it costs 5% of the network. E-LPIPS feature models take a dropout mask
+    before every conv: calibration feeds masks of ones (no dropout), so the ranges are those of
+    the images; a draw's colour gains (0.2-1) only shrink them."""
     from PIL import Image as PILImage
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
                                           QuantType, quantize_static)
     from onnxruntime.quantization.calibrate import create_calibrator
 
+    masks = [i.name for i in fp32.graph.input if i.name.startswith("mask_")]
     batches = []
     for rel in CALIBRATION_IMAGES:
         im = PILImage.open(os.path.join(upstream, rel)).convert("RGB")
         im = im.resize((CALIBRATION_SIZE, CALIBRATION_SIZE), PILImage.BILINEAR)
-        batches.append({"image": (np.asarray(im, np.float32).transpose(2, 0, 1)[None] / 255.0)})
+        batch = {"image": (np.asarray(im, np.float32).transpose(2, 0, 1)[None] / 255.0)}
+        batch.update({m: np.ones((1, 1, 1, 1), np.float32) for m in masks})
+        batches.append(batch)
 
     class Reader(CalibrationDataReader):
         def __init__(self):
@@ -1217,7 +1222,7 @@ class Sources:
 
 # Feature models (`<base>.features`): one image in, unit-normalised taps out, for reusing a
 # reference's features across candidates and for tiling big images.
-FEATURES = tuple(b + ".features" for b in BASES) + ("lpips-vgg.features.int8",)
+FEATURES = tuple(b + ".features" for b in BASES) + ("lpips-vgg.features.int8", "elpips-vgg.features.int8")
 
 
 def convert(src: Sources, base: str, lins=None, lin_label=None, lin_sha=None) -> onnx.ModelProto:

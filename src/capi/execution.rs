@@ -31,7 +31,7 @@ pub unsafe extern "C" fn elpips_context_device(ctx: *mut ElpipsContext, device: 
 }
 
 /// Sets the arithmetic of `ctx`'s network: `ELPIPS_PRECISION_FP32` (the default) or
-/// `ELPIPS_PRECISION_INT8` (lpips-vgg only, opt-in; up to ~3% distance error, see
+/// `ELPIPS_PRECISION_INT8` (lpips-vgg and elpips-vgg, opt-in; up to ~3% distance error, see
 /// docs/performance.md). On failure the context keeps its precision. Unknown value, or int8 for
 /// another metric: `ELPIPS_STATUS_INVALID_ARGUMENT`. NULL `ctx`: `ELPIPS_STATUS_NULL_POINTER`.
 /// Thread-safe (serialised with the context's comparisons). References prepared before keep

@@ -203,7 +203,7 @@ pub const ELPIPS_DEVICE_CUDA: ElpipsDevice = 2;
 pub type ElpipsPrecision = u32;
 /// float32 everywhere. Default.
 pub const ELPIPS_PRECISION_FP32: ElpipsPrecision = 0;
-/// int8 convolutions (lpips-vgg only; faster on CPUs, up to ~3% measured distance error: see
+/// int8 convolutions (lpips-vgg and elpips-vgg; faster on CPUs, up to ~3% measured distance error: see
 /// docs/performance.md). Other metrics: `ELPIPS_STATUS_INVALID_ARGUMENT`.
 pub const ELPIPS_PRECISION_INT8: ElpipsPrecision = 1;
 

@@ -190,11 +190,12 @@ static void contexts(void) {
         CHECK(device == ELPIPS_DEVICE_CPU);
         CHECK_STATUS(ctx, elpips_context_device(ctx, NULL), ELPIPS_STATUS_NULL_POINTER);
         CHECK_STATUS(NULL, elpips_context_device(NULL, &device), ELPIPS_STATUS_NULL_POINTER);
-        /* Precision and tiling are per-context settings; int8 exists for lpips-vgg only. */
+        /* Precision and tiling are per-context settings; int8 exists for lpips-vgg and
+           elpips-vgg, not for this context's lpips-alex. */
         CHECK_STATUS(ctx, elpips_context_set_precision(ctx, 9), ELPIPS_STATUS_INVALID_ARGUMENT);
         CHECK_MESSAGE(ctx, "unknown precision 9");
         CHECK_STATUS(ctx, elpips_context_set_precision(ctx, ELPIPS_PRECISION_INT8), ELPIPS_STATUS_INVALID_ARGUMENT);
-        CHECK_MESSAGE(ctx, "lpips-vgg only");
+        CHECK_MESSAGE(ctx, "lpips-vgg and elpips-vgg");
         CHECK_STATUS(ctx, elpips_context_set_precision(ctx, ELPIPS_PRECISION_FP32), ELPIPS_OK);
         CHECK_STATUS(ctx, elpips_context_set_tile_size(ctx, ELPIPS_TILE_NEVER), ELPIPS_OK);
         CHECK_STATUS(ctx, elpips_context_set_tile_size(ctx, 0), ELPIPS_OK);
