@@ -266,9 +266,9 @@ impl Metric {
         }
     }
 
-    /// Gives the fused session the [`Buffers`] an `h x w` pair wants (`pair_buffers`). Reopens the model when the last
-    /// pair wanted the other kind (a fraction of a second; a pair that tiles takes minutes).
-    /// The distances do not depend on it.
+    /// Gives the fused session the [`Buffers`] an `h x w` pair wants (`pair_buffers`). Reopens
+    /// the model when the last pair wanted the other kind (a fraction of a second; a pair that
+    /// tiles takes minutes). The distances do not depend on it.
     fn fit_buffers(&mut self, h: usize, w: usize) -> Result<()> {
         let want = self.pair_buffers(h, w);
         if let Some((path, have)) = &self.fused {
@@ -610,12 +610,12 @@ impl Metric {
     #[doc(hidden)]
     pub fn evaluate_draws_taps(&mut self, reference: &Image, candidate: &Image, draws: &mut [Draw]) -> Result<Vec<Vec<f64>>> {
         check_same_size(reference, candidate)?;
-        if self.options.precision != Precision::Fp32 {
-            return Err(self.fp32_only("per-tap distances of draws"));
-        }
         let (h, w) = (reference.height() as usize, reference.width() as usize);
         if !self.kind().is_ensemble() || self.samples_tile(h, w) {
             return Err(Error::invalid("per-tap distances of draws: E-LPIPS pairs whose samples do not tile only"));
+        }
+        if self.options.precision != Precision::Fp32 {
+            return Err(self.fp32_only("per-tap distances of draws"));
         }
         self.check_has_maps()?;
         self.fit_buffers(h, w)?;
