@@ -28,6 +28,10 @@
 //!   `machine:` line: the data to try control-variate features on offline (docs/performance.md).
 //!   `ELPIPS_BENCH_DRAWS_PAIR=k` dumps pair `k` of [`PAIRS`] instead (0 ex_ref / ex_p0, 1 cat /
 //!   dog, 2 adv_teddy / adv_reference).
+//! * `int8mf` (only when named): the int8 network as the cheap model of a multi-fidelity
+//!   estimate of the fp32 expectation: `ELPIPS_BENCH_SAMPLES` draws (default 96) of the noise
+//!   pair at fp32 and at int8 (the same draws), and per `k` (fp32 on one draw in `k`) the
+//!   variance times cost against fp32 alone, iid and with the control sampler's features.
 //!
 //! `ELPIPS_BENCH_IMAGES=1` limits `samples` to the small pair. `ELPIPS_BENCH_PAIRS=N` sets the draws per decomposition (default 16); `ELPIPS_BENCH_FULL=1`
 //! adds cat/dog and teddy to the decomposition (slow: ~8 network runs per draw at full size).
@@ -367,6 +371,81 @@ fn draws(n: u64, pair: Option<usize>) -> elpips::Result<()> {
     Ok(())
 }
 
+/// The int8 network as a multi-fidelity control variate, measured on the same draws: every draw
+/// at int8, and at fp32 with probability 1/k (independent of the draw), each contributing
+/// `z = y8 + k B (y32 - y8)`. `E[z] = E[y32]` exactly and the `z` are iid, so the usual
+/// intervals hold; per draw it costs `t8 + t32 / k`. Prints, per k, the variance times cost of
+/// that estimator against fp32 alone (below 1: faster to the same precision), from `n` draws
+/// of the noise pair evaluated both ways (`ELPIPS_BENCH_SAMPLES`, default 96).
+fn int8_multi_fidelity(n: u32) -> elpips::Result<()> {
+    let (a, b) = noise_pair(512, 512)?;
+    let mut m = Metric::new(MetricOptions::default())?;
+    let levels = m.scale_levels(a.height(), a.width());
+    let draws: Vec<Draw> = (0..n as u64).map(|i| Draw::iid(1, i, levels)).collect();
+    let timed = |m: &mut Metric, precision: elpips::Precision| -> elpips::Result<(Vec<f64>, f64)> {
+        m.set_precision(precision)?;
+        let mut d = draws.clone();
+        let t = Instant::now();
+        let y = m.evaluate_draws(&a, &b, &mut d)?;
+        Ok((y, t.elapsed().as_secs_f64()))
+    };
+    let (y32, t32) = timed(&mut m, elpips::Precision::Fp32)?;
+    let (y8, t8) = timed(&mut m, elpips::Precision::Int8)?;
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let var = |v: &[f64]| {
+        let mu = mean(v);
+        v.iter().map(|x| (x - mu).powi(2)).sum::<f64>() / (v.len() - 1) as f64
+    };
+    let d: Vec<f64> = y32.iter().zip(&y8).map(|(p, q)| p - q).collect();
+    let (mean_d2, mean_d) = (mean(&d.iter().map(|x| x * x).collect::<Vec<_>>()), mean(&d));
+    let cov = {
+        let (m8, md) = (mean(&y8), mean_d);
+        y8.iter().zip(&d).map(|(a, b)| (a - m8) * (b - md)).sum::<f64>() / (d.len() - 1) as f64
+    };
+    println!(
+        "int8 multi-fidelity, 512x512 noise pair, {n} draws: fp32 {:.1} s ({:.3} s/draw), int8 {:.1} s ({:.3} s/draw, {:.2}x); mean fp32 {:.6}, int8 {:.6} ({:+.2}%); var int8 / fp32 {:.3}; sd(y32 - y8) / mean {:.4}",
+        t32,
+        t32 / n as f64,
+        t8,
+        t8 / n as f64,
+        t32 / t8,
+        mean(&y32),
+        mean(&y8),
+        100.0 * (mean(&y8) / mean(&y32) - 1.0),
+        var(&y8) / var(&y32),
+        var(&d).sqrt() / mean(&y32)
+    );
+    // The same with the control sampler's features (all stages, 4-fold cross-fit): the
+    // residual of the int8 draws and the fp32 - int8 difference (its own fit), as the
+    // two-sample estimator `mean_N(y8 - b x) + mean_{N/k}(d - c x)` would see them.
+    let xs: Vec<Vec<f64>> = draws.iter().map(|d| control_features(&d.transform, levels)).collect();
+    let residual = |y: &[f64]| {
+        let mut r = Vec::with_capacity(y.len());
+        for fold in 0..4 {
+            let train: Vec<usize> = (0..y.len()).filter(|i| i % 4 != fold).collect();
+            let beta = least_squares(&train.iter().map(|&i| xs[i].clone()).collect::<Vec<_>>(), &train.iter().map(|&i| y[i]).collect::<Vec<_>>());
+            for i in (fold..y.len()).step_by(4) {
+                r.push(y[i] - beta[0] - beta[1..].iter().zip(&xs[i]).map(|(b, x)| b * x).sum::<f64>());
+            }
+        }
+        var(&r)
+    };
+    let (r32, r8, rd) = (residual(&y32), residual(&y8), residual(&d));
+    println!("  control features: residual variance fp32 {:.3}, int8 {:.3}, fp32 - int8 {:.4} (x fp32's iid variance)", r32 / var(&y32), r8 / var(&y32), rd / var(&y32));
+    for k in [2.0f64, 4.0, 8.0, 16.0] {
+        let v = r8 + k * rd;
+        let cost = t8 + t32 / k;
+        println!("  two-sample with controls, k = {k:>2}: variance x cost {:.3} x the control sampler's at fp32", v / r32 * cost / t32);
+    }
+    for k in [1.0f64, 2.0, 4.0, 8.0, 16.0, 32.0] {
+        // Var(y8 + k B d) with B ~ Bernoulli(1/k) independent of the draw.
+        let v = var(&y8) + k * mean_d2 - mean_d * mean_d + 2.0 * cov;
+        let cost = t8 + t32 / k;
+        println!("  k = {k:>2}: variance {:.3} x fp32's, cost {:.3} x, variance x cost {:.3} (fp32 alone: 1)", v / var(&y32), cost / t32, v / var(&y32) * cost / t32);
+    }
+    Ok(())
+}
+
 fn main() -> elpips::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let wants = |s: &str| args.is_empty() || args.iter().any(|a| a == s);
@@ -387,6 +466,9 @@ fn main() -> elpips::Result<()> {
     if args.iter().any(|a| a == "to5") {
         let (a, b) = noise_pair(512, 512)?;
         to_five_percent(&a, &b)?;
+    }
+    if args.iter().any(|a| a == "int8mf") {
+        int8_multi_fidelity(env("ELPIPS_BENCH_SAMPLES", 96) as u32)?;
     }
     // Not in the default set: a data dump, not a figure.
     if args.iter().any(|a| a == "draws") {
