@@ -21,6 +21,7 @@ use crate::network::taps::{
 use crate::image::{check_same_size, Image};
 use crate::linear_weights::LinearWeights;
 use crate::network::models::{contract, model_dir_in, MetricKind};
+use crate::network::backend::Backend;
 use crate::network::runtime::{release_free_heap, Buffers, Device, RuntimeOptions, Session};
 
 /// Pixels of full-size samples that one adaptive round holds (see [`round_samples`]). It sized
@@ -217,6 +218,17 @@ impl Metric {
             (None, Some(f)) => f.device(),
             // Not reached: `new` opens one of the two.
             (None, None) => Device::Cpu,
+        }
+    }
+
+    /// The CPU kernels the networks run on (MLAS or OpenVINO; what `auto` chose): the feature
+    /// network's where it is open (LPIPS, int8, bf16), else the fused model's.
+    pub fn backend(&self) -> Backend {
+        match (&self.features, &self.session) {
+            (Some(f), _) => f.backend(),
+            (None, Some(s)) => s.backend(),
+            // Not reached: `new` opens one of the two.
+            (None, None) => Backend::Mlas,
         }
     }
 

@@ -169,11 +169,12 @@ fn device_and_precision_options() {
     let cuda_here = elpips::network::runtime::cuda_available(None).unwrap_or(false);
     assert_eq!(v["device"], if cuda_here { "cuda" } else { "cpu" });
     assert_eq!(v["precision"], "fp32");
+    assert!(v["backend"] == "mlas" || v["backend"] == "openvino", "{v}");
     if !cuda_here {
         assert_error(&elpips(&["compare", s(&a), s(&b), "--metric", "lpips-alex", "--device", "cuda"]), &["--device cuda", "CUDA"]);
     }
     assert_error(&elpips(&["compare", s(&a), s(&b), "--device", "tpu"]), &["tpu"]);
-    assert_error(&elpips(&["compare", s(&a), s(&b), "--metric", "lpips-vgg", "--precision", "bf16"]), &["bf16", "int8"]);
+    assert_error(&elpips(&["compare", s(&a), s(&b), "--metric", "lpips-vgg", "--precision", "bf16", "--backend", "mlas"]), &["bf16", "openvino backend only"]);
     assert_error(&elpips(&["compare", s(&a), s(&b), "--metric", "lpips-alex", "--precision", "int8"]), &["int8", "lpips-vgg"]);
     let o = elpips(&["compare", s(&a), s(&b), "--metric", "lpips-vgg", "--precision", "int8", "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use elpips::{Flip, MetricKind, MetricOptions, SamplerKind, Sampling, Transform};
+use elpips::{Backend, Flip, MetricKind, MetricOptions, RuntimeOptions, SamplerKind, Sampling, Transform};
 
 /// float32 networks evaluated by different libraries agree to about this, relative (observed: 4e-7).
 const NET_RTOL: f64 = 1e-5;
@@ -87,6 +87,36 @@ fn elpips_network_identity_and_fixed_transform() {
         assert_close(m.evaluate(&ia, &ib, None, None).unwrap(), identity, NET_RTOL, &format!("identity {a} {b}"));
         let got = m.evaluate(&ia, &ib, Some(&fixed_transform()), None).unwrap();
         assert_close(got, fixed, NET_RTOL, &format!("fixed transform {a} {b}"));
+    }
+}
+
+/// Every CPU backend that runs here (MLAS always; OpenVINO where its plugin is installed and
+/// serves this CPU) gives the golden figures at fp32: the precision hint is pinned to f32, so no
+/// backend may pick bf16 by itself.
+#[test]
+fn every_backend_matches_the_goldens_at_fp32() {
+    let mut backends = vec![Backend::Mlas];
+    match RuntimeOptions::default().openvino_ready() {
+        Ok(_) => backends.push(Backend::Openvino),
+        Err(why) => println!("openvino not checked on this machine: {why}"),
+    }
+    for backend in backends {
+        let open = |metric| metric_with(MetricOptions { metric, runtime: RuntimeOptions { backend, ..Default::default() }, ..Default::default() });
+        let (mut vgg, mut alex, mut e) = (open(MetricKind::LpipsVgg), open(MetricKind::LpipsAlex), open(MetricKind::ElpipsVgg));
+        assert_eq!((vgg.backend(), alex.backend(), e.backend()), (backend, backend, backend));
+        for (a, b, want_vgg, want_alex) in LPIPS_OFFICIAL {
+            let (ia, ib) = (load(a), load(b));
+            assert_close(vgg.compare(&ia, &ib).unwrap().distance, want_vgg, NET_RTOL, &format!("{backend} lpips-vgg {a} {b}"));
+            if let Some(want) = want_alex {
+                assert_close(alex.compare(&ia, &ib).unwrap().distance, want, NET_RTOL, &format!("{backend} lpips-alex {a} {b}"));
+            }
+        }
+        for (a, b, identity, fixed) in ELPIPS_NETWORK {
+            let (ia, ib) = (load(a), load(b));
+            assert_close(e.evaluate(&ia, &ib, None, None).unwrap(), identity, NET_RTOL, &format!("{backend} identity {a} {b}"));
+            let got = e.evaluate(&ia, &ib, Some(&fixed_transform()), None).unwrap();
+            assert_close(got, fixed, NET_RTOL, &format!("{backend} fixed transform {a} {b}"));
+        }
     }
 }
 

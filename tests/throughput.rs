@@ -164,7 +164,8 @@ fn int8_is_opt_in_close_to_fp32_and_vgg_only() {
     assert!(rel(q.compare_reference(&prepared, &b).unwrap().distance, int8) < 1e-6);
     let e = elpips::Metric::new(MetricOptions { metric: MetricKind::LpipsAlex, precision: Precision::Int8, ..Default::default() }).err().expect("refused");
     assert!(e.to_string().contains("int8"), "{e}");
-    assert!(Precision::from_name("bf16").unwrap_err().to_string().contains("bf16"));
+    assert_eq!(Precision::from_name("bf16").unwrap(), Precision::Bf16);
+    assert!(Precision::from_name("fp16").unwrap_err().to_string().contains("fp32, int8 or bf16"));
 }
 
 /// E-LPIPS at int8: every sample on the int8 feature network, the same draws as fp32 (so the

@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use ort::session::builder::GraphOptimizationLevel;
 
 use crate::error::{Error, Result};
+use crate::network::backend::{self, Arithmetic, Backend, CpuFeatures, Plan};
 
 /// Environment variable naming the ONNX Runtime shared library (ort's own convention).
 pub const ORT_DYLIB_ENV: &str = "ORT_DYLIB_PATH";
@@ -236,6 +237,9 @@ pub struct RuntimeOptions {
     pub install_dir: Option<PathBuf>,
     /// How cuDNN picks each convolution's algorithm on CUDA (ignored on the CPU).
     pub cudnn_search: CudnnSearch,
+    /// Which kernels run the networks on the CPU (`auto` by default: see
+    /// [`crate::network::backend`]).
+    pub backend: Backend,
 }
 
 /// cuDNN's convolution algorithm search (ONNX Runtime's `cudnn_conv_algo_search`). Each E-LPIPS
@@ -269,12 +273,32 @@ impl CudnnSearch {
 pub const MAX_THREADS: usize = 1024;
 
 impl RuntimeOptions {
-    /// Refuses thread counts no machine has.
+    /// Refuses thread counts no machine has, and OpenVINO asked for beside CUDA.
     pub fn validate(&self) -> Result<()> {
         if self.threads > MAX_THREADS {
             return Err(Error::InvalidArgument(format!("{} threads requested; at most {MAX_THREADS} (0 = one per core)", self.threads)));
         }
+        if self.backend == Backend::Openvino && self.device != Device::Cpu {
+            return Err(Error::invalid(format!(
+                "--backend openvino runs on the CPU; use --device cpu with it, or --backend auto with --device {}",
+                self.device
+            )));
+        }
         Ok(())
+    }
+
+    /// The OpenVINO plugin the runtime these options load would use, and where it was found
+    /// ([`backend::locate_plugin`]).
+    pub fn openvino_plugin(&self) -> Option<(PathBuf, &'static str)> {
+        let (lib, _) = locate(self.library.as_deref(), self.install_dir.as_deref());
+        backend::locate_plugin(&lib)
+    }
+
+    /// What [`Backend`] a CPU session at `arithmetic` is planned to get on this machine (before
+    /// the plugin is loaded: a fall-back may still follow), or why none can serve it.
+    pub fn backend_plan(&self, arithmetic: Arithmetic) -> std::result::Result<Plan, String> {
+        let plugin = self.openvino_plugin();
+        backend::plan(self.backend, arithmetic, &CpuFeatures::detect(), plugin.as_ref().map(|(p, _)| p.as_path()))
     }
 
     /// The intra-op thread count sessions get.
@@ -288,6 +312,57 @@ impl RuntimeOptions {
         } else {
             physical_cores()
         }
+    }
+}
+
+/// What the CPU backends have to go on here: the CPU, the OpenVINO plugin and what each
+/// precision is planned to run on (`elpips info`; nothing is loaded to find out).
+#[derive(Clone, Debug)]
+pub struct BackendFacts {
+    /// The CPU's features (or those of [`backend::CPU_FEATURES_ENV`]).
+    pub cpu: CpuFeatures,
+    /// The OpenVINO plugin and where it was found, if any.
+    pub plugin: Option<(PathBuf, &'static str)>,
+    /// Per precision: the backend planned and the CPU features its kernels use, or why the
+    /// precision cannot run here.
+    pub plans: Vec<(Arithmetic, std::result::Result<(Backend, Vec<&'static str>), String>)>,
+}
+
+impl RuntimeOptions {
+    /// [`BackendFacts`] for these options.
+    pub fn backend_facts(&self) -> BackendFacts {
+        let cpu = CpuFeatures::detect();
+        let plans = Arithmetic::ALL
+            .iter()
+            .map(|&a| {
+                let plan = self.backend_plan(a).map(|p| match p {
+                    Plan::Mlas => Backend::Mlas,
+                    Plan::Openvino { .. } => Backend::Openvino,
+                });
+                (a, plan.map(|b| (b, cpu.used_by(b, a))))
+            })
+            .collect();
+        BackendFacts { plugin: self.openvino_plugin(), cpu, plans }
+    }
+}
+
+impl BackendFacts {
+    /// `elpips info`'s lines (`name: value`).
+    pub fn lines(&self) -> Vec<String> {
+        let features = self.cpu.names();
+        let model = if self.cpu.model.is_empty() { &self.cpu.vendor } else { &self.cpu.model };
+        let mut out = vec![format!("cpu:     {model} ({})", if features.is_empty() { "no AVX2".to_owned() } else { features.join(", ") })];
+        out.push(match &self.plugin {
+            Some((p, origin)) => format!("openvino: {} (from {origin})", p.display()),
+            None => format!("openvino: not installed (`make setup` fetches it; it serves Intel CPUs, this one is {})", self.cpu.vendor),
+        });
+        for (a, plan) in &self.plans {
+            out.push(match plan {
+                Ok((b, used)) => format!("backend {:<4}: {b} ({})", a.name(), used.join(", ")),
+                Err(why) => format!("backend {:<4}: none: {why}", a.name()),
+            });
+        }
+        out
     }
 }
 
@@ -372,6 +447,83 @@ impl RuntimeOptions {
 pub struct Session {
     inner: ort::session::Session,
     device: Device,
+    backend: Backend,
+}
+
+// Once per process: the plugin stays loaded in the one environment, and registering it again
+// would be refused. The outcome (or its reason) is kept so that every session reports it.
+static OPENVINO: Mutex<Option<std::result::Result<PathBuf, String>>> = Mutex::new(None);
+
+/// Registers the OpenVINO plugin at `path` with the process's environment, once; a later call
+/// gets the first call's outcome (whatever path it names).
+fn register_openvino(env: &ort::environment::Environment, path: &Path) -> std::result::Result<(), String> {
+    let mut guard = OPENVINO.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(done) = guard.as_ref() {
+        return done.as_ref().map(|_| ()).map_err(Clone::clone);
+    }
+    let outcome = crate::integrity::check_local_path(path, "OpenVINO plugin path")
+        .map_err(|e| e.to_string())
+        .and_then(|()| {
+            if path.is_file() {
+                Ok(())
+            } else {
+                Err(format!("the OpenVINO plugin {} is not a file", path.display()))
+            }
+        })
+        .and_then(|()| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| env.register_ep_library("elpips-openvino", path)))
+                .map_err(|_| format!("loading the OpenVINO plugin {} crashed", path.display()))?
+                .map_err(|e| format!("the OpenVINO plugin {} does not load: {e}", path.display()))
+        })
+        .map(|()| path.to_owned());
+    *guard = Some(outcome.clone());
+    outcome.map(|_| ())
+}
+
+/// The compiled-model cache for sessions of the plugin at `plugin`, created and trimmed once per
+/// process ([`backend::openvino_cache_dir`]); `None` where it cannot be made (no cache then).
+fn openvino_cache(plugin: &Path) -> Option<PathBuf> {
+    static CACHE: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    CACHE
+        .get_or_init(|| {
+            let dir = backend::openvino_cache_dir(plugin)?;
+            std::fs::create_dir_all(&dir).ok()?;
+            backend::trim_cache(&dir);
+            Some(dir)
+        })
+        .clone()
+}
+
+fn is_openvino_cpu(d: &ort::device::Device<'_>) -> bool {
+    d.ep().is_ok_and(|ep| ep == backend::OPENVINO_EP) && d.hardware_device().ty() == ort::memory::DeviceType::CPU
+}
+
+impl RuntimeOptions {
+    /// The OpenVINO plugin's path once it is registered with the runtime and offers a device for
+    /// this CPU, or why not (not installed, does not load, serves no device here).
+    pub fn openvino_ready(&self) -> std::result::Result<PathBuf, String> {
+        let env = environment(self).map_err(|e| e.to_string())?;
+        let (plugin, origin) = self.openvino_plugin().ok_or_else(|| {
+            format!("the plugin is not installed (no {}/{} beside the ONNX Runtime library); run `make setup`", backend::OPENVINO_DIR, backend::OPENVINO_PLUGIN_FILE)
+        })?;
+        register_openvino(&env, &plugin).map_err(|e| format!("{e} (from {origin})"))?;
+        if !env.devices().any(|d| is_openvino_cpu(&d)) {
+            // What ONNX Runtime sees, not CpuFeatures (which a test may replace).
+            let vendor = env
+                .devices()
+                .find(|d| d.hardware_device().ty() == ort::memory::DeviceType::CPU)
+                .and_then(|d| d.hardware_device().vendor().ok().map(str::to_owned))
+                .unwrap_or_else(|| "unknown".to_owned());
+            return Err(format!("the plugin offers no device for this CPU (vendor {vendor}): it serves Intel CPUs only"));
+        }
+        Ok(plugin)
+    }
+}
+
+/// Whether the OpenVINO plugin was registered in this process, and from where (`None`: never
+/// tried; `Err`: why it did not load).
+pub fn openvino_registration() -> Option<std::result::Result<PathBuf, String>> {
+    OPENVINO.lock().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
 impl Session {
@@ -383,29 +535,77 @@ impl Session {
 
     /// [`Session::open`] with the given [`Buffers`] (the CPU provider's; CUDA keeps its own).
     pub fn open_with(model: &Path, options: &RuntimeOptions, buffers: Buffers) -> Result<Self> {
+        Self::open_in(model, options, buffers, Arithmetic::F32)
+    }
+
+    /// [`Session::open_with`] at the given [`Arithmetic`]: on the CPU, the backend
+    /// `options.backend` plans for it ([`RuntimeOptions::backend_plan`]).
+    pub fn open_in(model: &Path, options: &RuntimeOptions, buffers: Buffers, arithmetic: Arithmetic) -> Result<Self> {
+        options.validate()?;
         let env = environment(options)?;
         // The bytes checked against the manifest are the bytes loaded (no check-then-reopen race).
         let bytes = crate::integrity::read_verified_model(model)?;
+        let on_cpu = |device| Self::open_cpu(&env, &bytes, model, options, device, buffers, arithmetic);
         match options.device {
-            Device::Cpu => Self::open_on(&env, &bytes, model, options, Device::Cpu, buffers),
+            Device::Cpu => on_cpu(Device::Cpu),
             Device::Cuda => {
+                if arithmetic == Arithmetic::Bf16 {
+                    return Err(Error::invalid("--precision bf16 runs on the CPU's openvino backend only; use --device cpu"));
+                }
                 if !options.cuda_available()? {
                     return Err(Error::Runtime(no_cuda_reason(options)));
                 }
-                Self::open_on(&env, &bytes, model, options, Device::Cuda, buffers)
+                Self::open_on(&env, &bytes, model, options, Device::Cuda, buffers, None)
                     .map_err(|e| Error::Runtime(format!("cannot open {} on CUDA: {e}", model.display())))
             }
             Device::Auto => {
-                if options.cuda_available()? {
-                    if let Ok(s) = Self::open_on(&env, &bytes, model, options, Device::Cuda, buffers) {
+                if arithmetic != Arithmetic::Bf16 && options.cuda_available()? {
+                    if let Ok(s) = Self::open_on(&env, &bytes, model, options, Device::Cuda, buffers, None) {
                         return Ok(s);
                     }
                 }
-                Self::open_on(&env, &bytes, model, options, Device::Cpu, buffers)
+                on_cpu(Device::Cpu)
             }
         }
     }
 
+    /// A CPU session on the backend planned for it: OpenVINO where the plan says so and it
+    /// opens (a failure is an error where the plan requires OpenVINO, else MLAS with a
+    /// warning), else MLAS.
+    #[allow(clippy::too_many_arguments)]
+    fn open_cpu(
+        env: &ort::environment::Environment,
+        bytes: &[u8],
+        model: &Path,
+        options: &RuntimeOptions,
+        device: Device,
+        buffers: Buffers,
+        arithmetic: Arithmetic,
+    ) -> Result<Self> {
+        let plan = options.backend_plan(arithmetic).map_err(Error::invalid)?;
+        let Plan::Openvino { required } = plan else {
+            return Self::open_on(env, bytes, model, options, device, buffers, None);
+        };
+        let openvino = options.openvino_ready().and_then(|plugin| {
+            let config = backend::openvino_config(arithmetic, options.effective_threads(), openvino_cache(&plugin).as_deref());
+            Self::open_on(env, bytes, model, options, device, buffers, Some(&config)).map_err(|e| match e {
+                Error::Model(m) => m,
+                other => other.to_string(),
+            })
+        });
+        match openvino {
+            Ok(s) => Ok(s),
+            Err(e) if required => Err(Error::Runtime(format!("OpenVINO: {e}; use --backend auto or mlas"))),
+            Err(e) => {
+                backend::warn_once(&format!("OpenVINO unavailable, running on MLAS (--backend auto): {e}"));
+                Self::open_on(env, bytes, model, options, device, buffers, None)
+            }
+        }
+    }
+
+    /// Opens a session on `device`; on the CPU, on OpenVINO when `openvino` gives its
+    /// `load_config`, else on MLAS.
+    #[allow(clippy::too_many_arguments)]
     fn open_on(
         env: &ort::environment::Environment,
         bytes: &[u8],
@@ -413,6 +613,7 @@ impl Session {
         options: &RuntimeOptions,
         device: Device,
         buffers: Buffers,
+        openvino: Option<&str>,
     ) -> Result<Self> {
         // Builder errors carry the builder for recovery; we only need their message.
         let msg = |e: &dyn std::fmt::Display| Error::Model(format!("cannot load {}: {e}", model.display()));
@@ -428,9 +629,20 @@ impl Session {
             // Input sizes vary per call (E-LPIPS samples, tiles), so a memory pattern is never
             // reused (measured: no faster with it). The arena: see `Buffers`.
             .with_memory_pattern(false)
-            .map_err(|e| msg(&e))?
-            .with_execution_providers([ort::ep::CPU::default().with_arena_allocator(buffers == Buffers::Arena).build()])
             .map_err(|e| msg(&e))?;
+        let backend = if let Some(config) = openvino {
+            // The plugin's CPU device ([`RuntimeOptions::openvino_ready`] saw it). The CPU
+            // provider behind it runs any node OpenVINO does not take.
+            let devices: Vec<_> = env.devices().filter(is_openvino_cpu).collect();
+            let ep_options = [(format!("{}.load_config", backend::OPENVINO_EP), config.to_owned())];
+            builder = builder.with_devices(devices, Some(&ep_options)).map_err(|e| msg(&e))?;
+            Backend::Openvino
+        } else {
+            builder = builder
+                .with_execution_providers([ort::ep::CPU::default().with_arena_allocator(buffers == Buffers::Arena).build()])
+                .map_err(|e| msg(&e))?;
+            Backend::Mlas
+        };
         #[cfg(feature = "cuda")]
         if device == Device::Cuda {
             let (runtime, _) = locate(options.library.as_deref(), options.install_dir.as_deref());
@@ -445,7 +657,12 @@ impl Session {
             builder = builder.with_execution_providers([cuda.build().error_on_failure()]).map_err(|e| msg(&e))?;
         }
         let inner = builder.commit_from_memory(bytes).map_err(|e| msg(&e))?;
-        Ok(Session { inner, device })
+        Ok(Session { inner, device, backend })
+    }
+
+    /// The CPU kernels this session runs on (never `Auto`; MLAS behind CUDA).
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// The device this session runs on (CPU or CUDA; never `Auto`).
@@ -549,11 +766,11 @@ mod tests {
         assert!(!options.cuda_available().unwrap());
         let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("weights/models/lpips-alex.onnx");
         let bytes = std::fs::read(&model).unwrap();
-        let e = Session::open_on(&env, &bytes, &model, &options, Device::Cuda, Buffers::Lean).err().expect("no GPU: registration must fail");
+        let e = Session::open_on(&env, &bytes, &model, &options, Device::Cuda, Buffers::Lean, None).err().expect("no GPU: registration must fail");
         println!("{e}");
         assert!(e.to_string().contains("libcuda.so.1"), "{e}");
         // The same runtime still runs on the CPU.
-        let s = Session::open_on(&env, &bytes, &model, &options, Device::Cpu, Buffers::Lean).unwrap();
+        let s = Session::open_on(&env, &bytes, &model, &options, Device::Cpu, Buffers::Lean, None).unwrap();
         assert_eq!(s.device(), Device::Cpu);
     }
 }

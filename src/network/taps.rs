@@ -18,6 +18,7 @@ use std::path::Path;
 use crate::ensemble::{SampleDropout, VGG_CONV_INPUTS};
 use crate::error::{Error, Result};
 use crate::linear_weights::LinearWeights;
+use crate::network::backend::{Arithmetic, Backend};
 use crate::network::models::{contract, model_dir_in, MetricKind};
 use crate::network::runtime::{release_free_heap, Buffers, Device, RuntimeOptions, Session};
 
@@ -44,11 +45,11 @@ pub const ELPIPS_FUSED_PIXELS: usize = 300_000;
 /// a tiled sample is close to proportional to them (docs/performance.md).
 pub const ELPIPS_TILE_PIXELS: usize = 1 << 18;
 
-/// Arithmetic precision of the feature network.
+/// Arithmetic precision of the networks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Precision {
-    /// float32 everywhere (the reference numbers).
+    /// float32 everywhere (the reference numbers), on every backend.
     #[default]
     Fp32,
     /// int8 convolutions (ONNX Runtime QDQ, static per-tensor activation scales calibrated on
@@ -57,6 +58,11 @@ pub enum Precision {
     /// on the int8 feature network: the expectation is int8's, not fp32's).
     #[cfg_attr(feature = "cli", value(help = "int8 convolutions, about 2x faster on CPUs without bf16, with a small measured error (docs/performance.md); lpips-vgg and elpips-vgg"))]
     Int8,
+    /// bf16 multiplications on the float32 models, by OpenVINO on CPUs with AVX512-BF16 or AMX
+    /// (refused elsewhere: never emulated); error against fp32 measured in docs/performance.md.
+    /// Like int8, every E-LPIPS sample then runs on the feature network.
+    #[cfg_attr(feature = "cli", value(help = "bf16 on Intel CPUs with AVX512-BF16 or AMX, through OpenVINO (docs/performance.md); refused on other CPUs"))]
+    Bf16,
 }
 
 impl Precision {
@@ -65,26 +71,34 @@ impl Precision {
         match self {
             Precision::Fp32 => "fp32",
             Precision::Int8 => "int8",
+            Precision::Bf16 => "bf16",
         }
     }
 
-    /// Parses `fp32` or `int8`. `bf16` is refused with the reason.
+    /// Parses `fp32`, `int8` or `bf16`.
     pub fn from_name(name: &str) -> Result<Self> {
         match name {
             "fp32" => Ok(Precision::Fp32),
             "int8" => Ok(Precision::Int8),
-            "bf16" => Err(Error::invalid(
-                "precision bf16 is not offered: ONNX Runtime's CPU provider has no bf16 convolution kernels (bf16 Conv runs only on CUDA and a few other providers); use int8 or fp32",
-            )),
-            _ => Err(Error::invalid(format!("unknown precision `{name}`; choose fp32 or int8"))),
+            "bf16" => Ok(Precision::Bf16),
+            _ => Err(Error::invalid(format!("unknown precision `{name}`; choose fp32, int8 or bf16"))),
         }
     }
 
-    /// Model file of `kind`'s feature network at this precision.
+    /// Model file of `kind`'s feature network at this precision (bf16 runs the fp32 one).
     pub fn features_file(self, kind: MetricKind) -> String {
         match self {
-            Precision::Fp32 => format!("{}.features.onnx", kind.name()),
+            Precision::Fp32 | Precision::Bf16 => format!("{}.features.onnx", kind.name()),
             Precision::Int8 => format!("{}.features.int8.onnx", kind.name()),
+        }
+    }
+
+    /// What the backend is asked for at this precision.
+    pub fn arithmetic(self) -> Arithmetic {
+        match self {
+            Precision::Fp32 => Arithmetic::F32,
+            Precision::Int8 => Arithmetic::Int8,
+            Precision::Bf16 => Arithmetic::Bf16,
         }
     }
 }
@@ -143,7 +157,7 @@ impl FeatureNet {
             return Err(Error::invalid(format!("precision int8 is built for lpips-vgg and elpips-vgg, not {kind}; use fp32")));
         }
         let path = model_dir_in(dir, runtime.install_dir.as_deref()).join(precision.features_file(kind));
-        let session = Session::open_with(&path, runtime, buffers)?;
+        let session = Session::open_in(&path, runtime, buffers, precision.arithmetic())?;
         let taps = kind.tap_channels();
         let lins = match custom {
             Some(lw) => lw.taps.clone(),
@@ -166,6 +180,11 @@ impl FeatureNet {
 
     pub fn device(&self) -> Device {
         self.session.device()
+    }
+
+    /// The CPU kernels its session runs on.
+    pub fn backend(&self) -> Backend {
+        self.session.backend()
     }
 
     /// How its session keeps buffers between runs.

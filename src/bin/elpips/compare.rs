@@ -91,6 +91,7 @@ fn print_result(args: &CompareArgs, metric: &Metric, kind: MetricKind, reference
             "width": reference.width(),
             "height": reference.height(),
             "device": metric.device().name(),
+            "backend": metric.backend().name(),
             "precision": args.network.precision.name(),
         });
         if let Some(l) = levels {

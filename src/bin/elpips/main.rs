@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::error::ErrorKind;
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
-use elpips::{CudnnSearch, Device, Error, Metric, MetricKind, MetricOptions, RuntimeOptions};
+use elpips::{Backend, CudnnSearch, Device, Error, Metric, MetricKind, MetricOptions, RuntimeOptions};
 
 mod check;
 mod codec;
@@ -72,6 +72,10 @@ pub struct CommonArgs {
     /// Where the networks run.
     #[arg(long, value_enum, default_value_t = Device::Cpu)]
     pub device: Device,
+    /// The CPU kernels: auto takes OpenVINO where it measured faster (Intel CPUs with AVX-512,
+    /// the plugin installed by `make setup`) and MLAS elsewhere (see docs/performance.md).
+    #[arg(long, value_enum, default_value_t = Backend::Auto)]
+    pub backend: Backend,
     /// CUDA only: how cuDNN picks each convolution's algorithm (exhaustive times them all on the
     /// first run of each shape; see docs/performance.md).
     #[arg(long, value_enum, value_name = "HOW", default_value_t = CudnnSearch::Exhaustive)]
@@ -170,6 +174,7 @@ pub fn runtime_options(common: &CommonArgs) -> RuntimeOptions {
         threads: common.threads,
         device: common.device,
         cudnn_search: common.cudnn_search,
+        backend: common.backend,
         ..Default::default()
     }
 }
@@ -207,11 +212,16 @@ fn info(args: CommonArgs) -> Result<(), Error> {
         }
     }
     println!("cuda:    {}", if rt::cuda_available(args.runtime.as_deref()).unwrap_or(false) { "available" } else { "not available" });
+    // The CPU backends: the CPU, the OpenVINO plugin and what each precision runs on (`auto`
+    // plans; a metric below says what a session got).
+    for line in runtime.backend_facts().lines() {
+        println!("{line}");
+    }
     let mut failed = None;
     for kind in MetricKind::ALL {
         let opts = MetricOptions { metric: kind, model_dir: args.model_dir.clone(), runtime: runtime_options(&args), ..Default::default() };
         match Metric::new(opts) {
-            Ok(m) => println!("  {:<11} ok (device {})", kind.name(), m.device()),
+            Ok(m) => println!("  {:<11} ok (device {}, backend {})", kind.name(), m.device(), m.backend()),
             Err(e) => {
                 println!("  {:<11} {e}", kind.name());
                 failed.get_or_insert(e);
@@ -244,6 +254,7 @@ mod tests {
         same::<SamplerKind>(SamplerKind::name);
         same::<Precision>(Precision::name);
         same::<Device>(Device::name);
+        same::<Backend>(Backend::name);
         same::<CudnnSearch>(CudnnSearch::name);
         same::<ToneCurve>(ToneCurve::name);
         same::<Encoding>(Encoding::name);

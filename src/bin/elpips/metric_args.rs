@@ -3,12 +3,9 @@
 //! the user's to choose, [`SamplingArgs`]; [`NetworkArgs::metric_options`] builds the one
 //! `MetricOptions` they all use.
 
-use std::ffi::OsStr;
 use std::path::PathBuf;
 
-use clap::builder::{EnumValueParser, PossibleValue, TypedValueParser};
-use clap::error::ErrorKind;
-use clap::{Args, ValueEnum};
+use clap::Args;
 use elpips::{Error, MetricKind, MetricOptions, Precision, SamplerKind, Sampling};
 
 use crate::{runtime_options, CommonArgs};
@@ -25,9 +22,9 @@ pub struct NetworkArgs {
     /// E-LPIPS scale levels [default: max(1, min(H, W) / 64); the authors' library uses 8].
     #[arg(long, value_name = "S", help_heading = "Network")]
     pub scale_levels: Option<u32>,
-    /// Arithmetic of the feature network (int8: see docs/performance.md). bf16 is refused: the
-    /// CPU runtime has no bf16 convolutions.
-    #[arg(long, default_value = "fp32", value_parser = PrecisionParser, help_heading = "Network")]
+    /// Arithmetic of the networks (int8, bf16: see docs/performance.md). bf16 runs on the
+    /// openvino backend on CPUs with AVX512-BF16 or AMX, and is refused on others.
+    #[arg(long, value_enum, default_value_t = Precision::Fp32, help_heading = "Network")]
     pub precision: Precision,
     /// How E-LPIPS samples are drawn (see docs/estimator.md) [default: control; iid for check
     /// and tune, whose gate is validated for iid and stratified draws].
@@ -63,26 +60,6 @@ impl NetworkArgs {
             precision: self.precision,
             tile_size: self.tile,
         }
-    }
-}
-
-/// `--precision`: clap's parser of [`Precision`] (its names, its "possible values" error), except
-/// that `bf16`, a name people try, gets the library's reason why it is not offered.
-#[derive(Clone)]
-struct PrecisionParser;
-
-impl TypedValueParser for PrecisionParser {
-    type Value = Precision;
-
-    fn parse_ref(&self, cmd: &clap::Command, arg: Option<&clap::Arg>, value: &OsStr) -> Result<Precision, clap::Error> {
-        EnumValueParser::<Precision>::new().parse_ref(cmd, arg, value).map_err(|e| match value.to_str().map(Precision::from_name) {
-            Some(Err(reason)) if value == "bf16" => clap::Error::raw(ErrorKind::InvalidValue, format!("{reason}\n")).with_cmd(cmd),
-            _ => e,
-        })
-    }
-
-    fn possible_values(&self) -> Option<Box<dyn Iterator<Item = PossibleValue> + '_>> {
-        Some(Box::new(Precision::value_variants().iter().filter_map(ValueEnum::to_possible_value)))
     }
 }
 

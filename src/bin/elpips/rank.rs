@@ -41,14 +41,14 @@ pub fn run(args: RankArgs) -> Result<(), Error> {
     let refs: Vec<&Image> = candidates.iter().collect();
     let m = metric.compare_many(&reference, &refs)?;
     if args.json {
-        print_json(&args, kind, metric.device().name(), &m);
+        print_json(&args, kind, metric.device().name(), metric.backend().name(), &m);
     } else {
         print_table(&args, kind, &m);
     }
     Ok(())
 }
 
-fn print_json(args: &RankArgs, kind: MetricKind, device: &str, m: &MultiEstimate) {
+fn print_json(args: &RankArgs, kind: MetricKind, device: &str, backend: &str, m: &MultiEstimate) {
     let order = m.ranking();
     let candidates: Vec<serde_json::Value> = m
         .distances
@@ -72,6 +72,7 @@ fn print_json(args: &RankArgs, kind: MetricKind, device: &str, m: &MultiEstimate
     let mut obj = serde_json::json!({
         "metric": kind.name(),
         "device": device,
+        "backend": backend,
         "reference": args.reference,
         "samples": m.samples,
         "seed": args.network.seed,

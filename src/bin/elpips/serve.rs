@@ -10,7 +10,7 @@ use std::io::{BufRead, Read, Write};
 use std::path::PathBuf;
 
 use clap::Args;
-use elpips::{Device, Error, Estimate, Gate, Image, LoadOptions, Metric, MetricKind, Reference, Sampling};
+use elpips::{Backend, Device, Error, Estimate, Gate, Image, LoadOptions, Metric, MetricKind, Reference, Sampling};
 use image::ImageEncoder;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -205,7 +205,7 @@ impl Server {
                 let (r, c) = (Image::open(&reference, &self.load)?, Image::open(&candidate, &self.load)?);
                 let m = self.configured(kind(metric)?, seed, samples)?;
                 let e = m.compare(&r, &c)?;
-                Ok(estimate_json(m.kind(), m.device(), &e))
+                Ok(estimate_json(m.kind(), (m.device(), m.backend()), &e))
             }
             Request::Decide { reference, candidate, max_distance, metric, seed, error_rate, min_samples, max_samples } => {
                 let default = Gate::new(max_distance);
@@ -221,7 +221,7 @@ impl Server {
                 let (r, c) = (Image::open(&reference, &self.load)?, Image::open(&candidate, &self.load)?);
                 let m = self.configured(kind(metric)?, seed, None)?;
                 let d = m.decide(&r, &c, &gate)?;
-                let mut v = estimate_json(m.kind(), m.device(), &d.estimate);
+                let mut v = estimate_json(m.kind(), (m.device(), m.backend()), &d.estimate);
                 v["verdict"] = d.verdict.name().into();
                 v["pass"] = d.estimate_below.into();
                 v["lower"] = json!(d.lower);
@@ -250,7 +250,7 @@ impl Server {
                 self.configured(Some(kind), seed, samples)?;
                 let mut m = self.metrics.remove(&kind).expect("configured");
                 let result = m.compare_reference(&self.references[&handle].1, &c);
-                let device = m.device();
+                let device = (m.device(), m.backend());
                 self.metrics.insert(kind, m);
                 Ok(estimate_json(kind, device, &result?))
             }
@@ -286,6 +286,6 @@ fn unknown_handle(handle: u64) -> Error {
     Error::InvalidArgument(format!("no prepared reference has handle {handle}; use the handle prepare_reference answered"))
 }
 
-fn estimate_json(kind: MetricKind, device: Device, e: &Estimate) -> Value {
-    json!({"metric": kind.name(), "device": device.name(), "distance": e.distance, "ci95": e.ci95, "std_error": e.std_error, "samples": e.samples, "converged": e.converged})
+fn estimate_json(kind: MetricKind, (device, backend): (Device, Backend), e: &Estimate) -> Value {
+    json!({"metric": kind.name(), "device": device.name(), "backend": backend.name(), "distance": e.distance, "ci95": e.ci95, "std_error": e.std_error, "samples": e.samples, "converged": e.converged})
 }

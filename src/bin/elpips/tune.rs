@@ -164,7 +164,7 @@ pub fn run(mut args: TuneArgs) -> Result<(), Error> {
             .map_err(|e| Error::Io { path: path.clone(), reason: e.to_string() })?;
         elpips::io::write_atomic(path, &png)?;
     }
-    print_outcome(&args, codec, kind, metric.device(), guide_kind, goal, &outcome, seconds);
+    print_outcome(&args, codec, kind, (metric.device(), metric.backend()), guide_kind, goal, &outcome, seconds);
     Ok(())
 }
 
@@ -179,7 +179,7 @@ pub fn encoder_pixels(path: &Path) -> Result<(Vec<u8>, u32), Error> {
 }
 
 #[allow(clippy::too_many_arguments)] // the outcome and what produced it, printed as one record
-fn print_outcome(args: &TuneArgs, codec: Codec, kind: MetricKind, device: elpips::Device, guide: Option<MetricKind>, goal: Goal, outcome: &Outcome, seconds: f64) {
+fn print_outcome(args: &TuneArgs, codec: Codec, kind: MetricKind, (device, backend): (elpips::Device, elpips::Backend), guide: Option<MetricKind>, goal: Goal, outcome: &Outcome, seconds: f64) {
     let chosen = outcome.chosen_probe().expect("checked by the caller");
     let goal_name = match goal {
         Goal::MaxDistance(_) => "max-distance",
@@ -215,6 +215,7 @@ fn print_outcome(args: &TuneArgs, codec: Codec, kind: MetricKind, device: elpips
             "threshold": goal.threshold(),
             "metric": kind.name(),
             "device": device.name(),
+            "backend": backend.name(),
             "seed": args.network.seed,
             "error_rate": args.error_rate,
             "probes": probes,

@@ -55,6 +55,7 @@ pub fn merge(args: &CheckArgs) -> Result<ExitCode, Error> {
     }
     let seconds: f64 = parts.iter().map(|(_, s)| s.seconds).sum();
     let mut summary = Summary {
+        backend: crate::shard::devices(parts.iter().map(|(_, s)| s.backend.as_deref())),
         counts: Default::default(),
         device: crate::shard::devices(parts.iter().map(|(_, s)| s.device.as_deref())),
         digest: None,

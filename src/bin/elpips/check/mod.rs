@@ -284,6 +284,7 @@ pub fn run(mut args: CheckArgs) -> Result<ExitCode, Error> {
     }
 
     let mut summary = Summary {
+        backend: Some(metric.backend().name().to_owned()),
         counts: Default::default(),
         device: Some(metric.device().name().to_owned()),
         digest: None,
@@ -661,6 +662,7 @@ mod tests {
 
     fn sealed(results: Vec<CaseResult>, shard: Option<Shard>, rows: u64) -> Summary {
         let mut s = Summary {
+            backend: Some("mlas".into()),
             counts: Default::default(),
             device: Some("cpu".into()),
             digest: None,

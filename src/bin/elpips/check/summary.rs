@@ -28,6 +28,9 @@ pub const MAX_ROWS: u64 = 1 << 24;
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Summary {
+    /// The CPU kernels that ran (`mlas`, `openvino`; a merge lists its parts'). Not a setting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
     pub counts: Counts,
     /// Where the networks ran (`cpu`, `cuda`; a merge lists its parts' devices, `cpu,cuda`).
     /// Not a setting: shards may run on different machines and still merge.

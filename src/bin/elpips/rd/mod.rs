@@ -72,6 +72,9 @@ pub struct RdArgs {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RdFile {
+    /// The CPU kernels that ran (`mlas`, `openvino`; a merge lists its parts'). Not a setting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    backend: Option<String>,
     bd_rate: BTreeMap<String, BdRate>,
     /// Where the networks ran (`cpu`, `cuda`; a merge lists its parts' devices). Not a
     /// setting: parts measured on different machines still merge.
@@ -251,7 +254,7 @@ fn measure(args: &RdArgs, quiet: bool) -> Result<RdFile, Error> {
         settings,
     };
     let shard = shard.map(|(i, n)| Shard { index: i as u64, count: n as u64 });
-    Ok(seal(RdFile { bd_rate: BTreeMap::new(), device: Some(metric.device().name().to_owned()), digest: None, elpips_rd: RD_FORMAT, images: names, merged: None, points, settings, shard }))
+    Ok(seal(RdFile { backend: Some(metric.backend().name().to_owned()), bd_rate: BTreeMap::new(), device: Some(metric.device().name().to_owned()), digest: None, elpips_rd: RD_FORMAT, images: names, merged: None, points, settings, shard }))
 }
 
 /// The images of the run: the arguments, or the corpus folder's image files in name order.
@@ -387,6 +390,7 @@ fn merge(args: &RdArgs) -> Result<RdFile, Error> {
     let mut points: Vec<Point> = parts.iter().flat_map(|(_, f)| f.points.iter().cloned()).collect();
     points.sort_by_key(|p| index[p.image.as_str()]);
     let file = RdFile {
+        backend: crate::shard::devices(parts.iter().map(|(_, f)| f.backend.as_deref())),
         bd_rate: BTreeMap::new(),
         device: crate::shard::devices(parts.iter().map(|(_, f)| f.device.as_deref())),
         digest: None,
