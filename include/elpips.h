@@ -95,6 +95,11 @@ typedef uint32_t ElpipsTonemap;
 typedef uint32_t ElpipsAlpha;
 
 /**
+ * The kernels that run the networks on the CPU (see `ElpipsOptions.backend`).
+ */
+typedef uint32_t ElpipsBackend;
+
+/**
  * Everything that configures a context. Fill it with `elpips_options_default`, then change
  * what you need. The struct may grow at its end in later versions: `struct_size` tells the
  * library which version the caller was built with, and fields beyond it take their defaults.
@@ -196,6 +201,12 @@ typedef struct ElpipsOptions {
      * display values for sRGB images, linear for linear ones. Default 0, 0, 0.
      */
     float background[3];
+    /**
+     * An `ELPIPS_BACKEND_*` value: the CPU kernels. Default `ELPIPS_BACKEND_AUTO`; older callers
+     * (a `struct_size` that ends before it) get the default. `elpips_context_backend` tells
+     * which one a context got.
+     */
+    ElpipsBackend backend;
 } ElpipsOptions;
 
 /**
@@ -673,6 +684,24 @@ typedef struct ElpipsDecision {
 #define ELPIPS_DEVICE_CUDA 2
 
 /**
+ * What measured fastest for this CPU: OpenVINO on Intel CPUs with AVX-512 where its plugin is
+ * installed (`make setup`, `make install`), else MLAS; OpenVINO failing to load or to compile
+ * a model falls back to MLAS with a warning on stderr. The zero value, hence the default.
+ */
+#define ELPIPS_BACKEND_AUTO 0
+
+/**
+ * ONNX Runtime's own CPU kernels (MLAS), always present.
+ */
+#define ELPIPS_BACKEND_MLAS 1
+
+/**
+ * OpenVINO through its ONNX Runtime plugin, or `ELPIPS_STATUS_UNSUPPORTED` where it is not
+ * installed or does not serve this CPU (it serves Intel CPUs only).
+ */
+#define ELPIPS_BACKEND_OPENVINO 2
+
+/**
  * float32 everywhere. Default.
  */
 #define ELPIPS_PRECISION_FP32 0
@@ -682,6 +711,13 @@ typedef struct ElpipsDecision {
  * docs/performance.md). Other metrics: `ELPIPS_STATUS_INVALID_ARGUMENT`.
  */
 #define ELPIPS_PRECISION_INT8 1
+
+/**
+ * bf16 multiplications on the float32 models, by OpenVINO on CPUs with AVX512-BF16 or AMX
+ * (error against fp32 measured in docs/performance.md); `ELPIPS_STATUS_UNSUPPORTED` on other
+ * CPUs, or where the OpenVINO plugin is not installed or the context's backend is MLAS.
+ */
+#define ELPIPS_PRECISION_BF16 2
 
 /**
  * 3 x `uint8_t` per pixel. The zero value, hence the default.
@@ -961,10 +997,23 @@ ElpipsStatus elpips_compare_reference(struct ElpipsContext *ctx, const struct El
 ElpipsStatus elpips_context_device(struct ElpipsContext *ctx, ElpipsDevice *device);
 
 /**
- * Sets the arithmetic of `ctx`'s network: `ELPIPS_PRECISION_FP32` (the default) or
+ * Writes the CPU kernels `ctx`'s network runs on to `*backend`: `ELPIPS_BACKEND_MLAS` or
+ * `ELPIPS_BACKEND_OPENVINO` (never `ELPIPS_BACKEND_AUTO`: this says what `AUTO` chose; MLAS
+ * behind CUDA). NULL anything: `ELPIPS_STATUS_NULL_POINTER`. Thread-safe.
+ *
+ * # Safety
+ * `ctx` is NULL or a live context; `backend` is NULL or writable.
+ */
+ElpipsStatus elpips_context_backend(struct ElpipsContext *ctx, ElpipsBackend *backend);
+
+/**
+ * Sets the arithmetic of `ctx`'s network: `ELPIPS_PRECISION_FP32` (the default),
  * `ELPIPS_PRECISION_INT8` (lpips-vgg and elpips-vgg, opt-in; up to ~3% distance error, see
- * docs/performance.md). On failure the context keeps its precision. Unknown value, or int8 for
- * another metric: `ELPIPS_STATUS_INVALID_ARGUMENT`. NULL `ctx`: `ELPIPS_STATUS_NULL_POINTER`.
+ * docs/performance.md) or `ELPIPS_PRECISION_BF16` (OpenVINO on CPUs with AVX512-BF16 or AMX;
+ * error measured in docs/performance.md). On failure the context keeps its precision. Unknown
+ * value, or int8 for another metric: `ELPIPS_STATUS_INVALID_ARGUMENT`. bf16 where the CPU, the
+ * plugin or the context's backend cannot run it: `ELPIPS_STATUS_UNSUPPORTED`, with the reason.
+ * NULL `ctx`: `ELPIPS_STATUS_NULL_POINTER`.
  * Thread-safe (serialised with the context's comparisons). References prepared before keep
  * their taps; used with a context of another precision they are compared in full.
  *

@@ -282,6 +282,17 @@ fn context_fails(o: &ElpipsOptions) -> Outcome {
     (status_name(s), msg)
 }
 
+/// The set-up's runtime, named through a link in a folder without the OpenVINO plugin beside it.
+static NO_PLUGIN_RUNTIME: std::sync::LazyLock<CString> = std::sync::LazyLock::new(|| {
+    let dir = std::env::temp_dir().join(format!("elpips-no-plugin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let link = dir.join("libonnxruntime.so.1");
+    let (real, _) = elpips::network::runtime::locate_library(None);
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(real.canonicalize().unwrap(), &link).unwrap();
+    CString::new(link.to_str().unwrap()).unwrap()
+});
+
 fn with_options(f: impl FnOnce(&mut ElpipsOptions)) -> Outcome {
     let mut o = options();
     o.metric = ELPIPS_METRIC_LPIPS_ALEX;
@@ -422,6 +433,11 @@ fn run_case(id: &str, f: &Fixtures) -> Option<Outcome> {
         "options-metric-unknown" => with_options(|o| o.metric = 9),
         "options-device-unknown" => with_options(|o| o.device = 9),
         "options-device-cuda" => with_options(|o| o.device = ELPIPS_DEVICE_CUDA),
+        "options-backend-unknown" => with_options(|o| o.backend = 9),
+        "options-backend-openvino-absent" => with_options(|o| {
+            o.backend = ELPIPS_BACKEND_OPENVINO;
+            o.runtime_library = NO_PLUGIN_RUNTIME.as_ptr();
+        }),
         "options-sampler-unknown" => with_options(|o| o.sampler = 7),
         "options-sampling-unknown" => with_options(|o| o.sampling = 7),
         "options-samples-zero" => with_options(|o| {

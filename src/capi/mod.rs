@@ -32,6 +32,7 @@ use crate::image::{Image, LoadOptions, DEFAULT_MAX_PIXELS};
 use crate::metric::{Metric, MetricOptions};
 use crate::network::models::MetricKind;
 use crate::metric::Reference;
+use crate::network::backend::Backend;
 use crate::network::runtime::{Device, RuntimeOptions};
 use crate::estimate::sampler::SamplerKind;
 use crate::image::pixels::{PixelError, PixelFormat, PixelLayout};
@@ -199,6 +200,18 @@ pub const ELPIPS_DEVICE_AUTO: ElpipsDevice = 1;
 /// CPU-only runtime `make setup` installs has none).
 pub const ELPIPS_DEVICE_CUDA: ElpipsDevice = 2;
 
+/// The kernels that run the networks on the CPU (see `ElpipsOptions.backend`).
+pub type ElpipsBackend = u32;
+/// What measured fastest for this CPU: OpenVINO on Intel CPUs with AVX-512 where its plugin is
+/// installed (`make setup`, `make install`), else MLAS; OpenVINO failing to load or to compile
+/// a model falls back to MLAS with a warning on stderr. The zero value, hence the default.
+pub const ELPIPS_BACKEND_AUTO: ElpipsBackend = 0;
+/// ONNX Runtime's own CPU kernels (MLAS), always present.
+pub const ELPIPS_BACKEND_MLAS: ElpipsBackend = 1;
+/// OpenVINO through its ONNX Runtime plugin, or `ELPIPS_STATUS_UNSUPPORTED` where it is not
+/// installed or does not serve this CPU (it serves Intel CPUs only).
+pub const ELPIPS_BACKEND_OPENVINO: ElpipsBackend = 2;
+
 /// Arithmetic of the networks.
 pub type ElpipsPrecision = u32;
 /// float32 everywhere. Default.
@@ -206,6 +219,10 @@ pub const ELPIPS_PRECISION_FP32: ElpipsPrecision = 0;
 /// int8 convolutions (lpips-vgg and elpips-vgg; faster on CPUs, up to ~3% measured distance error: see
 /// docs/performance.md). Other metrics: `ELPIPS_STATUS_INVALID_ARGUMENT`.
 pub const ELPIPS_PRECISION_INT8: ElpipsPrecision = 1;
+/// bf16 multiplications on the float32 models, by OpenVINO on CPUs with AVX512-BF16 or AMX
+/// (error against fp32 measured in docs/performance.md); `ELPIPS_STATUS_UNSUPPORTED` on other
+/// CPUs, or where the OpenVINO plugin is not installed or the context's backend is MLAS.
+pub const ELPIPS_PRECISION_BF16: ElpipsPrecision = 2;
 
 /// `elpips_context_set_tile_size` value that turns tiling off.
 pub const ELPIPS_TILE_NEVER: u32 = u32::MAX;
@@ -309,6 +326,10 @@ pub struct ElpipsOptions {
     /// Background colour (R, G, B >= 0) for `ELPIPS_ALPHA_OVER`, in the image's own units:
     /// display values for sRGB images, linear for linear ones. Default 0, 0, 0.
     pub background: [f32; 3],
+    /// An `ELPIPS_BACKEND_*` value: the CPU kernels. Default `ELPIPS_BACKEND_AUTO`; older callers
+    /// (a `struct_size` that ends before it) get the default. `elpips_context_backend` tells
+    /// which one a context got.
+    pub backend: ElpipsBackend,
 }
 
 /// The size of the first version of `ElpipsOptions` (up to `linear_weights`); smaller
@@ -346,6 +367,7 @@ impl ElpipsOptions {
             tonemap: ELPIPS_TONEMAP_CLAMP,
             alpha: ELPIPS_ALPHA_IGNORE,
             background: [0.0; 3],
+            backend: ELPIPS_BACKEND_AUTO,
         }
     }
 
@@ -396,6 +418,20 @@ impl ElpipsOptions {
             ELPIPS_DEVICE_CUDA => Device::Cuda,
             other => return Err(Failure::new(ELPIPS_STATUS_INVALID_ARGUMENT, format!("unknown device {other}; use an ELPIPS_DEVICE_* value"))),
         };
+        let backend = match self.backend {
+            ELPIPS_BACKEND_AUTO => Backend::Auto,
+            ELPIPS_BACKEND_MLAS => Backend::Mlas,
+            ELPIPS_BACKEND_OPENVINO => Backend::Openvino,
+            other => return Err(Failure::new(ELPIPS_STATUS_INVALID_ARGUMENT, format!("unknown backend {other}; use an ELPIPS_BACKEND_* value"))),
+        };
+        if backend == Backend::Openvino {
+            // SAFETY: forwarded from the caller.
+            let library = unsafe { opt_path(self.runtime_library) };
+            let runtime = RuntimeOptions { library, install_dir: loaded_from_dir(), ..Default::default() };
+            if let Err(why) = runtime.openvino_ready() {
+                return Err(Failure::new(ELPIPS_STATUS_UNSUPPORTED, format!("ELPIPS_BACKEND_OPENVINO: {why}; use ELPIPS_BACKEND_AUTO or ELPIPS_BACKEND_MLAS")));
+            }
+        }
         if device == Device::Cuda {
             // SAFETY: forwarded from the caller.
             let library = unsafe { opt_path(self.runtime_library) };
@@ -432,6 +468,7 @@ impl ElpipsOptions {
                 threads: self.threads as usize,
                 device,
                 install_dir: loaded_from_dir(),
+                backend,
                 ..Default::default()
             },
             seed: self.seed,

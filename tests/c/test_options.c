@@ -31,6 +31,7 @@ static void defaults(void) {
     CHECK(o.max_samples == 200 && o.min_samples == 16 && o.samples == 200);
     CHECK(o.threads == 0 && o.scale_levels == 0 && o.max_pixels == 0);
     CHECK(o.runtime_library == NULL && o.model_dir == NULL && o.linear_weights == NULL);
+    CHECK(o.backend == ELPIPS_BACKEND_AUTO);
     CHECK_STATUS(NULL, elpips_options_default(NULL, sizeof o), ELPIPS_STATUS_NULL_POINTER);
     CHECK_STATUS(NULL, elpips_options_default(&o, 8), ELPIPS_STATUS_INVALID_ARGUMENT);
 }
@@ -86,6 +87,21 @@ static void option_errors(void) {
     o = test_options(ELPIPS_METRIC_LPIPS_ALEX, 1);
     o.device = 7;
     refused(&o, ELPIPS_STATUS_INVALID_ARGUMENT, "unknown device");
+
+    o = test_options(ELPIPS_METRIC_LPIPS_ALEX, 1);
+    o.backend = 9;
+    refused(&o, ELPIPS_STATUS_INVALID_ARGUMENT, "unknown backend 9");
+
+    /* A caller built against the header before `backend` never sets it: the default applies
+       whatever its bytes beyond struct_size hold. */
+    o = test_options(ELPIPS_METRIC_LPIPS_ALEX, 1);
+    o.struct_size = offsetof(ElpipsOptions, backend);
+    o.backend = 9;
+    {
+        ElpipsContext *ctx = NULL;
+        CHECK_STATUS(NULL, elpips_context_new(&o, &ctx), ELPIPS_OK);
+        elpips_context_free(ctx);
+    }
 
     o = test_options(ELPIPS_METRIC_LPIPS_ALEX, 1);
     o.sampler = 9;
@@ -190,6 +206,13 @@ static void contexts(void) {
         CHECK(device == ELPIPS_DEVICE_CPU);
         CHECK_STATUS(ctx, elpips_context_device(ctx, NULL), ELPIPS_STATUS_NULL_POINTER);
         CHECK_STATUS(NULL, elpips_context_device(NULL, &device), ELPIPS_STATUS_NULL_POINTER);
+        /* bf16 runs only where the CPU and the OpenVINO plugin allow it; refused with the reason
+           elsewhere, and the context keeps fp32. */
+        {
+            ElpipsStatus st = elpips_context_set_precision(ctx, ELPIPS_PRECISION_BF16);
+            CHECK(st == ELPIPS_OK || st == ELPIPS_STATUS_UNSUPPORTED);
+            if (st == ELPIPS_STATUS_UNSUPPORTED) CHECK_MESSAGE(ctx, "ELPIPS_PRECISION_BF16");
+        }
         /* Precision and tiling are per-context settings; int8 exists for lpips-vgg and
            elpips-vgg, not for this context's lpips-alex. */
         CHECK_STATUS(ctx, elpips_context_set_precision(ctx, 9), ELPIPS_STATUS_INVALID_ARGUMENT);
@@ -202,6 +225,43 @@ static void contexts(void) {
         CHECK_STATUS(NULL, elpips_context_set_precision(NULL, ELPIPS_PRECISION_FP32), ELPIPS_STATUS_NULL_POINTER);
         CHECK_STATUS(NULL, elpips_context_set_tile_size(NULL, 0), ELPIPS_STATUS_NULL_POINTER);
         elpips_context_free(ctx);
+    }
+}
+
+/* The CPU backend: MLAS when asked for; AUTO says what it chose; OpenVINO runs where its plugin
+ * is installed and serves this CPU, and is refused with the reason elsewhere. */
+static void backends(void) {
+    ElpipsOptions o = test_options(ELPIPS_METRIC_LPIPS_ALEX, 1);
+    ElpipsContext *ctx = NULL;
+    ElpipsBackend backend = 99;
+    char message[512];
+    ElpipsStatus st;
+    o.backend = ELPIPS_BACKEND_MLAS;
+    CHECK_STATUS(NULL, elpips_context_new(&o, &ctx), ELPIPS_OK);
+    CHECK_STATUS(ctx, elpips_context_backend(ctx, &backend), ELPIPS_OK);
+    CHECK(backend == ELPIPS_BACKEND_MLAS);
+    CHECK_STATUS(ctx, elpips_context_backend(ctx, NULL), ELPIPS_STATUS_NULL_POINTER);
+    CHECK_STATUS(NULL, elpips_context_backend(NULL, &backend), ELPIPS_STATUS_NULL_POINTER);
+    CHECK_STATUS(ctx, elpips_context_set_precision(ctx, ELPIPS_PRECISION_BF16), ELPIPS_STATUS_UNSUPPORTED);
+    elpips_context_free(ctx);
+    ctx = NULL;
+
+    o.backend = ELPIPS_BACKEND_AUTO;
+    CHECK_STATUS(NULL, elpips_context_new(&o, &ctx), ELPIPS_OK);
+    CHECK_STATUS(ctx, elpips_context_backend(ctx, &backend), ELPIPS_OK);
+    CHECK(backend == ELPIPS_BACKEND_MLAS || backend == ELPIPS_BACKEND_OPENVINO);
+    elpips_context_free(ctx);
+    ctx = NULL;
+
+    o.backend = ELPIPS_BACKEND_OPENVINO;
+    st = elpips_context_new_with_error(&o, &ctx, message, sizeof message);
+    if (st == ELPIPS_OK) {
+        CHECK_STATUS(ctx, elpips_context_backend(ctx, &backend), ELPIPS_OK);
+        CHECK(backend == ELPIPS_BACKEND_OPENVINO);
+        elpips_context_free(ctx);
+    } else {
+        CHECK(st == ELPIPS_STATUS_UNSUPPORTED && ctx == NULL);
+        CHECK(strstr(message, "ELPIPS_BACKEND_OPENVINO") != NULL);
     }
 }
 
@@ -241,5 +301,6 @@ int main(void) {
     runtime_beside_library();
     option_errors();
     newer_struct();
+    backends();
     return harness_finish("test_options");
 }

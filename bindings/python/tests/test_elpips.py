@@ -166,6 +166,29 @@ def test_bad_options():
         elpips.Context(sampler="sobol")
 
 
+def test_backends_agree_and_say_which_ran():
+    """auto runs MLAS or OpenVINO (what it chose is reported); an explicit openvino runs there or
+    is refused with the reason (not installed, or a CPU the plugin does not serve); fp32 agrees
+    to 1e-5 on both."""
+    a, b = pattern(0), pattern(0x55)
+    with elpips.Context("lpips-alex", backend="mlas", threads=1) as mlas:
+        assert mlas.backend == "mlas"
+        d = mlas.compare(a, b).distance
+    with elpips.Context("lpips-alex", threads=1) as auto:
+        assert auto.backend in ("mlas", "openvino")
+        assert abs(auto.compare(a, b).distance - d) <= 1e-5 * d
+    try:
+        ov = elpips.Context("lpips-alex", backend="openvino", threads=1)
+    except elpips.ElpipsError as e:
+        assert e.status_name == "UNSUPPORTED" and "ELPIPS_BACKEND_OPENVINO" in str(e), str(e)
+    else:
+        with ov:
+            assert ov.backend == "openvino"
+            assert abs(ov.compare(a, b).distance - d) <= 1e-5 * d
+    with pytest.raises(ValueError):
+        elpips.Context(backend="onednn")
+
+
 def test_samplers_estimate_the_same_thing():
     a, b = pattern(0), pattern(0x55)
     with elpips.Context(seed=1, samples=6, threads=1) as iid, \

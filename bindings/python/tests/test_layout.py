@@ -88,7 +88,7 @@ def test_status_table_covers_every_status():
 
 
 @pytest.mark.parametrize("table,prefix", [
-    ("_METRICS", "ELPIPS_METRIC_"), ("_DEVICES", "ELPIPS_DEVICE_"), ("_SAMPLERS", "ELPIPS_SAMPLER_"),
+    ("_METRICS", "ELPIPS_METRIC_"), ("_DEVICES", "ELPIPS_DEVICE_"), ("_BACKENDS", "ELPIPS_BACKEND_"), ("_SAMPLERS", "ELPIPS_SAMPLER_"),
     ("_TONEMAPS", "ELPIPS_TONEMAP_"), ("_ALPHAS", "ELPIPS_ALPHA_"),
 ])
 def test_name_tables_match_the_header(table, prefix):

@@ -31,6 +31,7 @@ STATUS = {
 }
 _METRICS = {"elpips-vgg": 0, "lpips-vgg": 1, "lpips-alex": 2}
 _DEVICES = {"cpu": 0, "auto": 1, "cuda": 2}
+_BACKENDS = {"auto": 0, "mlas": 1, "openvino": 2}
 _SAMPLERS = {"iid": 0, "stratified": 1, "control": 2}
 _TONEMAPS = {"clamp": 0, "reinhard": 1, "none": 2}
 _ALPHAS = {"ignore": 0, "over": 1}
@@ -56,7 +57,7 @@ class _Options(ctypes.Structure):
         ("threads", ctypes.c_uint32), ("scale_levels", ctypes.c_uint32), ("max_pixels", ctypes.c_uint64),
         ("runtime_library", ctypes.c_char_p), ("model_dir", ctypes.c_char_p), ("linear_weights", ctypes.c_char_p),
         ("exposure", ctypes.c_float), ("tonemap", ctypes.c_uint32), ("alpha", ctypes.c_uint32),
-        ("background", ctypes.c_float * 3),
+        ("background", ctypes.c_float * 3), ("backend", ctypes.c_uint32),
     ]
 
 
@@ -176,6 +177,8 @@ def _library():
         lib.elpips_context_free.argtypes = [ctypes.c_void_p]
         lib.elpips_last_error.restype = ctypes.c_char_p
         lib.elpips_last_error.argtypes = [ctypes.c_void_p]
+        lib.elpips_context_backend.restype = status
+        lib.elpips_context_backend.argtypes = [ctypes.c_void_p, P(ctypes.c_uint32)]
         lib.elpips_compare.restype = status
         lib.elpips_compare.argtypes = [ctypes.c_void_p, P(_Image), P(_Image), P(_Result)]
         lib.elpips_compare_files.restype = status
@@ -244,8 +247,10 @@ class Context:
     adaptively (until the 95% half-width is below `abs_error` and `rel_error` x distance, at most
     `max_samples`). Linear float images (`linear=True`) are tone mapped: `exposure` stops, then
     `tonemap` ("clamp", "reinhard" or "none"), then sRGB encoding; RGBA images are read with
-    `alpha` "ignore" or "over" a `background` (R, G, B). Other arguments default to the C
-    library's defaults (elpips_options_default)."""
+    `alpha` "ignore" or "over" a `background` (R, G, B). `backend` picks the CPU kernels:
+    "auto" (OpenVINO where it measured faster, else MLAS), "mlas" or "openvino"; the `backend`
+    attribute says which one ran. Other arguments default to the C library's defaults
+    (elpips_options_default)."""
 
     def __init__(self, metric: str = "elpips-vgg", *, seed: int = 0, samples: Optional[int] = None,
                  abs_error: Optional[float] = None, rel_error: Optional[float] = None,
@@ -254,7 +259,7 @@ class Context:
                  scale_levels: Optional[int] = None, max_pixels: Optional[int] = None, device: str = "cpu",
                  runtime_library: Optional[str] = None, model_dir: Optional[str] = None,
                  linear_weights: Optional[str] = None, exposure: float = 0.0, tonemap: str = "clamp",
-                 alpha: str = "ignore", background=(0.0, 0.0, 0.0)):
+                 alpha: str = "ignore", background=(0.0, 0.0, 0.0), backend: str = "auto"):
         self._handle = ctypes.c_void_p()
         lib = _library()
         if metric not in _METRICS:
@@ -263,6 +268,8 @@ class Context:
             raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(_SAMPLERS)}")
         if device not in _DEVICES:
             raise ValueError(f"unknown device {device!r}; choose one of {', '.join(_DEVICES)}")
+        if backend not in _BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(_BACKENDS)}")
         if tonemap not in _TONEMAPS:
             raise ValueError(f"unknown tonemap {tonemap!r}; choose one of {', '.join(_TONEMAPS)}")
         if alpha not in _ALPHAS:
@@ -272,7 +279,7 @@ class Context:
         o = _Options()
         self._check(lib.elpips_options_default(ctypes.byref(o), ctypes.sizeof(o)))
         o.metric, o.device, o.seed, o.threads = _METRICS[metric], _DEVICES[device], seed, threads
-        o.sampler = _SAMPLERS[sampler]
+        o.sampler, o.backend = _SAMPLERS[sampler], _BACKENDS[backend]
         o.exposure, o.tonemap, o.alpha = exposure, _TONEMAPS[tonemap], _ALPHAS[alpha]
         o.background[:] = [float(c) for c in background]
         if samples is not None:
@@ -289,6 +296,13 @@ class Context:
         if status != 0:
             raise ElpipsError(status, message.value.decode(errors="replace"))
         self.metric = metric
+
+    @property
+    def backend(self) -> str:
+        """The CPU kernels this context runs on: "mlas" or "openvino" (what "auto" chose)."""
+        out = ctypes.c_uint32()
+        self._check(_library().elpips_context_backend(self._handle, ctypes.byref(out)))
+        return {v: k for k, v in _BACKENDS.items()}[out.value]
 
     def _check(self, status: int):
         if status != 0:
