@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use crate::ensemble::{for_each_batch, sample_rng, scale_levels_for, Draw, DropoutBatch, Transform};
 use crate::error::{Error, Result};
 use crate::image::{check_same_size, Image};
+use crate::network::backend::Backend;
 use crate::network::models::{contract, model_dir_in, MetricKind};
 use crate::network::runtime::{RuntimeOptions, Session};
 
@@ -71,7 +72,13 @@ impl Gradient {
             return Err(Error::invalid("scale levels must be at least 1"));
         }
         let path = model_dir_in(options.model_dir.as_deref(), options.runtime.install_dir.as_deref()).join(options.metric.gradient_file_name());
-        let session = Session::open(&path, &options.runtime)?;
+        // The gradient graphs were never measured on OpenVINO: `auto` keeps them on MLAS, which
+        // cannot be slower than itself (an explicit backend is honoured).
+        let mut runtime = options.runtime.clone();
+        if runtime.backend == Backend::Auto {
+            runtime.backend = Backend::Mlas;
+        }
+        let session = Session::open(&path, &runtime)?;
         let inputs = session.input_names();
         let has = |n: &str| inputs.iter().any(|i| i == n);
         if !(has(contract::REFERENCE) && has(contract::CANDIDATE) && contract::masks_of(options.metric).iter().all(|m| has(m))) {

@@ -12,6 +12,7 @@
 //! * int8: MLAS (its u8s8 kernels use VNNI and AMX; OpenVINO on the quantized model is unmeasured).
 //! * bf16: OpenVINO, the only backend with bf16 convolutions, and only on CPUs with AVX512-BF16
 //!   or AMX; refused elsewhere, never emulated.
+//! * The gradient models (`Gradient`) stay on MLAS under `auto`: unmeasured on OpenVINO.
 //!
 //! fp32 pins OpenVINO's `INFERENCE_PRECISION_HINT` to `f32`: on CPUs with bf16 it would
 //! otherwise pick bf16 by itself, and the golden figures would move.
