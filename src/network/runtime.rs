@@ -325,8 +325,11 @@ pub struct BackendFacts {
     pub plugin: Option<(PathBuf, &'static str)>,
     /// Per precision: the backend planned and the CPU features its kernels use, or why the
     /// precision cannot run here.
-    pub plans: Vec<(Arithmetic, std::result::Result<(Backend, Vec<&'static str>), String>)>,
+    pub plans: Vec<(Arithmetic, PlannedBackend)>,
 }
+
+/// A precision's planned backend with the CPU features its kernels use, or why it cannot run.
+pub type PlannedBackend = std::result::Result<(Backend, Vec<&'static str>), String>;
 
 impl RuntimeOptions {
     /// [`BackendFacts`] for these options.
@@ -452,14 +455,14 @@ pub struct Session {
 
 // Once per process: the plugin stays loaded in the one environment, and registering it again
 // would be refused. The outcome (or its reason) is kept so that every session reports it.
-static OPENVINO: Mutex<Option<std::result::Result<PathBuf, String>>> = Mutex::new(None);
+static OPENVINO: Mutex<Option<std::result::Result<(), String>>> = Mutex::new(None);
 
 /// Registers the OpenVINO plugin at `path` with the process's environment, once; a later call
 /// gets the first call's outcome (whatever path it names).
 fn register_openvino(env: &ort::environment::Environment, path: &Path) -> std::result::Result<(), String> {
     let mut guard = OPENVINO.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(done) = guard.as_ref() {
-        return done.as_ref().map(|_| ()).map_err(Clone::clone);
+        return done.clone();
     }
     let outcome = crate::integrity::check_local_path(path, "OpenVINO plugin path")
         .map_err(|e| e.to_string())
@@ -474,10 +477,9 @@ fn register_openvino(env: &ort::environment::Environment, path: &Path) -> std::r
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| env.register_ep_library("elpips-openvino", path)))
                 .map_err(|_| format!("loading the OpenVINO plugin {} crashed", path.display()))?
                 .map_err(|e| format!("the OpenVINO plugin {} does not load: {e}", path.display()))
-        })
-        .map(|()| path.to_owned());
+        });
     *guard = Some(outcome.clone());
-    outcome.map(|_| ())
+    outcome
 }
 
 /// The compiled-model cache for sessions of the plugin at `plugin`, created and trimmed once per
@@ -518,12 +520,6 @@ impl RuntimeOptions {
         }
         Ok(plugin)
     }
-}
-
-/// Whether the OpenVINO plugin was registered in this process, and from where (`None`: never
-/// tried; `Err`: why it did not load).
-pub fn openvino_registration() -> Option<std::result::Result<PathBuf, String>> {
-    OPENVINO.lock().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
 impl Session {
