@@ -102,6 +102,7 @@ header:
 #   lib/libelpips.so.$(VERSION) (+ .so.$(MAJOR), .so links), lib/libelpips.a,
 #   lib/libonnxruntime.so.$(ORT_VERSION) (+ .so.1; found through libelpips' RUNPATH $$ORIGIN),
 #   lib/onnxruntime.sha256 (its pin from weights/manifest.json, checked when libelpips loads it),
+#   lib/openvino/ (the OpenVINO plugin and its libraries, when `make setup` fetched them: --backend openvino),
 #   include/elpips.h, include/elpips.hpp, include/elpips_gtest.hpp (GoogleTest assertions), share/elpips/models/*.onnx (+ manifest, README),
 #   lib/pkgconfig/elpips.pc, lib/cmake/elpips/elpips{Config,ConfigVersion}.cmake
 #   (+ ElpipsImageTest.cmake: elpips_add_image_test, included by find_package(elpips))
@@ -109,6 +110,7 @@ header:
 # their licences beside it (GPU_RUNTIME=no keeps the CPU one; the test prefix does).
 GPU_RUNTIME ?= $(if $(wildcard $(GPU_LIB)/libonnxruntime.so.$(ORT_VERSION)),yes,no)
 RT_DIR  = $(if $(filter yes,$(GPU_RUNTIME)),$(GPU_LIB),.cache/onnxruntime/lib)
+OV_DIR  = .cache/onnxruntime/lib/openvino
 RT_PIN  = $(if $(filter yes,$(GPU_RUNTIME)),["cuda"]["library"],["onnxruntime_library"])
 install: build
 	install -d $(LIBDIR)/pkgconfig $(LIBDIR)/cmake/elpips $(DESTDIR)$(PREFIX)/include \
@@ -121,6 +123,8 @@ install: build
 	ln -sf libonnxruntime.so.$(ORT_VERSION) $(LIBDIR)/libonnxruntime.so.1
 	$(PYTHON) -c 'import json,sys; f="libonnxruntime.so.$(ORT_VERSION)"; m=json.load(open(sys.argv[1])); print(m$(RT_PIN)["files"][f]["sha256"] + "  " + f)' \
 	  weights/manifest.json > $(LIBDIR)/onnxruntime.sha256
+	if [ -d $(OV_DIR) ]; then install -d $(LIBDIR)/openvino && install -m 755 $(OV_DIR)/*.so* $(LIBDIR)/openvino/ && \
+	  install -m 644 $(OV_DIR)/third-party-programs.txt $(LIBDIR)/openvino/; fi
 	$(if $(filter $(GPU_LIB),$(RT_DIR)),cd $(GPU_LIB) && install -m 755 $$(ls *.so* | grep -v '^libonnxruntime.so') $(LIBDIR)/ && \
 	  install -m 644 LICENSE-*.txt $$(ls cuda_libs.path 2>/dev/null) $(LIBDIR)/)
 	install -m 644 include/elpips.h bindings/cpp/elpips.hpp plugins/gtest/elpips_gtest.hpp $(DESTDIR)$(PREFIX)/include/
@@ -145,7 +149,9 @@ install-test: build
 # All run under AddressSanitizer + UndefinedBehaviorSanitizer + LeakSanitizer (any leak fails,
 # libelpips' allocations included). Valgrind also checks the library's own code, which the
 # sanitizers do not instrument; it slows the VGG network ~300x (minutes per context), so it runs
-# the programs that use LPIPS-AlexNet, the reference and threads tests rebuilt with it.
+# the programs that use LPIPS-AlexNet, the reference and threads tests rebuilt with it, on MLAS
+# (ELPIPS_OPENVINO_PLUGIN empty: valgrind's CPU hides AVX-512, and OpenVINO's JIT kernels are
+# opaque to it; the ASan runs take whatever backend `auto` picks).
 VALGRIND_TESTS := test_options test_images test_reference test_threads
 VALGRIND_BUILD := -DTEST_METRIC=ELPIPS_METRIC_LPIPS_ALEX -DN=40
 test-c: install-test
@@ -163,7 +169,7 @@ test-c: install-test
 	@for t in $(VALGRIND_TESTS); do \
 	  $(CC) $(STRICT_C) $(VALGRIND_BUILD) tests/c/$$t.c -o $(CBUILD)/$$t $$($(PKG) --cflags --libs elpips) \
 	    -Wl,-rpath,$(TEST_PREFIX)/lib -lpthread -lm || exit 1; \
-	  echo "== $$t (valgrind)"; $(NO_ENV) $(VALGRIND) $(CBUILD)/$$t || exit 1; \
+	  echo "== $$t (valgrind)"; $(NO_ENV) ELPIPS_OPENVINO_PLUGIN= $(VALGRIND) $(CBUILD)/$$t || exit 1; \
 	done
 
 # The examples, built against the installed package by pkg-config and by CMake; each must print
@@ -288,7 +294,8 @@ gpu-parts:
 
 # `make bench`: network speed and samples (throughput), then LPIPS-VGG 512x512 against pip lpips
 # on PyTorch CPU, int8, reference reuse, GFLOP/s vs the measured peak and the 4K pair's peak
-# memory (speed; docs/performance.md). The pip lpips venv is optional: without it (no PyPI), the
+# memory (speed; docs/performance.md), then each CPU backend and precision this machine runs
+# (backends: LPIPS-VGG pairs and E-LPIPS samples at 256, 512 and 1080p, first runs of new shapes). The pip lpips venv is optional: without it (no PyPI), the
 # speed bench says why and prints the rest.
 bench: setup
 	-$(MAKE) --no-print-directory bench-venv
@@ -296,6 +303,7 @@ bench: setup
 	$(CARGO) bench --bench estimator
 	$(CARGO) bench --bench speed
 	$(CARGO) bench --bench memory
+	$(CARGO) bench --bench backends
 
 # PyTorch (CPU use of the PyPI wheel; it pulls the nvidia-* runtime wheels, ~5 GB installed) and
 # lpips 0.1.4 without torchvision (benches/pip_lpips.py supplies VGG16's layer stack), for the

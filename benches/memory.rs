@@ -9,34 +9,14 @@
 //! bounded. `ELPIPS_BENCH_4K=0` skips the 4K pair; `ELPIPS_BENCH_TILE=N` sets `--tile N`
 //! (0 = untiled); `ELPIPS_BENCH_METRIC=elpips-vgg` (or lpips-vgg) runs that metric only.
 
-use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
 use elpips::ensemble::{scale_levels_for, Draw};
-use elpips::{Image, LoadOptions, Metric, MetricKind, MetricOptions, Sampling};
+use elpips::{Metric, MetricKind, MetricOptions, Sampling};
 
-/// A natural-looking test image: `rel` mirrored out to `w x h`.
-fn mirrored(rel: &str, w: u32, h: u32) -> elpips::Result<Image> {
-    let src = Image::open(Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/upstream").join(rel), &LoadOptions::default())?;
-    let (iw, ih) = (src.width() as usize, src.height() as usize);
-    let fold = |p: usize, n: usize| {
-        let p = p % (2 * n);
-        if p < n {
-            p
-        } else {
-            2 * n - 1 - p
-        }
-    };
-    let mut data = Vec::with_capacity(3 * (w * h) as usize);
-    for ch in 0..3 {
-        for y in 0..h as usize {
-            let row = &src.channel(ch)[fold(y, ih) * iw..fold(y, ih) * iw + iw];
-            data.extend((0..w as usize).map(|x| row[fold(x, iw)]));
-        }
-    }
-    Image::from_planar(w, h, data)
-}
+mod common;
+use common::mirrored;
 
 /// Peak resident set of this process (VmHWM), in bytes.
 fn vm_hwm() -> u64 {

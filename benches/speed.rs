@@ -1,4 +1,5 @@
-//! `make bench` (second part): LPIPS-VGG at 512x512, ours (fp32, reference reuse, int8) against
+//! `make bench` (second part): LPIPS-VGG at 512x512, ours (fp32, reference reuse, int8, on each
+//! CPU backend this machine runs: MLAS, OpenVINO, and bf16 on OpenVINO where the CPU has it) against
 //! pip `lpips==0.1.4` on PyTorch CPU in the same run with the same threads; achieved GFLOP/s
 //! against the machine's measured fp32 peak; the peak memory of a 3840x2160 pair. Prints
 //! figures, never passes or fails.
@@ -10,7 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use elpips::{Image, LoadOptions, Metric, MetricKind, MetricOptions, Precision};
+use elpips::{Backend, Image, Metric, MetricKind, MetricOptions, Precision, RuntimeOptions};
+
+mod common;
+use common::mirrored;
 
 const SIZE: u32 = 512;
 
@@ -92,24 +96,6 @@ unsafe fn fma_chains(iters: u64) -> f32 {
     }
     _mm256_storeu_ps(out.as_mut_ptr(), s);
     out.iter().sum()
-}
-
-/// A natural-looking test image: the cat (or the dog) mirrored out to `w x h`.
-fn mirrored(rel: &str, w: u32, h: u32) -> elpips::Result<Image> {
-    let src = Image::open(Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/upstream").join(rel), &LoadOptions::default())?;
-    let (iw, ih) = (src.width() as usize, src.height() as usize);
-    let fold = |p: usize, n: usize| {
-        let p = p % (2 * n);
-        if p < n { p } else { 2 * n - 1 - p }
-    };
-    let mut data = Vec::with_capacity(3 * (w * h) as usize);
-    for ch in 0..3 {
-        for y in 0..h as usize {
-            let row = &src.channel(ch)[fold(y, ih) * iw..fold(y, ih) * iw + iw];
-            data.extend((0..w as usize).map(|x| row[fold(x, iw)]));
-        }
-    }
-    Image::from_planar(w, h, data)
 }
 
 fn time_per<F: FnMut() -> elpips::Result<()>>(reps: usize, mut f: F) -> elpips::Result<f64> {
@@ -197,17 +183,26 @@ fn main() -> elpips::Result<()> {
     let cands: Vec<Image> = (0..3).map(|i| mirrored(["elpips/inputs/dog.png", "elpips/inputs/adv_teddy.png", "elpips/inputs/adv_anchor.png"][i], SIZE, SIZE)).collect::<elpips::Result<_>>()?;
     let pass = vgg_flops(SIZE as usize, SIZE as usize);
     let mut rows: Vec<(String, f64, f64)> = Vec::new(); // (name, seconds per candidate, VGG passes)
-    for precision in [Precision::Fp32, Precision::Int8] {
-        let mut m = Metric::new(MetricOptions { metric: MetricKind::LpipsVgg, precision, ..Default::default() })?;
+    // Every CPU backend and precision this machine runs (benches/backends.rs has more sizes).
+    let combos = [(Backend::Mlas, Precision::Fp32), (Backend::Openvino, Precision::Fp32), (Backend::Openvino, Precision::Bf16), (Backend::Mlas, Precision::Int8)];
+    for (backend, precision) in combos {
+        let runtime = RuntimeOptions { backend, ..Default::default() };
+        let mut m = match Metric::new(MetricOptions { metric: MetricKind::LpipsVgg, precision, runtime, ..Default::default() }) {
+            Ok(m) => m,
+            Err(e) => {
+                println!("ours {precision} on {backend}: not run here: {e}");
+                continue;
+            }
+        };
         let pair = time_per(3, || m.compare(&a, &b).map(|_| ()))?;
-        rows.push((format!("ours {precision}, pair"), pair, 2.0));
+        rows.push((format!("ours {precision} {backend}, pair"), pair, 2.0));
         let prepared = m.prepare_reference(&a)?;
         let mut i = 0;
         let reuse = time_per(3, || {
             i += 1;
             m.compare_reference(&prepared, &cands[i % cands.len()]).map(|_| ())
         })?;
-        rows.push((format!("ours {precision}, reference reused"), reuse, 1.0));
+        rows.push((format!("ours {precision} {backend}, reference reused"), reuse, 1.0));
     }
     let pip = match pip_lpips(threads) {
         Ok(s) => Some(s),
