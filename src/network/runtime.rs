@@ -61,17 +61,17 @@ pub enum Buffers {
 pub(crate) fn no_cuda_reason(options: &RuntimeOptions) -> String {
     let (lib, _) = locate(options.library.as_deref(), options.install_dir.as_deref());
     if !cfg!(feature = "cuda") {
-        return "--device cuda: this build of elpips has no CUDA support; rebuild with `cargo build --release --features cuda`, or use --device auto / cpu".to_owned();
+        return "`device` cuda: this build of elpips has no CUDA support; rebuild with `cargo build --release --features cuda`, or use `device` auto / cpu".to_owned();
     }
     match options.cuda_provider_offered() {
         // A GPU runtime without a GPU: the provider is there but cannot start.
         Ok(true) => format!(
-            "--device cuda: the ONNX Runtime at {} has no CUDA execution provider usable here: {}; use --device auto or cpu on this machine",
+            "`device` cuda: the ONNX Runtime at {} has no CUDA execution provider usable here: {}; use `device` auto or cpu on this machine",
             lib.display(),
             gpu().err().unwrap_or_else(|| "the GPU cannot be used".to_owned())
         ),
         _ => format!(
-            "--device cuda: the ONNX Runtime at {} has no CUDA execution provider (the CPU-only runtime that `make setup` installs has none); run `{CUDA_SETUP_COMMAND}` to install the GPU runtime, or use --device auto to fall back to the CPU",
+            "`device` cuda: the ONNX Runtime at {} has no CUDA execution provider (the CPU-only runtime that `make setup` installs has none); run `{CUDA_SETUP_COMMAND}` to install the GPU runtime, or use `device` auto to fall back to the CPU",
             lib.display()
         ),
     }
