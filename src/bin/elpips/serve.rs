@@ -264,6 +264,9 @@ impl Server {
                 if !(codec.min_quality()..=100).contains(&quality) {
                     return Err(Error::InvalidArgument(format!("quality {quality} is outside {}'s {}..100", codec.name(), codec.min_quality())));
                 }
+                let mut outputs = vec![("\"decoded\"", decoded.as_path())];
+                outputs.extend(output.as_deref().map(|p| ("\"output\"", p)));
+                crate::output::check_outputs(&outputs, &[&image])?;
                 let img = Image::open(&image, &self.load)?;
                 let (pixels, channels) = crate::tune::encoder_pixels(&image)?;
                 let (w, h) = (img.width(), img.height());

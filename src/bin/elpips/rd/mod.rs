@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::codec::Codec;
 use crate::metric_args::{NetworkArgs, SamplingArgs};
+use crate::output::{check_outputs, out, Outputs};
 use crate::CommonArgs;
 use bd::{corpus_bd_rate, ImageCurves, RdPoint};
 
@@ -24,6 +25,9 @@ use bd::{corpus_bd_rate, ImageCurves, RdPoint};
 const RD_FORMAT: u64 = 1;
 /// Largest `rd.json` read by `--merge`.
 const MAX_RD_BYTES: u64 = 64 << 20;
+/// Most bootstrap replicates (`--bootstrap`, and an rd.json's setting): each holds a value per
+/// image, and beyond this the interval no longer changes in its printed digits.
+const MAX_BOOTSTRAP: u32 = 100_000;
 
 #[derive(Args)]
 pub struct RdArgs {
@@ -151,11 +155,20 @@ fn invalid(msg: impl Into<String>) -> Error {
 
 pub fn run(args: RdArgs, quiet: bool) -> Result<(), Error> {
     let file = if args.merge.is_empty() { measure(&args, quiet)? } else { merge(&args)? };
-    write_outputs(&args.out, &file)?;
+    // Staged, printed, then put in place: a failed print leaves --out as it was.
+    let outputs = stage_outputs(&args.out, &file)?;
     if args.json {
-        println!("{}", serde_json::to_string(&file).expect("json"));
+        out!("{}", serde_json::to_string(&file).expect("json"))?;
     } else if !quiet {
-        print_table(&file, &args.out);
+        print_table(&file, &args.out)?;
+    }
+    outputs.commit()
+}
+
+/// Refuses a replicate count that would size a bootstrap beyond [`MAX_BOOTSTRAP`].
+fn check_bootstrap(bootstrap: u32, what: &str) -> Result<(), Error> {
+    if bootstrap > MAX_BOOTSTRAP {
+        return Err(invalid(format!("{what} {bootstrap} is above the limit of {MAX_BOOTSTRAP} replicates")));
     }
     Ok(())
 }
@@ -182,6 +195,7 @@ fn measure(args: &RdArgs, quiet: bool) -> Result<RdFile, Error> {
             return Err(invalid(format!("--settings {q} is outside {}'s qualities {}..100", c.name(), c.min_quality())));
         }
     }
+    check_bootstrap(args.bootstrap, "--bootstrap")?;
     let images = corpus(args)?;
     let shard = args.shard.as_deref().map(crate::shard::parse).transpose()?;
     if let Some((i, n)) = shard {
@@ -190,6 +204,7 @@ fn measure(args: &RdArgs, quiet: bool) -> Result<RdFile, Error> {
         }
     }
     let sampling = args.sampling.sampling(&args.network)?;
+    check_out_dir(&args.out, &images)?;
     let mut metric = Metric::new(args.network.metric_options(&args.common, sampling))?;
     let mut lpips = elpips::tune::open_guide(&metric, MetricKind::LpipsVgg)?;
     let load = LoadOptions { max_pixels: args.max_pixels, ..Default::default() };
@@ -337,6 +352,7 @@ fn read_part(path: &Path) -> Result<RdFile, Error> {
         return Err(invalid(format!("{p}: its digest does not match its contents: the file was truncated or edited; measure it again with `elpips rd`")));
     }
     let s = &f.settings;
+    check_bootstrap(s.bootstrap, &format!("{p}: settings.bootstrap"))?;
     if s.codecs.is_empty() || !s.codecs.contains(&s.anchor) || s.settings.len() < 2 || f.images.is_empty() {
         return Err(invalid(format!("{p}: its settings name no codecs, no anchor among them, fewer than 2 settings or no images")));
     }
@@ -368,6 +384,8 @@ fn merge(args: &RdArgs) -> Result<RdFile, Error> {
         return Err(invalid("--merge takes rd.json files only (no images, --corpus, --codec, --settings or --shard): the settings are the parts'"));
     }
     let parts = args.merge.iter().map(|p| read_part(p).map(|f| (p, f))).collect::<Result<Vec<_>, _>>()?;
+    let inputs: Vec<PathBuf> = args.merge.clone();
+    check_out_dir(&args.out, &inputs)?;
     let (first_path, first) = &parts[0];
     for (path, f) in &parts[1..] {
         if f.settings != first.settings || f.images != first.images {
@@ -400,8 +418,22 @@ fn merge(args: &RdArgs) -> Result<RdFile, Error> {
     Ok(seal(file))
 }
 
-fn write_outputs(dir: &Path, file: &RdFile) -> Result<(), Error> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::Io { path: dir.to_owned(), reason: format!("{e}; --out must be a folder that can be created") })?;
+/// Creates --out (once the run's arguments are known good) and checks that its files can be
+/// written and are none of the inputs, before anything is measured.
+fn check_out_dir(dir: &Path, inputs: &[PathBuf]) -> Result<(), Error> {
+    crate::output::output_dir("--out", dir)?;
+    let inputs: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
+    check_outputs(&[("--out", &dir.join("rd.json")), ("--out", &dir.join("rd.csv"))], &inputs)
+}
+
+/// The plot of image `k` in --out: named from its file name, cut to fit a file name.
+fn plot_name(k: usize, name: &str) -> String {
+    let stem = Path::new(name).file_stem().map_or("image".into(), |s| s.to_string_lossy().into_owned());
+    format!("rd-{k}-{}.svg", elpips::io::safe_name(&stem, 120).replace('.', "_"))
+}
+
+fn stage_outputs(dir: &Path, file: &RdFile) -> Result<Outputs, Error> {
+    let mut outputs = Outputs::default();
     let mut csv = csv::Writer::from_writer(Vec::new());
     let io = |e: csv::Error| Error::Io { path: dir.join("rd.csv"), reason: e.to_string() };
     csv.write_record(["image", "codec", "setting", "bytes", "bpp", "distance", "ci95", "std_error", "samples", "lpips_vgg"]).map_err(io)?;
@@ -421,8 +453,8 @@ fn write_outputs(dir: &Path, file: &RdFile) -> Result<(), Error> {
         csv.write_record(&row).map_err(io)?;
     }
     let csv = csv.into_inner().map_err(|e| Error::Io { path: dir.join("rd.csv"), reason: e.to_string() })?;
-    elpips::io::write_atomic(dir.join("rd.csv"), &csv)?;
-    elpips::io::write_atomic(dir.join("rd.json"), serde_json::to_string_pretty(file).expect("json").as_bytes())?;
+    outputs.add(dir.join("rd.csv"), &csv)?;
+    outputs.add(dir.join("rd.json"), serde_json::to_string_pretty(file).expect("json").as_bytes())?;
     let curves = |points: Vec<&Point>| -> Vec<plot::Curve> {
         file.settings
             .codecs
@@ -436,10 +468,8 @@ fn write_outputs(dir: &Path, file: &RdFile) -> Result<(), Error> {
     let metric = &file.settings.metric;
     for k in shard_images(file.images.len(), file.shard) {
         let name = &file.images[k];
-        let stem = Path::new(name).file_stem().map_or("image".into(), |s| s.to_string_lossy().into_owned());
-        let stem: String = stem.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
         let svg = plot::svg(name, metric, &curves(file.points.iter().filter(|p| p.image == *name).collect()));
-        elpips::io::write_atomic(dir.join(format!("rd-{k}-{stem}.svg")), svg.as_bytes())?;
+        outputs.add(dir.join(plot_name(k, name)), svg.as_bytes())?;
     }
     // The corpus curve: each setting's mean rate and mean distance over the images (its 95%
     // half-width from the images' own, as independent errors).
@@ -454,19 +484,19 @@ fn write_outputs(dir: &Path, file: &RdFile) -> Result<(), Error> {
         }
     }
     let title = format!("mean over {} images", n as usize);
-    elpips::io::write_atomic(dir.join("rd.svg"), plot::svg(&title, metric, &curves(mean_points.iter().collect())).as_bytes())?;
-    Ok(())
+    outputs.add(dir.join("rd.svg"), plot::svg(&title, metric, &curves(mean_points.iter().collect())).as_bytes())?;
+    Ok(outputs)
 }
 
-fn print_table(file: &RdFile, out: &Path) {
+fn print_table(file: &RdFile, out: &Path) -> Result<(), Error> {
     let images = file.points.iter().map(|p| p.image.as_str()).collect::<std::collections::BTreeSet<_>>().len();
-    println!("BD-rate at equal {} against {} over {images} images (negative: fewer bits):", file.settings.metric, file.settings.anchor);
+    out!("BD-rate at equal {} against {} over {images} images (negative: fewer bits):", file.settings.metric, file.settings.anchor)?;
     for (codec, r) in &file.bd_rate {
         match (r.percent, r.ci95) {
-            (Some(p), Some(ci)) => println!("  {codec:<5} {p:+7.2}% ± {ci:.2} (95%, {} images, {} bootstrap replicates)", r.images, r.replicates),
-            (Some(p), None) => println!("  {codec:<5} {p:+7.2}% ({} images, no interval)", r.images),
-            _ => println!("  {codec:<5} none: {}", r.note.as_deref().unwrap_or("no image has overlapping curves")),
+            (Some(p), Some(ci)) => out!("  {codec:<5} {p:+7.2}% ± {ci:.2} (95%, {} images, {} bootstrap replicates)", r.images, r.replicates)?,
+            (Some(p), None) => out!("  {codec:<5} {p:+7.2}% ({} images, no interval)", r.images)?,
+            _ => out!("  {codec:<5} none: {}", r.note.as_deref().unwrap_or("no image has overlapping curves"))?,
         }
     }
-    println!("wrote {}/rd.csv, rd.json and the plots (rd.svg, rd-*.svg)", out.display());
+    out!("wrote {}/rd.csv, rd.json and the plots (rd.svg, rd-*.svg)", crate::escape::line(&out.display().to_string()))
 }
