@@ -5,6 +5,7 @@
 //! docs/codec.md documents the method.
 
 mod bd;
+pub mod format;
 mod plot;
 
 use std::collections::BTreeMap;
@@ -13,21 +14,14 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use elpips::{Error, Image, LoadOptions, Metric, MetricKind};
-use serde::{Deserialize, Serialize};
 
 use crate::codec::Codec;
 use crate::metric_args::{NetworkArgs, SamplingArgs};
 use crate::output::{check_outputs, out, Outputs};
 use crate::CommonArgs;
 use bd::{corpus_bd_rate, ImageCurves, RdPoint};
-
-/// Version of `rd.json`.
-const RD_FORMAT: u64 = 1;
-/// Largest `rd.json` read by `--merge`.
-const MAX_RD_BYTES: u64 = 64 << 20;
-/// Most bootstrap replicates (`--bootstrap`, and an rd.json's setting): each holds a value per
-/// image, and beyond this the interval no longer changes in its printed digits.
-const MAX_BOOTSTRAP: u32 = 100_000;
+use crate::check::manifest::json_message;
+use format::{check_bootstrap, digest, invalid, shard_images, BdRate, Point, RdFile, RdSettings, Shard, MAX_RD_BYTES, RD_FORMAT};
 
 #[derive(Args)]
 pub struct RdArgs {
@@ -72,87 +66,6 @@ pub struct RdArgs {
     common: CommonArgs,
 }
 
-/// `rd.json`. Fields in alphabetical order; unknown fields refused.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RdFile {
-    bd_rate: BTreeMap<String, BdRate>,
-    /// Where the networks ran (`cpu`, `cuda`; a merge lists its parts' devices). Not a
-    /// setting: parts measured on different machines still merge.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    device: Option<String>,
-    /// sha256 of the file without this field: whole and unedited (not a signature).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    digest: Option<String>,
-    elpips_rd: u64,
-    /// Every image of the run (all shards), in order.
-    images: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    merged: Option<Vec<String>>,
-    points: Vec<Point>,
-    settings: RdSettings,
-    shard: Option<Shard>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Shard {
-    count: u64,
-    index: u64,
-}
-
-/// What the points depend on; parts merge only when theirs are equal.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RdSettings {
-    anchor: String,
-    bootstrap: u32,
-    codecs: Vec<String>,
-    metric: String,
-    sampler: String,
-    sampling: String,
-    scale_levels: Option<u32>,
-    seed: u64,
-    settings: Vec<i32>,
-}
-
-/// One encode of one image.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Point {
-    image: String,
-    codec: String,
-    setting: i32,
-    bytes: u64,
-    bpp: f64,
-    distance: f64,
-    ci95: f64,
-    std_error: f64,
-    samples: u64,
-    lpips_vgg: f64,
-}
-
-/// `bd_rate.<codec>`: against `vs` at equal distance, over the images of the file.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BdRate {
-    vs: String,
-    percent: Option<f64>,
-    ci95: Option<f64>,
-    lower: Option<f64>,
-    upper: Option<f64>,
-    images: usize,
-    replicates: usize,
-    /// Each image's own BD-rate, in `images` order of the points (null: no overlap).
-    per_image: Vec<Option<f64>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    note: Option<String>,
-}
-
-fn invalid(msg: impl Into<String>) -> Error {
-    Error::InvalidArgument(msg.into())
-}
-
 pub fn run(args: RdArgs, quiet: bool) -> Result<(), Error> {
     let file = if args.merge.is_empty() { measure(&args, quiet)? } else { merge(&args)? };
     // Staged, printed, then put in place: a failed print leaves --out as it was.
@@ -163,14 +76,6 @@ pub fn run(args: RdArgs, quiet: bool) -> Result<(), Error> {
         print_table(&file, &args.out)?;
     }
     outputs.commit()
-}
-
-/// Refuses a replicate count that would size a bootstrap beyond [`MAX_BOOTSTRAP`].
-fn check_bootstrap(bootstrap: u32, what: &str) -> Result<(), Error> {
-    if bootstrap > MAX_BOOTSTRAP {
-        return Err(invalid(format!("{what} {bootstrap} is above the limit of {MAX_BOOTSTRAP} replicates")));
-    }
-    Ok(())
 }
 
 fn measure(args: &RdArgs, quiet: bool) -> Result<RdFile, Error> {
@@ -315,9 +220,10 @@ fn seal(mut file: RdFile) -> RdFile {
     file
 }
 
-fn digest(file: &RdFile) -> String {
-    let unsealed = RdFile { digest: None, ..file.clone() };
-    elpips::integrity::sha256_hex(&serde_json::to_vec(&unsealed).expect("json"))
+/// Reads one `rd.json` ([`format::parse_part`] checks it).
+fn read_part(path: &Path) -> Result<RdFile, Error> {
+    let bytes = crate::check::manifest::read_input(path, MAX_RD_BYTES, "rd.json", "an rd.json this large was not written by `elpips rd`")?;
+    format::parse_part(&bytes, path)
 }
 
 /// The points of each image (in the order met), grouped by codec in settings order.
@@ -333,59 +239,11 @@ fn image_curves(file: &RdFile) -> Vec<ImageCurves> {
     out.into_iter().map(|(_, c)| c).collect()
 }
 
-/// The image indices a shard holds.
-fn shard_images(count: usize, shard: Option<Shard>) -> Vec<usize> {
-    (0..count).filter(|k| shard.is_none_or(|s| *k as u64 % s.count == s.index)).collect()
-}
-
-/// Reads one `rd.json` and checks what a merge relies on: format, digest, settings, and that its
-/// points are exactly its shard's images x codecs x settings, in order, with sane numbers.
-fn read_part(path: &Path) -> Result<RdFile, Error> {
-    let p = path.display();
-    let bytes = crate::check::manifest::read_input(path, MAX_RD_BYTES, "rd.json", "an rd.json this large was not written by `elpips rd`")?;
-    let f: RdFile = serde_json::from_slice(&bytes)
-        .map_err(|e| invalid(format!("{p}:{}: not an rd.json of `elpips rd`: {}", e.line(), crate::check::manifest::json_message(&e))))?;
-    if f.elpips_rd != RD_FORMAT {
-        return Err(invalid(format!("{p}: rd.json format {} is not {RD_FORMAT}; measure it again with this elpips", f.elpips_rd)));
-    }
-    if f.digest.as_deref() != Some(digest(&f).as_str()) {
-        return Err(invalid(format!("{p}: its digest does not match its contents: the file was truncated or edited; measure it again with `elpips rd`")));
-    }
-    let s = &f.settings;
-    check_bootstrap(s.bootstrap, &format!("{p}: settings.bootstrap"))?;
-    if s.codecs.is_empty() || !s.codecs.contains(&s.anchor) || s.settings.len() < 2 || f.images.is_empty() {
-        return Err(invalid(format!("{p}: its settings name no codecs, no anchor among them, fewer than 2 settings or no images")));
-    }
-    if let Some(sh) = f.shard {
-        if sh.count == 0 || sh.index >= sh.count || sh.count > f.images.len() as u64 {
-            return Err(invalid(format!("{p}: shard {}/{} is out of range for {} images", sh.index, sh.count, f.images.len())));
-        }
-    }
-    let mut expected = Vec::new();
-    for k in shard_images(f.images.len(), f.shard) {
-        for c in &s.codecs {
-            for q in &s.settings {
-                expected.push((f.images[k].as_str(), c.as_str(), *q));
-            }
-        }
-    }
-    let got: Vec<(&str, &str, i32)> = f.points.iter().map(|p| (p.image.as_str(), p.codec.as_str(), p.setting)).collect();
-    if got != expected {
-        return Err(invalid(format!("{p}: its points are not its shard's images x codecs x settings in order: a point is missing, added or moved")));
-    }
-    if let Some(bad) = f.points.iter().find(|p| !(p.bpp > 0.0 && p.bpp.is_finite() && [p.distance, p.ci95, p.std_error, p.lpips_vgg].iter().all(|v| v.is_finite() && *v >= 0.0))) {
-        return Err(invalid(format!("{p}: point {} {} {} has a non-finite or negative number", bad.image, bad.codec, bad.setting)));
-    }
-    Ok(f)
-}
-
 fn merge(args: &RdArgs) -> Result<RdFile, Error> {
     if args.shard.is_some() || !args.images.is_empty() || args.corpus.is_some() || !args.codec.is_empty() || !args.settings.is_empty() {
         return Err(invalid("--merge takes rd.json files only (no images, --corpus, --codec, --settings or --shard): the settings are the parts'"));
     }
     let parts = args.merge.iter().map(|p| read_part(p).map(|f| (p, f))).collect::<Result<Vec<_>, _>>()?;
-    let inputs: Vec<PathBuf> = args.merge.clone();
-    check_out_dir(&args.out, &inputs)?;
     let (first_path, first) = &parts[0];
     for (path, f) in &parts[1..] {
         if f.settings != first.settings || f.images != first.images {
@@ -400,6 +258,7 @@ fn merge(args: &RdArgs) -> Result<RdFile, Error> {
         let s = f.shard.unwrap_or(Shard { index: 0, count: 1 });
         (path.as_path(), s.index, s.count)
     }))?;
+    check_out_dir(&args.out, &args.merge)?;
     // Back in image order: the points of image k are in the part of shard k % count.
     let index: BTreeMap<&str, usize> = first.images.iter().enumerate().map(|(k, n)| (n.as_str(), k)).collect();
     let mut points: Vec<Point> = parts.iter().flat_map(|(_, f)| f.points.iter().cloned()).collect();
