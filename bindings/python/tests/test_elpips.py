@@ -194,6 +194,39 @@ def test_out_of_range_arguments_are_refused_not_wrapped(kwargs, error, needle):
     assert needle in str(e.value)
 
 
+def test_integers_are_stored_exactly_or_refused(monkeypatch):
+    """A property test of every integer argument over its C field's edges and random values far
+    beyond them: each either reaches the C struct exactly as given or is refused before the
+    call; none is stored modulo 2**32 or 2**64."""
+    import random
+    seen = {}
+
+    def capture(options, out, message, size):
+        o = options._obj
+        seen.update({name: getattr(o, name) for name, _ in elpips._Options._fields_})
+        return 1  # refuse, so no context is made
+
+    monkeypatch.setattr(elpips._library(), "elpips_context_new_with_error", capture)
+    rng = random.Random(31)
+    edges = [0, 1, 2**31 - 1, 2**31, 2**32 - 1, 2**32, 2**32 + 3, 2**63, 2**64 - 1, 2**64, 10**30]
+    values = edges + [-e for e in edges if e] + [rng.randrange(-2**70, 2**70) for _ in range(200)]
+    for name in ("seed", "threads", "samples", "max_samples", "min_samples", "scale_levels", "max_pixels"):
+        stored = refused = 0
+        for v in values:
+            seen.clear()
+            try:
+                elpips.Context("lpips-alex", **{name: v})
+            except (ValueError, TypeError):
+                assert not seen, f"{name}={v}: refused after the struct was filled"
+                refused += 1
+                continue
+            except elpips.ElpipsError:
+                pass
+            assert seen[name] == v, f"{name}={v} was stored as {seen[name]}"
+            stored += 1
+        assert stored and refused, (name, stored, refused)
+
+
 def test_boundary_values_reach_the_library_unchanged():
     """The largest values that fit are passed as they are; the library then judges them."""
     with pytest.raises(elpips.ElpipsError) as e:
