@@ -9,8 +9,11 @@
 //!   file it points to is what is replaced. An existing file keeps its permission bits (and its
 //!   owner and group where the process may set them); a new one gets 0666 less the umask. A file
 //!   with other hard links gets a new inode: the other names keep the old contents.
-//! - **`/dev/stdout`, `/dev/stderr`** (and `/dev/fd/1`, `/dev/fd/2`, `/proc/self/fd/1`, `2`): the
-//!   process's own stream, after what it printed there before, whatever the stream is.
+//! - **`/dev/stdout`, `/dev/stderr`** (and `/dev/fd/1`, `/dev/fd/2`, `/proc/self/fd/1`, `2`, or a
+//!   link to one): the process's own stream, after what it printed there before, whatever the
+//!   stream is (`--junit /dev/stdout > out.txt` puts the report in `out.txt`). Another open
+//!   descriptor's path (`/dev/fd/3`) is written through: a file behind it is appended to, not
+//!   replaced.
 //! - **A named pipe or a character device** (`/dev/null`, a terminal, `/dev/fd/N` of a pipe):
 //!   written through, in place; the node itself is never replaced. A pipe with no reader is
 //!   refused at once rather than waited on.
@@ -98,19 +101,46 @@ enum Target {
     /// The process's own stdout or stderr.
     Stdout,
     Stderr,
-    /// A named pipe or a character device, written in place. For a pipe probed for a reader,
-    /// the probe's write end is held until the bytes are written, so the reader sees no early
-    /// end of file.
-    Through { _reader: Option<File> },
+    /// A named pipe or a character device, or an open descriptor's link (`/dev/fd/N`) to any
+    /// file, written in place (an open descriptor's file appended to: its writer owns it). For
+    /// a pipe probed for a reader, the probe's write end is held until the bytes are written,
+    /// so the reader sees no early end of file.
+    Through { _reader: Option<File>, append: bool },
+}
+
+/// The descriptor `path` names, through any links: `/dev/stdout` (1), `/dev/stderr` (2),
+/// `/dev/fd/N`, `/proc/self/fd/N` or this process's `/proc/PID/fd/N`. Such a path is a handle
+/// on an open file, not a place to put one: a regular file behind it (`> out.txt`) must be
+/// written through the descriptor's file, not replaced by a new one the shell never sees.
+fn descriptor(path: &Path) -> Option<u32> {
+    let own = format!("/proc/{}/fd/", std::process::id());
+    let mut at = path.to_path_buf();
+    for _ in 0..40 {
+        let text = at.to_str()?;
+        match text {
+            "/dev/stdout" => return Some(1),
+            "/dev/stderr" => return Some(2),
+            _ => {}
+        }
+        for prefix in ["/dev/fd/", "/proc/self/fd/", "/proc/thread-self/fd/", own.as_str()] {
+            if let Some(n) = text.strip_prefix(prefix).and_then(|n| n.parse().ok()) {
+                return Some(n);
+            }
+        }
+        let to = std::fs::read_link(&at).ok()?;
+        at = if to.is_absolute() { to } else { at.parent().map_or(to.clone(), |d| d.join(&to)) };
+    }
+    None
 }
 
 /// What `path` names, under the module's policy; `probe_pipe` opens a named pipe to see that a
 /// reader is there (holding it open; without it a pipe is only recognised).
 fn classify(path: &Path, probe_pipe: bool) -> Result<Target> {
     let refuse = |why: String| Err(write_error(path, &io::Error::other(why)));
-    match path.to_str() {
-        Some("/dev/stdout" | "/dev/fd/1" | "/proc/self/fd/1") => return Ok(Target::Stdout),
-        Some("/dev/stderr" | "/dev/fd/2" | "/proc/self/fd/2") => return Ok(Target::Stderr),
+    let fd = descriptor(path);
+    match fd {
+        Some(1) => return Ok(Target::Stdout),
+        Some(2) => return Ok(Target::Stderr),
         _ => {}
     }
     let link = match std::fs::symlink_metadata(path) {
@@ -131,6 +161,9 @@ fn classify(path: &Path, probe_pipe: bool) -> Result<Target> {
         link.clone()
     };
     let t = meta.file_type();
+    if fd.is_some() && (t.is_file() || t.is_char_device()) {
+        return Ok(Target::Through { _reader: None, append: true });
+    }
     if t.is_file() {
         // The file the links lead to is replaced; the links stay.
         let target = if link.file_type().is_symlink() { std::fs::canonicalize(path).map_err(|e| write_error(path, &e))? } else { path.to_owned() };
@@ -139,16 +172,16 @@ fn classify(path: &Path, probe_pipe: bool) -> Result<Target> {
         refuse("it is a directory; name a file in it".into())
     } else if t.is_fifo() {
         if !probe_pipe {
-            return Ok(Target::Through { _reader: None });
+            return Ok(Target::Through { _reader: None, append: false });
         }
         // Non-blocking: with no reader, open fails (ENXIO) at once instead of waiting for one.
         match OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(path) {
-            Ok(probe) => Ok(Target::Through { _reader: Some(probe) }),
+            Ok(probe) => Ok(Target::Through { _reader: Some(probe), append: false }),
             Err(e) if e.raw_os_error() == Some(libc::ENXIO) => refuse("it is a named pipe with no reader; start the reader first".into()),
             Err(e) => Err(write_error(path, &e)),
         }
     } else if t.is_char_device() {
-        Ok(Target::Through { _reader: None })
+        Ok(Target::Through { _reader: None, append: false })
     } else if t.is_block_device() {
         refuse("it is a block device; elpips writes files, pipes and character devices only".into())
     } else if t.is_socket() {
@@ -167,7 +200,9 @@ fn put_through(path: &Path, target: &Target, bytes: &[u8]) -> Result<()> {
         }
         Target::Stderr => io::stderr().lock().write_all(bytes),
         // Blocking now: a pipe's reader is there (the probe held it), a device takes what it takes.
-        Target::Through { .. } => OpenOptions::new().write(true).open(path).and_then(|mut f| f.write_all(bytes).and_then(|()| f.flush())),
+        Target::Through { append, .. } => {
+            OpenOptions::new().write(true).append(*append).open(path).and_then(|mut f| f.write_all(bytes).and_then(|()| f.flush()))
+        }
         Target::Replace { .. } => unreachable!("replaced files are not written through"),
     };
     result.map_err(|e| write_error(path, &e))
@@ -432,6 +467,25 @@ mod tests {
         }
         assert_eq!(reader.join().unwrap(), b"through");
         assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo(), "still a pipe");
+    }
+
+    #[test]
+    fn an_open_descriptors_file_is_written_through_not_replaced() {
+        use std::os::fd::AsRawFd;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("redirected.txt");
+        std::fs::write(&p, b"printed;").unwrap();
+        let inode = std::fs::metadata(&p).unwrap().ino();
+        let held = OpenOptions::new().append(true).open(&p).unwrap();
+        write_atomic(format!("/proc/self/fd/{}", held.as_raw_fd()), b"report").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"printed;report");
+        assert_eq!(std::fs::metadata(&p).unwrap().ino(), inode, "the same file, not a new one");
+        // A link to /dev/stdout is the process's stdout, whatever stdout is.
+        let link = dir.path().join("out");
+        std::os::unix::fs::symlink("/dev/stdout", &link).unwrap();
+        assert_eq!(descriptor(&link), Some(1));
+        assert_eq!(descriptor(Path::new("/dev/fd/2")), Some(2));
+        assert_eq!(descriptor(&p), None);
     }
 
     #[test]
