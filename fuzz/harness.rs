@@ -320,14 +320,16 @@ pub fn rd_json(data: &[u8]) {
     }
 }
 
-/// Any bytes as one `elpips serve` request line. Invariants: a typed request or a one-line
-/// error answer, never a panic; an `id` is echoed whenever the line was a JSON object.
+/// Any bytes as one `elpips serve` request line. Invariants: a typed request or an error
+/// message (which the server escapes to one line: it may quote the request), never a panic;
+/// an `id` is echoed only when the line was a JSON object.
 #[cfg(feature = "cli")]
 pub fn serve_request(data: &[u8]) {
     match serve_request::parse(data) {
         Ok((_, request)) => drop(request),
         Err((id, message)) => {
-            assert!(!message.is_empty() && !message.contains('\n'), "{message:?}");
+            assert!(!message.is_empty());
+            assert!(!escape::line(&message).contains('\n'));
             if id != serde_json::Value::Null {
                 assert!(serde_json::from_slice::<serde_json::Value>(data).is_ok_and(|v| v.is_object()));
             }

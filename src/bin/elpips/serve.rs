@@ -93,16 +93,18 @@ pub fn run(args: ServeArgs) -> Result<(), Error> {
 impl Server {
     /// The answer to one line: the result, or `{"id", "error"}`.
     fn answer(&mut self, line: &[u8]) -> Value {
+        // Messages quote the request (an unknown op, a path): escaped to one line, as every
+        // error message is.
         let (id, request) = match request::parse(line) {
             Ok(parsed) => parsed,
-            Err((id, message)) => return json!({"id": id, "error": message}),
+            Err((id, message)) => return json!({"id": id, "error": crate::escape::line(&message)}),
         };
         match self.handle(request) {
             Ok(mut v) => {
                 v["id"] = id;
                 v
             }
-            Err(e) => json!({"id": id, "error": e.to_string()}),
+            Err(e) => json!({"id": id, "error": crate::escape::line(&e.to_string())}),
         }
     }
 
