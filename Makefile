@@ -268,7 +268,7 @@ test-tsan: setup
 # replays those in the normal test suite). Targets without committed seeds get an empty seed folder
 # (git keeps no empty folders; libFuzzer refuses a missing one).
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := decode_image linear_weights capi_image capi_options manifest_csv manifest_jsonl summary
+FUZZ_TARGETS := decode_image linear_weights capi_image capi_options capi_gate manifest_csv manifest_jsonl summary rd_json serve_request report_text
 fuzz: setup
 	@mkdir -p $(addprefix fuzz/corpus/,$(FUZZ_TARGETS)) $(addprefix fuzz/seeds/,$(FUZZ_TARGETS))
 	cp -n $(UP)/lpips/imgs/*.png fuzz/corpus/decode_image/

@@ -279,3 +279,111 @@ pub fn summary(data: &[u8]) {
 pub fn summary_accepted(data: &[u8]) -> bool {
     summary::parse_summary(data, std::path::Path::new("s.json")).is_ok()
 }
+
+// ---------------------------------------------------------------------------------------------
+// The other text inputs of the command line, included as they are: `elpips rd --merge`'s rd.json
+// reader, `elpips serve`'s request lines, and the escaping of user text into each output format.
+
+#[cfg(feature = "cli")]
+use manifest::json_message;
+#[cfg(feature = "cli")]
+#[path = "../src/bin/elpips/rd/format.rs"]
+mod rd_format;
+#[cfg(feature = "cli")]
+#[path = "../src/bin/elpips/serve/request.rs"]
+mod serve_request;
+#[cfg(feature = "cli")]
+#[path = "../src/bin/elpips/escape.rs"]
+mod escape;
+
+/// Any bytes as an rd.json part for `elpips rd --merge`. One that parses as the format but for
+/// its digest is re-sealed first, so the checks behind the digest are reached. Invariants: an
+/// error or a part whose shard, points and settings keep their documented bounds, never a panic.
+#[cfg(feature = "cli")]
+pub fn rd_json(data: &[u8]) {
+    let path = std::path::Path::new("rd.json");
+    let mut attempts = vec![data.to_vec()];
+    if let Ok(mut f) = serde_json::from_slice::<rd_format::RdFile>(data) {
+        f.digest = Some(rd_format::digest(&f));
+        attempts.push(serde_json::to_vec(&f).unwrap());
+    }
+    for bytes in attempts {
+        if let Ok(f) = rd_format::parse_part(&bytes, path) {
+            assert!(f.settings.bootstrap <= rd_format::MAX_BOOTSTRAP);
+            assert!(f.shard.is_none_or(|s| s.index < s.count && s.count <= f.images.len() as u64));
+            let images = rd_format::shard_images(f.images.len(), f.shard).len();
+            assert_eq!(f.points.len(), images * f.settings.codecs.len() * f.settings.settings.len());
+            assert!(f.points.iter().all(|p| p.bpp > 0.0 && p.distance.is_finite() && p.distance >= 0.0));
+            let again = rd_format::parse_part(&serde_json::to_vec(&f).unwrap(), path).expect("a parsed part reads back");
+            assert_eq!(again, f);
+        }
+    }
+}
+
+/// Any bytes as one `elpips serve` request line. Invariants: a typed request or an error
+/// message (which the server escapes to one line: it may quote the request), never a panic;
+/// an `id` is echoed only when the line was a JSON object.
+#[cfg(feature = "cli")]
+pub fn serve_request(data: &[u8]) {
+    match serve_request::parse(data) {
+        Ok((_, request)) => drop(request),
+        Err((id, message)) => {
+            assert!(!message.is_empty());
+            assert!(!escape::line(&message).contains('\n'));
+            if id != serde_json::Value::Null {
+                assert!(serde_json::from_slice::<serde_json::Value>(data).is_ok_and(|v| v.is_object()));
+            }
+        }
+    }
+}
+
+/// Any text (names, paths, messages are user text) through each output format's escaping.
+/// Invariants: a plain line stays one line and starts no workflow command of its own; XML/HTML
+/// holds only characters XML 1.0 allows and no markup; markdown holds no HTML and no cell break.
+#[cfg(feature = "cli")]
+pub fn report_text(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let line = escape::line(&text);
+    assert!(!line.contains(['\n', '\r', '\u{1b}', '\u{2028}', '\u{2029}']), "{line:?}");
+    let xml = escape::markup(&text);
+    assert!(!xml.contains(['<', '>', '"', '\'']));
+    assert!(xml.chars().all(|c| matches!(c as u32, 0x9 | 0xA | 0x20..=0x7E | 0xA0..=0xFFFD | 0x10000..=0x10FFFF)), "{xml:?}");
+    for (i, _) in xml.match_indices('&') {
+        assert!(["&amp;", "&lt;", "&gt;", "&quot;", "&apos;", "&#13;"].iter().any(|e| xml[i..].starts_with(e)), "{xml:?}");
+    }
+    let md = escape::markdown(&text);
+    assert!(!md.contains(['<', '>', '\n', '\r']), "{md:?}");
+    assert!(md.match_indices('|').all(|(i, _)| md[..i].ends_with('\\')), "{md:?}");
+    let data = escape::command_data(&text);
+    assert!(!data.contains(['\n', '\r']));
+    assert!(!escape::command_property(&text).contains([':', ',', '\n']));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The C ABI's gate: any threshold, error rate and sample counts (their whole integer ranges)
+// through `elpips_decide` on a 32x32 pair of the LPIPS-AlexNet context. Invariants: never
+// `ELPIPS_STATUS_INTERNAL_ERROR`; a refusal for counts above `ELPIPS_MAX_SAMPLES`; on success a
+// verdict and a finite estimate.
+
+pub fn capi_gate(data: &[u8]) {
+    let mut input = Input(data);
+    let gate = ElpipsGate {
+        threshold: f64::from_le_bytes(input.take()),
+        error_rate: f64::from_le_bytes(input.take()),
+        max_samples: u32::from_le_bytes(input.take()),
+        min_samples: u32::from_le_bytes(input.take()),
+    };
+    let (a, b): (Vec<u8>, Vec<u8>) = ((0..32 * 32 * 3).map(|i| (i * 7) as u8).collect(), (0..32 * 32 * 3).map(|i| (i * 5) as u8).collect());
+    let image = |p: &Vec<u8>| ElpipsImage { data: p.as_ptr().cast(), width: 32, height: 32, stride_bytes: 0, format: ELPIPS_PIXEL_FORMAT_RGB8, transfer: ELPIPS_TRANSFER_SRGB };
+    let (ia, ib) = (image(&a), image(&b));
+    let mut d = ElpipsDecision::default();
+    let ctx = context();
+    let s = unsafe { elpips_decide(ctx, &ia, &ib, &gate, &mut d) };
+    assert!((ELPIPS_OK..ELPIPS_STATUS_INTERNAL_ERROR).contains(&s), "status {s}");
+    if gate.max_samples > ELPIPS_MAX_SAMPLES || gate.min_samples > ELPIPS_MAX_SAMPLES {
+        assert_eq!(s, ELPIPS_STATUS_INVALID_ARGUMENT, "{gate:?}");
+    }
+    if s == ELPIPS_OK {
+        assert!(d.verdict <= ELPIPS_SIDE_UNDECIDED && d.estimate.distance.is_finite(), "{d:?}");
+    }
+}

@@ -28,6 +28,12 @@
 #define ELPIPS_ABI_VERSION 0
 
 /**
+ * The most samples `samples`, `max_samples` or a gate's `max_samples` may ask for; a larger
+ * count (a wrapped or unset integer, most likely) is `ELPIPS_STATUS_INVALID_ARGUMENT`.
+ */
+#define ELPIPS_MAX_SAMPLES 1000000
+
+/**
  * `elpips_context_set_tile_size` value that turns tiling off.
  */
 #define ELPIPS_TILE_NEVER UINT32_MAX
@@ -131,7 +137,7 @@ typedef struct ElpipsOptions {
      */
     ElpipsSampling sampling;
     /**
-     * Sample count for `ELPIPS_SAMPLING_FIXED` (at least 1). Default 200.
+     * Sample count for `ELPIPS_SAMPLING_FIXED` (1 to `ELPIPS_MAX_SAMPLES`). Default 200.
      */
     uint32_t samples;
     /**
@@ -143,7 +149,7 @@ typedef struct ElpipsOptions {
      */
     double rel_error;
     /**
-     * Adaptive: most samples to draw (at least 2). Default 200.
+     * Adaptive: most samples to draw (2 to `ELPIPS_MAX_SAMPLES`). Default 200.
      */
     uint32_t max_samples;
     /**
@@ -160,7 +166,8 @@ typedef struct ElpipsOptions {
     uint32_t scale_levels;
     /**
      * Refuse images with more pixels than this (`ELPIPS_STATUS_IMAGE_TOO_LARGE`); 0 = the
-     * default of 16 Mpx.
+     * default of 16 Mpx. Above it, an image the machine cannot hold is also
+     * `ELPIPS_STATUS_IMAGE_TOO_LARGE` (its buffers are allocated fallibly), never an abort.
      */
     uint64_t max_pixels;
     /**
@@ -567,7 +574,8 @@ typedef struct ElpipsDecision {
 #define ELPIPS_STATUS_IMAGE_TOO_SMALL 5
 
 /**
- * The image has more pixels than the context's `max_pixels`.
+ * The image has more pixels than the context's `max_pixels`, or needs more memory than the
+ * machine could allocate.
  */
 #define ELPIPS_STATUS_IMAGE_TOO_LARGE 6
 
@@ -649,8 +657,8 @@ typedef struct ElpipsDecision {
 #define ELPIPS_SAMPLING_FIXED 1
 
 /**
- * Independent draws (the authors' estimator): sample `i` comes from stream `(seed, i)`. Default
- * (the zero value), as in the library and the command line.
+ * Independent draws (the authors' estimator): sample `i` comes from stream `(seed, i)`. The
+ * zero value; the options' default is `ELPIPS_SAMPLER_CONTROL`.
  */
 #define ELPIPS_SAMPLER_IID 0
 
@@ -661,7 +669,7 @@ typedef struct ElpipsDecision {
 
 /**
  * Independent draws with regression control variates on the colour gains and scale level
- * (docs/estimator.md).
+ * (docs/estimator.md). Default, as in the library and the command line.
  */
 #define ELPIPS_SAMPLER_CONTROL 2
 

@@ -57,7 +57,7 @@ pub enum Error {
     },
 
     /// The image exceeds the configured pixel budget.
-    #[error("image is {width}x{height} = {pixels} pixels, above the limit of {limit} pixels; raise the limit (--max-pixels) only if the machine has the memory")]
+    #[error("image is {width}x{height} = {pixels} pixels, above the limit of {limit} pixels; raise the limit (`max_pixels`) only if the machine has the memory")]
     ImageTooLarge {
         /// The image's width in pixels.
         width: u32,
@@ -67,6 +67,20 @@ pub enum Error {
         pixels: u64,
         /// The pixel budget.
         limit: u64,
+    },
+
+    /// An image within the pixel budget needs more memory than the machine could allocate.
+    /// Shares code 6 with [`Error::ImageTooLarge`]: to a caller both mean "too large here".
+    #[error("image is {width}x{height}: its {what} needs {bytes} bytes, more than could be allocated; use a smaller image, or a lower pixel budget (`max_pixels`) to refuse such images up front")]
+    OutOfMemory {
+        /// The image's width in pixels.
+        width: u32,
+        /// The image's height in pixels.
+        height: u32,
+        /// The buffer that could not be had.
+        what: &'static str,
+        /// Its size in bytes.
+        bytes: u64,
     },
 
     /// ONNX Runtime could not be found or loaded, or is too old.
@@ -85,9 +99,10 @@ pub enum Error {
     #[error("inference failed: {0}")]
     Inference(String),
 
-    /// An output file could not be written (see [`crate::io::write_atomic`]). Shares code 2
-    /// ("i/o error") with [`Error::Io`]: to a caller both are a file-system problem.
-    #[error("cannot write {path}: {reason}; check that the directory exists and is writable")]
+    /// An output file could not be written, or its path names something outputs never replace
+    /// (see [`crate::io`]). Shares code 2 ("i/o error") with [`Error::Io`]: to a caller both
+    /// are a file-system problem.
+    #[error("cannot write {path}: {reason}")]
     Write {
         /// The file.
         path: PathBuf,
@@ -105,7 +120,7 @@ impl Error {
             Error::ImageDecode { .. } => 3,
             Error::SizeMismatch { .. } => 4,
             Error::ImageTooSmall { .. } => 5,
-            Error::ImageTooLarge { .. } => 6,
+            Error::ImageTooLarge { .. } | Error::OutOfMemory { .. } => 6,
             Error::Runtime(_) => 7,
             Error::Model(_) => 8,
             Error::LinearWeights(_) => 9,

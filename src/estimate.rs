@@ -16,6 +16,11 @@ pub(crate) mod sequential;
 /// z for a two-sided 95% normal interval.
 pub const Z95: f64 = 1.959_963_984_540_054;
 
+/// The most samples any sampling policy or gate may ask for. Far beyond what a run can afford
+/// (at ~1 ms per sample of the smallest image, 17 minutes), so it refuses only a count that
+/// came from a wrapped or unset integer, before anything is sized by it.
+pub const MAX_SAMPLES: u32 = 1_000_000;
+
 /// How many E-LPIPS samples to draw.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Sampling {
@@ -44,18 +49,22 @@ impl Sampling {
     /// Checks the numbers make sense.
     pub fn validate(&self) -> Result<()> {
         match *self {
-            Sampling::Fixed(0) => Err(Error::invalid("--samples must be at least 1")),
+            Sampling::Fixed(0) => Err(Error::invalid("`samples` must be at least 1")),
+            Sampling::Fixed(n) if n > MAX_SAMPLES => Err(Error::invalid(format!("`samples` {n} is above the limit of {MAX_SAMPLES} samples"))),
             Sampling::Fixed(_) => Ok(()),
             Sampling::Adaptive { abs_error, rel_error, max_samples, min_samples } => {
                 let positive = |x: f64| x.is_finite() && x > 0.0;
                 if !positive(abs_error) || !positive(rel_error) {
-                    return Err(Error::invalid("--abs-error and --rel-error must be positive numbers"));
+                    return Err(Error::invalid("`abs_error` and `rel_error` must be positive numbers"));
                 }
                 if max_samples < 2 {
-                    return Err(Error::invalid("--max-samples must be at least 2 to estimate an error"));
+                    return Err(Error::invalid("`max_samples` must be at least 2 to estimate an error"));
+                }
+                if max_samples > MAX_SAMPLES {
+                    return Err(Error::invalid(format!("`max_samples` {max_samples} is above the limit of {MAX_SAMPLES} samples")));
                 }
                 if min_samples > max_samples {
-                    return Err(Error::invalid(format!("minimum samples {min_samples} exceeds --max-samples {max_samples}")));
+                    return Err(Error::invalid(format!("`min_samples` {min_samples} exceeds `max_samples` {max_samples}")));
                 }
                 Ok(())
             }

@@ -89,10 +89,16 @@ impl Heatmap {
         out
     }
 
-    /// Writes the heatmap atomically: `.png` colour-mapped (0 .. `max`, inferno), `.exr` the
-    /// raw values (32-bit float, R = G = B = value). Other extensions are refused.
+    /// Writes the heatmap (under [`crate::io`]'s policy): `.png` colour-mapped (0 .. `max`,
+    /// inferno), `.exr` the raw values (32-bit float, R = G = B = value). Other extensions are
+    /// refused.
     pub fn write(&self, path: impl AsRef<Path>, max: f32) -> Result<()> {
         let path = path.as_ref();
+        crate::io::write_atomic(path, &self.encode(path, max)?)
+    }
+
+    /// The bytes [`Heatmap::write`] writes to `path` (its extension picks the format).
+    pub fn encode(&self, path: &Path, max: f32) -> Result<Vec<u8>> {
         let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
         let encode_err = |e: image::ImageError| Error::Write { path: path.to_owned(), reason: e.to_string() };
         let mut bytes = std::io::Cursor::new(Vec::new());
@@ -113,7 +119,7 @@ impl Heatmap {
                 )))
             }
         }
-        crate::io::write_atomic(path, bytes.get_ref())
+        Ok(bytes.into_inner())
     }
 }
 

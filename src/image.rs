@@ -66,7 +66,7 @@ impl Image {
         if rgb.len() != 3 * n {
             return Err(Error::invalid(format!("RGB8 buffer for {width}x{height} needs {} bytes, got {}", 3 * n, rgb.len())));
         }
-        let mut data = vec![0.0; 3 * n];
+        let mut data = try_buffer(width, height, 3 * n, 0.0, "planar RGB image")?;
         for (i, px) in rgb.chunks_exact(3).enumerate() {
             for c in 0..3 {
                 data[c * n + i] = f32::from(px[c]) / 255.0;
@@ -104,54 +104,56 @@ impl Image {
     }
 
     /// Decodes an in-memory image file; see [`Image::open`].
+    ///
+    /// Every buffer sized by the image is allocated fallibly: an image within the pixel budget
+    /// that this machine cannot hold is [`Error::OutOfMemory`], never an abort. JPEGs are
+    /// decoded strictly: a truncated or corrupt one is refused, not filled in.
     pub fn decode(bytes: &[u8], options: &LoadOptions) -> Result<Self> {
-        // Decoder messages may span lines; errors here are one line.
-        let decode_err = |reason: String| Error::ImageDecode { path: "<memory>".into(), reason: reason.split_whitespace().collect::<Vec<_>>().join(" ") };
         let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
             .with_guessed_format()
             .map_err(|e| decode_err(e.to_string()))?;
-        if reader.format().is_none() {
+        let Some(format) = reader.format() else {
             return Err(decode_err("not a PNG, JPEG, OpenEXR or Radiance HDR file (unrecognised signature)".into()));
-        }
+        };
         // Read the header first so absurd sizes are refused before anything is allocated.
         let (width, height) = reader.into_dimensions().map_err(|e| decode_err(e.to_string()))?;
         check_budget(width, height, options.max_pixels)?;
-        let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| decode_err(e.to_string()))?;
-        let mut limits = image::Limits::default();
-        limits.max_image_width = Some(width);
-        limits.max_image_height = Some(height);
-        // Decoded image at up to 32-bit float RGBA (EXR, HDR), plus the decoder's own buffers.
-        limits.max_alloc = Some(width as u64 * height as u64 * 32 + (1 << 20));
-        reader.limits(limits);
-        let decoded = reader.decode().map_err(|e| decode_err(e.to_string()))?;
-        let color = decoded.color();
+        let decoded = match format {
+            image::ImageFormat::Jpeg => decode_jpeg(bytes, width, height)?,
+            _ => decode_other(bytes, width, height)?,
+        };
+        let color = decoded.color;
         let float = matches!(color, image::ColorType::Rgb32F | image::ColorType::Rgba32F);
         let transfer = if float { Transfer::Linear } else { Transfer::Display };
         let input = &options.input;
         // Alpha matters only when it is composited; otherwise it is never even converted.
         let channels = if color.has_alpha() && input.alpha != crate::image::tonemap::AlphaPolicy::Ignore { 4 } else { 3 };
+        let stored = color.channel_count() as usize;
+        let n = width as usize * height as usize;
+        // Grey is expanded: colour c of a grey pixel is its channel 0; alpha is always last.
+        let source = |c: usize| if c == 3 { stored - 1 } else if stored < 3 { 0 } else { c };
         if !float && channels == 3 {
             // The historical path, kept bit for bit: integers divided exactly (value / 255 or
             // / 65535), as the reference implementations do.
-            let n = width as usize * height as usize;
-            let mut data = vec![0.0; 3 * n];
-            let mut put = |i: usize, px: [f32; 3]| (0..3).for_each(|c| data[c * n + i] = px[c]);
-            if color.bytes_per_pixel() / color.channel_count() == 1 {
-                for (i, px) in decoded.to_rgb8().pixels().enumerate() {
-                    put(i, px.0.map(|v| f32::from(v) / 255.0));
-                }
-            } else {
-                for (i, px) in decoded.to_rgb16().pixels().enumerate() {
-                    put(i, px.0.map(|v| f32::from(v) / 65535.0));
-                }
+            let mut data = try_buffer(width, height, 3 * n, 0.0f32, "planar RGB image")?;
+            let mut put = |scale: &dyn Fn(usize) -> f32| (0..n).for_each(|i| (0..3).for_each(|c| data[c * n + i] = scale(i * stored + source(c))));
+            match &decoded.samples {
+                Samples::U8(v) => put(&|k| f32::from(v[k]) / 255.0),
+                Samples::U16(v) => put(&|k| f32::from(v[k]) / 65535.0),
+                Samples::F32(_) => unreachable!("float images are linear"),
             }
             return Image::from_planar(width, height, data);
         }
-        let pixels: Vec<f32> = match (float, channels, color.bytes_per_pixel() / color.channel_count()) {
-            (true, 3, _) => decoded.into_rgb32f().into_raw(),
-            (true, _, _) => decoded.into_rgba32f().into_raw(),
-            (false, _, 1) => decoded.to_rgba8().into_raw().into_iter().map(|v| f32::from(v) / 255.0).collect(),
-            (false, _, _) => decoded.to_rgba16().into_raw().into_iter().map(|v| f32::from(v) / 65535.0).collect(),
+        let interleaved = |value: &dyn Fn(usize) -> f32| -> Result<Vec<f32>> {
+            let mut out = try_buffer(width, height, channels * n, 0.0f32, "interleaved image")?;
+            (0..n).for_each(|i| (0..channels).for_each(|c| out[i * channels + c] = value(i * stored + source(c))));
+            Ok(out)
+        };
+        let pixels = match decoded.samples {
+            Samples::F32(v) if stored == channels => v,
+            Samples::F32(v) => interleaved(&|k| v[k])?,
+            Samples::U8(v) => interleaved(&|k| f32::from(v[k]) / 255.0)?,
+            Samples::U16(v) => interleaved(&|k| f32::from(v[k]) / 65535.0)?,
         };
         Image::from_interleaved_f32(width, height, channels, &pixels, transfer, input).map_err(|e| match e {
             Error::InvalidArgument(reason) => decode_err(reason),
@@ -176,6 +178,96 @@ impl Image {
         let n = self.width as usize * self.height as usize;
         &self.data[c * n..(c + 1) * n]
     }
+}
+
+/// A decoder's error, on one line (decoder messages may span several).
+fn decode_err(reason: String) -> Error {
+    Error::ImageDecode { path: "<memory>".into(), reason: reason.split_whitespace().collect::<Vec<_>>().join(" ") }
+}
+
+/// A `width x height` image's buffer of `len` copies of `value`, allocated fallibly: the size
+/// comes from an input, and a failed allocation must be an error, not the end of the process
+/// (of a C renderer or a Python session linking the library).
+pub(crate) fn try_buffer<T: Clone>(width: u32, height: u32, len: usize, value: T, what: &'static str) -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    let bytes = (len as u64).saturating_mul(std::mem::size_of::<T>() as u64);
+    v.try_reserve_exact(len).map_err(|_| Error::OutOfMemory { width, height, what, bytes })?;
+    v.resize(len, value);
+    Ok(v)
+}
+
+/// A decoded image's samples, interleaved as its colour type says (grey, grey + alpha, RGB,
+/// RGBA), at its own depth.
+struct Decoded {
+    color: image::ColorType,
+    samples: Samples,
+}
+
+enum Samples {
+    U8(Vec<u8>),
+    U16(Vec<u16>),
+    F32(Vec<f32>),
+}
+
+/// JPEG through zune-jpeg in strict mode, with the output the `image` crate would give (the
+/// file's own colour space when it is grey or RGB(A), else RGB): a file cut short or with a
+/// corrupt scan is refused, where the lenient decoder fills the missing part with grey.
+fn decode_jpeg(bytes: &[u8], width: u32, height: u32) -> Result<Decoded> {
+    use zune_core::bytestream::ZCursor;
+    use zune_core::colorspace::ColorSpace;
+    use zune_core::options::DecoderOptions;
+    let jpeg_err = |e: zune_jpeg::errors::DecodeErrors| decode_err(format!("Format error decoding Jpeg: {e}"));
+    let options = DecoderOptions::default().set_strict_mode(true).set_max_width(width as usize).set_max_height(height as usize);
+    let mut headers = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options);
+    headers.decode_headers().map_err(jpeg_err)?;
+    let (out, color) = match headers.input_colorspace() {
+        Some(ColorSpace::Luma) => (ColorSpace::Luma, image::ColorType::L8),
+        Some(ColorSpace::LumaA) => (ColorSpace::LumaA, image::ColorType::La8),
+        Some(ColorSpace::RGBA) => (ColorSpace::RGBA, image::ColorType::Rgba8),
+        _ => (ColorSpace::RGB, image::ColorType::Rgb8),
+    };
+    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options.jpeg_set_out_colorspace(out));
+    decoder.decode_headers().map_err(jpeg_err)?;
+    let len = decoder.output_buffer_size().ok_or_else(|| decode_err("the JPEG's size overflows".into()))?;
+    let mut buf = try_buffer(width, height, len, 0u8, "decoded JPEG")?;
+    decoder.decode_into(&mut buf).map_err(jpeg_err)?;
+    Ok(Decoded { color, samples: Samples::U8(buf) })
+}
+
+/// PNG, OpenEXR and Radiance HDR through the `image` crate's decoders, into a buffer allocated
+/// here (fallibly) rather than by the crate.
+fn decode_other(bytes: &[u8], width: u32, height: u32) -> Result<Decoded> {
+    use image::ImageDecoder;
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| decode_err(e.to_string()))?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(width);
+    limits.max_image_height = Some(height);
+    // The decoder's own buffers (EXR blocks, PNG rows) beside the image, which is ours.
+    limits.max_alloc = Some(width as u64 * height as u64 * 32 + (1 << 20));
+    reader.limits(limits);
+    let decoder = reader.into_decoder().map_err(|e| decode_err(e.to_string()))?;
+    let color = decoder.color_type();
+    let total = usize::try_from(decoder.total_bytes()).map_err(|_| decode_err("the image's size overflows".into()))?;
+    let read = |buf: &mut [u8]| decoder.read_image(buf).map_err(|e| decode_err(e.to_string()));
+    let samples = match color.bytes_per_pixel() / color.channel_count() {
+        1 => {
+            let mut v = try_buffer(width, height, total, 0u8, "decoded image")?;
+            read(&mut v)?;
+            Samples::U8(v)
+        }
+        2 => {
+            let mut v = try_buffer(width, height, total / 2, 0u16, "decoded image")?;
+            read(bytemuck::cast_slice_mut(&mut v))?;
+            Samples::U16(v)
+        }
+        4 if matches!(color, image::ColorType::Rgb32F | image::ColorType::Rgba32F) => {
+            let mut v = try_buffer(width, height, total / 4, 0f32, "decoded image")?;
+            read(bytemuck::cast_slice_mut(&mut v))?;
+            Samples::F32(v)
+        }
+        _ => return Err(decode_err(format!("unsupported pixel type {color:?}"))),
+    };
+    Ok(Decoded { color, samples })
 }
 
 /// The largest image file read for a pixel budget: 128 bytes per pixel (an uncompressed OpenEXR

@@ -136,10 +136,10 @@ impl Metric {
         options.sampling.validate()?;
         options.runtime.validate()?;
         if options.scale_levels == Some(0) {
-            return Err(Error::invalid("--scale-levels must be at least 1"));
+            return Err(Error::invalid("`scale_levels` must be at least 1"));
         }
         if options.scale_levels.is_some() && !options.metric.is_ensemble() {
-            return Err(Error::invalid(format!("--scale-levels applies to elpips-vgg only, not {}", options.metric)));
+            return Err(Error::invalid(format!("`scale_levels` applies to elpips-vgg only, not {}", options.metric)));
         }
         let kind = options.metric;
         let linear_weights = match &options.linear_weights {
@@ -258,7 +258,7 @@ impl Metric {
 
     /// What E-LPIPS offers at fp32 only (the fused model's outputs).
     fn fp32_only(&self, what: &str) -> Error {
-        Error::invalid(format!("{what} of {} run at fp32 only, not {}; use --precision fp32", self.kind(), self.options.precision))
+        Error::invalid(format!("{what} of {} run at fp32 only, not {}; use `precision` fp32", self.kind(), self.options.precision))
     }
 
     /// Whether an `h x w` pair's biggest E-LPIPS samples (level 1, with the offset's padding) run
@@ -408,7 +408,7 @@ impl Metric {
                 let needed = elpips_min_size(levels);
                 if needed > min {
                     min = needed;
-                    hint = format!(" with {levels} scale levels (use fewer --scale-levels, or leave it to the size rule)");
+                    hint = format!(" with {levels} scale levels (use fewer `scale_levels`, or leave them to the size rule)");
                 }
             }
         }
@@ -960,7 +960,9 @@ fn distance_of_maps(maps: &[Vec<f32>]) -> Result<f64> {
 
 /// Smallest side an image needs for E-LPIPS with `levels` scale levels.
 pub fn elpips_min_size(levels: u32) -> u32 {
-    (7 * levels + 2).max(MetricKind::ElpipsVgg.min_input_size())
+    // Saturating: a level count from a wrapped or hostile integer must not wrap the size back
+    // under an image's side (it would then run with a transform sized by the count).
+    levels.saturating_mul(7).saturating_add(2).max(MetricKind::ElpipsVgg.min_input_size())
 }
 
 #[cfg(test)]

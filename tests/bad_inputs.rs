@@ -248,6 +248,33 @@ impl Fixtures {
     }
 }
 
+/// Runs `statement` in Python with the binding (bindings/python/src) over the library this test
+/// was built with, in the set-up's virtual environment (it has numpy); the outcome is the
+/// exception's type (and, for an `ElpipsError`, its status) and message.
+fn python(f: &Fixtures, statement: &str) -> Outcome {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let venv = root.join(".cache/venv/bin/python");
+    let interpreter = if venv.is_file() { venv } else { PathBuf::from("python3") };
+    let library = Path::new(env!("CARGO_BIN_EXE_elpips")).with_file_name("libelpips.so");
+    let code = format!(
+        "import elpips, sys\ntry:\n    {statement}\n    print('OK')\nexcept elpips.ElpipsError as e:\n    print('ElpipsError ' + e.status_name + '|' + str(e))\nexcept Exception as e:\n    print(type(e).__name__ + '|' + str(e))\n"
+    );
+    let out = Command::new(interpreter)
+        .arg("-c")
+        .arg(code)
+        .env("PYTHONPATH", root.join("bindings/python/src"))
+        .env("ELPIPS_LIBRARY", library)
+        .env_remove("ORT_DYLIB_PATH")
+        .current_dir(f.dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    match stdout.split_once('|') {
+        Some((status, message)) => (status.to_owned(), message.to_owned()),
+        None => (stdout, String::from_utf8_lossy(&out.stderr).trim().to_owned()),
+    }
+}
+
 impl Drop for Fixtures {
     fn drop(&mut self) {
         // SAFETY: ours, freed once.
@@ -344,6 +371,74 @@ fn fake_old_runtime(dir: &Path) -> PathBuf {
     let ok = Command::new(cc).args(["-shared", "-fPIC", "-o"]).arg(&lib).arg(&src).status().map(|s| s.success());
     assert!(matches!(ok, Ok(true)), "a C compiler is needed to build the fake old runtime");
     lib
+}
+
+/// What a command got: its exit status and its stderr (the outcome of a CLI row).
+fn outcome(out: &std::process::Output) -> Outcome {
+    let code = out.status.code().map_or("killed".into(), |c| format!("exit {c}"));
+    (code, String::from_utf8_lossy(&out.stderr).trim_end().to_owned())
+}
+
+/// `elpips ARGS` with nothing in its environment that would pick another runtime.
+fn elpips(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_elpips"));
+    cmd.args(args).env_remove("ORT_DYLIB_PATH").env_remove("GITHUB_STEP_SUMMARY");
+    cmd
+}
+
+/// Runs `cmd`, killing it after `seconds` (a hang is an outcome too: "killed").
+fn run_for(cmd: &mut Command, seconds: u64) -> std::process::Output {
+    use std::process::Stdio;
+    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed().as_secs() >= seconds {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// What kind of file `path` is now (without following a link), for rows that check that an
+/// output left the node it named as it was.
+fn kind(path: &Path) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = std::fs::symlink_metadata(path).unwrap().file_type();
+    match () {
+        _ if t.is_symlink() => "a symbolic link",
+        _ if t.is_char_device() => "a character device",
+        _ if t.is_fifo() => "a named pipe",
+        _ if t.is_file() => "a regular file",
+        _ => "something else",
+    }
+}
+
+/// A character device to write to: as root a private node with /dev/null's numbers in the test
+/// folder (so a regression replaces that node, not the system's); otherwise /dev/null itself,
+/// which a process that is not root cannot replace.
+fn null_device(dir: &Path) -> PathBuf {
+    let path = dir.join("null-device");
+    if !path.exists() {
+        let c = CString::new(path.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        if unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(1, 3)) } != 0 {
+            return PathBuf::from("/dev/null");
+        }
+    }
+    path
+}
+
+/// The sha256 of an rd.json's value without its digest (the fields serialise in order).
+fn seal_rd(v: &mut serde_json::Value) {
+    v.as_object_mut().unwrap().remove("digest");
+    v["digest"] = elpips::integrity::sha256_hex(&serde_json::to_vec(v).unwrap()).into();
+}
+
+/// A PNG declaring `w x h` pixels of RGB8 with no pixel data to speak of.
+fn huge_png(f: &Fixtures, w: u32, h: u32) -> PathBuf {
+    f.file(&format!("huge-{w}x{h}.png"), &common::png_header(w, h))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -628,6 +723,240 @@ fn run_case(id: &str, f: &Fixtures) -> Option<Outcome> {
             lib(elpips::io::write_atomic(p.join("out.json"), b"{}"))
         }
         "output-is-directory" => lib(elpips::io::write_atomic(f.dir.path(), b"{}")),
+        "output-device" => {
+            let dev = null_device(f.dir.path());
+            let (status, _) = lib(elpips::io::write_atomic(&dev, b"{}"));
+            (status, format!("{} afterwards", kind(&dev)))
+        }
+        "output-link-to-device" => {
+            let dev = null_device(f.dir.path());
+            let link = f.dir.path().join("stdout-like");
+            let _ = std::fs::remove_file(&link);
+            std::os::unix::fs::symlink(&dev, &link).unwrap();
+            let (status, _) = lib(elpips::io::write_atomic(&link, b"{}"));
+            (status, format!("{} to {} afterwards", kind(&link), kind(&dev)))
+        }
+        "output-link-to-file" => {
+            let target = f.file("target.json", b"old");
+            let link = f.dir.path().join("link.json");
+            std::os::unix::fs::symlink(&target, &link).unwrap();
+            let (status, _) = lib(elpips::io::write_atomic(&link, b"new"));
+            (status, format!("{} to a file holding {:?}", kind(&link), String::from_utf8_lossy(&std::fs::read(&target).unwrap())))
+        }
+        "output-link-dangling" => {
+            let link = f.dir.path().join("dangling.json");
+            std::os::unix::fs::symlink("/nonexistent/elpips/out.json", &link).unwrap();
+            lib(elpips::io::write_atomic(&link, b"{}"))
+        }
+        "output-fifo-no-reader" => {
+            let p = f.dir.path().join("out.fifo");
+            assert!(Command::new("mkfifo").arg(&p).status().unwrap().success());
+            lib(elpips::io::write_atomic(&p, b"{}"))
+        }
+        "output-socket" => {
+            let p = f.dir.path().join("out.sock");
+            let _listener = std::os::unix::net::UnixListener::bind(&p).unwrap();
+            lib(elpips::io::write_atomic(&p, b"{}"))
+        }
+        "output-keeps-mode" => {
+            use std::os::unix::fs::PermissionsExt;
+            let p = f.file("private.json", b"old");
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+            let (status, _) = lib(elpips::io::write_atomic(&p, b"new"));
+            (status, format!("mode {:o} afterwards", std::fs::metadata(&p).unwrap().permissions().mode() & 0o7777))
+        }
+        "output-long-name" => {
+            let p = f.dir.path().join(format!("{}.json", "n".repeat(245)));
+            let (status, message) = lib(elpips::io::write_atomic(&p, b"{}"));
+            (status, if p.is_file() { "written".into() } else { message })
+        }
+        "cli-junit-device" => {
+            let dev = null_device(f.dir.path());
+            let png = f.file("cli.png", &f.png);
+            let out = elpips(&["check", &s(&png), &s(&png), "--metric", "lpips-alex", "--max-distance", "0.1", "--junit", &s(&dev)]).output().unwrap();
+            (outcome(&out).0, format!("{} afterwards", kind(&dev)))
+        }
+        "cli-summary-stdout" => {
+            let png = f.file("cli.png", &f.png);
+            let out = elpips(&["check", &s(&png), &s(&png), "--metric", "lpips-alex", "--max-distance", "0.1", "--summary", "/dev/stdout"]).output().unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            (outcome(&out).0, if stdout.contains("\"elpips_check\": 2") { "the summary on stdout".into() } else { outcome(&out).1 })
+        }
+        "cli-step-summary-fifo" => {
+            let p = f.dir.path().join("step-summary.fifo");
+            assert!(Command::new("mkfifo").arg(&p).status().unwrap().success());
+            let png = f.file("cli.png", &f.png);
+            let mut cmd = elpips(&["check", &s(&png), &s(&png), "--metric", "lpips-alex", "--max-distance", "0.1"]);
+            outcome(&run_for(cmd.env("GITHUB_STEP_SUMMARY", &p), 120))
+        }
+        "cli-junit-unwritable" => {
+            let png = f.file("cli.png", &f.png);
+            let summary = f.dir.path().join("before-junit.json");
+            let out = elpips(&["check", &s(&png), &s(&png), "--metric", "lpips-alex", "--max-distance", "0.1", "--summary", &s(&summary), "--junit", "/nonexistent/elpips/j.xml"]).output().unwrap();
+            assert!(!summary.exists(), "refused before the run: no summary written");
+            outcome(&out)
+        }
+        "cli-tune-output-is-input" => {
+            let src = f.file("source.png", &f.png);
+            let out = elpips(&["tune", &s(&src), "-o", &s(&src), "--codec", "jpeg", "--max-distance", "0.1", "--metric", "lpips-alex"]).output().unwrap();
+            assert_eq!(std::fs::read(&src).unwrap(), f.png, "the source is untouched");
+            outcome(&out)
+        }
+        "cli-tune-decoded-directory" => {
+            let png = f.file("cli.png", &f.png);
+            let tuned = f.dir.path().join("never.jpg");
+            let out = elpips(&["tune", &s(&png), "-o", &s(&tuned), "--decoded", &s(f.dir.path()), "--codec", "jpeg", "--max-distance", "0.3", "--metric", "lpips-alex"]).output().unwrap();
+            assert!(!tuned.exists(), "refused before any probe: -o not written");
+            outcome(&out)
+        }
+        // Standard output
+        "cli-stdout-full" => {
+            let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+            let png = f.file("cli.png", &f.png);
+            outcome(&elpips(&["compare", &s(&png), &s(&png), "--metric", "lpips-alex"]).stdout(full).output().unwrap())
+        }
+        "cli-stdout-closed" => {
+            let png = f.file("cli.png", &f.png);
+            let mut child = elpips(&["compare", &s(&png), &s(&png), "--metric", "lpips-alex"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            drop(child.stdout.take());
+            outcome(&child.wait_with_output().unwrap())
+        }
+        "cli-tune-stdout-full" => {
+            let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+            let png = f.file("cli.png", &f.png);
+            let tuned = f.dir.path().join("unprinted.jpg");
+            let out = elpips(&["tune", &s(&png), "-o", &s(&tuned), "--codec", "jpeg", "--max-distance", "0.3", "--metric", "lpips-alex"]).stdout(full).output().unwrap();
+            assert!(!tuned.exists(), "the result could not be printed, so -o was not written");
+            outcome(&out)
+        }
+        // Integers
+        "cli-scale-levels-wrap" => f.cli(&["--scale-levels", "613566758", "--samples", "2"]),
+        "cli-samples-huge" => f.cli(&["--samples", "4294967295"]),
+        "options-samples-huge" => with_options(|o| {
+            o.metric = ELPIPS_METRIC_ELPIPS_VGG;
+            o.sampling = ELPIPS_SAMPLING_FIXED;
+            o.samples = u32::MAX
+        }),
+        "options-max-samples-huge" => with_options(|o| {
+            o.metric = ELPIPS_METRIC_ELPIPS_VGG;
+            o.max_samples = u32::MAX
+        }),
+        "gate-max-samples-huge" => {
+            let gate = ElpipsGate { threshold: 0.1, error_rate: 0.0, max_samples: u32::MAX, min_samples: 0 };
+            let mut d = ElpipsDecision::default();
+            // SAFETY: a live context, valid images, gate and out-parameter.
+            let st = unsafe { elpips_decide(f.ctx, &good, &good, &gate, &mut d) };
+            (status_name(st), f.last_error())
+        }
+        "rd-bootstrap-huge" => f.rd(&["--codec", "jpeg,webp", "--settings", "20,50", "--bootstrap", "4294967295"]),
+        "rd-merge-bootstrap-huge" => {
+            let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(f.rd_part()).unwrap()).unwrap();
+            v["settings"]["bootstrap"] = u32::MAX.into();
+            seal_rd(&mut v);
+            let p = f.file("huge-bootstrap.json", v.to_string().as_bytes());
+            f.rd(&["--merge", &s(&p)])
+        }
+        // Allocation
+        "png-huge-raised-budget" => {
+            // 3 TB of pixels: more than any machine allocates, whatever its overcommit policy.
+            let png = huge_png(f, 1_000_000, 1_000_000);
+            lib(Image::open(&png, &LoadOptions { max_pixels: u64::MAX, ..Default::default() }))
+        }
+        "cli-png-huge-raised-budget" => {
+            // The case: 30 GB in a process held to 8 GB of address space.
+            let png = huge_png(f, 100_000, 100_000);
+            let mut cmd = elpips(&["compare", &s(&png), &s(&png), "--metric", "lpips-alex", "--max-pixels", "10000000000"]);
+            use std::os::unix::process::CommandExt;
+            // SAFETY: only async-signal-safe setrlimit between fork and exec.
+            unsafe {
+                cmd.pre_exec(|| {
+                    let limit = libc::rlimit { rlim_cur: 8 << 30, rlim_max: 8 << 30 };
+                    if libc::setrlimit(libc::RLIMIT_AS, &limit) == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+                })
+            };
+            outcome(&cmd.output().unwrap())
+        }
+        "capi-png-huge-raised-budget" => {
+            let mut o = options();
+            o.metric = ELPIPS_METRIC_LPIPS_ALEX;
+            o.max_pixels = u64::MAX;
+            let (st, ctx, msg) = context_new(&o);
+            assert_eq!(st, ELPIPS_OK, "{msg}");
+            let png = CString::new(s(&huge_png(f, 1_000_000, 1_000_000))).unwrap();
+            let mut r = ElpipsResult::default();
+            // SAFETY: a live context, NUL-terminated paths, a writable result.
+            let st = unsafe { elpips_compare_files(ctx, png.as_ptr(), png.as_ptr(), &mut r) };
+            // SAFETY: the context is live; its message is NUL-terminated.
+            let message = unsafe { CStr::from_ptr(elpips_last_error(ctx)) }.to_string_lossy().into_owned();
+            // SAFETY: ours, freed once.
+            unsafe { elpips_context_free(ctx) };
+            (status_name(st), message)
+        }
+        // Strict JPEG
+        "jpeg-cut-half" => decode(&f.jpeg[..f.jpeg.len() / 2]),
+        "jpeg-cut-90" => decode(&f.jpeg[..f.jpeg.len() * 9 / 10]),
+        // Reports and CI outputs: names are escaped for each format
+        "cli-name-newline" => {
+            let png = f.file("cli.png", &f.png);
+            let m = f.file("newline.jsonl", format!("{}\n", serde_json::json!({"reference": s(&png), "candidate": s(&png), "name": "x\n::error file=y::pwned"})).as_bytes());
+            let out = elpips(&["check", "--manifest", &s(&m), "--metric", "lpips-alex", "--max-distance", "0.1", "--annotations", "github"]).output().unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(!stdout.lines().any(|l| l.starts_with("::")), "a name started a workflow command: {stdout}");
+            (outcome(&out).0, stdout.lines().find(|l| l.starts_with("PASS")).unwrap_or("").to_owned())
+        }
+        "cli-junit-noncharacter" => {
+            let png = f.file("cli.png", &f.png);
+            let m = f.file("nonchar.jsonl", format!("{}\n", serde_json::json!({"reference": s(&png), "candidate": s(&png), "name": "x\u{ffff}\u{fffe}<y>"})).as_bytes());
+            let junit = f.dir.path().join("nonchar.xml");
+            let out = elpips(&["check", "--manifest", &s(&m), "--metric", "lpips-alex", "--max-distance", "0.1", "--junit", &s(&junit)]).output().unwrap();
+            let xml = std::fs::read_to_string(&junit).unwrap_or_default();
+            assert!(!xml.contains(['\u{fffe}', '\u{ffff}']), "XML 1.0 forbids U+FFFE and U+FFFF");
+            (outcome(&out).0, xml.lines().find(|l| l.contains("<testcase")).unwrap_or("").trim().to_owned())
+        }
+        "cli-step-summary-html" => {
+            let png = f.file("cli.png", &f.png);
+            let m = f.file("html.jsonl", format!("{}\n", serde_json::json!({"reference": s(&png), "candidate": s(&png), "name": "<img src=x onerror=alert(1)>|*"})).as_bytes());
+            let step = f.dir.path().join("step-summary.md");
+            let out = elpips(&["check", "--manifest", &s(&m), "--metric", "lpips-alex", "--max-distance", "0.1"]).env("GITHUB_STEP_SUMMARY", &step).output().unwrap();
+            let md = std::fs::read_to_string(&step).unwrap_or_default();
+            assert!(!md.contains("<img"), "raw HTML from a name: {md}");
+            (outcome(&out).0, md.lines().find(|l| l.contains("pass |")).unwrap_or("").to_owned())
+        }
+        "cli-long-name-report" => {
+            let png = f.file("cli.png", &f.png);
+            let name = "n".repeat(250);
+            let m = f.file("long.jsonl", format!("{}\n", serde_json::json!({"reference": s(&png), "candidate": s(&png), "name": name})).as_bytes());
+            let report = f.dir.path().join("long-report");
+            let out = elpips(&["check", "--manifest", &s(&m), "--metric", "lpips-alex", "--max-distance", "0.1", "--report", &s(&report)]).output().unwrap();
+            let pngs = std::fs::read_dir(&report).map_or(0, |d| d.filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "png")).count());
+            (outcome(&out).0, format!("{pngs} images in the report; {}", outcome(&out).1))
+        }
+        "cli-long-output-name" => {
+            let png = f.file("cli.png", &f.png);
+            let summary = f.dir.path().join(format!("{}.json", "s".repeat(245)));
+            let out = elpips(&["check", &s(&png), &s(&png), "--metric", "lpips-alex", "--max-distance", "0.1", "--summary", &s(&summary)]).output().unwrap();
+            (outcome(&out).0, if summary.is_file() { "written".into() } else { outcome(&out).1 })
+        }
+        "check-merge-same-summary-thrice" => {
+            let png = f.file("cli.png", &f.png);
+            let one = f.dir.path().join("one.json");
+            let made = elpips(&["check", &s(&png), &s(&png), "--metric", "lpips-alex", "--max-distance", "0.1", "--summary", &s(&one)]).output().unwrap();
+            assert!(made.status.success(), "{}", outcome(&made).1);
+            f.check_cli(&["--merge", &s(&one), &s(&one), &s(&one)])
+        }
+        // The Python binding (through ctypes: every value is checked before a C field holds it)
+        "py-samples-wrap" => python(f, "elpips.Context('lpips-alex', samples=2**32 + 3)"),
+        "py-samples-negative" => python(f, "elpips.Context('elpips-vgg', samples=-1)"),
+        "py-max-pixels-negative" => python(f, "elpips.Context('lpips-alex', max_pixels=-1)"),
+        "py-path-nul" => python(f, &format!("elpips.Context('lpips-alex', threads=1).compare_files({:?} + '\\0.png', {:?})", s(&f.file("py.png", &f.png)), s(&f.file("py.png", &f.png)))),
+        "py-png-huge-raised-budget" => {
+            let png = huge_png(f, 1_000_000, 1_000_000);
+            python(f, &format!("elpips.Context('lpips-alex', threads=1, max_pixels=2**64 - 1).compare_files({0:?}, {0:?})", s(&png)))
+        }
         // elpips check: manifests and summaries
         "check-summary-count-huge" => f.merge_edited(|v| v["shard"]["count"] = 1_000_000_000_000_000_000u64.into(), true),
         "check-summary-index-past-count" => f.merge_edited(|v| v["shard"]["index"] = 5.into(), true),

@@ -185,3 +185,48 @@ fn quiet_silences_the_informational_lines() {
     assert!(check_map(&[]).starts_with("heatmap: "));
     assert_eq!(check_map(&["-q"]), "");
 }
+
+/// The library's messages reach C and Python callers, who have no flags: they name options as
+/// those callers know them (`samples`, in backticks) and the command line turns those names
+/// into its flags. Scans the library's sources (not the command line's) for a flag in a string.
+#[test]
+fn library_messages_name_options_not_flags() {
+    // Commands quoted whole, not options of elpips.
+    let allowed = ["cargo build --release --features cuda", "weights/setup.py --record-models", "weights/convert.py"];
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut found = Vec::new();
+    let mut stack = vec![root.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                if path != root.join("bin") {
+                    stack.push(path);
+                }
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            for (n, line) in text.lines().enumerate() {
+                let code = line.trim_start();
+                if code.starts_with("//") || (code.starts_with("#[") && !code.starts_with("#[error(")) || !code.contains('"') {
+                    continue;
+                }
+                let mut rest = line;
+                for a in allowed {
+                    rest = if rest.contains(a) { "" } else { rest };
+                }
+                let flag = rest.match_indices("--").any(|(i, _)| rest[i + 2..].starts_with(|c: char| c.is_ascii_lowercase()) && rest[..i].matches('"').count() % 2 == 1);
+                if flag {
+                    found.push(format!("{}:{}: {}", path.display(), n + 1, line.trim()));
+                }
+            }
+        }
+    }
+    assert!(found.is_empty(), "library strings naming command-line flags (name the option in backticks, e.g. `max_pixels`; the CLI maps it):\n{}", found.join("\n"));
+    // And the command line maps them back.
+    let dir = tempfile::tempdir().unwrap();
+    let png = write_png(dir.path(), "a.png", 0);
+    let o = elpips(&["compare", s(&png), s(&png), "--max-pixels", "10"]);
+    assert_error(&o, &["raise the limit (--max-pixels)"]);
+    assert!(!stderr(&o).contains('`'), "{}", stderr(&o));
+}

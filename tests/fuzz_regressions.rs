@@ -16,6 +16,7 @@ fn seeds_and_past_crashes_replay_cleanly() {
         ("linear_weights", harness::linear_weights),
         ("capi_image", harness::capi_image),
         ("capi_options", harness::capi_options),
+        ("capi_gate", harness::capi_gate),
     ];
     // The command line's parsers (built with the `cli` feature, as the binary is).
     #[cfg(feature = "cli")]
@@ -23,6 +24,9 @@ fn seeds_and_past_crashes_replay_cleanly() {
         ("manifest_csv", harness::manifest_csv as fn(&[u8])),
         ("manifest_jsonl", harness::manifest_jsonl),
         ("summary", harness::summary),
+        ("rd_json", harness::rd_json),
+        ("serve_request", harness::serve_request),
+        ("report_text", harness::report_text),
     ]);
     let mut replayed = 0;
     for (name, run) in targets {

@@ -51,6 +51,12 @@ fn the_server_answers_every_line_and_survives_bad_ones() {
         json!({"id": 11, "op": "compare_reference", "handle": 1, "candidate": c}).to_string(),
         "[1, 2]".to_owned(),
         json!({"id": 12, "op": "compare", "reference": r, "candidate": c, "metric": "lpips-vgg", "samples": 4}).to_string(),
+        // User text in an error stays on one line (found by the serve_request fuzz target).
+        json!({"id": 13, "op": "com\npare"}).to_string(),
+        json!({"id": 14, "op": "compare", "reference": r, "candidate": "/no/such\n.png"}).to_string(),
+        // A count beyond u32 is refused, not wrapped; one within it but above the limit too.
+        json!({"id": 15, "op": "compare", "reference": r, "candidate": c, "samples": 4294967299u64}).to_string(),
+        json!({"id": 16, "op": "compare", "reference": r, "candidate": c, "samples": 4294967295u64}).to_string(),
     ];
     let (a, code) = serve(&lines);
     assert_eq!(code, Some(0), "EOF ends the server with exit 0");
@@ -83,6 +89,10 @@ fn the_server_answers_every_line_and_survives_bad_ones() {
     err(12, "a request is a JSON object");
     err(13, "lpips-vgg is deterministic");
     assert_eq!(a[13]["id"], 12);
+    err(14, "unknown variant `com\\npare`");
+    err(15, "/no/such\\n.png");
+    err(16, "invalid value: integer `4294967299`, expected u32");
+    err(17, "`samples` 4294967295 is above the limit of 1000000 samples");
 }
 
 #[test]

@@ -13,13 +13,12 @@ pub struct ElpipsGradient {
     max_pixels: u64,
     /// How the caller's pixels become [0, 1] values (tone mapping, alpha), as for a context.
     input: InputOptions,
-    errors: Mutex<HashMap<ThreadId, CString>>,
+    errors: LastErrors,
 }
 
 impl ElpipsGradient {
     fn record(&self, message: &str) {
-        let message = CString::new(message.replace('\0', " ")).unwrap_or_default();
-        self.errors.lock().unwrap_or_else(PoisonError::into_inner).insert(std::thread::current().id(), message);
+        self.errors.record(message);
     }
 }
 
@@ -78,7 +77,7 @@ pub unsafe extern "C" fn elpips_gradient_new(options: *const ElpipsOptions, out:
             seed: m.seed,
             scale_levels: m.scale_levels,
         })?;
-        let handle = ElpipsGradient { gradient: Mutex::new(gradient), max_pixels: options.max_pixels(), input, errors: Mutex::new(HashMap::new()) };
+        let handle = ElpipsGradient { gradient: Mutex::new(gradient), max_pixels: options.max_pixels(), input, errors: LastErrors::default() };
         *out = Box::into_raw(Box::new(handle));
         Ok(())
     })
@@ -110,11 +109,7 @@ pub unsafe extern "C" fn elpips_gradient_last_error(gradient: *const ElpipsGradi
     let empty = c"".as_ptr();
     // SAFETY: forwarded from the caller.
     let Some(h) = (unsafe { gradient.as_ref() }) else { return empty };
-    catch_unwind(AssertUnwindSafe(|| {
-        let errors = h.errors.lock().unwrap_or_else(PoisonError::into_inner);
-        errors.get(&std::thread::current().id()).map_or(empty, |m| m.as_ptr())
-    }))
-    .unwrap_or(empty)
+    catch_unwind(AssertUnwindSafe(|| h.errors.get(empty))).unwrap_or(empty)
 }
 
 /// The distance from `reference` to `candidate` and its gradient with respect to the candidate.

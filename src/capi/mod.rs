@@ -16,15 +16,15 @@
 //! calls on one context run one at a time. Its last-error message is kept per calling thread.
 //! A prepared reference is immutable and may be shared freely.
 
-use std::collections::HashMap;
-use std::ffi::{c_char, c_void, CStr, CString, OsStr};
+use std::ffi::{c_char, c_void, CStr, OsStr};
 use std::os::unix::ffi::OsStrExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::{Mutex, PoisonError};
-use std::thread::ThreadId;
 
 mod execution;
+mod last_error;
+use last_error::LastErrors;
 
 use crate::error::Error;
 use crate::estimate::{Estimate, Sampling};
@@ -70,7 +70,8 @@ pub const ELPIPS_STATUS_SIZE_MISMATCH: ElpipsStatus = 4;
 /// The image is smaller than the metric can see (16x16 for the VGG metrics, 31x31 for AlexNet,
 /// more for E-LPIPS with many scale levels).
 pub const ELPIPS_STATUS_IMAGE_TOO_SMALL: ElpipsStatus = 5;
-/// The image has more pixels than the context's `max_pixels`.
+/// The image has more pixels than the context's `max_pixels`, or needs more memory than the
+/// machine could allocate.
 pub const ELPIPS_STATUS_IMAGE_TOO_LARGE: ElpipsStatus = 6;
 /// ONNX Runtime could not be found or loaded, or is too old.
 pub const ELPIPS_STATUS_RUNTIME: ElpipsStatus = 7;
@@ -123,7 +124,7 @@ fn error_status(e: &Error) -> ElpipsStatus {
         Error::ImageDecode { .. } => ELPIPS_STATUS_IMAGE_DECODE,
         Error::SizeMismatch { .. } => ELPIPS_STATUS_SIZE_MISMATCH,
         Error::ImageTooSmall { .. } => ELPIPS_STATUS_IMAGE_TOO_SMALL,
-        Error::ImageTooLarge { .. } => ELPIPS_STATUS_IMAGE_TOO_LARGE,
+        Error::ImageTooLarge { .. } | Error::OutOfMemory { .. } => ELPIPS_STATUS_IMAGE_TOO_LARGE,
         Error::Runtime(_) => ELPIPS_STATUS_RUNTIME,
         Error::Model(_) => ELPIPS_STATUS_MODEL,
         Error::LinearWeights(_) => ELPIPS_STATUS_LINEAR_WEIGHTS,
@@ -179,14 +180,18 @@ pub const ELPIPS_SAMPLING_FIXED: ElpipsSampling = 1;
 
 /// How E-LPIPS draws its samples (all estimate the same expectation; see the crate's `sampler`).
 pub type ElpipsSampler = u32;
-/// Independent draws (the authors' estimator): sample `i` comes from stream `(seed, i)`. Default
-/// (the zero value), as in the library and the command line.
+/// Independent draws (the authors' estimator): sample `i` comes from stream `(seed, i)`. The
+/// zero value; the options' default is `ELPIPS_SAMPLER_CONTROL`.
 pub const ELPIPS_SAMPLER_IID: ElpipsSampler = 0;
 /// Stratified by scale level with cost-aware allocation and shuffled decks within levels.
 pub const ELPIPS_SAMPLER_STRATIFIED: ElpipsSampler = 1;
 /// Independent draws with regression control variates on the colour gains and scale level
-/// (docs/estimator.md).
+/// (docs/estimator.md). Default, as in the library and the command line.
 pub const ELPIPS_SAMPLER_CONTROL: ElpipsSampler = 2;
+
+/// The most samples `samples`, `max_samples` or a gate's `max_samples` may ask for; a larger
+/// count (a wrapped or unset integer, most likely) is `ELPIPS_STATUS_INVALID_ARGUMENT`.
+pub const ELPIPS_MAX_SAMPLES: u32 = 1_000_000;
 
 /// Where the networks run.
 pub type ElpipsDevice = u32;
@@ -285,13 +290,13 @@ pub struct ElpipsOptions {
     pub sampler: ElpipsSampler,
     /// An `ELPIPS_SAMPLING_*` value. Default `ELPIPS_SAMPLING_ADAPTIVE`.
     pub sampling: ElpipsSampling,
-    /// Sample count for `ELPIPS_SAMPLING_FIXED` (at least 1). Default 200.
+    /// Sample count for `ELPIPS_SAMPLING_FIXED` (1 to `ELPIPS_MAX_SAMPLES`). Default 200.
     pub samples: u32,
     /// Adaptive: target 95% half-width, absolute (> 0). Default 0.01.
     pub abs_error: f64,
     /// Adaptive: target 95% half-width relative to the distance (> 0). Default 0.025.
     pub rel_error: f64,
-    /// Adaptive: most samples to draw (at least 2). Default 200.
+    /// Adaptive: most samples to draw (2 to `ELPIPS_MAX_SAMPLES`). Default 200.
     pub max_samples: u32,
     /// Adaptive: fewest samples before the stopping rule is consulted (<= `max_samples`). Default 16.
     pub min_samples: u32,
@@ -300,7 +305,8 @@ pub struct ElpipsOptions {
     /// E-LPIPS scale levels; 0 = the size rule max(1, min(height, width) / 64). Default 0.
     pub scale_levels: u32,
     /// Refuse images with more pixels than this (`ELPIPS_STATUS_IMAGE_TOO_LARGE`); 0 = the
-    /// default of 16 Mpx.
+    /// default of 16 Mpx. Above it, an image the machine cannot hold is also
+    /// `ELPIPS_STATUS_IMAGE_TOO_LARGE` (its buffers are allocated fallibly), never an abort.
     pub max_pixels: u64,
     /// Path of libonnxruntime.so, or NULL for the default search: `ORT_DYLIB_PATH`, then the
     /// directory of the loaded libelpips, then the source checkout the library was built in.
@@ -592,9 +598,8 @@ pub struct ElpipsContext {
     max_pixels: u64,
     /// Tone mapping and alpha policy for every image read with this context.
     input: InputOptions,
-    /// The last failure's message, per calling thread, so a shared context never hands one
-    /// thread another's message.
-    errors: Mutex<HashMap<ThreadId, CString>>,
+    /// The last failure's message, per calling thread.
+    errors: LastErrors,
 }
 
 impl ElpipsContext {
@@ -605,8 +610,7 @@ impl ElpipsContext {
     }
 
     fn record(&self, message: &str) {
-        let message = CString::new(message.replace('\0', " ")).unwrap_or_default();
-        self.errors.lock().unwrap_or_else(PoisonError::into_inner).insert(std::thread::current().id(), message);
+        self.errors.record(message);
     }
 }
 
@@ -833,7 +837,7 @@ pub unsafe extern "C" fn elpips_context_new_with_error(
             let metric_options = unsafe { options.metric_options()? };
             let input = options.input_options()?;
             let metric = Metric::new(metric_options)?;
-            let ctx = ElpipsContext { metric: Mutex::new(metric), guide: Mutex::new(None), max_pixels: options.max_pixels(), input, errors: Mutex::new(HashMap::new()) };
+            let ctx = ElpipsContext { metric: Mutex::new(metric), guide: Mutex::new(None), max_pixels: options.max_pixels(), input, errors: LastErrors::default() };
             *out = Box::into_raw(Box::new(ctx));
             Ok(())
         })();
@@ -884,12 +888,7 @@ pub unsafe extern "C" fn elpips_last_error(ctx: *const ElpipsContext) -> *const 
     let empty = c"".as_ptr();
     // SAFETY: forwarded from the caller.
     let Some(ctx) = (unsafe { context(ctx) }) else { return empty };
-    catch_unwind(AssertUnwindSafe(|| {
-        let errors = ctx.errors.lock().unwrap_or_else(PoisonError::into_inner);
-        // The CString's heap buffer stays put while the map grows, so the pointer outlives the lock.
-        errors.get(&std::thread::current().id()).map_or(empty, |m| m.as_ptr())
-    }))
-    .unwrap_or(empty)
+    catch_unwind(AssertUnwindSafe(|| ctx.errors.get(empty))).unwrap_or(empty)
 }
 
 /// Compares `candidate` to `reference` and writes the result to `*result`.
@@ -1077,6 +1076,7 @@ mod tests {
             Error::SizeMismatch { reference_width: 1, reference_height: 1, candidate_width: 2, candidate_height: 2 },
             Error::ImageTooSmall { width: 1, height: 1, min: 16, metric: String::new(), hint: String::new() },
             Error::ImageTooLarge { width: 1, height: 1, pixels: 1, limit: 0 },
+            Error::OutOfMemory { width: 1, height: 1, what: "x", bytes: 1 },
             Error::Runtime(String::new()),
             Error::Model(String::new()),
             Error::LinearWeights(String::new()),
@@ -1085,6 +1085,11 @@ mod tests {
         for e in &errors {
             assert_eq!(error_status(e), e.code() as i32, "{e:?}");
         }
+    }
+
+    #[test]
+    fn the_headers_sample_limit_is_the_librarys() {
+        assert_eq!(ELPIPS_MAX_SAMPLES, crate::estimate::MAX_SAMPLES);
     }
 
     #[test]

@@ -68,6 +68,9 @@ impl Gate {
         if self.min_samples < 2 {
             return Err(Error::invalid("a gate needs at least 2 samples before its first look"));
         }
+        if self.max_samples > crate::estimate::MAX_SAMPLES {
+            return Err(Error::invalid(format!("the gate's max samples ({}) is above the limit of {} samples", self.max_samples, crate::estimate::MAX_SAMPLES)));
+        }
         if self.max_samples < self.min_samples {
             return Err(Error::invalid(format!(
                 "the gate's max samples ({}) is below its min samples ({})",

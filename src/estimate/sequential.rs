@@ -115,7 +115,7 @@ pub(crate) fn check_budget(plan: &Plan, sampling: Sampling, h: usize, w: usize) 
     let needed = plan.min_estimable();
     if (sampling.max_samples() as u64) < needed {
         return Err(Error::invalid(format!(
-            "{} sampling of this {w}x{h} pair ({} scale levels) needs at least {needed} samples to estimate its error; raise --samples / --max-samples",
+            "{} sampling of this {w}x{h} pair ({} scale levels) needs at least {needed} samples to estimate its error; raise `samples` / `max_samples`",
             plan.kind().name(),
             plan.levels()
         )));

@@ -99,7 +99,7 @@ impl PixelLayout {
         let stored = self.format.channels();
         // Alpha is read only when it is composited.
         let channels = if stored == 4 && input.alpha != AlphaPolicy::Ignore { 4 } else { 3 };
-        let mut pixels = vec![0.0f32; channels * self.width * self.height];
+        let mut pixels = crate::image::try_buffer(self.width as u32, self.height as u32, channels * self.width * self.height, 0.0f32, "interleaved image")?;
         for y in 0..self.height {
             let row = &bytes[y * self.stride..y * self.stride + self.row_bytes];
             for x in 0..self.width {

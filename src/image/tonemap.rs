@@ -213,7 +213,8 @@ pub fn to_display_planar(
     assert_eq!(pixels.len(), width * height * channels, "pixel count");
     options.validate()?;
     let n = width * height;
-    let mut out = vec![0.0f32; 3 * n];
+    // Sides come from u32 image sizes.
+    let mut out = crate::image::try_buffer(width as u32, height as u32, 3 * n, 0.0f32, "planar RGB image")?;
     let gain = options.tone.gain();
     for (i, px) in pixels.chunks_exact(channels).enumerate() {
         if let Some(c) = px.iter().position(|v| !v.is_finite()) {
@@ -239,7 +240,7 @@ pub fn to_display_planar(
                 Transfer::Display => rgb[c].clamp(0.0, 1.0),
                 Transfer::Linear => options.tone.map(gain, rgb[c]).ok_or_else(|| {
                     Error::invalid(format!(
-                        "pixel (x {}, y {}) channel {c} is {} after exposure, outside [0, 1]; tone curve `none` needs display-ready values (use --tonemap clamp or reinhard, or lower the exposure)",
+                        "pixel (x {}, y {}) channel {c} is {} after exposure, outside [0, 1]; tone curve `none` needs display-ready values (use `tonemap` clamp or reinhard, or a lower `exposure`)",
                         i % width,
                         i / width,
                         rgb[c] * gain

@@ -245,14 +245,14 @@ pub fn plan(backend: Backend, arithmetic: Arithmetic, cpu: &CpuFeatures, plugin:
     };
     let no_bf16 = || {
         format!(
-            "--precision bf16 needs a CPU with AVX512-BF16 or AMX; this one ({}) has {}: use --precision fp32 (or int8)",
+            "`precision` bf16 needs a CPU with AVX512-BF16 or AMX; this one ({}) has {}: use `precision` fp32 (or int8)",
             cpu_label(cpu),
             feature_list(cpu)
         )
     };
     match (backend, arithmetic) {
         (Backend::Mlas, Arithmetic::Bf16) => {
-            Err("--precision bf16 runs on the openvino backend only (MLAS has no bf16 convolutions); use --backend openvino or auto".to_owned())
+            Err("`precision` bf16 runs on the openvino backend only (MLAS has no bf16 convolutions); use `backend` openvino or auto".to_owned())
         }
         (Backend::Mlas, _) => Ok(Plan::Mlas),
         (_, Arithmetic::Bf16) if !cpu.bf16() => Err(no_bf16()),

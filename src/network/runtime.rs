@@ -62,17 +62,17 @@ pub enum Buffers {
 pub(crate) fn no_cuda_reason(options: &RuntimeOptions) -> String {
     let (lib, _) = locate(options.library.as_deref(), options.install_dir.as_deref());
     if !cfg!(feature = "cuda") {
-        return "--device cuda: this build of elpips has no CUDA support; rebuild with `cargo build --release --features cuda`, or use --device auto / cpu".to_owned();
+        return "`device` cuda: this build of elpips has no CUDA support; rebuild with `cargo build --release --features cuda`, or use `device` auto / cpu".to_owned();
     }
     match options.cuda_provider_offered() {
         // A GPU runtime without a GPU: the provider is there but cannot start.
         Ok(true) => format!(
-            "--device cuda: the ONNX Runtime at {} has no CUDA execution provider usable here: {}; use --device auto or cpu on this machine",
+            "`device` cuda: the ONNX Runtime at {} has no CUDA execution provider usable here: {}; use `device` auto or cpu on this machine",
             lib.display(),
             gpu().err().unwrap_or_else(|| "the GPU cannot be used".to_owned())
         ),
         _ => format!(
-            "--device cuda: the ONNX Runtime at {} has no CUDA execution provider (the CPU-only runtime that `make setup` installs has none); run `{CUDA_SETUP_COMMAND}` to install the GPU runtime, or use --device auto to fall back to the CPU",
+            "`device` cuda: the ONNX Runtime at {} has no CUDA execution provider (the CPU-only runtime that `make setup` installs has none); run `{CUDA_SETUP_COMMAND}` to install the GPU runtime, or use `device` auto to fall back to the CPU",
             lib.display()
         ),
     }
@@ -280,7 +280,7 @@ impl RuntimeOptions {
         }
         if self.backend == Backend::Openvino && self.device != Device::Cpu {
             return Err(Error::invalid(format!(
-                "--backend openvino runs on the CPU; use --device cpu with it, or --backend auto with --device {}",
+                "`backend` openvino runs on the CPU; use `device` cpu with it, or `backend` auto with `device` {}",
                 self.device
             )));
         }
@@ -546,7 +546,7 @@ impl Session {
             Device::Cpu => on_cpu(Device::Cpu),
             Device::Cuda => {
                 if arithmetic == Arithmetic::Bf16 {
-                    return Err(Error::invalid("--precision bf16 runs on the CPU's openvino backend only; use --device cpu"));
+                    return Err(Error::invalid("`precision` bf16 runs on the CPU's openvino backend only; use `device` cpu"));
                 }
                 if !options.cuda_available()? {
                     return Err(Error::Runtime(no_cuda_reason(options)));
@@ -591,9 +591,9 @@ impl Session {
         });
         match openvino {
             Ok(s) => Ok(s),
-            Err(e) if required => Err(Error::Runtime(format!("OpenVINO: {e}; use --backend auto or mlas"))),
+            Err(e) if required => Err(Error::Runtime(format!("OpenVINO: {e}; use `backend` auto or mlas"))),
             Err(e) => {
-                backend::warn_once(&format!("OpenVINO unavailable, running on MLAS (--backend auto): {e}"));
+                backend::warn_once(&format!("OpenVINO unavailable, running on MLAS (`backend` auto): {e}"));
                 Self::open_on(env, bytes, model, options, device, buffers, None)
             }
         }

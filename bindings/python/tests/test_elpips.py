@@ -4,6 +4,7 @@ import json
 import os
 import struct
 import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -187,6 +188,111 @@ def test_backends_agree_and_say_which_ran():
             assert abs(ov.compare(a, b).distance - d) <= 1e-5 * d
     with pytest.raises(ValueError):
         elpips.Context(backend="onednn")
+
+
+@pytest.mark.parametrize("kwargs,error,needle", [
+    # ctypes would store these modulo 2**32 / 2**64: 2**32 + 3 samples as 3, -1 as 4294967295.
+    ({"samples": 2**32 + 3}, ValueError, "samples must be between 0 and 1000000, not 4294967299"),
+    ({"samples": -1}, ValueError, "samples must be between 0 and 1000000, not -1"),
+    ({"samples": 1_000_001}, ValueError, "samples must be between 0 and 1000000"),
+    ({"samples": 2.5}, TypeError, "samples must be an integer, not float"),
+    ({"samples": True}, TypeError, "samples must be an integer, not bool"),
+    ({"max_samples": 2**32}, ValueError, "max_samples must be between 0 and 1000000"),
+    ({"min_samples": -2}, ValueError, "min_samples must be between 0 and 1000000"),
+    ({"max_pixels": -1}, ValueError, "max_pixels must be between 1 and 18446744073709551615, not -1"),
+    ({"max_pixels": 0}, ValueError, "max_pixels must be between 1"),
+    ({"max_pixels": 2**64}, ValueError, "max_pixels must be between 1"),
+    ({"scale_levels": -3}, ValueError, "scale_levels must be between 0 and 4294967295"),
+    ({"seed": -1}, ValueError, "seed must be between 0 and 18446744073709551615"),
+    ({"seed": 2**64}, ValueError, "seed must be between 0"),
+    ({"threads": -2}, ValueError, "threads must be between 0 and 4294967295"),
+    ({"abs_error": "0.1"}, TypeError, "abs_error must be a number, not str"),
+    ({"exposure": 1e39}, ValueError, "exposure 1e+39 does not fit in a 32-bit float"),
+    ({"model_dir": "/tmp/models\0/x"}, ValueError, "model_dir '/tmp/models\\x00/x' contains a NUL byte"),
+    ({"linear_weights": 7}, TypeError, "linear_weights must be a path"),
+])
+def test_out_of_range_arguments_are_refused_not_wrapped(kwargs, error, needle):
+    with pytest.raises(error) as e:
+        elpips.Context("elpips-vgg", threads=1, **kwargs) if "threads" not in kwargs else elpips.Context("elpips-vgg", **kwargs)
+    assert needle in str(e.value)
+
+
+def test_integers_are_stored_exactly_or_refused(monkeypatch):
+    """A property test of every integer argument over its C field's edges and random values far
+    beyond them: each either reaches the C struct exactly as given or is refused before the
+    call; none is stored modulo 2**32 or 2**64."""
+    import random
+    seen = {}
+
+    def capture(options, out, message, size):
+        o = options._obj
+        seen.update({name: getattr(o, name) for name, _ in elpips._Options._fields_})
+        return 1  # refuse, so no context is made
+
+    monkeypatch.setattr(elpips._library(), "elpips_context_new_with_error", capture)
+    rng = random.Random(31)
+    edges = [0, 1, 2**31 - 1, 2**31, 2**32 - 1, 2**32, 2**32 + 3, 2**63, 2**64 - 1, 2**64, 10**30]
+    values = edges + [-e for e in edges if e] + [rng.randrange(-2**70, 2**70) for _ in range(200)]
+    for name in ("seed", "threads", "samples", "max_samples", "min_samples", "scale_levels", "max_pixels"):
+        stored = refused = 0
+        for v in values:
+            seen.clear()
+            try:
+                elpips.Context("lpips-alex", **{name: v})
+            except (ValueError, TypeError):
+                assert not seen, f"{name}={v}: refused after the struct was filled"
+                refused += 1
+                continue
+            except elpips.ElpipsError:
+                pass
+            assert seen[name] == v, f"{name}={v} was stored as {seen[name]}"
+            stored += 1
+        assert stored and refused, (name, stored, refused)
+
+
+def test_boundary_values_reach_the_library_unchanged():
+    """The largest values that fit are passed as they are; the library then judges them."""
+    with pytest.raises(elpips.ElpipsError) as e:
+        elpips.Context("elpips-vgg", max_pixels=2**64 - 1, threads=2**32 - 1)
+    assert e.value.status_name == "INVALID_ARGUMENT" and "4294967295 threads requested" in str(e.value)
+    with elpips.Context("lpips-alex", seed=2**64 - 1, threads=1, max_pixels=2**64 - 1) as ctx:
+        assert ctx.compare(pattern(0), pattern(0)).distance == 0.0
+
+
+def test_file_and_gate_arguments_are_checked(alex, tmp_path):
+    a = pattern(0)
+    write_png(tmp_path / "a.png", a)
+    good = str(tmp_path / "a.png")
+    with pytest.raises(ValueError, match="contains a NUL byte"):
+        alex.compare_files(good + "\0.png", good)
+    with pytest.raises(ValueError, match="contains a NUL byte"):
+        alex.decide(good, good + "\0", 0.1)
+    with pytest.raises(ValueError, match="max_samples must be between 0 and 1000000, not 4294967296"):
+        alex.decide(a, a, 0.1, max_samples=2**32)
+    with pytest.raises(ValueError, match="min_samples must be between 0 and 1000000, not -1"):
+        alex.decide(a, a, 0.1, min_samples=-1)
+    assert alex.decide(good, good, 0.1).verdict == "below"
+
+
+def test_an_image_the_machine_cannot_hold_is_an_error_not_an_abort(tmp_path):
+    """A 65-byte PNG declaring 100000 x 100000 with the pixel budget lifted: the decoder's
+    30 GB buffer is allocated fallibly, so the call fails and the interpreter lives on."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    png = tmp_path / "huge.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 100000, 100000, 8, 2, 0, 0, 0))
+                    + chunk(b"IDAT", bytes([0x78, 0x9c, 3, 0, 0, 0, 0, 1])) + chunk(b"IEND", b""))
+    # Probe in a child: where the machine has ~30 GB free, the allocation succeeds and the
+    # decode then fails on the missing data instead; either way the process must not abort.
+    code = ("import elpips, sys\n"
+            "with elpips.Context('lpips-alex', threads=1, max_pixels=2**64 - 1) as ctx:\n"
+            "    try:\n"
+            f"        ctx.compare_files({str(png)!r}, {str(png)!r})\n"
+            "    except elpips.ElpipsError as e:\n"
+            "        print(e.status_name, e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith(("IMAGE_TOO_LARGE", "IMAGE_DECODE")), out.stdout
 
 
 def test_samplers_estimate_the_same_thing():

@@ -109,3 +109,7 @@ def test_verdicts_and_pixel_formats_match_the_header():
     assert got == formats
     assert (elpips._SAMPLING_ADAPTIVE, elpips._SAMPLING_FIXED) == (defines("ELPIPS_SAMPLING_")["ELPIPS_SAMPLING_ADAPTIVE"], defines("ELPIPS_SAMPLING_")["ELPIPS_SAMPLING_FIXED"])
     assert (elpips._TRANSFER_SRGB, elpips._TRANSFER_LINEAR) == (defines("ELPIPS_TRANSFER_")["ELPIPS_TRANSFER_SRGB"], defines("ELPIPS_TRANSFER_")["ELPIPS_TRANSFER_LINEAR"])
+
+
+def test_sample_limit_matches_the_header():
+    assert elpips._MAX_SAMPLES == defines("ELPIPS_MAX_SAMPLES")["ELPIPS_MAX_SAMPLES"]

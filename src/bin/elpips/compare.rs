@@ -10,6 +10,7 @@ use elpips::{Error, Estimate, Image, Metric, MetricKind};
 use crate::heatmap::HeatmapArgs;
 use crate::input::InputArgs;
 use crate::metric_args::{NetworkArgs, SamplingArgs};
+use crate::output::{check_outputs, out, Outputs};
 use crate::CommonArgs;
 
 #[derive(Args)]
@@ -38,6 +39,9 @@ pub fn run(args: CompareArgs, quiet: bool) -> Result<(), Error> {
     let sampling = args.sampling.sampling(&args.network)?;
     args.heatmap.validate()?;
     let load = args.input.load_options()?;
+    if let Some(path) = &args.heatmap.heatmap {
+        check_outputs(&[("--heatmap", path)], &[&args.reference, &args.candidate])?;
+    }
     let reference = Image::open(&args.reference, &load)?;
     let candidate = Image::open(&args.candidate, &load)?;
     let mut metric = Metric::new(args.network.metric_options(&args.common, sampling))?;
@@ -62,20 +66,21 @@ pub fn run(args: CompareArgs, quiet: bool) -> Result<(), Error> {
         b.set_position(p.samples);
         b.set_message(format!("{:.4} ± {:.4}", p.estimate.distance, p.estimate.ci95));
     };
+    let mut outputs = Outputs::default();
     let (estimate, heatmap) = if args.heatmap.heatmap.is_some() {
         let (e, map) = metric.compare_with_heatmap(&reference, &candidate, &mut on_progress)?;
-        (e, args.heatmap.write(&map)?)
+        (e, args.heatmap.stage(&map, &mut outputs)?)
     } else {
         (metric.compare_with_progress(&reference, &candidate, &mut on_progress)?, None)
     };
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    print_result(&args, &metric, kind, &reference, &estimate, heatmap.as_ref(), quiet);
-    Ok(())
+    print_result(&args, &metric, kind, &reference, &estimate, heatmap.as_ref(), quiet)?;
+    outputs.commit()
 }
 
-fn print_result(args: &CompareArgs, metric: &Metric, kind: MetricKind, reference: &Image, e: &Estimate, heatmap: Option<&serde_json::Value>, quiet: bool) {
+fn print_result(args: &CompareArgs, metric: &Metric, kind: MetricKind, reference: &Image, e: &Estimate, heatmap: Option<&serde_json::Value>, quiet: bool) -> Result<(), Error> {
     let levels = metric.result_levels(reference.height(), reference.width());
     if args.json {
         let mut obj = serde_json::json!({
@@ -104,10 +109,9 @@ fn print_result(args: &CompareArgs, metric: &Metric, kind: MetricKind, reference
         if let Some(h) = heatmap {
             obj["heatmap"] = h.clone();
         }
-        println!("{obj}");
-        return;
+        return out!("{obj}");
     } else if let Some(l) = levels {
-        println!(
+        out!(
             "{:.6} ± {:.6} (95%; {} {} samples, {} scale levels, seed {}{}{})",
             e.distance,
             e.ci95,
@@ -118,13 +122,14 @@ fn print_result(args: &CompareArgs, metric: &Metric, kind: MetricKind, reference
             // The CPU is the default and says nothing; a GPU run says so.
             if metric.device() == elpips::Device::Cpu { String::new() } else { format!(", on {}", metric.device()) },
             if e.converged { "" } else { "; stopped at --max-samples before reaching the error target" }
-        );
+        )?;
     } else {
-        println!("{:.6}", e.distance);
+        out!("{:.6}", e.distance)?;
     }
     // stdout keeps its one line; the heatmap's legend goes with the progress output.
     if let Some(h) = heatmap.filter(|_| !quiet) {
         eprintln!("{}", HeatmapArgs::describe(h));
     }
+    Ok(())
 }
 

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use clap::Args;
 use elpips::{Error, Heatmap};
 
+use crate::output::Outputs;
+
 #[derive(Args, Clone, Debug)]
 #[command(next_help_heading = "Output")]
 pub struct HeatmapArgs {
@@ -38,10 +40,18 @@ impl HeatmapArgs {
     /// Writes `map` to the requested file; returns a JSON description (path, colour-map range,
     /// mean and maximum) for reports, or `None` when no heatmap was asked for.
     pub fn write(&self, map: &Heatmap) -> Result<Option<serde_json::Value>, Error> {
+        let mut outputs = Outputs::default();
+        let info = self.stage(map, &mut outputs)?;
+        outputs.commit()?;
+        Ok(info)
+    }
+
+    /// [`HeatmapArgs::write`], staged in `outputs` (put in place when they are committed).
+    pub fn stage(&self, map: &Heatmap, outputs: &mut Outputs) -> Result<Option<serde_json::Value>, Error> {
         let Some(path) = &self.heatmap else { return Ok(None) };
         let max = map.max();
         let scale = self.heatmap_max.unwrap_or(max);
-        map.write(path, scale)?;
+        outputs.add(path, &map.encode(path, scale)?)?;
         Ok(Some(serde_json::json!({
             "path": path,
             "colormap": "inferno",

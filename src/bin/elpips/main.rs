@@ -7,15 +7,18 @@ use std::process::ExitCode;
 
 use clap::error::ErrorKind;
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use output::out;
 use elpips::{Backend, CudnnSearch, Device, Error, Metric, MetricKind, MetricOptions, RuntimeOptions};
 
 mod check;
 mod codec;
+mod escape;
 mod compare;
 mod tune;
 mod heatmap;
 mod input;
 mod metric_args;
+mod output;
 mod rank;
 mod rd;
 mod serve;
@@ -117,10 +120,38 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("elpips: {e}");
+            eprintln!("elpips: {}", escape::line(&cli_message(&e)));
             ExitCode::from(2)
         }
     }
+}
+
+/// The library's options as its messages name them (the C fields and Python arguments, in
+/// backticks), and the flags that set them here.
+const OPTION_FLAGS: [(&str, &str); 12] = [
+    ("samples", "--samples"),
+    ("max_samples", "--max-samples"),
+    ("min_samples", "--min-samples"),
+    ("abs_error", "--abs-error"),
+    ("rel_error", "--rel-error"),
+    ("scale_levels", "--scale-levels"),
+    ("precision", "--precision"),
+    ("max_pixels", "--max-pixels"),
+    ("device", "--device"),
+    ("backend", "--backend"),
+    ("tonemap", "--tonemap"),
+    ("exposure", "--exposure"),
+];
+
+/// A library error as the command line says it: the options it names become their flags
+/// (`samples` must be at least 1 -> --samples must be at least 1).
+pub fn cli_message(e: &Error) -> String {
+    cli_text(&e.to_string())
+}
+
+/// A library text (an error, `info`'s backend facts) with its option names as flags.
+pub fn cli_text(text: &str) -> String {
+    OPTION_FLAGS.iter().fold(text.to_owned(), |m, (name, flag)| m.replace(&format!("`{name}`"), flag))
 }
 
 /// clap's error as one line: what was wrong, then what clap adds (the possible values, "a
@@ -181,11 +212,11 @@ pub fn runtime_options(common: &CommonArgs) -> RuntimeOptions {
 
 fn info(args: CommonArgs) -> Result<(), Error> {
     let (lib, origin) = elpips::network::runtime::locate_library(args.runtime.as_deref());
-    println!("runtime: {} (from {origin})", lib.display());
+    out!("runtime: {} (from {origin})", lib.display())?;
     let dir = elpips::network::models::model_dir(args.model_dir.as_deref());
-    println!("models:  {}", dir.display());
+    out!("models:  {}", dir.display())?;
     let runtime = runtime_options(&args);
-    println!("threads: {} (one per physical core unless --threads)", runtime.threads_used());
+    out!("threads: {} (one per physical core unless --threads)", runtime.threads_used())?;
     use elpips::network::runtime as rt;
     let provider = match rt::cuda_provider_offered(args.runtime.as_deref()) {
         Ok(true) => "CUDAExecutionProvider offered (onnxruntime-gpu), CPUExecutionProvider behind it".to_owned(),
@@ -195,35 +226,35 @@ fn info(args: CommonArgs) -> Result<(), Error> {
         Ok(false) => "CPUExecutionProvider only: this build has no CUDA support (cargo feature `cuda`)".to_owned(),
         Err(e) => format!("unknown ({e})"),
     };
-    println!("provider: {provider}");
+    out!("provider: {provider}")?;
     if cfg!(feature = "cuda") {
         match rt::gpu() {
-            Ok(name) => println!("gpu:     {name}"),
-            Err(why) => println!("gpu:     none ({why})"),
+            Ok(name) => out!("gpu:     {name}")?,
+            Err(why) => out!("gpu:     none ({why})")?,
         }
         if rt::cuda_provider_offered(args.runtime.as_deref()).unwrap_or(false) {
-            println!("cuda libraries (ELPIPS_CUDA_LIBS, then cuda_libs.path and the runtime's folder, then the system's loader):");
+            out!("cuda libraries (ELPIPS_CUDA_LIBS, then cuda_libs.path and the runtime's folder, then the system's loader):")?;
             for (name, path, origin) in rt::cuda_libraries(args.runtime.as_deref()) {
                 match path {
-                    Some(p) => println!("  {name:<40} {} (from {origin})", p.display()),
-                    None => println!("  {name:<40} not found beside the runtime (left to {origin})"),
+                    Some(p) => out!("  {name:<40} {} (from {origin})", p.display())?,
+                    None => out!("  {name:<40} not found beside the runtime (left to {origin})")?,
                 }
             }
         }
     }
-    println!("cuda:    {}", if rt::cuda_available(args.runtime.as_deref()).unwrap_or(false) { "available" } else { "not available" });
+    out!("cuda:    {}", if rt::cuda_available(args.runtime.as_deref()).unwrap_or(false) { "available" } else { "not available" })?;
     // The CPU backends: the CPU, the OpenVINO plugin and what each precision runs on (`auto`
     // plans; a metric below says what a session got).
-    for line in runtime.backend_facts().lines() {
-        println!("{line}");
+    for line in runtime.backend_facts().lines().iter().map(|l| cli_text(l)) {
+        out!("{line}")?;
     }
     let mut failed = None;
     for kind in MetricKind::ALL {
         let opts = MetricOptions { metric: kind, model_dir: args.model_dir.clone(), runtime: runtime_options(&args), ..Default::default() };
         match Metric::new(opts) {
-            Ok(m) => println!("  {:<11} ok (device {}, backend {})", kind.name(), m.device(), m.backend()),
+            Ok(m) => out!("  {:<11} ok (device {}, backend {})", kind.name(), m.device(), m.backend())?,
             Err(e) => {
-                println!("  {:<11} {e}", kind.name());
+                out!("  {:<11} {e}", kind.name())?;
                 failed.get_or_insert(e);
             }
         }

@@ -2,6 +2,8 @@
 //! them (common random numbers), so that their differences are measured far more precisely
 //! than their distances.
 
+use crate::escape::line;
+use crate::output::out;
 use std::path::PathBuf;
 
 use clap::Args;
@@ -41,14 +43,13 @@ pub fn run(args: RankArgs) -> Result<(), Error> {
     let refs: Vec<&Image> = candidates.iter().collect();
     let m = metric.compare_many(&reference, &refs)?;
     if args.json {
-        print_json(&args, kind, metric.device().name(), metric.backend().name(), &m);
+        print_json(&args, kind, metric.device().name(), metric.backend().name(), &m)
     } else {
-        print_table(&args, kind, &m);
+        print_table(&args, kind, &m)
     }
-    Ok(())
 }
 
-fn print_json(args: &RankArgs, kind: MetricKind, device: &str, backend: &str, m: &MultiEstimate) {
+fn print_json(args: &RankArgs, kind: MetricKind, device: &str, backend: &str, m: &MultiEstimate) -> Result<(), Error> {
     let order = m.ranking();
     let candidates: Vec<serde_json::Value> = m
         .distances
@@ -85,13 +86,13 @@ fn print_json(args: &RankArgs, kind: MetricKind, device: &str, backend: &str, m:
     if kind.is_ensemble() {
         obj["sampler"] = args.network.sampler().name().into();
     }
-    println!("{obj}");
+    out!("{obj}")
 }
 
-fn print_table(args: &RankArgs, kind: MetricKind, m: &MultiEstimate) {
+fn print_table(args: &RankArgs, kind: MetricKind, m: &MultiEstimate) -> Result<(), Error> {
     let order = m.ranking();
     let resolved = m.ranking_resolved();
-    println!("{:>4}  {:>21}  {:>26}  candidate", "rank", "distance ± 95%", "minus the rank above ± 95%");
+    out!("{:>4}  {:>21}  {:>26}  candidate", "rank", "distance ± 95%", "minus the rank above ± 95%")?;
     for (r, &i) in order.iter().enumerate() {
         let e = &m.distances[i];
         let step = match r {
@@ -101,15 +102,16 @@ fn print_table(args: &RankArgs, kind: MetricKind, m: &MultiEstimate) {
                 format!("{:+.6} ± {:.6}{}", d.difference, d.ci95, if resolved[r - 1] { "" } else { " ~" })
             }
         };
-        println!("{:>4}  {:>10.6} ± {:<8.6}  {:>26}  {}", r + 1, e.distance, e.ci95, step, args.candidates[i].display());
+        out!("{:>4}  {:>10.6} ± {:<8.6}  {:>26}  {}", r + 1, e.distance, e.ci95, step, line(&args.candidates[i].display().to_string()))?;
     }
     if kind.is_ensemble() {
-        println!(
+        out!(
             "{} {} samples per candidate, the same draws for all (seed {}); ~: not told apart at 95%{}",
             m.samples,
             args.network.sampler().name(),
             args.network.seed,
             if m.converged { "" } else { "; stopped at --max-samples before reaching the error target" }
-        );
+        )?;
     }
+    Ok(())
 }

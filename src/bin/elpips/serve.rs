@@ -7,18 +7,20 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, Read, Write};
-use std::path::PathBuf;
 
 use clap::Args;
 use elpips::{Backend, Device, Error, Estimate, Gate, Image, LoadOptions, Metric, MetricKind, Reference, Sampling};
 use image::ImageEncoder;
-use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::codec::Codec;
 use crate::input::InputArgs;
 use crate::metric_args::{NetworkArgs, SamplingArgs};
 use crate::CommonArgs;
+use crate::check::manifest::json_message;
+use request::Request;
+
+mod request;
 
 /// Longest request line read; a longer one is answered with an error and skipped.
 const MAX_LINE_BYTES: u64 = 1 << 20;
@@ -39,66 +41,6 @@ pub struct ServeArgs {
     input: InputArgs,
     #[command(flatten)]
     common: CommonArgs,
-}
-
-/// One request, less its `id` (any JSON value, echoed back).
-#[derive(Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
-enum Request {
-    /// The distance of a pair (as `elpips compare`).
-    Compare {
-        reference: PathBuf,
-        candidate: PathBuf,
-        #[serde(default)]
-        metric: Option<String>,
-        #[serde(default)]
-        seed: Option<u64>,
-        #[serde(default)]
-        samples: Option<u32>,
-    },
-    /// Whether the distance is at most `max_distance` (as `elpips check`).
-    Decide {
-        reference: PathBuf,
-        candidate: PathBuf,
-        max_distance: f64,
-        #[serde(default)]
-        metric: Option<String>,
-        #[serde(default)]
-        seed: Option<u64>,
-        #[serde(default)]
-        error_rate: Option<f64>,
-        #[serde(default)]
-        min_samples: Option<u32>,
-        #[serde(default)]
-        max_samples: Option<u32>,
-    },
-    /// Loads a reference once for many candidates; answers its `handle`.
-    PrepareReference {
-        reference: PathBuf,
-        #[serde(default)]
-        metric: Option<String>,
-    },
-    /// A candidate against a prepared reference.
-    CompareReference {
-        handle: u64,
-        candidate: PathBuf,
-        #[serde(default)]
-        seed: Option<u64>,
-        #[serde(default)]
-        samples: Option<u32>,
-    },
-    /// Forgets a prepared reference.
-    ReleaseReference { handle: u64 },
-    /// Encodes `image` with a built-in codec shim (for clients without an encoder of their own):
-    /// writes the file to `output` if given and the decoded pixels to `decoded` (PNG).
-    Encode {
-        image: PathBuf,
-        codec: String,
-        quality: i32,
-        decoded: PathBuf,
-        #[serde(default)]
-        output: Option<PathBuf>,
-    },
 }
 
 struct Server {
@@ -151,23 +93,18 @@ pub fn run(args: ServeArgs) -> Result<(), Error> {
 impl Server {
     /// The answer to one line: the result, or `{"id", "error"}`.
     fn answer(&mut self, line: &[u8]) -> Value {
-        let mut value: Value = match serde_json::from_slice(line) {
-            Ok(v) => v,
-            Err(e) => return json!({"id": null, "error": format!("not a JSON request: {}; send one JSON object per line", crate::check::manifest::json_message(&e))}),
+        // Messages quote the request (an unknown op, a path): escaped to one line, as every
+        // error message is.
+        let (id, request) = match request::parse(line) {
+            Ok(parsed) => parsed,
+            Err((id, message)) => return json!({"id": id, "error": crate::escape::line(&message)}),
         };
-        let Some(object) = value.as_object_mut() else {
-            return json!({"id": null, "error": "a request is a JSON object with \"op\" (compare, decide, prepare_reference, compare_reference, release_reference, encode)"});
-        };
-        let id = object.remove("id").unwrap_or(Value::Null);
-        let result = serde_json::from_value::<Request>(value)
-            .map_err(|e| Error::InvalidArgument(format!("bad request: {e}")))
-            .and_then(|r| self.handle(r));
-        match result {
+        match self.handle(request) {
             Ok(mut v) => {
                 v["id"] = id;
                 v
             }
-            Err(e) => json!({"id": id, "error": e.to_string()}),
+            Err(e) => json!({"id": id, "error": crate::escape::line(&e.to_string())}),
         }
     }
 
@@ -264,6 +201,9 @@ impl Server {
                 if !(codec.min_quality()..=100).contains(&quality) {
                     return Err(Error::InvalidArgument(format!("quality {quality} is outside {}'s {}..100", codec.name(), codec.min_quality())));
                 }
+                let mut outputs = vec![("\"decoded\"", decoded.as_path())];
+                outputs.extend(output.as_deref().map(|p| ("\"output\"", p)));
+                crate::output::check_outputs(&outputs, &[&image])?;
                 let img = Image::open(&image, &self.load)?;
                 let (pixels, channels) = crate::tune::encoder_pixels(&image)?;
                 let (w, h) = (img.width(), img.height());

@@ -14,6 +14,7 @@ use elpips::{Error, Image, LoadOptions, Metric, MetricKind, SamplerKind, Samplin
 
 use crate::codec::Codec;
 use crate::metric_args::NetworkArgs;
+use crate::output::{check_outputs, out, Outputs};
 use crate::CommonArgs;
 
 #[derive(Args)]
@@ -114,6 +115,11 @@ pub fn run(mut args: TuneArgs) -> Result<(), Error> {
         },
     };
     options.validate()?;
+    let mut outputs: Vec<(&str, &Path)> = vec![("-o", &args.output)];
+    if let Some(d) = &args.decoded {
+        outputs.push(("--decoded", d));
+    }
+    check_outputs(&outputs, &[&args.input])?;
 
     let load = LoadOptions { max_pixels: args.max_pixels, ..Default::default() };
     let reference = Image::open(&args.input, &load)?;
@@ -156,16 +162,18 @@ pub fn run(mut args: TuneArgs) -> Result<(), Error> {
         )));
     };
     let (file, decoded) = &files[&chosen.setting];
-    elpips::io::write_atomic(&args.output, file)?;
+    // Staged, printed, then put in place: a failed print leaves -o and --decoded untouched.
+    let mut staged = Outputs::default();
+    staged.add(&args.output, file)?;
     if let Some(path) = &args.decoded {
         let mut png = Vec::new();
         image::codecs::png::PngEncoder::new(&mut png)
             .write_image(decoded, w, h, image::ExtendedColorType::Rgb8)
             .map_err(|e| Error::Io { path: path.clone(), reason: e.to_string() })?;
-        elpips::io::write_atomic(path, &png)?;
+        staged.add(path, &png)?;
     }
-    print_outcome(&args, codec, kind, (metric.device(), metric.backend()), guide_kind, goal, &outcome, seconds);
-    Ok(())
+    print_outcome(&args, codec, kind, (metric.device(), metric.backend()), guide_kind, goal, &outcome, seconds)?;
+    staged.commit()
 }
 
 /// The input as packed 8-bit RGB or RGBA, the encoders' input.
@@ -179,7 +187,7 @@ pub fn encoder_pixels(path: &Path) -> Result<(Vec<u8>, u32), Error> {
 }
 
 #[allow(clippy::too_many_arguments)] // the outcome and what produced it, printed as one record
-fn print_outcome(args: &TuneArgs, codec: Codec, kind: MetricKind, (device, backend): (elpips::Device, elpips::Backend), guide: Option<MetricKind>, goal: Goal, outcome: &Outcome, seconds: f64) {
+fn print_outcome(args: &TuneArgs, codec: Codec, kind: MetricKind, (device, backend): (elpips::Device, elpips::Backend), guide: Option<MetricKind>, goal: Goal, outcome: &Outcome, seconds: f64) -> Result<(), Error> {
     let chosen = outcome.chosen_probe().expect("checked by the caller");
     let goal_name = match goal {
         Goal::MaxDistance(_) => "max-distance",
@@ -227,12 +235,11 @@ fn print_outcome(args: &TuneArgs, codec: Codec, kind: MetricKind, (device, backe
             "seconds": seconds,
             "output": args.output,
         });
-        println!("{obj}");
-        return;
+        return out!("{obj}");
     }
     for (i, p) in outcome.probes.iter().enumerate() {
         let same = p.same_as.map_or(String::new(), |s| format!(", same file as quality {s}"));
-        println!(
+        out!(
             "probe {:>2}: quality {:>3}  {:>9} bytes  distance {:.4} ± {:.4} ({} samples, {}{same})",
             i + 1,
             p.setting,
@@ -241,13 +248,13 @@ fn print_outcome(args: &TuneArgs, codec: Codec, kind: MetricKind, (device, backe
             p.estimate.ci95,
             p.estimate.samples,
             p.side.name()
-        );
+        )?;
     }
     if let Some(g) = guide {
         let points: Vec<String> = outcome.guide.iter().map(|p| format!("{} {:.4}", p.setting, p.distance)).collect();
-        println!("guide {} (exact, aims the probes): {}", g.name(), points.join(", "));
+        out!("guide {} (exact, aims the probes): {}", g.name(), points.join(", "))?;
     }
-    println!(
+    out!(
         "{} quality {}: {} bytes, distance {:.4} ± {:.4} (95%, {} {goal_name} {}); {} probes, {} samples, {:.1} s -> {}",
         codec.name(),
         chosen.setting,
@@ -260,5 +267,5 @@ fn print_outcome(args: &TuneArgs, codec: Codec, kind: MetricKind, (device, backe
         outcome.samples,
         seconds,
         args.output.display()
-    );
+    )
 }

@@ -12,6 +12,8 @@ ctypes releases the GIL while it runs); a Reference is immutable.
 from __future__ import annotations
 
 import ctypes
+import math
+import numbers
 import os
 import sys
 from dataclasses import dataclass
@@ -45,6 +47,45 @@ _FORMATS = {
     (np.dtype(np.float32), 3): 4, (np.dtype(np.float32), 4): 5,
 }
 _SONAME = "libelpips.so.0"
+# ELPIPS_MAX_SAMPLES of the header: the most samples any option or gate may ask for.
+_MAX_SAMPLES = 1_000_000
+_U32, _U64 = (1 << 32) - 1, (1 << 64) - 1
+
+
+# ctypes stores a Python int in a C field modulo its width (2**32 + 3 becomes 3, -1 becomes
+# 4294967295) and a path at its first NUL byte: every value is checked here before it is stored,
+# with a message that names the argument.
+def _int(name: str, value, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, not {type(value).__name__}")
+    v = int(value)
+    if not lo <= v <= hi:
+        raise ValueError(f"{name} must be between {lo} and {hi}, not {v}")
+    return v
+
+
+def _real(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, not {type(value).__name__}")
+    return float(value)
+
+
+def _float32(name: str, value) -> float:
+    v = _real(name, value)
+    # A C float holds up to ~3.4e38; beyond it ctypes would store infinity.
+    if math.isfinite(v) and abs(v) > 3.4028234663852886e38:
+        raise ValueError(f"{name} {v} does not fit in a 32-bit float")
+    return v
+
+
+def _path(name: str, value) -> bytes:
+    try:
+        b = os.fsencode(value)
+    except TypeError:
+        raise TypeError(f"{name} must be a path (str, bytes or os.PathLike), not {type(value).__name__}") from None
+    if b"\0" in b:
+        raise ValueError(f"{name} {value!r} contains a NUL byte, which no file name can hold")
+    return b
 
 
 class _Options(ctypes.Structure):
@@ -278,18 +319,26 @@ class Context:
             raise ValueError(f"background must be three numbers (R, G, B), not {background!r}")
         o = _Options()
         self._check(lib.elpips_options_default(ctypes.byref(o), ctypes.sizeof(o)))
-        o.metric, o.device, o.seed, o.threads = _METRICS[metric], _DEVICES[device], seed, threads
+        o.metric, o.device = _METRICS[metric], _DEVICES[device]
+        o.seed, o.threads = _int("seed", seed, 0, _U64), _int("threads", threads, 0, _U32)
         o.sampler, o.backend = _SAMPLERS[sampler], _BACKENDS[backend]
-        o.exposure, o.tonemap, o.alpha = exposure, _TONEMAPS[tonemap], _ALPHAS[alpha]
-        o.background[:] = [float(c) for c in background]
+        o.exposure, o.tonemap, o.alpha = _float32("exposure", exposure), _TONEMAPS[tonemap], _ALPHAS[alpha]
+        o.background[:] = [_float32("background", c) for c in background]
         if samples is not None:
-            o.sampling, o.samples = _SAMPLING_FIXED, samples
-        for name, value in (("abs_error", abs_error), ("rel_error", rel_error), ("max_samples", max_samples),
-                            ("min_samples", min_samples), ("scale_levels", scale_levels), ("max_pixels", max_pixels)):
+            o.sampling, o.samples = _SAMPLING_FIXED, _int("samples", samples, 0, _MAX_SAMPLES)
+        for name, value in (("abs_error", abs_error), ("rel_error", rel_error)):
             if value is not None:
-                setattr(o, name, value)
+                setattr(o, name, _real(name, value))
+        # Counts the library judges itself (0 samples is its error to report) get the C field's
+        # range, capped at the sample limit. max_pixels=0 would silently mean the 16 Mpx default
+        # in C: None says that here, and 0 is refused.
+        for name, value, lo, hi in (("max_samples", max_samples, 0, _MAX_SAMPLES), ("min_samples", min_samples, 0, _MAX_SAMPLES),
+                                    ("scale_levels", scale_levels, 0, _U32), ("max_pixels", max_pixels, 1, _U64)):
+            if value is not None:
+                setattr(o, name, _int(name, value, lo, hi))
         # Keep the encoded strings alive until the call has copied them.
-        paths = [os.fsencode(p) if p is not None else None for p in (runtime_library, model_dir, linear_weights)]
+        paths = [_path(name, p) if p is not None else None
+                 for name, p in (("runtime_library", runtime_library), ("model_dir", model_dir), ("linear_weights", linear_weights))]
         o.runtime_library, o.model_dir, o.linear_weights = paths
         message = ctypes.create_string_buffer(1024)
         status = lib.elpips_context_new_with_error(ctypes.byref(o), ctypes.byref(self._handle), message, len(message))
@@ -328,7 +377,8 @@ class Context:
     def compare_files(self, reference: Union[str, os.PathLike], candidate: Union[str, os.PathLike]) -> Result:
         """Distance between two PNG or JPEG files, as `elpips compare` computes it."""
         r = _Result()
-        self._check(_library().elpips_compare_files(self._handle, os.fsencode(reference), os.fsencode(candidate), ctypes.byref(r)))
+        self._check(_library().elpips_compare_files(self._handle, _path("reference", reference), _path("candidate", candidate),
+                                                    ctypes.byref(r)))
         return _result(r)
 
     def decide(self, reference, candidate, max_distance: float, *, error_rate: float = 0.05,
@@ -337,7 +387,8 @@ class Context:
         look and stops once the verdict is certain at `error_rate` (deterministic LPIPS decides at
         once); the context's metric, seed, sampler and input options apply. `reference` and
         `candidate`: both numpy arrays or both file paths."""
-        gate = _Gate(max_distance, error_rate, max_samples, min_samples)
+        gate = _Gate(_real("max_distance", max_distance), _real("error_rate", error_rate),
+                     _int("max_samples", max_samples, 0, _MAX_SAMPLES), _int("min_samples", min_samples, 0, _MAX_SAMPLES))
         d, lib = _Decision(), _library()
         arrays = [isinstance(x, np.ndarray) for x in (reference, candidate)]
         if all(arrays):
@@ -347,7 +398,7 @@ class Context:
         elif any(arrays):
             raise TypeError("give reference and candidate both as file paths or both as numpy arrays")
         else:
-            self._check(lib.elpips_decide_files(self._handle, os.fsencode(reference), os.fsencode(candidate),
+            self._check(lib.elpips_decide_files(self._handle, _path("reference", reference), _path("candidate", candidate),
                                                 ctypes.byref(gate), ctypes.byref(d)))
         return Decision(_VERDICTS.get(d.verdict, "undecided"), bool(d.estimate_below), _result(d.estimate),
                         d.lower, d.upper, int(d.looks), int(d.looks_planned))

@@ -3,9 +3,10 @@
 //! commands, `::error` for each pair that failed or could not be checked and `::warning` for
 //! each pair whose verdict was undecided, which GitHub attaches to the candidate's file.
 
-use std::io::Write as _;
-
 use elpips::Error;
+
+use crate::escape::{command_data, command_property, markdown};
+use crate::output::out;
 
 use super::summary::{CaseResult, SideName, Status, Summary};
 
@@ -44,17 +45,7 @@ pub fn what(r: &CaseResult) -> String {
     parts.join("; ")
 }
 
-/// A workflow command's message: `%`, CR and LF escaped as GitHub reads them.
-fn escape_data(s: &str) -> String {
-    s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
-}
-
-/// A workflow command's property value: also `:` and `,`.
-fn escape_property(s: &str) -> String {
-    escape_data(s).replace(':', "%3A").replace(',', "%2C")
-}
-
-pub fn annotate(format: Annotations, summary: &Summary) {
+pub fn annotate(format: Annotations, summary: &Summary) -> Result<(), Error> {
     match format {
         Annotations::Github => {
             for r in &summary.results {
@@ -69,28 +60,30 @@ pub fn annotate(format: Annotations, summary: &Summary) {
                     Status::Error => format!("elpips check error: {}", r.name),
                     Status::Pass => format!("elpips check undecided: {}", r.name),
                 };
-                println!("::{kind} file={},title={}::{}", escape_property(&r.candidate), escape_property(&title), escape_data(&what(r)));
+                out!("::{kind} file={},title={}::{}", command_property(&r.candidate), command_property(&title), command_data(&what(r)))?;
                 // A failure by an undecided verdict is an error above, and also a warning.
                 if r.status == Status::Fail && undecided(r) {
-                    println!("::warning file={},title={}::{}", escape_property(&r.candidate), escape_property(&format!("elpips check undecided: {}", r.name)), escape_data(&what(r)));
+                    out!("::warning file={},title={}::{}", command_property(&r.candidate), command_property(&format!("elpips check undecided: {}", r.name)), command_data(&what(r)))?;
                 }
             }
         }
     }
+    Ok(())
 }
 
-/// A markdown table cell: pipes and line breaks would end the cell.
-fn cell(s: &str) -> String {
-    s.replace('|', "\\|").replace(['\n', '\r'], " ")
+/// `$GITHUB_STEP_SUMMARY` when it is set (and not empty).
+pub fn step_summary_path() -> Option<std::path::PathBuf> {
+    std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()).map(Into::into)
 }
 
-/// Appends the run's table to `$GITHUB_STEP_SUMMARY` when it is set (and not empty).
+/// Appends the run's table to `$GITHUB_STEP_SUMMARY` when it is set (under the output policy:
+/// a file through its links, or written through a pipe with a reader, never waited on).
 pub fn step_summary(summary: &Summary) -> Result<(), Error> {
-    let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) else { return Ok(()) };
+    let Some(path) = step_summary_path() else { return Ok(()) };
     let c = summary.counts;
     let mut md = format!(
         "### elpips check{}\n\n{} pairs: **{} fail**, {} error, {} pass\n\n| status | name | distance | ± 95% | max_distance | % pixels above V | max pixel | verdict |\n|---|---|---:|---:|---:|---:|---:|---|\n",
-        summary.manifest.as_deref().map_or(String::new(), |m| format!(" `{}`", cell(m))),
+        summary.manifest.as_deref().map_or(String::new(), |m| format!(" {}", markdown(m))),
         c.pass + c.fail + c.error,
         c.fail,
         c.error,
@@ -106,13 +99,13 @@ pub fn step_summary(summary: &Summary) -> Result<(), Error> {
             Status::Error => "⚠️ error",
         };
         let verdict = match (r.verdict, r.map.as_ref().map(|m| m.verdict)) {
-            (None, _) => cell(r.message.as_deref().unwrap_or("")),
+            (None, _) => markdown(r.message.as_deref().unwrap_or("")),
             (Some(d), None) => format!("{d:?}").to_lowercase(),
             (Some(d), Some(m)) => format!("distance {}, map {}", format!("{d:?}").to_lowercase(), format!("{m:?}").to_lowercase()),
         };
         md.push_str(&format!(
             "| {status} | {} | {} | {} | {} | {} | {} | {verdict} |\n",
-            cell(&r.name),
+            markdown(&r.name),
             f(r.distance),
             f(r.ci95),
             threshold(r.max_distance),
@@ -121,11 +114,8 @@ pub fn step_summary(summary: &Summary) -> Result<(), Error> {
         ));
     }
     md.push('\n');
-    let path = std::path::PathBuf::from(path);
-    let mut file = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(&path)
-        .map_err(|e| Error::Write { path: path.clone(), reason: format!("{e} (GITHUB_STEP_SUMMARY)") })?;
-    file.write_all(md.as_bytes()).map_err(|e| Error::Write { path, reason: format!("{e} (GITHUB_STEP_SUMMARY)") })
+    elpips::io::append(&path, md.as_bytes()).map_err(|e| match e {
+        Error::Write { path, reason } => Error::Write { path, reason: format!("{reason} (GITHUB_STEP_SUMMARY)") },
+        other => other,
+    })
 }

@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 
 use super::summary::{SideName, Status, Summary};
+use crate::escape::markup as xml;
 
 pub fn junit(summary: &Summary) -> String {
     let results = &summary.results;
@@ -74,21 +75,4 @@ pub fn junit(summary: &Summary) -> String {
 /// A number as the summary writes it (`0.0`, not `0`; `null` when absent or not finite).
 fn num(x: Option<f64>) -> String {
     x.map_or("null".to_string(), |x| serde_json::Value::from(x).to_string())
-}
-
-pub fn xml(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for ch in s.chars() {
-        match ch {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            // XML 1.0 forbids most control characters even as references.
-            c if (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r') => out.push('?'),
-            c => out.push(c),
-        }
-    }
-    out
 }

@@ -13,11 +13,14 @@ use elpips::Error;
 use super::manifest::read_input;
 use super::summary::{parse_summary, Summary, MAX_SUMMARY_BYTES, SUMMARY_FORMAT};
 use super::{finish, invalid, round3, CheckArgs};
+use crate::escape::line;
+use crate::output::out;
 
 pub fn merge(args: &CheckArgs) -> Result<ExitCode, Error> {
     if args.reference.is_some() || args.shard.is_some() {
         return Err(invalid("--merge takes summaries only (no images, --manifest or --shard)"));
     }
+    super::check_destinations(args, &[])?;
     let mut parts: Vec<(&PathBuf, Summary)> = Vec::new();
     for path in &args.merge {
         let bytes = read_input(path, MAX_SUMMARY_BYTES, "summary", "a summary this large was not written by `elpips check`")?;
@@ -48,7 +51,17 @@ pub fn merge(args: &CheckArgs) -> Result<ExitCode, Error> {
         results.extend(parts.iter().flat_map(|(_, s)| s.results.iter().cloned()));
         results.sort_by_key(|r| r.row);
     } else {
-        // Single-pair summaries (e.g. one per CTest test): concatenated in the order given.
+        // Single-pair summaries (e.g. one per CTest test): concatenated in the order given,
+        // each once. A part given twice (the same file, or a copy) would count its pairs twice;
+        // two runs never write equal summaries (each records its own times).
+        for (k, (path, s)) in parts.iter().enumerate() {
+            if let Some((first, _)) = parts[..k].iter().find(|(p, f)| elpips::io::same_file(p, path) || f.digest == s.digest) {
+                return Err(invalid(match first == path {
+                    true => format!("{} is given twice; merge each summary once", path.display()),
+                    false => format!("{} and {} are the same summary; merge each summary once", first.display(), path.display()),
+                }));
+            }
+        }
         for (row, r) in parts.iter().flat_map(|(_, s)| s.results.iter()).enumerate() {
             results.push(super::summary::CaseResult { row: row as u64, ..r.clone() });
         }
@@ -77,7 +90,7 @@ pub fn merge(args: &CheckArgs) -> Result<ExitCode, Error> {
         for r in &summary.results {
             if r.status != super::summary::Status::Pass {
                 let status = if r.status == super::summary::Status::Fail { "FAIL" } else { "ERROR" };
-                println!("{status} {}  {}", r.name, r.message.as_deref().unwrap_or(""));
+                out!("{status} {}  {}", line(&r.name), line(r.message.as_deref().unwrap_or("")))?;
             }
         }
     }

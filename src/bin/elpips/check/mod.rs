@@ -33,7 +33,9 @@ use std::time::Instant;
 use clap::Args;
 use elpips::{Decision, Error, Gate, Heatmap, Image, LoadOptions, Metric, MetricKind, Sampling, Side};
 
+use crate::escape::line;
 use crate::heatmap::HeatmapArgs;
+use crate::output::{out, Outputs};
 use crate::input::InputArgs;
 use crate::metric_args::NetworkArgs;
 use crate::CommonArgs;
@@ -225,9 +227,7 @@ pub fn run(mut args: CheckArgs) -> Result<ExitCode, Error> {
         }
         cases.retain(|c| c.row % n == i);
     }
-    for dir in [&args.heatmap_dir, &args.report].into_iter().flatten() {
-        std::fs::create_dir_all(dir).map_err(|e| Error::Write { path: dir.clone(), reason: e.to_string() })?;
-    }
+    check_destinations(&args, &cases)?;
 
     let mut metric = Metric::new(args.network.metric_options(&args.common, Sampling::DEFAULT))?;
     let load = args.input.load_options()?;
@@ -244,7 +244,7 @@ pub fn run(mut args: CheckArgs) -> Result<ExitCode, Error> {
         let gate = case.max_distance.map(|t| Gate { threshold: t, error_rate: family_rate, ..gate });
         let t0 = Instant::now();
         let outcome = check_pair(&mut metric, &load, case, gate.as_ref());
-        let mut result = case_result(undecided, case, gate.as_ref(), outcome.as_ref().map(|(d, _, _)| *d).map_err(|e| e.to_string()));
+        let mut result = case_result(undecided, case, gate.as_ref(), outcome.as_ref().map(|(d, _, _)| *d).map_err(crate::cli_message));
         if let Ok((decision, reference, candidate)) = &outcome {
             let mut map = None;
             if map_rule {
@@ -279,7 +279,7 @@ pub fn run(mut args: CheckArgs) -> Result<ExitCode, Error> {
             }
         }
         result.seconds = round3(t0.elapsed().as_secs_f64());
-        print_case(&args, &result, single);
+        print_case(&args, &result, single)?;
         results.push(result);
     }
 
@@ -305,21 +305,47 @@ pub fn run(mut args: CheckArgs) -> Result<ExitCode, Error> {
     finish(&args, &summary, single)
 }
 
-/// Writes the outputs asked for and picks the exit status.
-fn finish(args: &CheckArgs, summary: &Summary, single: bool) -> Result<ExitCode, Error> {
-    let c = summary.counts;
-    if let Some(path) = &args.summary {
-        elpips::io::write_atomic(path, serde_json::to_string_pretty(summary).expect("json").as_bytes())?;
+/// Tries every destination of the run before it starts: --summary, --junit and
+/// GITHUB_STEP_SUMMARY must take a file (and be none of the inputs), --report and
+/// --heatmap-dir folders are created and must take files.
+fn check_destinations(args: &CheckArgs, cases: &[Case]) -> Result<(), Error> {
+    let mut outputs: Vec<(&str, &Path)> = Vec::new();
+    outputs.extend(args.summary.as_deref().map(|p| ("--summary", p)));
+    outputs.extend(args.junit.as_deref().map(|p| ("--junit", p)));
+    outputs.extend(args.heatmap.heatmap.as_deref().map(|p| ("--heatmap", p)));
+    let step = ci::step_summary_path();
+    outputs.extend(step.as_deref().map(|p| ("GITHUB_STEP_SUMMARY", p)));
+    let mut inputs: Vec<&Path> = args.manifest.iter().chain(&args.merge).map(PathBuf::as_path).collect();
+    for case in cases {
+        inputs.push(&case.reference_path);
+        inputs.push(&case.candidate_path);
     }
-    if let Some(path) = &args.junit {
-        elpips::io::write_atomic(path, junit::junit(summary).as_bytes())?;
+    crate::output::check_outputs(&outputs, &inputs)?;
+    if let Some(dir) = &args.heatmap_dir {
+        crate::output::output_dir("--heatmap-dir", dir)?;
     }
     if let Some(dir) = &args.report {
-        report::write_page(dir, summary)?;
+        crate::output::output_dir("--report", dir)?;
     }
-    ci::step_summary(summary)?;
+    Ok(())
+}
+
+/// Writes the outputs asked for and picks the exit status: the files are staged, the results
+/// printed, and the files put in place only once stdout took them.
+fn finish(args: &CheckArgs, summary: &Summary, single: bool) -> Result<ExitCode, Error> {
+    let c = summary.counts;
+    let mut outputs = Outputs::default();
+    if let Some(path) = &args.summary {
+        outputs.add(path, serde_json::to_string_pretty(summary).expect("json").as_bytes())?;
+    }
+    if let Some(path) = &args.junit {
+        outputs.add(path, junit::junit(summary).as_bytes())?;
+    }
+    if let Some(dir) = &args.report {
+        report::stage_page(dir, summary, &mut outputs)?;
+    }
     if let Some(format) = args.annotations {
-        ci::annotate(format, summary);
+        ci::annotate(format, summary)?;
     }
     if args.json {
         let out = match (single, summary.results.as_slice()) {
@@ -331,11 +357,13 @@ fn finish(args: &CheckArgs, summary: &Summary, single: bool) -> Result<ExitCode,
             }
             _ => serde_json::to_value(summary).expect("json"),
         };
-        println!("{out}");
+        out!("{out}")?;
     } else if !single {
         // Not "N passed, N failed": CI log readers take that for a test runner's closing line.
-        println!("elpips check: {} pairs: {} pass, {} fail, {} error", c.pass + c.fail + c.error, c.pass, c.fail, c.error);
+        out!("elpips check: {} pairs: {} pass, {} fail, {} error", c.pass + c.fail + c.error, c.pass, c.fail, c.error)?;
     }
+    outputs.commit()?;
+    ci::step_summary(summary)?;
     Ok(ExitCode::from(if c.error > 0 {
         2
     } else if c.fail > 0 {
@@ -442,8 +470,7 @@ fn heatmap_path(args: &CheckArgs, case: &Case, result: &CaseResult) -> Option<Pa
     if result.status == Status::Pass {
         return None;
     }
-    let safe: String = case.name.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect();
-    Some(dir.join(format!("{}-{}.png", case.row, safe.trim_start_matches('.'))))
+    Some(dir.join(format!("{}-{}.png", case.row, elpips::io::safe_name(&case.name, report::NAME_BYTES))))
 }
 
 /// The heatmap of the samples the verdict rests on: the same seed and sample count, so each
@@ -538,20 +565,23 @@ fn case_result(undecided: Undecided, case: &Case, gate: Option<&Gate>, outcome: 
     r
 }
 
-fn print_case(args: &CheckArgs, r: &CaseResult, single: bool) {
-    let message = r.message.as_deref().unwrap_or("");
+/// The pair's lines: its verdict on stdout, errors and warnings on stderr. Its name and message
+/// are user text, escaped so that each stays on its line ([`crate::escape::line`]).
+fn print_case(args: &CheckArgs, r: &CaseResult, single: bool) -> Result<(), Error> {
+    let message = line(r.message.as_deref().unwrap_or(""));
+    let name = line(&r.name);
     if r.status == Status::Error {
         match single {
             true => eprintln!("elpips: {message}"),
-            false => eprintln!("elpips: {}: {message}", r.name),
+            false => eprintln!("elpips: {name}: {message}"),
         }
-        return;
+        return Ok(());
     }
     if r.verdict == Some(SideName::Undecided) {
-        eprintln!("elpips: warning: {}: {message}", r.name);
+        eprintln!("elpips: warning: {name}: {message}");
     }
     if args.json || (args.quiet && r.status == Status::Pass) {
-        return;
+        return Ok(());
     }
     let (verdict, relation) = match r.verdict {
         Some(SideName::Below) => ("below", "<="),
@@ -560,7 +590,7 @@ fn print_case(args: &CheckArgs, r: &CaseResult, single: bool) {
         None => ("", "~"),
     };
     let status = if r.status == Status::Pass { "PASS" } else { "FAIL" };
-    let line = match r.max_distance {
+    let verdict_line = match r.max_distance {
         Some(t) => format!(
             "{status} {:.6} ± {:.6} {relation} {t} ({verdict}; {} samples, {:.1} s)",
             r.distance.unwrap_or(f64::NAN),
@@ -572,9 +602,9 @@ fn print_case(args: &CheckArgs, r: &CaseResult, single: bool) {
         None => format!("{status} by the map rules ({:.1} s)", r.seconds),
     };
     if single {
-        println!("{line}");
+        out!("{verdict_line}")?;
     } else {
-        println!("{line}  {}", r.name);
+        out!("{verdict_line}  {name}")?;
     }
     if let Some(m) = &r.map {
         let mut parts = Vec::new();
@@ -589,12 +619,13 @@ fn print_case(args: &CheckArgs, r: &CaseResult, single: bool) {
             SideName::Above => "outside",
             SideName::Undecided => "undecided",
         };
-        println!("  map: {} ({verdict}; {} samples)", parts.join(", "), m.samples);
+        out!("  map: {} ({verdict}; {} samples)", parts.join(", "), m.samples)?;
     }
     // The legend is informational (the file itself is the result): -q silences it, as in compare.
     if let Some(info) = r.heatmap.as_ref().filter(|_| !args.quiet) {
-        eprintln!("{}", HeatmapArgs::describe(&serde_json::to_value(info).expect("json")));
+        eprintln!("{}", line(&HeatmapArgs::describe(&serde_json::to_value(info).expect("json"))));
     }
+    Ok(())
 }
 
 fn settings(args: &CheckArgs, kind: MetricKind, undecided: Undecided, pair_rate: f64, map_rule: bool) -> Settings {
@@ -628,7 +659,7 @@ mod tests {
 
     #[test]
     fn xml_escapes_markup_and_control_characters() {
-        assert_eq!(junit::xml("a<b>&\"c'\u{1}"), "a&lt;b&gt;&amp;&quot;c&apos;?");
+        assert_eq!(crate::escape::markup("a<b>&\"c'\u{1}"), "a&lt;b&gt;&amp;&quot;c&apos;?");
     }
 
     #[test]

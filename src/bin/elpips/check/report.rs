@@ -15,14 +15,18 @@ use std::path::{Path, PathBuf};
 
 use elpips::{Error, Image};
 
-use super::junit::xml;
 use super::manifest::Case;
 use super::summary::{CaseResult, SideName, Status, Summary};
+use crate::escape::markup as xml;
+
+/// Bytes of a pair's name kept in its file names (with the row and `.reference.png`, well
+/// under the 255 a file name may have, with room for the writer's temporary name).
+pub const NAME_BYTES: usize = 120;
 
 /// The file names of a pair's images in the report folder: reference, candidate, heatmap.
 pub fn image_names(row: u64, name: &str) -> [String; 3] {
-    let safe: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect();
-    let stem = format!("{row}-{}", safe.trim_start_matches('.'));
+    // The row makes a name unique, so a long one is cut to fit a file name (255 bytes).
+    let stem = format!("{row}-{}", elpips::io::safe_name(name, NAME_BYTES));
     ["reference", "candidate", "heatmap"].map(|k| format!("{stem}.{k}.png"))
 }
 
@@ -52,7 +56,7 @@ fn write_png(path: &Path, image: &Image) -> Result<(), Error> {
 /// Copies into `dir` the images of merged rows that their shards wrote elsewhere (the folder of
 /// the heatmap a summary names); rows whose images are in neither place show a note instead.
 pub fn gather_images(dir: &Path, summary: &Summary) -> Result<(), Error> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::Write { path: dir.to_owned(), reason: e.to_string() })?;
+    crate::output::output_dir("--report", dir)?;
     for r in &summary.results {
         let Some(source) = r.heatmap.as_ref().and_then(|h| Path::new(&h.path).parent().map(Path::to_path_buf)) else { continue };
         for name in image_names(r.row, &r.name) {
@@ -66,13 +70,13 @@ pub fn gather_images(dir: &Path, summary: &Summary) -> Result<(), Error> {
     Ok(())
 }
 
-/// Writes the page of `summary` into `dir`.
-pub fn write_page(dir: &Path, summary: &Summary) -> Result<(), Error> {
+/// Stages the page of `summary` in `dir` (put in place when `outputs` are committed).
+pub fn stage_page(dir: &Path, summary: &Summary, outputs: &mut crate::output::Outputs) -> Result<(), Error> {
     let file = match summary.shard {
         Some(s) => format!("shard-{}-of-{}.html", s.index, s.count),
         None => "index.html".to_owned(),
     };
-    elpips::io::write_atomic(dir.join(file), page(dir, summary).as_bytes())
+    outputs.add(dir.join(file), page(dir, summary).as_bytes())
 }
 
 fn num(x: Option<f64>, digits: usize) -> String {

@@ -70,11 +70,11 @@ pub fn update_references(summary: &Summary, cases: &[Case], to_stderr: bool) -> 
         let bytes = elpips::integrity::read_regular_file(&case.candidate_path, MAX_IMAGE_BYTES)
             .map_err(|e| Error::Io { path: case.candidate_path.clone(), reason: e.to_string() })?;
         elpips::io::write_atomic(&case.reference_path, &bytes)?;
-        let line = format!("updated reference {} from candidate {}", case.reference_path.display(), case.candidate_path.display());
+        let said = crate::escape::line(&format!("updated reference {} from candidate {}", case.reference_path.display(), case.candidate_path.display()));
         if to_stderr {
-            eprintln!("elpips: {line}");
+            eprintln!("elpips: {said}");
         } else {
-            println!("{line}");
+            crate::output::out!("{said}")?;
         }
     }
     Ok(())

@@ -266,7 +266,7 @@ mod tests {
             let t = k as f64 * 0.05;
             assert!(close(line.eval(t), 1.0 + 2.0 * t, 1e-12), "{t}");
         }
-        assert!(close(line.integral(0.5, 2.0), (2.0 + 4.0 - (0.5 + 0.25)), 1e-12));
+        assert!(close(line.integral(0.5, 2.0), 2.0 + 4.0 - (0.5 + 0.25), 1e-12));
         // Steps: a plain cubic spline overshoots here; PCHIP stays within each interval's ends.
         let steps = Pchip::new(vec![0.0, 1.0, 2.0, 3.0, 4.0], vec![0.0, 0.0, 1.0, 1.0, 1.0]).unwrap();
         let mut last = f64::NEG_INFINITY;

@@ -5,6 +5,7 @@
 //! docs/codec.md documents the method.
 
 mod bd;
+pub mod format;
 mod plot;
 
 use std::collections::BTreeMap;
@@ -13,17 +14,14 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use elpips::{Error, Image, LoadOptions, Metric, MetricKind};
-use serde::{Deserialize, Serialize};
 
 use crate::codec::Codec;
 use crate::metric_args::{NetworkArgs, SamplingArgs};
+use crate::output::{check_outputs, out, Outputs};
 use crate::CommonArgs;
 use bd::{corpus_bd_rate, ImageCurves, RdPoint};
-
-/// Version of `rd.json`.
-const RD_FORMAT: u64 = 1;
-/// Largest `rd.json` read by `--merge`.
-const MAX_RD_BYTES: u64 = 64 << 20;
+use crate::check::manifest::json_message;
+use format::{check_bootstrap, digest, invalid, shard_images, BdRate, Point, RdFile, RdSettings, Shard, MAX_RD_BYTES, RD_FORMAT};
 
 #[derive(Args)]
 pub struct RdArgs {
@@ -68,99 +66,16 @@ pub struct RdArgs {
     common: CommonArgs,
 }
 
-/// `rd.json`. Fields in alphabetical order; unknown fields refused.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RdFile {
-    /// The CPU kernels that ran (`mlas`, `openvino`; a merge lists its parts'). Not a setting.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    backend: Option<String>,
-    bd_rate: BTreeMap<String, BdRate>,
-    /// Where the networks ran (`cpu`, `cuda`; a merge lists its parts' devices). Not a
-    /// setting: parts measured on different machines still merge.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    device: Option<String>,
-    /// sha256 of the file without this field: whole and unedited (not a signature).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    digest: Option<String>,
-    elpips_rd: u64,
-    /// Every image of the run (all shards), in order.
-    images: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    merged: Option<Vec<String>>,
-    points: Vec<Point>,
-    settings: RdSettings,
-    shard: Option<Shard>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Shard {
-    count: u64,
-    index: u64,
-}
-
-/// What the points depend on; parts merge only when theirs are equal.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RdSettings {
-    anchor: String,
-    bootstrap: u32,
-    codecs: Vec<String>,
-    metric: String,
-    sampler: String,
-    sampling: String,
-    scale_levels: Option<u32>,
-    seed: u64,
-    settings: Vec<i32>,
-}
-
-/// One encode of one image.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Point {
-    image: String,
-    codec: String,
-    setting: i32,
-    bytes: u64,
-    bpp: f64,
-    distance: f64,
-    ci95: f64,
-    std_error: f64,
-    samples: u64,
-    lpips_vgg: f64,
-}
-
-/// `bd_rate.<codec>`: against `vs` at equal distance, over the images of the file.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BdRate {
-    vs: String,
-    percent: Option<f64>,
-    ci95: Option<f64>,
-    lower: Option<f64>,
-    upper: Option<f64>,
-    images: usize,
-    replicates: usize,
-    /// Each image's own BD-rate, in `images` order of the points (null: no overlap).
-    per_image: Vec<Option<f64>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    note: Option<String>,
-}
-
-fn invalid(msg: impl Into<String>) -> Error {
-    Error::InvalidArgument(msg.into())
-}
-
 pub fn run(args: RdArgs, quiet: bool) -> Result<(), Error> {
     let file = if args.merge.is_empty() { measure(&args, quiet)? } else { merge(&args)? };
-    write_outputs(&args.out, &file)?;
+    // Staged, printed, then put in place: a failed print leaves --out as it was.
+    let outputs = stage_outputs(&args.out, &file)?;
     if args.json {
-        println!("{}", serde_json::to_string(&file).expect("json"));
+        out!("{}", serde_json::to_string(&file).expect("json"))?;
     } else if !quiet {
-        print_table(&file, &args.out);
+        print_table(&file, &args.out)?;
     }
-    Ok(())
+    outputs.commit()
 }
 
 fn measure(args: &RdArgs, quiet: bool) -> Result<RdFile, Error> {
@@ -185,6 +100,7 @@ fn measure(args: &RdArgs, quiet: bool) -> Result<RdFile, Error> {
             return Err(invalid(format!("--settings {q} is outside {}'s qualities {}..100", c.name(), c.min_quality())));
         }
     }
+    check_bootstrap(args.bootstrap, "--bootstrap")?;
     let images = corpus(args)?;
     let shard = args.shard.as_deref().map(crate::shard::parse).transpose()?;
     if let Some((i, n)) = shard {
@@ -193,6 +109,7 @@ fn measure(args: &RdArgs, quiet: bool) -> Result<RdFile, Error> {
         }
     }
     let sampling = args.sampling.sampling(&args.network)?;
+    check_out_dir(&args.out, &images)?;
     let mut metric = Metric::new(args.network.metric_options(&args.common, sampling))?;
     let mut lpips = elpips::tune::open_guide(&metric, MetricKind::LpipsVgg)?;
     let load = LoadOptions { max_pixels: args.max_pixels, ..Default::default() };
@@ -303,9 +220,10 @@ fn seal(mut file: RdFile) -> RdFile {
     file
 }
 
-fn digest(file: &RdFile) -> String {
-    let unsealed = RdFile { digest: None, ..file.clone() };
-    elpips::integrity::sha256_hex(&serde_json::to_vec(&unsealed).expect("json"))
+/// Reads one `rd.json` ([`format::parse_part`] checks it).
+fn read_part(path: &Path) -> Result<RdFile, Error> {
+    let bytes = crate::check::manifest::read_input(path, MAX_RD_BYTES, "rd.json", "an rd.json this large was not written by `elpips rd`")?;
+    format::parse_part(&bytes, path)
 }
 
 /// The points of each image (in the order met), grouped by codec in settings order.
@@ -319,51 +237,6 @@ fn image_curves(file: &RdFile) -> Vec<ImageCurves> {
         out.last_mut().unwrap().1[c].push(RdPoint { rate: p.bpp, distance: p.distance, std_error: p.std_error });
     }
     out.into_iter().map(|(_, c)| c).collect()
-}
-
-/// The image indices a shard holds.
-fn shard_images(count: usize, shard: Option<Shard>) -> Vec<usize> {
-    (0..count).filter(|k| shard.is_none_or(|s| *k as u64 % s.count == s.index)).collect()
-}
-
-/// Reads one `rd.json` and checks what a merge relies on: format, digest, settings, and that its
-/// points are exactly its shard's images x codecs x settings, in order, with sane numbers.
-fn read_part(path: &Path) -> Result<RdFile, Error> {
-    let p = path.display();
-    let bytes = crate::check::manifest::read_input(path, MAX_RD_BYTES, "rd.json", "an rd.json this large was not written by `elpips rd`")?;
-    let f: RdFile = serde_json::from_slice(&bytes)
-        .map_err(|e| invalid(format!("{p}:{}: not an rd.json of `elpips rd`: {}", e.line(), crate::check::manifest::json_message(&e))))?;
-    if f.elpips_rd != RD_FORMAT {
-        return Err(invalid(format!("{p}: rd.json format {} is not {RD_FORMAT}; measure it again with this elpips", f.elpips_rd)));
-    }
-    if f.digest.as_deref() != Some(digest(&f).as_str()) {
-        return Err(invalid(format!("{p}: its digest does not match its contents: the file was truncated or edited; measure it again with `elpips rd`")));
-    }
-    let s = &f.settings;
-    if s.codecs.is_empty() || !s.codecs.contains(&s.anchor) || s.settings.len() < 2 || f.images.is_empty() {
-        return Err(invalid(format!("{p}: its settings name no codecs, no anchor among them, fewer than 2 settings or no images")));
-    }
-    if let Some(sh) = f.shard {
-        if sh.count == 0 || sh.index >= sh.count || sh.count > f.images.len() as u64 {
-            return Err(invalid(format!("{p}: shard {}/{} is out of range for {} images", sh.index, sh.count, f.images.len())));
-        }
-    }
-    let mut expected = Vec::new();
-    for k in shard_images(f.images.len(), f.shard) {
-        for c in &s.codecs {
-            for q in &s.settings {
-                expected.push((f.images[k].as_str(), c.as_str(), *q));
-            }
-        }
-    }
-    let got: Vec<(&str, &str, i32)> = f.points.iter().map(|p| (p.image.as_str(), p.codec.as_str(), p.setting)).collect();
-    if got != expected {
-        return Err(invalid(format!("{p}: its points are not its shard's images x codecs x settings in order: a point is missing, added or moved")));
-    }
-    if let Some(bad) = f.points.iter().find(|p| !(p.bpp > 0.0 && p.bpp.is_finite() && [p.distance, p.ci95, p.std_error, p.lpips_vgg].iter().all(|v| v.is_finite() && *v >= 0.0))) {
-        return Err(invalid(format!("{p}: point {} {} {} has a non-finite or negative number", bad.image, bad.codec, bad.setting)));
-    }
-    Ok(f)
 }
 
 fn merge(args: &RdArgs) -> Result<RdFile, Error> {
@@ -385,6 +258,7 @@ fn merge(args: &RdArgs) -> Result<RdFile, Error> {
         let s = f.shard.unwrap_or(Shard { index: 0, count: 1 });
         (path.as_path(), s.index, s.count)
     }))?;
+    check_out_dir(&args.out, &args.merge)?;
     // Back in image order: the points of image k are in the part of shard k % count.
     let index: BTreeMap<&str, usize> = first.images.iter().enumerate().map(|(k, n)| (n.as_str(), k)).collect();
     let mut points: Vec<Point> = parts.iter().flat_map(|(_, f)| f.points.iter().cloned()).collect();
@@ -404,8 +278,22 @@ fn merge(args: &RdArgs) -> Result<RdFile, Error> {
     Ok(seal(file))
 }
 
-fn write_outputs(dir: &Path, file: &RdFile) -> Result<(), Error> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::Io { path: dir.to_owned(), reason: format!("{e}; --out must be a folder that can be created") })?;
+/// Creates --out (once the run's arguments are known good) and checks that its files can be
+/// written and are none of the inputs, before anything is measured.
+fn check_out_dir(dir: &Path, inputs: &[PathBuf]) -> Result<(), Error> {
+    crate::output::output_dir("--out", dir)?;
+    let inputs: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
+    check_outputs(&[("--out", &dir.join("rd.json")), ("--out", &dir.join("rd.csv"))], &inputs)
+}
+
+/// The plot of image `k` in --out: named from its file name, cut to fit a file name.
+fn plot_name(k: usize, name: &str) -> String {
+    let stem = Path::new(name).file_stem().map_or("image".into(), |s| s.to_string_lossy().into_owned());
+    format!("rd-{k}-{}.svg", elpips::io::safe_name(&stem, 120).replace('.', "_"))
+}
+
+fn stage_outputs(dir: &Path, file: &RdFile) -> Result<Outputs, Error> {
+    let mut outputs = Outputs::default();
     let mut csv = csv::Writer::from_writer(Vec::new());
     let io = |e: csv::Error| Error::Io { path: dir.join("rd.csv"), reason: e.to_string() };
     csv.write_record(["image", "codec", "setting", "bytes", "bpp", "distance", "ci95", "std_error", "samples", "lpips_vgg"]).map_err(io)?;
@@ -425,8 +313,8 @@ fn write_outputs(dir: &Path, file: &RdFile) -> Result<(), Error> {
         csv.write_record(&row).map_err(io)?;
     }
     let csv = csv.into_inner().map_err(|e| Error::Io { path: dir.join("rd.csv"), reason: e.to_string() })?;
-    elpips::io::write_atomic(dir.join("rd.csv"), &csv)?;
-    elpips::io::write_atomic(dir.join("rd.json"), serde_json::to_string_pretty(file).expect("json").as_bytes())?;
+    outputs.add(dir.join("rd.csv"), &csv)?;
+    outputs.add(dir.join("rd.json"), serde_json::to_string_pretty(file).expect("json").as_bytes())?;
     let curves = |points: Vec<&Point>| -> Vec<plot::Curve> {
         file.settings
             .codecs
@@ -440,10 +328,8 @@ fn write_outputs(dir: &Path, file: &RdFile) -> Result<(), Error> {
     let metric = &file.settings.metric;
     for k in shard_images(file.images.len(), file.shard) {
         let name = &file.images[k];
-        let stem = Path::new(name).file_stem().map_or("image".into(), |s| s.to_string_lossy().into_owned());
-        let stem: String = stem.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
         let svg = plot::svg(name, metric, &curves(file.points.iter().filter(|p| p.image == *name).collect()));
-        elpips::io::write_atomic(dir.join(format!("rd-{k}-{stem}.svg")), svg.as_bytes())?;
+        outputs.add(dir.join(plot_name(k, name)), svg.as_bytes())?;
     }
     // The corpus curve: each setting's mean rate and mean distance over the images (its 95%
     // half-width from the images' own, as independent errors).
@@ -458,19 +344,19 @@ fn write_outputs(dir: &Path, file: &RdFile) -> Result<(), Error> {
         }
     }
     let title = format!("mean over {} images", n as usize);
-    elpips::io::write_atomic(dir.join("rd.svg"), plot::svg(&title, metric, &curves(mean_points.iter().collect())).as_bytes())?;
-    Ok(())
+    outputs.add(dir.join("rd.svg"), plot::svg(&title, metric, &curves(mean_points.iter().collect())).as_bytes())?;
+    Ok(outputs)
 }
 
-fn print_table(file: &RdFile, out: &Path) {
+fn print_table(file: &RdFile, out: &Path) -> Result<(), Error> {
     let images = file.points.iter().map(|p| p.image.as_str()).collect::<std::collections::BTreeSet<_>>().len();
-    println!("BD-rate at equal {} against {} over {images} images (negative: fewer bits):", file.settings.metric, file.settings.anchor);
+    out!("BD-rate at equal {} against {} over {images} images (negative: fewer bits):", file.settings.metric, file.settings.anchor)?;
     for (codec, r) in &file.bd_rate {
         match (r.percent, r.ci95) {
-            (Some(p), Some(ci)) => println!("  {codec:<5} {p:+7.2}% ± {ci:.2} (95%, {} images, {} bootstrap replicates)", r.images, r.replicates),
-            (Some(p), None) => println!("  {codec:<5} {p:+7.2}% ({} images, no interval)", r.images),
-            _ => println!("  {codec:<5} none: {}", r.note.as_deref().unwrap_or("no image has overlapping curves")),
+            (Some(p), Some(ci)) => out!("  {codec:<5} {p:+7.2}% ± {ci:.2} (95%, {} images, {} bootstrap replicates)", r.images, r.replicates)?,
+            (Some(p), None) => out!("  {codec:<5} {p:+7.2}% ({} images, no interval)", r.images)?,
+            _ => out!("  {codec:<5} none: {}", r.note.as_deref().unwrap_or("no image has overlapping curves"))?,
         }
     }
-    println!("wrote {}/rd.csv, rd.json and the plots (rd.svg, rd-*.svg)", out.display());
+    out!("wrote {}/rd.csv, rd.json and the plots (rd.svg, rd-*.svg)", crate::escape::line(&out.display().to_string()))
 }

@@ -4,6 +4,8 @@
 
 use std::fmt::Write;
 
+use crate::escape::markup;
+
 /// One codec's curve: `(bpp, distance, ci95)` per setting.
 pub struct Curve {
     pub label: String,
@@ -33,10 +35,6 @@ fn ticks(lo: f64, hi: f64) -> Vec<f64> {
     out
 }
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
-
 /// The figure, titled `title`, the distance axis named after `metric`.
 pub fn svg(title: &str, metric: &str, curves: &[Curve]) -> String {
     let all = curves.iter().flat_map(|c| &c.points);
@@ -59,7 +57,7 @@ pub fn svg(title: &str, metric: &str, curves: &[Curve]) -> String {
     let mut s = String::new();
     let _ = writeln!(s, r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">"#);
     let _ = writeln!(s, r#"<rect width="{W}" height="{H}" fill="white"/>"#);
-    let _ = writeln!(s, r#"<text x="{}" y="22" text-anchor="middle" font-size="14">{}</text>"#, W / 2.0, escape(title));
+    let _ = writeln!(s, r#"<text x="{}" y="22" text-anchor="middle" font-size="14">{}</text>"#, W / 2.0, markup(title));
     let (bx0, bx1, by0, by1) = (px(x0), px(x1), py(y0), py(y1));
     let _ = writeln!(s, r#"<rect x="{bx0:.1}" y="{by1:.1}" width="{:.1}" height="{:.1}" fill="none" stroke="black"/>"#, bx1 - bx0, by0 - by1);
     for t in ticks(x0, x1) {
@@ -70,7 +68,7 @@ pub fn svg(title: &str, metric: &str, curves: &[Curve]) -> String {
         let _ = writeln!(s, r##"<line x1="{bx0:.1}" y1="{0:.1}" x2="{bx1:.1}" y2="{0:.1}" stroke="#ddd"/><text x="{1:.1}" y="{2:.1}" text-anchor="end">{label}</text>"##, py(t), bx0 - 6.0, py(t) + 4.0);
     }
     let _ = writeln!(s, r#"<text x="{}" y="{}" text-anchor="middle">bits per pixel</text>"#, (bx0 + bx1) / 2.0, H - 12.0);
-    let _ = writeln!(s, r#"<text x="16" y="{0}" text-anchor="middle" transform="rotate(-90 16 {0})">{1} distance (95% band)</text>"#, (by0 + by1) / 2.0, escape(metric));
+    let _ = writeln!(s, r#"<text x="16" y="{0}" text-anchor="middle" transform="rotate(-90 16 {0})">{1} distance (95% band)</text>"#, (by0 + by1) / 2.0, markup(metric));
     for (k, c) in curves.iter().enumerate() {
         let colour = COLOURS[k % COLOURS.len()];
         let mut pts = c.points.clone();
@@ -84,7 +82,7 @@ pub fn svg(title: &str, metric: &str, curves: &[Curve]) -> String {
             let _ = writeln!(s, r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{colour}"/>"#, px(p.0), py(p.1));
         }
         let ly = by1 + 18.0 + 18.0 * k as f64;
-        let _ = writeln!(s, r#"<line x1="{0:.1}" y1="{ly:.1}" x2="{1:.1}" y2="{ly:.1}" stroke="{colour}" stroke-width="3"/><text x="{2:.1}" y="{3:.1}">{4}</text>"#, bx1 - 90.0, bx1 - 66.0, bx1 - 60.0, ly + 4.0, escape(&c.label));
+        let _ = writeln!(s, r#"<line x1="{0:.1}" y1="{ly:.1}" x2="{1:.1}" y2="{ly:.1}" stroke="{colour}" stroke-width="3"/><text x="{2:.1}" y="{3:.1}">{4}</text>"#, bx1 - 90.0, bx1 - 66.0, bx1 - 60.0, ly + 4.0, markup(&c.label));
     }
     s.push_str("</svg>\n");
     s

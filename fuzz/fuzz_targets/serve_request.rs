@@ -1,0 +1,7 @@
+//! Fuzzes `elpips serve`'s request lines; the body and its invariants are in `fuzz/harness.rs`.
+#![no_main]
+
+#[path = "../harness.rs"]
+mod harness;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::serve_request(data));
