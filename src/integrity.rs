@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::network::install::{remedy_for, Part};
 
 /// File name of the manifest that pins the models (in the model directory or its parent).
 pub const MANIFEST: &str = "manifest.json";
@@ -159,15 +160,16 @@ pub fn model_pins(dir: &Path) -> Result<Option<(PathBuf, serde_json::Value)>> {
 /// caller hands to ONNX Runtime, so the file checked is the file loaded).
 pub fn read_verified_model(path: &Path) -> Result<Vec<u8>> {
     check_local_path(path, "model path")?;
-    let not_found = |p: &Path| Error::Model(format!("{} not found; run `make setup` to build the models", p.display()));
+    let not_found = |p: &Path| Error::Model(format!("{} not found; {}", p.display(), remedy_for(p, Part::Models)));
     let bad = |p: &Path, why: String| Error::Model(format!("{}: {why}", p.display()));
     let bytes = read_regular_file(path, u64::MAX).map_err(|e| file_error(path, e, not_found, bad))?;
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let Some((manifest, json)) = model_pins(dir)? else {
         return Err(Error::Model(format!(
-            "no {MANIFEST} beside {} (nor in its parent) pins its sha256; models are only loaded with their manifest: run `make setup` (or `make install`), or add the model to your directory's manifest",
-            path.display()
+            "no {MANIFEST} beside {} (nor in its parent) pins its sha256; models are only loaded with their manifest: {}, or add the model to your directory's manifest",
+            path.display(),
+            remedy_for(path, Part::Models)
         )));
     };
     let pin = json.pointer("/models/files").and_then(|f| f.get(&name)).and_then(|e| e.get("sha256")).and_then(|s| s.as_str());
@@ -181,25 +183,27 @@ pub fn read_verified_model(path: &Path) -> Result<Vec<u8>> {
     let got = sha256_hex(&bytes);
     if !got.eq_ignore_ascii_case(pin) {
         return Err(Error::Model(format!(
-            "{} is corrupt or not the pinned model: sha256 {got}, {} pins {pin}; run `make setup` to rebuild it",
+            "{} is corrupt or not the pinned model: sha256 {got}, {} pins {pin}; {}",
             path.display(),
-            manifest.display()
+            manifest.display(),
+            remedy_for(path, Part::Models)
         )));
     }
     Ok(bytes)
 }
 
-/// Where the pin of a runtime library comes from, if anywhere: `onnxruntime.sha256` beside the
-/// library (what `make install` writes), else the checkout's manifest when the library lives in
-/// the checkout's `.cache/onnxruntime/lib` or `.cache/onnxruntime-gpu/lib` (what `make setup`
-/// and `make setup DEVICE=cuda` unpack).
-fn runtime_pin(real: &Path) -> Result<Option<(String, PathBuf)>> {
+/// Where the pin of a runtime library comes from, if anywhere: the installation's pin file
+/// (`pin_file`: the pip package keeps it away from the `onnxruntime` wheel's library), else
+/// `onnxruntime.sha256` beside the library (what `make install` writes), else the checkout's
+/// manifest when the library lives in the checkout's `.cache/onnxruntime/lib` or
+/// `.cache/onnxruntime-gpu/lib` (what `make setup` and `make setup DEVICE=cuda` unpack).
+fn runtime_pin(real: &Path, pin_file: Option<&Path>) -> Result<Option<(String, PathBuf)>> {
     let name = real.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let dir = real.parent().unwrap_or(Path::new("."));
-    let beside = dir.join(RUNTIME_PIN);
-    if beside.is_file() {
+    let beside = pin_file.map_or_else(|| dir.join(RUNTIME_PIN), Path::to_owned);
+    if beside.is_file() || pin_file.is_some() {
         let text = std::fs::read_to_string(&beside)
-            .map_err(|e| Error::Runtime(format!("cannot read {}: {e}; reinstall with `make install`", beside.display())))?;
+            .map_err(|e| Error::Runtime(format!("cannot read {}: {e}; {}", beside.display(), remedy_for(real, Part::Runtime))))?;
         for line in text.lines() {
             let mut words = line.split_whitespace();
             if let (Some(hash), Some(file)) = (words.next(), words.next()) {
@@ -208,9 +212,9 @@ fn runtime_pin(real: &Path) -> Result<Option<(String, PathBuf)>> {
                 }
             }
         }
-        return Err(Error::Runtime(format!("{} does not pin {name}; reinstall with `make install`", beside.display())));
+        return Err(Error::Runtime(format!("{} does not pin {name}; {}", beside.display(), remedy_for(real, Part::Runtime))));
     }
-    let checkout = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let checkout = crate::network::install::checkout();
     // The CPU runtime of `make setup` and the GPU runtime of `make setup DEVICE=cuda`.
     for (cache, files) in [(".cache/onnxruntime/lib", "/onnxruntime_library/files"), (".cache/onnxruntime-gpu/lib", "/cuda/library/files")] {
         if checkout.join(cache).canonicalize().ok().as_deref() != Some(dir) {
@@ -231,31 +235,31 @@ fn runtime_pin(real: &Path) -> Result<Option<(String, PathBuf)>> {
 }
 
 /// Checks the runtime library before it is loaded: a regular file, and equal to its pin when
-/// elpips installed it (`pinned_only`: a library the caller named explicitly, by path or
-/// `ORT_DYLIB_PATH`, and that has no pin beside it is the caller's choice and is not hashed).
-/// Returns whether it was verified against a pin.
-pub fn verify_runtime(path: &Path, caller_chosen: bool) -> Result<bool> {
+/// elpips installed it (`caller_chosen`: a library the caller named explicitly, by path or
+/// `ORT_DYLIB_PATH`, and that has no pin beside it is the caller's choice and is not hashed;
+/// `pin_file`: the installation's pin, wherever it is kept). Returns whether it was verified
+/// against a pin.
+pub fn verify_runtime(path: &Path, caller_chosen: bool, pin_file: Option<&Path>) -> Result<bool> {
     check_local_path(path, "runtime library path")?;
-    let not_found = |p: &Path| Error::Runtime(format!("library not found at {}; run `make setup` to fetch it", p.display()));
-    let bad = |p: &Path, why: String| Error::Runtime(format!("{}: {why}; it must be a libonnxruntime.so (run `make setup`)", p.display()));
+    let remedy = |p: &Path| remedy_for(p, Part::Runtime);
+    let not_found = |p: &Path| Error::Runtime(format!("library not found at {}; {}", p.display(), remedy(p)));
+    let bad = |p: &Path, why: String| Error::Runtime(format!("{}: {why}; it must be a libonnxruntime.so ({})", p.display(), remedy(p)));
     drop(open_regular(path).map_err(|e| file_error(path, e, not_found, bad))?);
     let real = path.canonicalize().map_err(|e| bad(path, e.to_string()))?;
-    let pin = runtime_pin(&real)?;
+    let pin = runtime_pin(&real, pin_file)?;
     let Some((pin, source)) = pin else {
         if caller_chosen {
             return Ok(false);
         }
-        return Err(Error::Runtime(format!(
-            "{} has no pinned sha256 ({RUNTIME_PIN} beside it); reinstall with `make install` or run `make setup`",
-            real.display()
-        )));
+        return Err(Error::Runtime(format!("{} has no pinned sha256 ({RUNTIME_PIN} beside it); {}", real.display(), remedy(path))));
     };
     let got = sha256_file(&real).map_err(|e| bad(&real, format!("cannot read it: {e}")))?;
     if !got.eq_ignore_ascii_case(&pin) {
         return Err(Error::Runtime(format!(
-            "{} is corrupt or not the pinned ONNX Runtime: sha256 {got}, {} pins {pin}; run `make setup` (or `make install`) again",
+            "{} is corrupt or not the pinned ONNX Runtime: sha256 {got}, {} pins {pin}; {}",
             real.display(),
-            source.display()
+            source.display(),
+            remedy(path)
         )));
     }
     Ok(true)
