@@ -7,13 +7,15 @@ use std::process::ExitCode;
 
 use clap::error::ErrorKind;
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
-use elpips::{CudnnSearch, Device, Error, Metric, MetricKind, MetricOptions, RuntimeOptions};
+use elpips::{CudnnSearch, Device, RuntimeOptions};
 
 mod check;
 mod codec;
 mod compare;
+mod completions;
 mod tune;
 mod heatmap;
+mod info;
 mod input;
 mod metric_args;
 mod rank;
@@ -54,16 +56,21 @@ enum Command {
     /// A metric server for external tuners: JSON lines on stdin, one answer per line on stdout.
     Serve(serve::ServeArgs),
     /// Show where the runtime and models are found, and whether they load.
-    Info(CommonArgs),
+    Info(info::InfoArgs),
+    /// Print a shell's completion script for elpips (bash, zsh, fish, elvish, powershell).
+    Completions(completions::CompletionsArgs),
+    /// Write the man pages (what `make install` installs).
+    #[command(hide = true)]
+    Man(completions::ManArgs),
 }
 
-#[derive(Args)]
+#[derive(Args, Default)]
 #[command(next_help_heading = "Runtime")]
 pub struct CommonArgs {
-    /// Path of libonnxruntime.so [default: $ORT_DYLIB_PATH, then the checkout's .cache set up by `make setup`].
+    /// Path of libonnxruntime.so [default: $ORT_DYLIB_PATH, then the installation's (<prefix>/lib), then the checkout's .cache set up by `make setup`].
     #[arg(long, value_name = "FILE")]
     pub runtime: Option<PathBuf>,
-    /// Directory with the .onnx models [default: $ELPIPS_MODEL_DIR, then the checkout's weights/models].
+    /// Directory with the .onnx models [default: $ELPIPS_MODEL_DIR, then the installation's (<prefix>/share/elpips/models), then the checkout's weights/models].
     #[arg(long, value_name = "DIR")]
     pub model_dir: Option<PathBuf>,
     /// ONNX Runtime threads (0: one per physical core).
@@ -83,6 +90,12 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             return match e.kind() {
+                // `--version` names the runtime, codecs and CUDA (it loads the runtime to ask its
+                // version); `-V` stays the one cheap line.
+                ErrorKind::DisplayVersion if std::env::args_os().any(|a| a == "--version") => {
+                    print!("{}", info::long_version());
+                    ExitCode::SUCCESS
+                }
                 ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
                     let _ = e.print();
                     ExitCode::SUCCESS
@@ -108,7 +121,9 @@ fn main() -> ExitCode {
         Command::Rank(args) => rank::run(args).map(|()| ExitCode::SUCCESS),
         Command::Rd(args) => rd::run(args, cli.quiet).map(|()| ExitCode::SUCCESS),
         Command::Serve(args) => serve::run(args).map(|()| ExitCode::SUCCESS),
-        Command::Info(args) => info(args).map(|()| ExitCode::SUCCESS),
+        Command::Info(args) => info::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Completions(args) => completions::completions(args).map(|()| ExitCode::SUCCESS),
+        Command::Man(args) => completions::man(args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
@@ -174,57 +189,10 @@ pub fn runtime_options(common: &CommonArgs) -> RuntimeOptions {
     }
 }
 
-fn info(args: CommonArgs) -> Result<(), Error> {
-    let (lib, origin) = elpips::network::runtime::locate_library(args.runtime.as_deref());
-    println!("runtime: {} (from {origin})", lib.display());
-    let dir = elpips::network::models::model_dir(args.model_dir.as_deref());
-    println!("models:  {}", dir.display());
-    let runtime = runtime_options(&args);
-    println!("threads: {} (one per physical core unless --threads)", runtime.threads_used());
-    use elpips::network::runtime as rt;
-    let provider = match rt::cuda_provider_offered(args.runtime.as_deref()) {
-        Ok(true) => "CUDAExecutionProvider offered (onnxruntime-gpu), CPUExecutionProvider behind it".to_owned(),
-        Ok(false) if cfg!(feature = "cuda") => {
-            format!("CPUExecutionProvider only: this runtime has no CUDA provider (run `{}` for one)", rt::CUDA_SETUP_COMMAND)
-        }
-        Ok(false) => "CPUExecutionProvider only: this build has no CUDA support (cargo feature `cuda`)".to_owned(),
-        Err(e) => format!("unknown ({e})"),
-    };
-    println!("provider: {provider}");
-    if cfg!(feature = "cuda") {
-        match rt::gpu() {
-            Ok(name) => println!("gpu:     {name}"),
-            Err(why) => println!("gpu:     none ({why})"),
-        }
-        if rt::cuda_provider_offered(args.runtime.as_deref()).unwrap_or(false) {
-            println!("cuda libraries (ELPIPS_CUDA_LIBS, then cuda_libs.path and the runtime's folder, then the system's loader):");
-            for (name, path, origin) in rt::cuda_libraries(args.runtime.as_deref()) {
-                match path {
-                    Some(p) => println!("  {name:<40} {} (from {origin})", p.display()),
-                    None => println!("  {name:<40} not found beside the runtime (left to {origin})"),
-                }
-            }
-        }
-    }
-    println!("cuda:    {}", if rt::cuda_available(args.runtime.as_deref()).unwrap_or(false) { "available" } else { "not available" });
-    let mut failed = None;
-    for kind in MetricKind::ALL {
-        let opts = MetricOptions { metric: kind, model_dir: args.model_dir.clone(), runtime: runtime_options(&args), ..Default::default() };
-        match Metric::new(opts) {
-            Ok(m) => println!("  {:<11} ok (device {})", kind.name(), m.device()),
-            Err(e) => {
-                println!("  {:<11} {e}", kind.name());
-                failed.get_or_insert(e);
-            }
-        }
-    }
-    failed.map_or(Ok(()), Err)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use elpips::{Encoding, Precision, SamplerKind, ToneCurve};
+    use elpips::{Encoding, MetricKind, Precision, SamplerKind, ToneCurve};
 
     #[test]
     fn the_command_line_is_well_formed() {
