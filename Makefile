@@ -43,7 +43,7 @@ NO_ENV      := env -u ORT_DYLIB_PATH -u ELPIPS_MODEL_DIR -u LD_LIBRARY_PATH
 PYENV       := .cache/pyenv
 C_TESTS     := $(basename $(notdir $(wildcard tests/c/test_*.c)))
 
-.PHONY: gpu-check gpu-parts test-report deps test-weights fuzz test-tsan bench-integrity setup build demo test test-rust test-c test-examples test-python test-plugins test-e2e test-long test-no-codecs bench bench-venv bench-tune attack interpolate header install install-test clean-cache
+.PHONY: test-install gpu-check gpu-parts test-report deps test-weights fuzz test-tsan bench-integrity setup build demo test test-rust test-c test-examples test-python test-plugins test-e2e test-long test-no-codecs bench bench-venv bench-tune attack interpolate header install install-test clean-cache
 
 deps:
 	@packaging/deps.sh
@@ -73,6 +73,7 @@ test: deps setup
 	$(MAKE) test-weights
 	$(MAKE) test-rust
 	$(MAKE) test-c
+	$(MAKE) test-install
 	$(MAKE) test-examples
 	$(MAKE) test-python
 	$(MAKE) test-plugins
@@ -98,21 +99,37 @@ test-weights: setup
 header:
 	ELPIPS_WRITE_HEADER=1 $(CARGO) test --release --test header
 
-# Installs the C library, headers, runtime, models, pkg-config file and CMake package:
+# Installs the command, the C library, headers, runtime, models, pkg-config file and CMake package:
+#   bin/elpips (finds this prefix's runtime and models from its own location: a removed or moved
+#   checkout changes nothing, and the whole prefix may be moved),
 #   lib/libelpips.so.$(VERSION) (+ .so.$(MAJOR), .so links), lib/libelpips.a,
 #   lib/libonnxruntime.so.$(ORT_VERSION) (+ .so.1; found through libelpips' RUNPATH $$ORIGIN),
 #   lib/onnxruntime.sha256 (its pin from weights/manifest.json, checked when libelpips loads it),
 #   include/elpips.h, include/elpips.hpp, include/elpips_gtest.hpp (GoogleTest assertions), share/elpips/models/*.onnx (+ manifest, README),
 #   lib/pkgconfig/elpips.pc, lib/cmake/elpips/elpips{Config,ConfigVersion}.cmake
-#   (+ ElpipsImageTest.cmake: elpips_add_image_test, included by find_package(elpips))
+#   (+ ElpipsImageTest.cmake: elpips_add_image_test, included by find_package(elpips)),
+#   share/man/man1/elpips*.1, completions for bash, zsh and fish (share/bash-completion/completions/elpips,
+#   share/zsh/site-functions/_elpips, share/fish/vendor_completions.d/elpips.fish), and the licences
+#   of elpips, ONNX Runtime and the weights in share/licenses/elpips
 # After `make setup DEVICE=cuda` the GPU runtime is installed instead, with the CUDA libraries and
 # their licences beside it (GPU_RUNTIME=no keeps the CPU one; the test prefix does).
 GPU_RUNTIME ?= $(if $(wildcard $(GPU_LIB)/libonnxruntime.so.$(ORT_VERSION)),yes,no)
 RT_DIR  = $(if $(filter yes,$(GPU_RUNTIME)),$(GPU_LIB),.cache/onnxruntime/lib)
 RT_PIN  = $(if $(filter yes,$(GPU_RUNTIME)),["cuda"]["library"],["onnxruntime_library"])
+SHARE = $(DESTDIR)$(PREFIX)/share
 install: build
 	install -d $(LIBDIR)/pkgconfig $(LIBDIR)/cmake/elpips $(DESTDIR)$(PREFIX)/include \
-	  $(DESTDIR)$(PREFIX)/share/elpips/models
+	  $(SHARE)/elpips/models $(DESTDIR)$(PREFIX)/bin $(SHARE)/man/man1 $(SHARE)/bash-completion/completions \
+	  $(SHARE)/zsh/site-functions $(SHARE)/fish/vendor_completions.d $(SHARE)/licenses/elpips
+	install -m 755 $(BIN) $(DESTDIR)$(PREFIX)/bin/elpips
+	$(BIN) completions bash > $(SHARE)/bash-completion/completions/elpips
+	$(BIN) completions zsh > $(SHARE)/zsh/site-functions/_elpips
+	$(BIN) completions fish > $(SHARE)/fish/vendor_completions.d/elpips.fish
+	$(BIN) man --out $(SHARE)/man/man1
+	install -m 644 LICENSE $(SHARE)/licenses/elpips/LICENSE
+	install -m 644 $(RT_DIR)/LICENSE-*.txt $(wildcard $(RT_DIR)/ThirdPartyNotices-*.txt) $(SHARE)/licenses/elpips/
+	install -m 644 $(UP)/elpips/elpips/LICENSE $(SHARE)/licenses/elpips/LICENSE-elpips-weights.txt
+	install -m 644 $(UP)/lpips/LICENSE $(SHARE)/licenses/elpips/LICENSE-lpips-weights.txt
 	install -m 755 target/release/libelpips.so $(LIBDIR)/libelpips.so.$(VERSION)
 	ln -sf libelpips.so.$(VERSION) $(LIBDIR)/libelpips.so.$(MAJOR)
 	ln -sf libelpips.so.$(MAJOR) $(LIBDIR)/libelpips.so
@@ -140,6 +157,19 @@ install: build
 install-test: build
 	rm -rf $(TEST_PREFIX)
 	$(MAKE) --no-print-directory install PREFIX=$(TEST_PREFIX) GPU_RUNTIME=no >/dev/null
+
+# An installed elpips works alone: the test prefix, moved to another folder (hard links), run with
+# the checkout's runtime, models and build hidden (tests/install/hide_checkout.sh) and no
+# ORT_DYLIB_PATH or ELPIPS_MODEL_DIR: its command, C library, completions, man pages, licences,
+# and what a damaged one says (tests/install/check_prefix.py).
+test-install: install-test
+	@d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && \
+	  { cp -al $(TEST_PREFIX) $$d/moved 2>/dev/null || cp -a $(TEST_PREFIX) $$d/moved; } && \
+	  cp $(UP)/lpips/imgs/ex_ref.png $(UP)/lpips/imgs/ex_p0.png $$d/ && \
+	  want=$$($(BIN) compare $$d/ex_ref.png $$d/ex_p0.png --metric lpips-alex --threads 1 --json | \
+	    $(PYTHON) -c 'import json, sys; print(repr(json.load(sys.stdin)["distance"]))') && \
+	  tests/install/hide_checkout.sh $(PYTHON) tests/install/check_prefix.py --prefix $$d/moved --images $$d \
+	    --expect $$want --c-example examples/c/compare.c
 
 # The C test programs (one per API area), built against the installed package with pkg-config.
 # All run under AddressSanitizer + UndefinedBehaviorSanitizer + LeakSanitizer (any leak fails,
@@ -184,7 +214,7 @@ test-examples: install-test
 	cp $(TEST_PREFIX)/lib/libonnxruntime.so.$(ORT_VERSION) $(TEST_PREFIX)/lib/onnxruntime.sha256 $(CBUILD)/prefix2/lib/
 	ln -s libonnxruntime.so.$(ORT_VERSION) $(CBUILD)/prefix2/lib/libonnxruntime.so.1
 	! $(NO_ENV) LD_LIBRARY_PATH=$(CBUILD)/prefix2/lib $(CBUILD)/compare_c 2>$(CBUILD)/prefix2.err
-	grep -q "prefix2/lib/../share/elpips/models/elpips-vgg.onnx not found" $(CBUILD)/prefix2.err
+	grep -q "prefix2/share/elpips/models/elpips-vgg.onnx not found; the installation at .*prefix2 is incomplete" $(CBUILD)/prefix2.err
 	rm -rf $(CBUILD)/prefix2
 	@echo "== the README's C install commands, as written (prefix outside the loader's path)"
 	$(NO_ENV) $(PYTHON) tests/c/readme_commands.py README.md
