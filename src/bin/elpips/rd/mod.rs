@@ -49,7 +49,8 @@ pub struct RdArgs {
     network: NetworkArgs,
     #[command(flatten)]
     sampling: SamplingArgs,
-    /// Measure only shard I of N of the images (images I, I+N, ...); merge the parts with --merge.
+    /// Measure only shard I of N of the images (images I, I+N, ...), or the one the CI engine
+    /// assigns (`auto`, as `check --shard auto`); merge the parts with --merge.
     #[arg(long, value_name = "I/N", conflicts_with = "merge", help_heading = "Input")]
     shard: Option<String>,
     /// Merge the rd.json files of a sharded run (every shard once) instead of measuring.
@@ -183,7 +184,7 @@ fn measure(args: &RdArgs, quiet: bool) -> Result<RdFile, Error> {
         }
     }
     let images = corpus(args)?;
-    let shard = args.shard.as_deref().map(crate::shard::parse).transpose()?;
+    let shard = args.shard.as_deref().map(crate::shard::resolve).transpose()?.flatten();
     if let Some((i, n)) = shard {
         if n > images.len() {
             return Err(invalid(format!("--shard {i}/{n}: the run has only {} images; use at most {} shards", images.len(), images.len())));
