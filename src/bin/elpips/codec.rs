@@ -22,11 +22,52 @@ extern "C" {
         height: u32,
         channels: u32,
         quality: c_int,
+        effort: c_int,
         out: *mut CodecOutput,
         err: *mut c_char,
         err_len: usize,
     ) -> c_int;
     fn elpips_codec_output_free(out: *mut CodecOutput);
+}
+
+/// The encoders' own speed settings (`--avif-speed`, `--webp-method`, `--jxl-effort`), given to
+/// every encode of `tune` and `rd`. The defaults are the values the shims always used (those of
+/// avifenc, cwebp and cjxl), so results change only when one is asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::Args, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Effort {
+    /// AVIF encoder speed: 0 (slowest, smallest files) to 10 (fastest), as avifenc -s.
+    #[arg(long, value_name = "S", default_value_t = 6, value_parser = clap::value_parser!(i32).range(0..=10), allow_negative_numbers = true, help_heading = "Encoder")]
+    pub avif_speed: i32,
+    /// WebP compression method: 0 (fastest) to 6 (slowest, smallest files), as cwebp -m.
+    #[arg(long, value_name = "M", default_value_t = 4, value_parser = clap::value_parser!(i32).range(0..=6), allow_negative_numbers = true, help_heading = "Encoder")]
+    pub webp_method: i32,
+    /// JPEG XL encoder effort: 1 (fastest) to 9 (slowest, smallest files), as cjxl -e.
+    #[arg(long, value_name = "E", default_value_t = 7, value_parser = clap::value_parser!(i32).range(1..=9), allow_negative_numbers = true, help_heading = "Encoder")]
+    pub jxl_effort: i32,
+}
+
+impl Default for Effort {
+    fn default() -> Self {
+        Effort { avif_speed: 6, webp_method: 4, jxl_effort: 7 }
+    }
+}
+
+impl Effort {
+    /// Whether every setting is its default (what files written before they could be set used).
+    pub fn is_default(&self) -> bool {
+        *self == Effort::default()
+    }
+
+    /// The setting `codec` takes (the shim's ELPIPS_CODEC_EFFORT_DEFAULT, -1, for JPEG: it has none).
+    fn of(self, codec: Codec) -> c_int {
+        match codec {
+            Codec::Jpeg => -1,
+            Codec::Webp => self.webp_method,
+            Codec::Avif => self.avif_speed,
+            Codec::Jxl => self.jxl_effort,
+        }
+    }
 }
 
 /// The encoders `elpips tune` can drive (`--codec`). Settings are qualities 0..100 (higher =
@@ -88,9 +129,9 @@ impl Codec {
         )))
     }
 
-    /// Encodes packed RGB8 (`channels` 3) or RGBA8 (4) at `quality`; returns the file and the
-    /// file decoded back to packed RGB8.
-    pub fn encode(self, pixels: &[u8], width: u32, height: u32, channels: u32, quality: i32) -> Result<(Vec<u8>, Vec<u8>), Error> {
+    /// Encodes packed RGB8 (`channels` 3) or RGBA8 (4) at `quality` and the codec's `effort`;
+    /// returns the file and the file decoded back to packed RGB8.
+    pub fn encode(self, pixels: &[u8], width: u32, height: u32, channels: u32, quality: i32, effort: Effort) -> Result<(Vec<u8>, Vec<u8>), Error> {
         self.require()?;
         let need = width as usize * height as usize * channels as usize;
         if pixels.len() != need || !(channels == 3 || channels == 4) {
@@ -105,7 +146,7 @@ impl Codec {
         // SAFETY: `pixels` holds width * height * channels bytes (checked above); `out` and
         // `err` are writable and `err`'s length is passed.
         let rc = unsafe {
-            elpips_codec_encode(self as c_int, pixels.as_ptr(), width, height, channels, quality, &mut out, err.as_mut_ptr(), err.len())
+            elpips_codec_encode(self as c_int, pixels.as_ptr(), width, height, channels, quality, effort.of(self), &mut out, err.as_mut_ptr(), err.len())
         };
         if rc != 0 {
             // SAFETY: the shim NUL-terminates `err` within its length.

@@ -15,7 +15,7 @@ use clap::Args;
 use elpips::{Error, Image, LoadOptions, Metric, MetricKind};
 use serde::{Deserialize, Serialize};
 
-use crate::codec::Codec;
+use crate::codec::{Codec, Effort};
 use crate::metric_args::{NetworkArgs, SamplingArgs};
 use crate::CommonArgs;
 use bd::{corpus_bd_rate, ImageCurves, RdPoint};
@@ -45,6 +45,9 @@ pub struct RdArgs {
     /// Bootstrap replicates of the BD-rate intervals.
     #[arg(long, value_name = "B", default_value_t = 1000)]
     bootstrap: u32,
+    /// The encoders' speed settings (their defaults unless asked).
+    #[command(flatten)]
+    effort: Effort,
     #[command(flatten)]
     network: NetworkArgs,
     #[command(flatten)]
@@ -105,6 +108,10 @@ struct RdSettings {
     anchor: String,
     bootstrap: u32,
     codecs: Vec<String>,
+    /// The encoders' speed settings; absent when all are the defaults (as in every file written
+    /// before they could be set, which therefore still read and merge).
+    #[serde(default, skip_serializing_if = "Effort::is_default")]
+    encoder: Effort,
     metric: String,
     sampler: String,
     sampling: String,
@@ -213,7 +220,7 @@ fn measure(args: &RdArgs, quiet: bool) -> Result<RdFile, Error> {
         let mut sizes = Vec::new();
         for &codec in codecs {
             for &q in &settings {
-                let (file, rgb) = codec.encode(&pixels, w, h, channels, q)?;
+                let (file, rgb) = codec.encode(&pixels, w, h, channels, q, args.effort)?;
                 let image = Image::from_rgb8(w, h, &rgb)?;
                 sizes.push((codec, q, file.len() as u64, lpips.compare_reference(&prepared, &image)?.distance));
                 decoded.push(image);
@@ -244,6 +251,7 @@ fn measure(args: &RdArgs, quiet: bool) -> Result<RdFile, Error> {
         anchor: anchor.name(),
         bootstrap: args.bootstrap,
         codecs: codecs.iter().map(|c| c.name()).collect(),
+        encoder: args.effort,
         metric: args.network.metric.name().to_owned(),
         sampler: args.network.sampler().name().to_owned(),
         sampling: format!("{sampling:?}"),
