@@ -43,7 +43,7 @@ NO_ENV      := env -u ORT_DYLIB_PATH -u ELPIPS_MODEL_DIR -u LD_LIBRARY_PATH
 PYENV       := .cache/pyenv
 C_TESTS     := $(basename $(notdir $(wildcard tests/c/test_*.c)))
 
-.PHONY: test-install gpu-check gpu-parts test-report deps test-weights fuzz test-tsan bench-integrity setup build demo test test-rust test-c test-examples test-python test-plugins test-e2e test-long test-no-codecs bench bench-venv bench-tune attack interpolate header install install-test clean-cache
+.PHONY: test-install test-pip test-pip-models gpu-check gpu-parts test-report deps test-weights fuzz test-tsan bench-integrity setup build demo test test-rust test-c test-examples test-python test-plugins test-e2e test-long test-no-codecs bench bench-venv bench-tune attack interpolate header install install-test clean-cache
 
 deps:
 	@packaging/deps.sh
@@ -74,14 +74,17 @@ test: deps setup
 	$(MAKE) test-rust
 	$(MAKE) test-c
 	$(MAKE) test-install
+	$(MAKE) test-pip
 	$(MAKE) test-examples
 	$(MAKE) test-python
 	$(MAKE) test-plugins
 	$(MAKE) test-e2e
 	$(MAKE) test-report
 
-# The HTML report of `elpips check --report` in headless Chromium (`make deps` installs it): every
-# row and image must be in the rendered DOM. Saves docs/img/report.png with REPORT_SCREENSHOT=1.
+# The HTML report of `elpips check --report` and the SVG plots of `elpips rd` in headless Chromium
+# (`make deps` installs it), driven over the DevTools protocol: every row and image there and
+# decoded, no request off the machine, no script or console error (tests/report/browser_test.py).
+# Saves docs/img/report.png with REPORT_SCREENSHOT=1.
 test-report: build
 	$(PYTHON) tests/report/browser_test.py --elpips $(BIN) --images .cache/upstream/lpips/imgs $(if $(REPORT_SCREENSHOT),--screenshot docs/img/report.png)
 
@@ -171,6 +174,35 @@ test-install: install-test
 	  tests/install/hide_checkout.sh $(PYTHON) tests/install/check_prefix.py --prefix $$d/moved --images $$d \
 	    --expect $$want --c-example examples/c/compare.c
 
+# The pip package, installed into a fresh venv as a user would (`pip install ./bindings/python`:
+# setuptools-rust builds the crate with cargo into the checkout's target/, so after `make build`
+# it only copies), with the model cache filled from weights/models beforehand as a CI job restores
+# it: its command and library run on the onnxruntime wheel's runtime with the checkout hidden
+# (tests/install/check_pip.py). Building the models into an empty cache (`python -m elpips setup`,
+# ~4 min and the upstream downloads) is `make test-pip-models`, in make test-long.
+test-pip: build
+	@d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && \
+	  $(PYTHON) -m venv $$d/venv && $$d/venv/bin/pip install -q ./bindings/python && \
+	  rm -rf bindings/python/build bindings/python/src/elpips.egg-info && \
+	  mkdir -p $$d/cache/$(VERSION)/models && cp -l weights/models/*.onnx $$d/cache/$(VERSION)/models/ && \
+	  cp weights/manifest.json $$d/cache/$(VERSION)/models/ && \
+	  cp $(UP)/lpips/imgs/ex_ref.png $(UP)/lpips/imgs/ex_p0.png $$d/ && \
+	  want=$$($(BIN) compare $$d/ex_ref.png $$d/ex_p0.png --metric lpips-alex --threads 1 --json | \
+	    $(PYTHON) -c 'import json, sys; print(repr(json.load(sys.stdin)["distance"]))') && \
+	  tests/install/hide_checkout.sh env ELPIPS_CACHE_DIR=$$d/cache $$d/venv/bin/python tests/install/check_pip.py \
+	    --images $$d --expect $$want
+
+# `python -m elpips setup` into an empty cache: the models built from their pinned sources
+# (ELPIPS_UPSTREAM_DIR, or GitHub) equal the checkout's, file for file.
+test-pip-models: build
+	@d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && \
+	  $(PYTHON) -m venv $$d/venv && $$d/venv/bin/pip install -q ./bindings/python && \
+	  rm -rf bindings/python/build bindings/python/src/elpips.egg-info && \
+	  ELPIPS_CACHE_DIR=$$d/cache $$d/venv/bin/python -m elpips setup && \
+	  cmp weights/manifest.json $$d/cache/$(VERSION)/models/manifest.json && \
+	  for f in weights/models/*.onnx; do cmp $$f $$d/cache/$(VERSION)/models/$${f##*/} || exit 1; done && \
+	  test ! -e $$d/cache/$(VERSION)/build && echo "test-pip-models: python -m elpips setup built the checkout's models"
+
 # The C test programs (one per API area), built against the installed package with pkg-config.
 # All run under AddressSanitizer + UndefinedBehaviorSanitizer + LeakSanitizer (any leak fails,
 # libelpips' allocations included). Valgrind also checks the library's own code, which the
@@ -259,6 +291,7 @@ test-e2e: build $(E2E_VENV)/.installed
 
 test-long: setup
 	$(CARGO) test --release -- --include-ignored
+	$(MAKE) test-pip-models
 	$(MAKE) fuzz
 	$(MAKE) test-tsan
 	$(MAKE) test-no-codecs
