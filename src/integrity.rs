@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::network::install::{remedy_for, Part};
 
 /// File name of the manifest that pins the models (in the model directory or its parent).
 pub const MANIFEST: &str = "manifest.json";
@@ -156,11 +155,16 @@ pub fn model_pins(dir: &Path) -> Result<Option<(PathBuf, serde_json::Value)>> {
     Ok(None)
 }
 
+/// What to do about a missing or damaged file at a path: the caller's (which knows the layout the
+/// path belongs to; `crate::network::install::remedy_for`), so that this layer stays below it.
+pub type Remedy<'a> = &'a dyn Fn(&Path) -> String;
+
 /// Reads a model file and checks it against its manifest pin; returns its bytes (which the
-/// caller hands to ONNX Runtime, so the file checked is the file loaded).
-pub fn read_verified_model(path: &Path) -> Result<Vec<u8>> {
+/// caller hands to ONNX Runtime, so the file checked is the file loaded). `remedy` ends the
+/// messages of a missing, unpinned-folder or corrupt model.
+pub fn read_verified_model(path: &Path, remedy: Remedy) -> Result<Vec<u8>> {
     check_local_path(path, "model path")?;
-    let not_found = |p: &Path| Error::Model(format!("{} not found; {}", p.display(), remedy_for(p, Part::Models)));
+    let not_found = |p: &Path| Error::Model(format!("{} not found; {}", p.display(), remedy(p)));
     let bad = |p: &Path, why: String| Error::Model(format!("{}: {why}", p.display()));
     let bytes = read_regular_file(path, u64::MAX).map_err(|e| file_error(path, e, not_found, bad))?;
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -169,7 +173,7 @@ pub fn read_verified_model(path: &Path) -> Result<Vec<u8>> {
         return Err(Error::Model(format!(
             "no {MANIFEST} beside {} (nor in its parent) pins its sha256; models are only loaded with their manifest: {}, or add the model to your directory's manifest",
             path.display(),
-            remedy_for(path, Part::Models)
+            remedy(path)
         )));
     };
     let pin = json.pointer("/models/files").and_then(|f| f.get(&name)).and_then(|e| e.get("sha256")).and_then(|s| s.as_str());
@@ -186,7 +190,7 @@ pub fn read_verified_model(path: &Path) -> Result<Vec<u8>> {
             "{} is corrupt or not the pinned model: sha256 {got}, {} pins {pin}; {}",
             path.display(),
             manifest.display(),
-            remedy_for(path, Part::Models)
+            remedy(path)
         )));
     }
     Ok(bytes)
@@ -197,13 +201,13 @@ pub fn read_verified_model(path: &Path) -> Result<Vec<u8>> {
 /// `onnxruntime.sha256` beside the library (what `make install` writes), else the checkout's
 /// manifest when the library lives in the checkout's `.cache/onnxruntime/lib` or
 /// `.cache/onnxruntime-gpu/lib` (what `make setup` and `make setup DEVICE=cuda` unpack).
-fn runtime_pin(real: &Path, pin_file: Option<&Path>) -> Result<Option<(String, PathBuf)>> {
+fn runtime_pin(real: &Path, pin_file: Option<&Path>, remedy: Remedy) -> Result<Option<(String, PathBuf)>> {
     let name = real.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let dir = real.parent().unwrap_or(Path::new("."));
     let beside = pin_file.map_or_else(|| dir.join(RUNTIME_PIN), Path::to_owned);
     if beside.is_file() || pin_file.is_some() {
         let text = std::fs::read_to_string(&beside)
-            .map_err(|e| Error::Runtime(format!("cannot read {}: {e}; {}", beside.display(), remedy_for(real, Part::Runtime))))?;
+            .map_err(|e| Error::Runtime(format!("cannot read {}: {e}; {}", beside.display(), remedy(real))))?;
         for line in text.lines() {
             let mut words = line.split_whitespace();
             if let (Some(hash), Some(file)) = (words.next(), words.next()) {
@@ -212,9 +216,9 @@ fn runtime_pin(real: &Path, pin_file: Option<&Path>) -> Result<Option<(String, P
                 }
             }
         }
-        return Err(Error::Runtime(format!("{} does not pin {name}; {}", beside.display(), remedy_for(real, Part::Runtime))));
+        return Err(Error::Runtime(format!("{} does not pin {name}; {}", beside.display(), remedy(real))));
     }
-    let checkout = crate::network::install::checkout();
+    let checkout = Path::new(env!("CARGO_MANIFEST_DIR"));
     // The CPU runtime of `make setup` and the GPU runtime of `make setup DEVICE=cuda`.
     for (cache, files) in [(".cache/onnxruntime/lib", "/onnxruntime_library/files"), (".cache/onnxruntime-gpu/lib", "/cuda/library/files")] {
         if checkout.join(cache).canonicalize().ok().as_deref() != Some(dir) {
@@ -237,16 +241,15 @@ fn runtime_pin(real: &Path, pin_file: Option<&Path>) -> Result<Option<(String, P
 /// Checks the runtime library before it is loaded: a regular file, and equal to its pin when
 /// elpips installed it (`caller_chosen`: a library the caller named explicitly, by path or
 /// `ORT_DYLIB_PATH`, and that has no pin beside it is the caller's choice and is not hashed;
-/// `pin_file`: the installation's pin, wherever it is kept). Returns whether it was verified
-/// against a pin.
-pub fn verify_runtime(path: &Path, caller_chosen: bool, pin_file: Option<&Path>) -> Result<bool> {
+/// `pin_file`: the installation's pin, wherever it is kept; `remedy` ends the messages). Returns
+/// whether it was verified against a pin.
+pub fn verify_runtime(path: &Path, caller_chosen: bool, pin_file: Option<&Path>, remedy: Remedy) -> Result<bool> {
     check_local_path(path, "runtime library path")?;
-    let remedy = |p: &Path| remedy_for(p, Part::Runtime);
     let not_found = |p: &Path| Error::Runtime(format!("library not found at {}; {}", p.display(), remedy(p)));
     let bad = |p: &Path, why: String| Error::Runtime(format!("{}: {why}; it must be a libonnxruntime.so ({})", p.display(), remedy(p)));
     drop(open_regular(path).map_err(|e| file_error(path, e, not_found, bad))?);
     let real = path.canonicalize().map_err(|e| bad(path, e.to_string()))?;
-    let pin = runtime_pin(&real, pin_file)?;
+    let pin = runtime_pin(&real, pin_file, remedy)?;
     let Some((pin, source)) = pin else {
         if caller_chosen {
             return Ok(false);
@@ -308,17 +311,20 @@ mod tests {
         dir
     }
 
+    /// The caller's remedy, which ends the messages.
+    const REMEDY: Remedy = &|_| "what to do".to_owned();
+
     #[test]
     fn models_must_match_their_pin() {
         let dir = model_dir_with("m.onnx", b"model bytes", &sha256_hex(b"model bytes"));
-        assert_eq!(read_verified_model(&dir.path().join("m.onnx")).unwrap(), b"model bytes");
+        assert_eq!(read_verified_model(&dir.path().join("m.onnx"), REMEDY).unwrap(), b"model bytes");
         let dir = model_dir_with("m.onnx", b"model bytes, corrupted", &sha256_hex(b"model bytes"));
-        let e = read_verified_model(&dir.path().join("m.onnx")).unwrap_err();
-        assert!(e.to_string().contains("corrupt or not the pinned model") && e.to_string().contains("make setup"), "{e}");
-        let e = read_verified_model(&dir.path().join("other.onnx")).unwrap_err();
-        assert!(e.to_string().contains("not found"), "{e}");
+        let e = read_verified_model(&dir.path().join("m.onnx"), REMEDY).unwrap_err();
+        assert!(e.to_string().contains("corrupt or not the pinned model") && e.to_string().ends_with("; what to do"), "{e}");
+        let e = read_verified_model(&dir.path().join("other.onnx"), REMEDY).unwrap_err();
+        assert!(e.to_string().contains("not found; what to do"), "{e}");
         std::fs::write(dir.path().join("other.onnx"), b"x").unwrap();
-        let e = read_verified_model(&dir.path().join("other.onnx")).unwrap_err();
+        let e = read_verified_model(&dir.path().join("other.onnx"), REMEDY).unwrap_err();
         assert!(e.to_string().contains("is not pinned"), "{e}");
     }
 
@@ -326,13 +332,13 @@ mod tests {
     fn directories_fifos_and_devices_are_not_models() {
         let dir = model_dir_with("m.onnx", b"x", &sha256_hex(b"x"));
         std::fs::create_dir(dir.path().join("d.onnx")).unwrap();
-        let e = read_verified_model(&dir.path().join("d.onnx")).unwrap_err();
+        let e = read_verified_model(&dir.path().join("d.onnx"), REMEDY).unwrap_err();
         assert!(e.to_string().contains("a directory, not a file"), "{e}");
         let fifo = dir.path().join("f.onnx");
         assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
-        let e = read_verified_model(&fifo).unwrap_err();
+        let e = read_verified_model(&fifo, REMEDY).unwrap_err();
         assert!(e.to_string().contains("a named pipe, not a file"), "{e}");
-        let e = read_verified_model(Path::new("/dev/zero")).unwrap_err();
+        let e = read_verified_model(Path::new("/dev/zero"), REMEDY).unwrap_err();
         assert!(e.to_string().contains("a device, not a file"), "{e}");
     }
 }

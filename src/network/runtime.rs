@@ -150,7 +150,7 @@ pub(crate) fn environment(options: &RuntimeOptions) -> Result<ort::environment::
     // The library elpips installed must be the one it pinned; one the caller names is theirs.
     let caller_chosen = origin == EXPLICIT_ORIGIN || origin == ORT_DYLIB_ENV;
     let pin = (origin == INSTALL_ORIGIN).then(|| Install::find(options.install_dir.as_deref())).flatten().map(|i| i.runtime_pin);
-    crate::integrity::verify_runtime(&path, caller_chosen, pin.as_deref())?;
+    crate::integrity::verify_runtime(&path, caller_chosen, pin.as_deref(), &|p| remedy_for(p, Part::Runtime))?;
     let builder = std::panic::catch_unwind(|| ort::init_from(&path)).map_err(|_| {
         Error::Runtime(format!("loading {} crashed; is it a libonnxruntime.so?", path.display()))
     })?;
@@ -422,7 +422,7 @@ impl Session {
     pub fn open_with(model: &Path, options: &RuntimeOptions, buffers: Buffers) -> Result<Self> {
         let env = environment(options)?;
         // The bytes checked against the manifest are the bytes loaded (no check-then-reopen race).
-        let bytes = crate::integrity::read_verified_model(model)?;
+        let bytes = crate::integrity::read_verified_model(model, &|p| remedy_for(p, Part::Models))?;
         match options.device {
             Device::Cpu => Self::open_on(&env, &bytes, model, options, Device::Cpu, buffers),
             Device::Cuda => {
