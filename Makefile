@@ -43,7 +43,7 @@ NO_ENV      := env -u ORT_DYLIB_PATH -u ELPIPS_MODEL_DIR -u LD_LIBRARY_PATH
 PYENV       := .cache/pyenv
 C_TESTS     := $(basename $(notdir $(wildcard tests/c/test_*.c)))
 
-.PHONY: test-install test-pip test-pip-models gpu-check gpu-parts test-report deps test-weights fuzz test-tsan bench-integrity setup build demo test test-rust test-c test-examples test-python test-plugins test-e2e test-long test-no-codecs bench bench-venv bench-tune attack interpolate header install install-test clean-cache
+.PHONY: dist test-dist test-install test-pip test-pip-models gpu-check gpu-parts test-report deps test-weights fuzz test-tsan bench-integrity setup build demo test test-rust test-c test-examples test-python test-plugins test-e2e test-long test-no-codecs bench bench-venv bench-tune attack interpolate header install install-test clean-cache
 
 deps:
 	@packaging/deps.sh
@@ -75,6 +75,7 @@ test: deps setup
 	$(MAKE) test-c
 	$(MAKE) test-install
 	$(MAKE) test-pip
+	$(MAKE) test-dist
 	$(MAKE) test-examples
 	$(MAKE) test-python
 	$(MAKE) test-plugins
@@ -154,6 +155,39 @@ install: build
 	  packaging/elpipsConfig.cmake.in > $(LIBDIR)/cmake/elpips/elpipsConfig.cmake
 	sed -e 's|@VERSION@|$(VERSION)|g' -e 's|@MAJOR@|$(MAJOR)|g' \
 	  packaging/elpipsConfigVersion.cmake.in > $(LIBDIR)/cmake/elpips/elpipsConfigVersion.cmake
+
+# A relocatable binary tarball: `make install` into a staging prefix, the binaries stripped of
+# their debug information, the licence at the top, then dist/$(DIST).tar.gz (bin, lib, include,
+# share: man pages, completions, models, licences) and its checksum, dist/$(DIST).tar.gz.sha256
+# (`sha256sum -c`). Unpacked anywhere, bin/elpips and lib/libelpips find their runtime and models
+# from where they lie; elpips.pc and the CMake package are relative to themselves. The command
+# links the encoder libraries found at build time (`elpips --version` lists them;
+# ELPIPS_CODECS_MISSING=all builds one that needs none). With the GPU runtime set up
+# (GPU_RUNTIME=yes) the tarball carries it and the CUDA libraries, and its name ends in -cuda.
+HOST   := $(shell rustc -vV | sed -n 's/^host: //p')
+DIST   := elpips-$(VERSION)-$(HOST)$(if $(filter yes,$(GPU_RUNTIME)),-cuda)
+STAGE  := .cache/dist
+dist: build
+	rm -rf $(STAGE) dist/$(DIST).tar.gz dist/$(DIST).tar.gz.sha256 && mkdir -p dist
+	$(MAKE) --no-print-directory install PREFIX=$(CURDIR)/$(STAGE)/$(DIST) GPU_RUNTIME=$(GPU_RUNTIME) >/dev/null
+	strip -S $(STAGE)/$(DIST)/bin/elpips $(STAGE)/$(DIST)/lib/libelpips.so.$(VERSION) $(STAGE)/$(DIST)/lib/libelpips.a
+	install -m 644 LICENSE packaging/dist-README.md $(STAGE)/$(DIST)/
+	tar -C $(STAGE) --owner=0 --group=0 --numeric-owner -I 'gzip -1' -cf dist/$(DIST).tar.gz $(DIST)
+	cd dist && sha256sum $(DIST).tar.gz > $(DIST).tar.gz.sha256
+	rm -rf $(STAGE)
+	@echo "dist/$(DIST).tar.gz: $$(du -h dist/$(DIST).tar.gz | cut -f1), sha256 in dist/$(DIST).tar.gz.sha256"
+
+# The tarball, checked against its checksum and unpacked elsewhere, works alone: the checks of
+# test-install on it (tests/install/check_prefix.py, with the checkout hidden).
+test-dist: dist
+	@d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && \
+	  (cd dist && sha256sum --quiet -c $(DIST).tar.gz.sha256) && \
+	  tar -C $$d -xzf dist/$(DIST).tar.gz && \
+	  cp $(UP)/lpips/imgs/ex_ref.png $(UP)/lpips/imgs/ex_p0.png $$d/ && \
+	  want=$$($(BIN) compare $$d/ex_ref.png $$d/ex_p0.png --metric lpips-alex --threads 1 --json | \
+	    $(PYTHON) -c 'import json, sys; print(repr(json.load(sys.stdin)["distance"]))') && \
+	  tests/install/hide_checkout.sh $(PYTHON) tests/install/check_prefix.py --prefix $$d/$(DIST) --images $$d \
+	    --expect $$want --c-example examples/c/compare.c
 
 # Installs the package into $(TEST_PREFIX) afresh: the C tests, the examples and the Python
 # tests use that, as a user would.
@@ -312,7 +346,7 @@ test-no-codecs: build
 # and atomics are understood. ONNX Runtime is not instrumented: its atomics are invisible, so the
 # memcpy/memcmp it makes are suppressed (tests/tsan.supp, why there); races in elpips' own code
 # (contexts, locks, message maps, references) are in sight.
-TSAN_TARGET := $(shell rustc -vV | sed -n 's/^host: //p')
+TSAN_TARGET := $(HOST)
 test-tsan: setup
 	RUSTFLAGS="-Zsanitizer=thread" TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp" \
 	  $(CARGO) +nightly test -Zbuild-std --target $(TSAN_TARGET) --release --no-default-features --features capi \
