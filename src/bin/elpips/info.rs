@@ -3,7 +3,7 @@
 //! the two can never say different things; `--version` prints the part of it that needs no model.
 
 use clap::{Args, ValueEnum};
-use elpips::network::install::Install;
+use elpips::network::install::{Install, Kind};
 use elpips::network::runtime as rt;
 use elpips::{Error, Metric, MetricKind, MetricOptions};
 use serde::Serialize;
@@ -107,7 +107,7 @@ impl Info {
             _ if available => None,
             _ if !cfg!(feature = "cuda") => Some("this build has no CUDA support (cargo feature `cuda`)".to_owned()),
             _ if version.is_none() => Some("the runtime does not load".to_owned()),
-            _ if !offered => Some(format!("this runtime has no CUDA provider (run `{}` for one)", rt::CUDA_SETUP_COMMAND)),
+            _ if !offered => Some(format!("this runtime has no CUDA provider ({})", gpu_runtime_hint())),
             _ => gpu.clone().err(),
         };
         let mut providers = vec!["cpu"];
@@ -188,6 +188,15 @@ impl Info {
     }
 }
 
+/// Where a runtime with the CUDA provider comes from, for this installation.
+fn gpu_runtime_hint() -> String {
+    match Install::find(None).map(|i| i.kind) {
+        None => format!("run `{}` for one", rt::CUDA_SETUP_COMMAND),
+        Some(Kind::Prefix) => format!("a GPU build installs one: `{}`, then `make install`, in a source checkout", rt::CUDA_SETUP_COMMAND),
+        Some(Kind::PythonPackage) => "the pip package runs the CPU runtime of the onnxruntime wheel".to_owned(),
+    }
+}
+
 /// `elpips --version`: the program, its runtime (loaded to ask its version), the execution
 /// providers, the codecs compiled in, CUDA and the installation.
 pub fn long_version() -> String {
@@ -219,7 +228,7 @@ pub fn run(args: InfoArgs) -> Result<(), Error> {
     let provider = match (info.cuda.provider_offered, info.cuda.compiled, &b.error) {
         (_, _, Some(e)) => format!("unknown ({e})"),
         (true, _, None) => "CUDAExecutionProvider offered (onnxruntime-gpu), CPUExecutionProvider behind it".to_owned(),
-        (false, true, None) => format!("CPUExecutionProvider only: this runtime has no CUDA provider (run `{}` for one)", rt::CUDA_SETUP_COMMAND),
+        (false, true, None) => format!("CPUExecutionProvider only: this runtime has no CUDA provider ({})", gpu_runtime_hint()),
         (false, false, None) => "CPUExecutionProvider only: this build has no CUDA support (cargo feature `cuda`)".to_owned(),
     };
     println!("provider: {provider}");
