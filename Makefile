@@ -43,7 +43,7 @@ NO_ENV      := env -u ORT_DYLIB_PATH -u ELPIPS_MODEL_DIR -u LD_LIBRARY_PATH
 PYENV       := .cache/pyenv
 C_TESTS     := $(basename $(notdir $(wildcard tests/c/test_*.c)))
 
-.PHONY: gpu-check gpu-parts test-report deps test-weights fuzz test-tsan bench-integrity setup build demo test test-rust test-c test-examples test-python test-plugins test-e2e test-long test-no-codecs bench bench-venv bench-tune attack interpolate header install install-test clean-cache
+.PHONY: dist test-dist test-install test-pip test-pip-models gpu-check gpu-parts test-report deps test-weights fuzz test-tsan bench-integrity setup build demo test test-rust test-c test-examples test-python test-plugins test-e2e test-long test-no-codecs bench bench-venv bench-tune attack interpolate header install install-test clean-cache
 
 deps:
 	@packaging/deps.sh
@@ -73,14 +73,19 @@ test: deps setup
 	$(MAKE) test-weights
 	$(MAKE) test-rust
 	$(MAKE) test-c
+	$(MAKE) test-install
+	$(MAKE) test-pip
+	$(MAKE) test-dist
 	$(MAKE) test-examples
 	$(MAKE) test-python
 	$(MAKE) test-plugins
 	$(MAKE) test-e2e
 	$(MAKE) test-report
 
-# The HTML report of `elpips check --report` in headless Chromium (`make deps` installs it): every
-# row and image must be in the rendered DOM. Saves docs/img/report.png with REPORT_SCREENSHOT=1.
+# The HTML report of `elpips check --report` and the SVG plots of `elpips rd` in headless Chromium
+# (`make deps` installs it), driven over the DevTools protocol: every row and image there and
+# decoded, no request off the machine, no script or console error (tests/report/browser_test.py).
+# Saves docs/img/report.png with REPORT_SCREENSHOT=1.
 test-report: build
 	$(PYTHON) tests/report/browser_test.py --elpips $(BIN) --images .cache/upstream/lpips/imgs $(if $(REPORT_SCREENSHOT),--screenshot docs/img/report.png)
 
@@ -98,23 +103,39 @@ test-weights: setup
 header:
 	ELPIPS_WRITE_HEADER=1 $(CARGO) test --release --test header
 
-# Installs the C library, headers, runtime, models, pkg-config file and CMake package:
+# Installs the command, the C library, headers, runtime, models, pkg-config file and CMake package:
+#   bin/elpips (finds this prefix's runtime and models from its own location: a removed or moved
+#   checkout changes nothing, and the whole prefix may be moved),
 #   lib/libelpips.so.$(VERSION) (+ .so.$(MAJOR), .so links), lib/libelpips.a,
 #   lib/libonnxruntime.so.$(ORT_VERSION) (+ .so.1; found through libelpips' RUNPATH $$ORIGIN),
 #   lib/onnxruntime.sha256 (its pin from weights/manifest.json, checked when libelpips loads it),
 #   lib/openvino/ (the OpenVINO plugin and its libraries, when `make setup` fetched them: --backend openvino),
 #   include/elpips.h, include/elpips.hpp, include/elpips_gtest.hpp (GoogleTest assertions), share/elpips/models/*.onnx (+ manifest, README),
 #   lib/pkgconfig/elpips.pc, lib/cmake/elpips/elpips{Config,ConfigVersion}.cmake
-#   (+ ElpipsImageTest.cmake: elpips_add_image_test, included by find_package(elpips))
+#   (+ ElpipsImageTest.cmake: elpips_add_image_test, included by find_package(elpips)),
+#   share/man/man1/elpips*.1, completions for bash, zsh and fish (share/bash-completion/completions/elpips,
+#   share/zsh/site-functions/_elpips, share/fish/vendor_completions.d/elpips.fish), and the licences
+#   of elpips, ONNX Runtime and the weights in share/licenses/elpips
 # After `make setup DEVICE=cuda` the GPU runtime is installed instead, with the CUDA libraries and
 # their licences beside it (GPU_RUNTIME=no keeps the CPU one; the test prefix does).
 GPU_RUNTIME ?= $(if $(wildcard $(GPU_LIB)/libonnxruntime.so.$(ORT_VERSION)),yes,no)
 RT_DIR  = $(if $(filter yes,$(GPU_RUNTIME)),$(GPU_LIB),.cache/onnxruntime/lib)
 OV_DIR  = .cache/onnxruntime/lib/openvino
 RT_PIN  = $(if $(filter yes,$(GPU_RUNTIME)),["cuda"]["library"],["onnxruntime_library"])
+SHARE = $(DESTDIR)$(PREFIX)/share
 install: build
 	install -d $(LIBDIR)/pkgconfig $(LIBDIR)/cmake/elpips $(DESTDIR)$(PREFIX)/include \
-	  $(DESTDIR)$(PREFIX)/share/elpips/models
+	  $(SHARE)/elpips/models $(DESTDIR)$(PREFIX)/bin $(SHARE)/man/man1 $(SHARE)/bash-completion/completions \
+	  $(SHARE)/zsh/site-functions $(SHARE)/fish/vendor_completions.d $(SHARE)/licenses/elpips
+	install -m 755 $(BIN) $(DESTDIR)$(PREFIX)/bin/elpips
+	$(BIN) completions bash > $(SHARE)/bash-completion/completions/elpips
+	$(BIN) completions zsh > $(SHARE)/zsh/site-functions/_elpips
+	$(BIN) completions fish > $(SHARE)/fish/vendor_completions.d/elpips.fish
+	$(BIN) man --out $(SHARE)/man/man1
+	install -m 644 LICENSE $(SHARE)/licenses/elpips/LICENSE
+	install -m 644 $(RT_DIR)/LICENSE-*.txt $(wildcard $(RT_DIR)/ThirdPartyNotices-*.txt) $(SHARE)/licenses/elpips/
+	install -m 644 $(UP)/elpips/elpips/LICENSE $(SHARE)/licenses/elpips/LICENSE-elpips-weights.txt
+	install -m 644 $(UP)/lpips/LICENSE $(SHARE)/licenses/elpips/LICENSE-lpips-weights.txt
 	install -m 755 target/release/libelpips.so $(LIBDIR)/libelpips.so.$(VERSION)
 	ln -sf libelpips.so.$(VERSION) $(LIBDIR)/libelpips.so.$(MAJOR)
 	ln -sf libelpips.so.$(MAJOR) $(LIBDIR)/libelpips.so
@@ -139,11 +160,86 @@ install: build
 	sed -e 's|@VERSION@|$(VERSION)|g' -e 's|@MAJOR@|$(MAJOR)|g' \
 	  packaging/elpipsConfigVersion.cmake.in > $(LIBDIR)/cmake/elpips/elpipsConfigVersion.cmake
 
+# A relocatable binary tarball: `make install` into a staging prefix, the binaries stripped of
+# their debug information, the licence at the top, then dist/$(DIST).tar.gz (bin, lib, include,
+# share: man pages, completions, models, licences) and its checksum, dist/$(DIST).tar.gz.sha256
+# (`sha256sum -c`). Unpacked anywhere, bin/elpips and lib/libelpips find their runtime and models
+# from where they lie; elpips.pc and the CMake package are relative to themselves. The command
+# links the encoder libraries found at build time (`elpips --version` lists them;
+# ELPIPS_CODECS_MISSING=all builds one that needs none). With the GPU runtime set up
+# (GPU_RUNTIME=yes) the tarball carries it and the CUDA libraries, and its name ends in -cuda.
+HOST   := $(shell rustc -vV | sed -n 's/^host: //p')
+DIST   := elpips-$(VERSION)-$(HOST)$(if $(filter yes,$(GPU_RUNTIME)),-cuda)
+STAGE  := .cache/dist
+dist: build
+	rm -rf $(STAGE) dist/$(DIST).tar.gz dist/$(DIST).tar.gz.sha256 && mkdir -p dist
+	$(MAKE) --no-print-directory install PREFIX=$(CURDIR)/$(STAGE)/$(DIST) GPU_RUNTIME=$(GPU_RUNTIME) >/dev/null
+	strip -S $(STAGE)/$(DIST)/bin/elpips $(STAGE)/$(DIST)/lib/libelpips.so.$(VERSION) $(STAGE)/$(DIST)/lib/libelpips.a
+	install -m 644 LICENSE packaging/dist-README.md $(STAGE)/$(DIST)/
+	tar -C $(STAGE) --owner=0 --group=0 --numeric-owner -I 'gzip -1' -cf dist/$(DIST).tar.gz $(DIST)
+	cd dist && sha256sum $(DIST).tar.gz > $(DIST).tar.gz.sha256
+	rm -rf $(STAGE)
+	@echo "dist/$(DIST).tar.gz: $$(du -h dist/$(DIST).tar.gz | cut -f1), sha256 in dist/$(DIST).tar.gz.sha256"
+
+# The tarball, checked against its checksum and unpacked elsewhere, works alone: the checks of
+# test-install on it (tests/install/check_prefix.py, with the checkout hidden).
+test-dist: dist
+	@d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && \
+	  (cd dist && sha256sum --quiet -c $(DIST).tar.gz.sha256) && \
+	  tar -C $$d -xzf dist/$(DIST).tar.gz && \
+	  cp $(UP)/lpips/imgs/ex_ref.png $(UP)/lpips/imgs/ex_p0.png $$d/ && \
+	  want=$$($(BIN) compare $$d/ex_ref.png $$d/ex_p0.png --metric lpips-alex --threads 1 --json | \
+	    $(PYTHON) -c 'import json, sys; print(repr(json.load(sys.stdin)["distance"]))') && \
+	  tests/install/hide_checkout.sh $(PYTHON) tests/install/check_prefix.py --prefix $$d/$(DIST) --images $$d \
+	    --expect $$want --c-example examples/c/compare.c
+
 # Installs the package into $(TEST_PREFIX) afresh: the C tests, the examples and the Python
 # tests use that, as a user would.
 install-test: build
 	rm -rf $(TEST_PREFIX)
 	$(MAKE) --no-print-directory install PREFIX=$(TEST_PREFIX) GPU_RUNTIME=no >/dev/null
+
+# An installed elpips works alone: the test prefix, moved to another folder (hard links), run with
+# the checkout's runtime, models and build hidden (tests/install/hide_checkout.sh) and no
+# ORT_DYLIB_PATH or ELPIPS_MODEL_DIR: its command, C library, completions, man pages, licences,
+# and what a damaged one says (tests/install/check_prefix.py).
+test-install: install-test
+	@d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && \
+	  { cp -al $(TEST_PREFIX) $$d/moved 2>/dev/null || cp -a $(TEST_PREFIX) $$d/moved; } && \
+	  cp $(UP)/lpips/imgs/ex_ref.png $(UP)/lpips/imgs/ex_p0.png $$d/ && \
+	  want=$$($(BIN) compare $$d/ex_ref.png $$d/ex_p0.png --metric lpips-alex --threads 1 --json | \
+	    $(PYTHON) -c 'import json, sys; print(repr(json.load(sys.stdin)["distance"]))') && \
+	  tests/install/hide_checkout.sh $(PYTHON) tests/install/check_prefix.py --prefix $$d/moved --images $$d \
+	    --expect $$want --c-example examples/c/compare.c
+
+# The pip package, installed into a fresh venv as a user would (`pip install ./bindings/python`:
+# setuptools-rust builds the crate with cargo into the checkout's target/, so after `make build`
+# it only copies), with the model cache filled from weights/models beforehand as a CI job restores
+# it: its command and library run on the onnxruntime wheel's runtime with the checkout hidden
+# (tests/install/check_pip.py). Building the models into an empty cache (`python -m elpips setup`,
+# ~4 min and the upstream downloads) is `make test-pip-models`, in make test-long.
+test-pip: build
+	@d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && \
+	  $(PYTHON) -m venv $$d/venv && $$d/venv/bin/pip install -q ./bindings/python && \
+	  rm -rf bindings/python/build bindings/python/src/elpips.egg-info && \
+	  mkdir -p $$d/cache/$(VERSION)/models && cp -l weights/models/*.onnx $$d/cache/$(VERSION)/models/ && \
+	  cp weights/manifest.json $$d/cache/$(VERSION)/models/ && \
+	  cp $(UP)/lpips/imgs/ex_ref.png $(UP)/lpips/imgs/ex_p0.png $$d/ && \
+	  want=$$($(BIN) compare $$d/ex_ref.png $$d/ex_p0.png --metric lpips-alex --threads 1 --json | \
+	    $(PYTHON) -c 'import json, sys; print(repr(json.load(sys.stdin)["distance"]))') && \
+	  tests/install/hide_checkout.sh env ELPIPS_CACHE_DIR=$$d/cache $$d/venv/bin/python tests/install/check_pip.py \
+	    --images $$d --expect $$want
+
+# `python -m elpips setup` into an empty cache: the models built from their pinned sources
+# (ELPIPS_UPSTREAM_DIR, or GitHub) equal the checkout's, file for file.
+test-pip-models: build
+	@d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && \
+	  $(PYTHON) -m venv $$d/venv && $$d/venv/bin/pip install -q ./bindings/python && \
+	  rm -rf bindings/python/build bindings/python/src/elpips.egg-info && \
+	  ELPIPS_CACHE_DIR=$$d/cache $$d/venv/bin/python -m elpips setup && \
+	  cmp weights/manifest.json $$d/cache/$(VERSION)/models/manifest.json && \
+	  for f in weights/models/*.onnx; do cmp $$f $$d/cache/$(VERSION)/models/$${f##*/} || exit 1; done && \
+	  test ! -e $$d/cache/$(VERSION)/build && echo "test-pip-models: python -m elpips setup built the checkout's models"
 
 # The C test programs (one per API area), built against the installed package with pkg-config.
 # All run under AddressSanitizer + UndefinedBehaviorSanitizer + LeakSanitizer (any leak fails,
@@ -190,7 +286,7 @@ test-examples: install-test
 	cp $(TEST_PREFIX)/lib/libonnxruntime.so.$(ORT_VERSION) $(TEST_PREFIX)/lib/onnxruntime.sha256 $(CBUILD)/prefix2/lib/
 	ln -s libonnxruntime.so.$(ORT_VERSION) $(CBUILD)/prefix2/lib/libonnxruntime.so.1
 	! $(NO_ENV) LD_LIBRARY_PATH=$(CBUILD)/prefix2/lib $(CBUILD)/compare_c 2>$(CBUILD)/prefix2.err
-	grep -q "prefix2/lib/../share/elpips/models/elpips-vgg.onnx not found" $(CBUILD)/prefix2.err
+	grep -q "prefix2/share/elpips/models/elpips-vgg.onnx not found; the installation at .*prefix2 is incomplete" $(CBUILD)/prefix2.err
 	rm -rf $(CBUILD)/prefix2
 	@echo "== the README's C install commands, as written (prefix outside the loader's path)"
 	$(NO_ENV) $(PYTHON) tests/c/readme_commands.py README.md
@@ -235,6 +331,7 @@ test-e2e: build $(E2E_VENV)/.installed
 
 test-long: setup
 	$(CARGO) test --release -- --include-ignored
+	$(MAKE) test-pip-models
 	$(MAKE) fuzz
 	$(MAKE) test-tsan
 	$(MAKE) test-no-codecs
@@ -255,7 +352,7 @@ test-no-codecs: build
 # and atomics are understood. ONNX Runtime is not instrumented: its atomics are invisible, so the
 # memcpy/memcmp it makes are suppressed (tests/tsan.supp, why there); races in elpips' own code
 # (contexts, locks, message maps, references) are in sight.
-TSAN_TARGET := $(shell rustc -vV | sed -n 's/^host: //p')
+TSAN_TARGET := $(HOST)
 test-tsan: setup
 	RUSTFLAGS="-Zsanitizer=thread" TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp" \
 	  $(CARGO) +nightly test -Zbuild-std --target $(TSAN_TARGET) --release --no-default-features --features capi \

@@ -56,7 +56,7 @@ struct Run {
 
 fn encode(codec: Codec, input: &Input, q: i32) -> Encoded {
     let (w, h) = (input.image.width(), input.image.height());
-    let (file, decoded) = codec.encode(&input.rgb, w, h, 3, q).unwrap();
+    let (file, decoded) = codec.encode(&input.rgb, w, h, 3, q, codec::Effort::default()).unwrap();
     Encoded { bytes: file.len() as u64, fingerprint: None, decoded: Image::from_rgb8(w, h, &decoded).unwrap() }
 }
 

@@ -287,6 +287,11 @@ pub fn summary_accepted(data: &[u8]) -> bool {
 #[cfg(feature = "cli")]
 use manifest::json_message;
 #[cfg(feature = "cli")]
+#[path = "../src/bin/elpips/codec/effort.rs"]
+mod effort;
+#[cfg(feature = "cli")]
+use effort::Effort;
+#[cfg(feature = "cli")]
 #[path = "../src/bin/elpips/rd/format.rs"]
 mod rd_format;
 #[cfg(feature = "cli")]

@@ -155,19 +155,25 @@ pub fn model_pins(dir: &Path) -> Result<Option<(PathBuf, serde_json::Value)>> {
     Ok(None)
 }
 
+/// What to do about a missing or damaged file at a path: the caller's (which knows the layout the
+/// path belongs to; `crate::network::install::remedy_for`), so that this layer stays below it.
+pub type Remedy<'a> = &'a dyn Fn(&Path) -> String;
+
 /// Reads a model file and checks it against its manifest pin; returns its bytes (which the
-/// caller hands to ONNX Runtime, so the file checked is the file loaded).
-pub fn read_verified_model(path: &Path) -> Result<Vec<u8>> {
+/// caller hands to ONNX Runtime, so the file checked is the file loaded). `remedy` ends the
+/// messages of a missing, unpinned-folder or corrupt model.
+pub fn read_verified_model(path: &Path, remedy: Remedy) -> Result<Vec<u8>> {
     check_local_path(path, "model path")?;
-    let not_found = |p: &Path| Error::Model(format!("{} not found; run `make setup` to build the models", p.display()));
+    let not_found = |p: &Path| Error::Model(format!("{} not found; {}", p.display(), remedy(p)));
     let bad = |p: &Path, why: String| Error::Model(format!("{}: {why}", p.display()));
     let bytes = read_regular_file(path, u64::MAX).map_err(|e| file_error(path, e, not_found, bad))?;
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let Some((manifest, json)) = model_pins(dir)? else {
         return Err(Error::Model(format!(
-            "no {MANIFEST} beside {} (nor in its parent) pins its sha256; models are only loaded with their manifest: run `make setup` (or `make install`), or add the model to your directory's manifest",
-            path.display()
+            "no {MANIFEST} beside {} (nor in its parent) pins its sha256; models are only loaded with their manifest: {}, or add the model to your directory's manifest",
+            path.display(),
+            remedy(path)
         )));
     };
     let pin = json.pointer("/models/files").and_then(|f| f.get(&name)).and_then(|e| e.get("sha256")).and_then(|s| s.as_str());
@@ -181,25 +187,27 @@ pub fn read_verified_model(path: &Path) -> Result<Vec<u8>> {
     let got = sha256_hex(&bytes);
     if !got.eq_ignore_ascii_case(pin) {
         return Err(Error::Model(format!(
-            "{} is corrupt or not the pinned model: sha256 {got}, {} pins {pin}; run `make setup` to rebuild it",
+            "{} is corrupt or not the pinned model: sha256 {got}, {} pins {pin}; {}",
             path.display(),
-            manifest.display()
+            manifest.display(),
+            remedy(path)
         )));
     }
     Ok(bytes)
 }
 
-/// Where the pin of a runtime library comes from, if anywhere: `onnxruntime.sha256` beside the
-/// library (what `make install` writes), else the checkout's manifest when the library lives in
-/// the checkout's `.cache/onnxruntime/lib` or `.cache/onnxruntime-gpu/lib` (what `make setup`
-/// and `make setup DEVICE=cuda` unpack).
-fn runtime_pin(real: &Path) -> Result<Option<(String, PathBuf)>> {
+/// Where the pin of a runtime library comes from, if anywhere: the installation's pin file
+/// (`pin_file`: the pip package keeps it away from the `onnxruntime` wheel's library), else
+/// `onnxruntime.sha256` beside the library (what `make install` writes), else the checkout's
+/// manifest when the library lives in the checkout's `.cache/onnxruntime/lib` or
+/// `.cache/onnxruntime-gpu/lib` (what `make setup` and `make setup DEVICE=cuda` unpack).
+fn runtime_pin(real: &Path, pin_file: Option<&Path>, remedy: Remedy) -> Result<Option<(String, PathBuf)>> {
     let name = real.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let dir = real.parent().unwrap_or(Path::new("."));
-    let beside = dir.join(RUNTIME_PIN);
-    if beside.is_file() {
+    let beside = pin_file.map_or_else(|| dir.join(RUNTIME_PIN), Path::to_owned);
+    if beside.is_file() || pin_file.is_some() {
         let text = std::fs::read_to_string(&beside)
-            .map_err(|e| Error::Runtime(format!("cannot read {}: {e}; reinstall with `make install`", beside.display())))?;
+            .map_err(|e| Error::Runtime(format!("cannot read {}: {e}; {}", beside.display(), remedy(real))))?;
         for line in text.lines() {
             let mut words = line.split_whitespace();
             if let (Some(hash), Some(file)) = (words.next(), words.next()) {
@@ -208,7 +216,7 @@ fn runtime_pin(real: &Path) -> Result<Option<(String, PathBuf)>> {
                 }
             }
         }
-        return Err(Error::Runtime(format!("{} does not pin {name}; reinstall with `make install`", beside.display())));
+        return Err(Error::Runtime(format!("{} does not pin {name}; {}", beside.display(), remedy(real))));
     }
     let checkout = Path::new(env!("CARGO_MANIFEST_DIR"));
     // The CPU runtime of `make setup` and the GPU runtime of `make setup DEVICE=cuda`.
@@ -231,31 +239,30 @@ fn runtime_pin(real: &Path) -> Result<Option<(String, PathBuf)>> {
 }
 
 /// Checks the runtime library before it is loaded: a regular file, and equal to its pin when
-/// elpips installed it (`pinned_only`: a library the caller named explicitly, by path or
-/// `ORT_DYLIB_PATH`, and that has no pin beside it is the caller's choice and is not hashed).
-/// Returns whether it was verified against a pin.
-pub fn verify_runtime(path: &Path, caller_chosen: bool) -> Result<bool> {
+/// elpips installed it (`caller_chosen`: a library the caller named explicitly, by path or
+/// `ORT_DYLIB_PATH`, and that has no pin beside it is the caller's choice and is not hashed;
+/// `pin_file`: the installation's pin, wherever it is kept; `remedy` ends the messages). Returns
+/// whether it was verified against a pin.
+pub fn verify_runtime(path: &Path, caller_chosen: bool, pin_file: Option<&Path>, remedy: Remedy) -> Result<bool> {
     check_local_path(path, "runtime library path")?;
-    let not_found = |p: &Path| Error::Runtime(format!("library not found at {}; run `make setup` to fetch it", p.display()));
-    let bad = |p: &Path, why: String| Error::Runtime(format!("{}: {why}; it must be a libonnxruntime.so (run `make setup`)", p.display()));
+    let not_found = |p: &Path| Error::Runtime(format!("library not found at {}; {}", p.display(), remedy(p)));
+    let bad = |p: &Path, why: String| Error::Runtime(format!("{}: {why}; it must be a libonnxruntime.so ({})", p.display(), remedy(p)));
     drop(open_regular(path).map_err(|e| file_error(path, e, not_found, bad))?);
     let real = path.canonicalize().map_err(|e| bad(path, e.to_string()))?;
-    let pin = runtime_pin(&real)?;
+    let pin = runtime_pin(&real, pin_file, remedy)?;
     let Some((pin, source)) = pin else {
         if caller_chosen {
             return Ok(false);
         }
-        return Err(Error::Runtime(format!(
-            "{} has no pinned sha256 ({RUNTIME_PIN} beside it); reinstall with `make install` or run `make setup`",
-            real.display()
-        )));
+        return Err(Error::Runtime(format!("{} has no pinned sha256 ({RUNTIME_PIN} beside it); {}", real.display(), remedy(path))));
     };
     let got = sha256_file(&real).map_err(|e| bad(&real, format!("cannot read it: {e}")))?;
     if !got.eq_ignore_ascii_case(&pin) {
         return Err(Error::Runtime(format!(
-            "{} is corrupt or not the pinned ONNX Runtime: sha256 {got}, {} pins {pin}; run `make setup` (or `make install`) again",
+            "{} is corrupt or not the pinned ONNX Runtime: sha256 {got}, {} pins {pin}; {}",
             real.display(),
-            source.display()
+            source.display(),
+            remedy(path)
         )));
     }
     Ok(true)
@@ -304,17 +311,20 @@ mod tests {
         dir
     }
 
+    /// The caller's remedy, which ends the messages.
+    const REMEDY: Remedy = &|_| "what to do".to_owned();
+
     #[test]
     fn models_must_match_their_pin() {
         let dir = model_dir_with("m.onnx", b"model bytes", &sha256_hex(b"model bytes"));
-        assert_eq!(read_verified_model(&dir.path().join("m.onnx")).unwrap(), b"model bytes");
+        assert_eq!(read_verified_model(&dir.path().join("m.onnx"), REMEDY).unwrap(), b"model bytes");
         let dir = model_dir_with("m.onnx", b"model bytes, corrupted", &sha256_hex(b"model bytes"));
-        let e = read_verified_model(&dir.path().join("m.onnx")).unwrap_err();
-        assert!(e.to_string().contains("corrupt or not the pinned model") && e.to_string().contains("make setup"), "{e}");
-        let e = read_verified_model(&dir.path().join("other.onnx")).unwrap_err();
-        assert!(e.to_string().contains("not found"), "{e}");
+        let e = read_verified_model(&dir.path().join("m.onnx"), REMEDY).unwrap_err();
+        assert!(e.to_string().contains("corrupt or not the pinned model") && e.to_string().ends_with("; what to do"), "{e}");
+        let e = read_verified_model(&dir.path().join("other.onnx"), REMEDY).unwrap_err();
+        assert!(e.to_string().contains("not found; what to do"), "{e}");
         std::fs::write(dir.path().join("other.onnx"), b"x").unwrap();
-        let e = read_verified_model(&dir.path().join("other.onnx")).unwrap_err();
+        let e = read_verified_model(&dir.path().join("other.onnx"), REMEDY).unwrap_err();
         assert!(e.to_string().contains("is not pinned"), "{e}");
     }
 
@@ -322,13 +332,13 @@ mod tests {
     fn directories_fifos_and_devices_are_not_models() {
         let dir = model_dir_with("m.onnx", b"x", &sha256_hex(b"x"));
         std::fs::create_dir(dir.path().join("d.onnx")).unwrap();
-        let e = read_verified_model(&dir.path().join("d.onnx")).unwrap_err();
+        let e = read_verified_model(&dir.path().join("d.onnx"), REMEDY).unwrap_err();
         assert!(e.to_string().contains("a directory, not a file"), "{e}");
         let fifo = dir.path().join("f.onnx");
         assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
-        let e = read_verified_model(&fifo).unwrap_err();
+        let e = read_verified_model(&fifo, REMEDY).unwrap_err();
         assert!(e.to_string().contains("a named pipe, not a file"), "{e}");
-        let e = read_verified_model(Path::new("/dev/zero")).unwrap_err();
+        let e = read_verified_model(Path::new("/dev/zero"), REMEDY).unwrap_err();
         assert!(e.to_string().contains("a device, not a file"), "{e}");
     }
 }

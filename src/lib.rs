@@ -50,8 +50,9 @@
 //! # Ok::<(), elpips::Error>(())
 //! ```
 
-// All unsafe code and FFI lives in `capi`, but for the driver query (network::cuda) and the
-// heap trim (network::runtime::release_free_heap), each allowed where it is.
+// All unsafe code and FFI lives in `capi`, but for the driver query (network::cuda), the heap
+// trim (network::runtime::release_free_heap) and the runtime's version query
+// (network::runtime::loaded_version), each allowed where it is.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 

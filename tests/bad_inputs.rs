@@ -18,6 +18,16 @@ use std::ptr;
 use elpips::capi::*;
 use elpips::{Error, Image, LoadOptions, Metric, MetricKind, MetricOptions, Sampling};
 
+/// Runs `cmd` with exactly these CI engines' shard variables (`--shard auto`), none inherited.
+fn with_engines(mut cmd: Command, vars: &[(&str, &str)]) -> Outcome {
+    for v in ["TEST_SHARD_INDEX", "TEST_TOTAL_SHARDS", "TEST_SHARD_STATUS_FILE", "CI_NODE_INDEX", "CI_NODE_TOTAL", "BUILDKITE_PARALLEL_JOB",
+        "BUILDKITE_PARALLEL_JOB_COUNT", "SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_MAX", "SLURM_ARRAY_TASK_STEP", "SLURM_ARRAY_TASK_COUNT"]
+    {
+        cmd.env_remove(v);
+    }
+    outcome(&cmd.envs(vars.iter().copied()).output().unwrap())
+}
+
 /// What a case got: the status name (`ELPIPS_STATUS_*`, or `exit N` for the command line) and
 /// the message.
 type Outcome = (String, String);
@@ -213,9 +223,20 @@ impl Fixtures {
 
     /// `elpips check` plus `args` (no images are read by these cases).
     fn check_cli(&self, args: &[&str]) -> Outcome {
-        let out = Command::new(env!("CARGO_BIN_EXE_elpips")).arg("check").args(args).env_remove("ORT_DYLIB_PATH").output().unwrap();
-        let code = out.status.code().map_or("killed".into(), |c| format!("exit {c}"));
-        (code, String::from_utf8_lossy(&out.stderr).trim_end().to_owned())
+        outcome(&self.check_cmd(args).output().unwrap())
+    }
+
+    fn check_cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_elpips"));
+        cmd.arg("check").args(args).env_remove("ORT_DYLIB_PATH");
+        cmd
+    }
+
+    /// `elpips rd` plus `args`, not run.
+    fn rd_cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_elpips"));
+        cmd.arg("rd").arg("--out").arg(self.dir.path().join("rd-out")).args(args).env_remove("ORT_DYLIB_PATH");
+        cmd
     }
 
     /// Shard `index` of 2 of a two-row manifest's summary (one error row each, so no network
@@ -999,6 +1020,20 @@ fn run_case(id: &str, f: &Fixtures) -> Option<Outcome> {
             let p = f.file("typed.jsonl", b"{\"reference\": \"a.png\", \"candidate\": 7}\n");
             f.check_cli(&["--manifest", &s(&p), "--max-distance", "0.1"])
         }
+        "check-shard-auto-disagree" => {
+            let p = f.file("two.csv", b"reference,candidate\na.png,b.png\na.png,c.png\n");
+            with_engines(f.check_cmd(&["--manifest", &s(&p), "--shard", "auto", "--max-distance", "0.1"]), &[("TEST_SHARD_INDEX", "0"), ("TEST_TOTAL_SHARDS", "2"), ("CI_NODE_INDEX", "2"), ("CI_NODE_TOTAL", "2")])
+        }
+        "check-shard-auto-half" => {
+            let p = f.file("two.csv", b"reference,candidate\na.png,b.png\na.png,c.png\n");
+            with_engines(f.check_cmd(&["--manifest", &s(&p), "--shard", "auto", "--max-distance", "0.1"]), &[("BUILDKITE_PARALLEL_JOB", "1")])
+        }
+        "rd-shard-auto-sparse-slurm" => {
+            let mut cmd = f.rd_cmd(&["--codec", "jpeg", "--settings", "20,50", "--shard", "auto"]);
+            cmd.arg(f.file("cli.png", &f.png));
+            with_engines(cmd, &[("SLURM_ARRAY_TASK_ID", "3"), ("SLURM_ARRAY_TASK_MIN", "1"), ("SLURM_ARRAY_TASK_MAX", "4"), ("SLURM_ARRAY_TASK_COUNT", "3")])
+        }
+        "rd-effort-out-of-range" => f.rd(&["--codec", "webp", "--settings", "20,50", "--webp-method", "7"]),
         "check-shard-over-rows" => {
             let p = f.file("two.csv", b"reference,candidate\na.png,b.png\na.png,c.png\n");
             f.check_cli(&["--manifest", &s(&p), "--shard", "0/3", "--max-distance", "0.1"])

@@ -355,3 +355,38 @@ fn heatmaps_for_one_pair_and_for_the_pairs_that_did_not_pass() {
     let o = elpips(&["check", "--manifest", s(&m), "--max-distance", "0.01", "--heatmap", s(&one)]);
     assert!(stderr(&o).contains("use --heatmap-dir"), "{}", stderr(&o));
 }
+
+/// `--shard auto` takes the shard from the engine running the job: the same rows as the
+/// explicit `--shard I/N`, Bazel's status file touched, engines that disagree refused, and the
+/// whole run where no engine shards the job.
+#[test]
+fn shard_auto_reads_the_engine_running_the_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let (r, _, _) = images();
+    std::fs::copy(&r, dir.path().join("ref.png")).unwrap();
+    let m = dir.path().join("m.csv");
+    std::fs::write(&m, "reference,candidate\nref.png,ref.png\nref.png,ref.png\nref.png,ref.png\n").unwrap();
+    let engines = ["TEST_SHARD_INDEX", "TEST_TOTAL_SHARDS", "TEST_SHARD_STATUS_FILE", "CI_NODE_INDEX", "CI_NODE_TOTAL", "BUILDKITE_PARALLEL_JOB", "BUILDKITE_PARALLEL_JOB_COUNT", "SLURM_ARRAY_TASK_ID"];
+    let run = |vars: &[(&str, &str)]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_elpips"));
+        c.args(["check", "--manifest", s(&m), "--shard", "auto", "--metric", "lpips-alex", "--max-distance", "0.01", "--json", "--threads", "1"]);
+        for v in engines {
+            c.env_remove(v);
+        }
+        c.envs(vars.iter().copied()).output().unwrap()
+    };
+    let status = dir.path().join("shard-status");
+    let o = run(&[("TEST_SHARD_INDEX", "1"), ("TEST_TOTAL_SHARDS", "2"), ("TEST_SHARD_STATUS_FILE", s(&status))]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v = json(&o);
+    assert_eq!(v["shard"], serde_json::json!({"index": 1, "count": 2}));
+    assert_eq!(v["results"].as_array().unwrap().iter().map(|r| r["row"].as_u64().unwrap()).collect::<Vec<_>>(), [1]);
+    assert!(status.is_file(), "Bazel's status file says the test shards itself");
+    let v = json(&run(&[("CI_NODE_INDEX", "1"), ("CI_NODE_TOTAL", "2")]));
+    assert_eq!(v["shard"], serde_json::json!({"index": 0, "count": 2}));
+    let v = json(&run(&[("CI_NODE_TOTAL", "1")]));
+    assert_eq!((v["shard"].clone(), v["results"].as_array().unwrap().len()), (Value::Null, 3), "no engine shards this job: the whole run");
+    let o = run(&[("TEST_SHARD_INDEX", "0"), ("TEST_TOTAL_SHARDS", "2"), ("BUILDKITE_PARALLEL_JOB", "1"), ("BUILDKITE_PARALLEL_JOB_COUNT", "2")]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("Bazel") && stderr(&o).contains("but Buildkite"), "{}", stderr(&o));
+}

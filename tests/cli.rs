@@ -146,11 +146,12 @@ fn bad_options() {
     assert_error(&elpips(&["compare", a, a2, "--scale-levels", "0"]), &["at least 1"]);
     assert_error(&elpips(&["compare", a, a2, "--metric", "ssim"]), &["ssim"]);
     assert_error(&elpips(&["compare", a]), &["required"]);
-    assert_error(&elpips(&["compare", a, a2, "--runtime", "/nonexistent/libonnxruntime.so"]), &["make setup", "/nonexistent"]);
+    // A path the caller named: what to name instead, not the checkout's `make setup`.
+    assert_error(&elpips(&["compare", a, a2, "--runtime", "/nonexistent/libonnxruntime.so"]), &["1.31 or newer", "/nonexistent"]);
     let not_lib = dir.path().join("libonnxruntime.so");
     std::fs::write(&not_lib, "garbage").unwrap();
-    assert_error(&elpips(&["compare", a, a2, "--runtime", s(&not_lib)]), &["cannot load", "make setup"]);
-    assert_error(&elpips(&["compare", a, a2, "--model-dir", s(dir.path())]), &["not found", "make setup"]);
+    assert_error(&elpips(&["compare", a, a2, "--runtime", s(&not_lib)]), &["cannot load", "1.31 or newer"]);
+    assert_error(&elpips(&["compare", a, a2, "--model-dir", s(dir.path())]), &["not found", "must hold the pinned models and their manifest.json"]);
     // Linear weights for the wrong network.
     let lw = common::linear_weights("vgg_maxpool.safetensors");
     assert_error(&elpips(&["compare", a, a2, "--lin-weights", s(&lw)]), &["5 taps", "elpips-vgg needs 14 taps"]);

@@ -230,3 +230,72 @@ fn library_messages_name_options_not_flags() {
     assert_error(&o, &["raise the limit (--max-pixels)"]);
     assert!(!stderr(&o).contains('`'), "{}", stderr(&o));
 }
+
+/// `--version` says what this elpips is made of: the runtime it finds (and its version), the
+/// execution providers, the codecs compiled in, CUDA and the installation; `-V` stays one line.
+#[test]
+fn version_names_the_runtime_backends_codecs_and_cuda() {
+    let o = elpips(&["--version"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = stdout(&o);
+    let keys: Vec<&str> = text.lines().map(|l| l.split(':').next().unwrap_or("")).collect();
+    assert_eq!(keys, [&format!("elpips {}", env!("CARGO_PKG_VERSION")), "runtime", "backends", "codecs", "cuda", "installation"], "{text}");
+    assert!(text.contains("runtime:      ONNX Runtime 1.3") && text.contains("/libonnxruntime.so"), "{text}");
+    assert!(text.contains("backends:     onnxruntime (cpu"), "{text}");
+    assert!(text.contains("installation: none: runs from a build of the source checkout"), "{text}");
+    // The subcommands carry it too (propagated).
+    assert_eq!(stdout(&elpips(&["compare", "--version"])), text);
+    let short = elpips(&["-V"]);
+    assert_eq!(stdout(&short), format!("elpips {}\n", env!("CARGO_PKG_VERSION")));
+    // Without a runtime it says so instead of failing.
+    let o = Command::new(env!("CARGO_BIN_EXE_elpips")).arg("--version").env("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so").output().unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stdout(&o).contains("runtime:      not found (ONNX Runtime: library not found at /nonexistent/libonnxruntime.so"), "{}", stdout(&o));
+}
+
+/// `info --json` is the record the text prints, field for field.
+#[test]
+fn info_json_is_the_record_the_text_prints() {
+    let o = elpips(&["info", "--json", "--threads", "1"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(v["installation"], serde_json::Value::Null);
+    assert_eq!(v["threads"], 1);
+    let b = &v["backends"][0];
+    assert_eq!((b["name"].as_str(), b["providers"][0].as_str()), (Some("onnxruntime"), Some("cpu")));
+    assert!(b["version"].as_str().unwrap().starts_with("1.3"), "{b}");
+    assert_eq!(v["codecs"].as_array().unwrap().len(), 4);
+    let metrics: Vec<(&str, bool)> = v["metrics"].as_array().unwrap().iter().map(|m| (m["name"].as_str().unwrap(), m["ok"].as_bool().unwrap())).collect();
+    assert_eq!(metrics, [("elpips-vgg", true), ("lpips-vgg", true), ("lpips-alex", true)]);
+    let text = stdout(&elpips(&["info", "--threads", "1"]));
+    for line in [
+        format!("runtime: {} (from {})", b["library"].as_str().unwrap(), b["origin"].as_str().unwrap()),
+        format!("runtime version: {}", b["version"].as_str().unwrap()),
+        format!("models:  {}", v["models"].as_str().unwrap()),
+        "threads: 1 ".to_owned(),
+    ] {
+        assert!(text.contains(&line), "`{line}` not in:\n{text}");
+    }
+}
+
+/// Completions for each shell and the man pages come from the same definition as `--help`.
+#[test]
+fn completions_and_man_pages_come_from_the_command_line() {
+    for (shell, marker) in [("bash", "complete -F _elpips"), ("zsh", "#compdef elpips"), ("fish", "complete -c elpips")] {
+        let o = elpips(&["completions", shell]);
+        assert_eq!(o.status.code(), Some(0), "{shell}: {}", stderr(&o));
+        let script = stdout(&o);
+        assert!(script.contains(marker) && script.contains("--max-distance") && script.contains("elpips-vgg"), "{shell}:\n{script}");
+    }
+    assert_error(&elpips(&["completions", "tcsh"]), &["tcsh", "[possible values: bash"]);
+    let dir = tempfile::tempdir().unwrap();
+    let o = elpips(&["man", "--out", s(dir.path())]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let mut pages: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    pages.sort();
+    assert_eq!(pages, ["elpips-check.1", "elpips-compare.1", "elpips-completions.1", "elpips-info.1", "elpips-rank.1", "elpips-rd.1", "elpips-serve.1", "elpips-tune.1", "elpips.1"]);
+    let check = std::fs::read_to_string(dir.path().join("elpips-check.1")).unwrap();
+    assert!(check.starts_with(".ie \\n(.g .ds Aq") || check.contains(".TH elpips-check 1"), "{check}");
+    assert!(check.contains("max\\-distance"), "{check}");
+}

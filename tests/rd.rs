@@ -110,3 +110,34 @@ fn rd_writes_curves_bd_rates_and_plots_and_shards_merge_to_the_whole() {
     refused(&["rd", "--merge", s(&p0), s(&e), "--out", s(&out)], "its digest does not match its contents");
     assert!(!out.exists(), "a refused merge writes nothing");
 }
+
+/// `--webp-method` (like `--avif-speed` and `--jxl-effort`) reaches the encoder: other bytes at
+/// method 0 than at the default 4; the setting is in rd.json only when not the default (so files
+/// of default runs are as before), and parts measured with different settings do not merge.
+#[test]
+fn encoder_settings_reach_the_encoder_and_keep_parts_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (upstream("lpips/imgs/ex_ref.png"), upstream("lpips/imgs/ex_p0.png"));
+    let run = |out: &Path, extra: &[&str]| {
+        let mut args = vec!["rd", "-q", "--codec", "webp", "--settings", "20,60", "--samples", "2", "--bootstrap=0", "--out", s(out), s(&a), s(&b)];
+        args.extend_from_slice(extra);
+        elpips(&args)
+    };
+    let (default, fast) = (dir.path().join("default"), dir.path().join("fast"));
+    ok(&run(&default, &["--shard", "0/2"]));
+    ok(&run(&fast, &["--shard", "1/2", "--webp-method", "0"]));
+    let (d, f) = (json(&default.join("rd.json")), json(&fast.join("rd.json")));
+    assert!(d["settings"].get("encoder").is_none(), "{}", d["settings"]);
+    assert_eq!(f["settings"]["encoder"], serde_json::json!({"avif_speed": 6, "webp_method": 0, "jxl_effort": 7}));
+    let o = elpips(&["rd", "--merge", s(&default.join("rd.json")), s(&fast.join("rd.json")), "--out", s(&dir.path().join("m"))]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("come from different runs"), "{}", String::from_utf8_lossy(&o.stderr));
+    // The first image at both methods: method 0 gives another file.
+    let fast0 = dir.path().join("fast0");
+    ok(&run(&fast0, &["--shard", "0/2", "--webp-method", "0"]));
+    let bytes = |v: &Value| -> Vec<u64> { v["points"].as_array().unwrap().iter().map(|p| p["bytes"].as_u64().unwrap()).collect() };
+    assert_ne!(bytes(&d), bytes(&json(&fast0.join("rd.json"))));
+    let o = run(&dir.path().join("x"), &["--webp-method", "7"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("7 is not in 0..=6"), "{}", String::from_utf8_lossy(&o.stderr));
+}

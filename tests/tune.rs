@@ -99,6 +99,7 @@ fn lpips_max_distance_gives_the_lowest_quality_that_meets_it_for_each_codec() {
             let Some(v) = tune(codec, &input, &out, &["--metric", "lpips-vgg", "--max-distance", &t.to_string()]) else { continue };
             let (_, distance, probes) = check_run(&v, &out, codec);
             assert!(distance <= t, "{codec} T={t}: {v}");
+            assert_eq!(v["encoder"], serde_json::json!({"avif_speed": 6, "webp_method": 4, "jxl_effort": 7}), "the defaults");
             // LPIPS is exact, so an independent compare of the decoded output gives the same figure.
             let check = compare(&input, &out.with_extension("decoded.png"), &["--metric", "lpips-vgg"]);
             assert!((check["distance"].as_f64().unwrap() - distance).abs() < 1e-5, "{codec}: {check} vs {v}");
@@ -181,6 +182,8 @@ fn bad_input_gets_one_line_and_nothing_is_written() {
         (vec!["--codec", "jpeg", "--max-distance", "0.1", "--tolerance", "0.01"], "--target only"),
         (vec!["--codec", "jpeg", "--max-distance", "0.1", "--error-rate", "0.7"], "error rate"),
         (vec!["--codec", "jpeg", "--max-distance", "0.1", "--start", "101"], "start"),
+        (vec!["--codec", "jxl", "--max-distance", "0.1", "--jxl-effort", "0"], "0 is not in 1..=9"),
+        (vec!["--codec", "avif", "--max-distance", "0.1", "--avif-speed", "-1"], "-1 is not in 0..=10"),
         // No JPEG reaches a distance of 1e-6.
         (vec!["--codec", "jpeg", "--max-distance", "0.000001", "--metric", "lpips-vgg"], "nothing written"),
     ];

@@ -6,6 +6,7 @@
     python3 weights/setup.py --verify   # also run weights/check_models.py (reference figures)
     python3 weights/setup.py --device cuda                  # also the GPU runtime (make setup DEVICE=cuda)
     python3 weights/setup.py --device cuda --cuda-libs DIR  # GPU runtime, CUDA 13 libraries already in DIR
+    python3 weights/setup.py --models-into DIR  # only the models, into DIR/models (pip package)
 
 What it makes (paths relative to the repository root; all pinned in weights/manifest.json):
 
@@ -286,6 +287,22 @@ class Setup:
         spec = self.m["onnxruntime_library"]
         wheels = {name: self.m["downloads"]["files"][spec["from"]]["filename"] for name in spec["files"]}
         self.report.add("onnxruntime library", self.unpack(spec, wheels, spec["files"]))
+        self.licences(spec, self.m["downloads"]["files"], {spec["from"]})
+
+    def licences(self, spec: dict, downloads: dict, needed: set[str]) -> None:
+        """The licence files of spec["licences"] (name -> wheel key, member) from the wheels of
+        `needed`, beside the libraries (`make install` installs them with the runtime)."""
+        libdir = os.path.join(ROOT, spec["dir"])
+        for name, f in spec["licences"].items():
+            dest = os.path.join(libdir, name)
+            if f["from"] not in needed or os.path.isfile(dest):
+                continue
+            if self.check_only:
+                self.problem(f"{rel(dest)} missing")
+                continue
+            wheel = os.path.join(self.downloads, downloads[f["from"]]["filename"])
+            self.extract(wheel, f["member"], dest, 0o644)
+            os.replace(dest + ".part-verify", dest)  # the wheel itself was checked
 
     def openvino_step(self) -> None:
         """The OpenVINO plugin and the OpenVINO CPU libraries, beside the runtime (elpips looks
@@ -366,16 +383,7 @@ class Setup:
         files = {n: f for n, f in lib["files"].items() if f["from"] in needed}
         wheels = {n: spec["downloads"]["files"][f["from"]]["filename"] for n, f in files.items()}
         self.report.add("onnxruntime-gpu library", self.unpack(lib, wheels, files))
-        for name, f in lib["licences"].items():
-            dest = os.path.join(libdir, name)
-            if f["from"] not in needed or os.path.isfile(dest):
-                continue
-            if self.check_only:
-                self.problem(f"{rel(dest)} missing")
-                continue
-            wheel = os.path.join(self.downloads, spec["downloads"]["files"][f["from"]]["filename"])
-            self.extract(wheel, f["member"], dest, 0o644)
-            os.replace(dest + ".part-verify", dest)  # the wheel itself was checked
+        self.licences(lib, spec["downloads"]["files"], needed)
         self.cuda_libs_file(lib, libdir, cuda_libs)
 
     def cuda_libs_file(self, lib: dict, libdir: str, cuda_libs: list[str] | None) -> None:
@@ -551,6 +559,38 @@ class Setup:
                         + ", ".join(todo))
 
 
+def models_into(dest: str, upstream_dir: str | None) -> str:
+    """Builds only the models, into `dest/models` with the manifest that pins them (copied in last,
+    so a folder with a manifest is complete): what the pip package's `python -m elpips setup`
+    runs, for a machine without a checkout. The converter's venv, downloads and upstream files
+    go to `dest/build` and are removed once the models are in place (the models are checked
+    against the manifest each time they are loaded). Returns the report's status."""
+    m = load_manifest()
+    models = os.path.join(dest, "models")
+    pinned = os.path.join(models, os.path.basename(MANIFEST_PATH))
+    if (matches(pinned, sha256_file(MANIFEST_PATH))
+            and all(matches(os.path.join(models, n), f["sha256"]) for n, f in m["models"]["files"].items())):
+        return f"ok ({models}: every model matches its pin)"
+    work = os.path.join(dest, "build")
+    m["venv"]["dir"] = os.path.join(work, "venv")
+    m["downloads"]["dir"] = os.path.join(work, "downloads")
+    m["upstream"]["dir"] = os.path.join(work, "upstream")
+    m["models"]["dir"] = models
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(pinned)  # incomplete until every model is in place again
+    s = Setup(m, False, upstream_dir)
+    s.ensure_venv_base()
+    s.downloads_step()
+    s.finish_venv()
+    s.upstream_step()
+    s.models_step(record=False, force=False)
+    tmp = temp_path_beside(pinned)
+    shutil.copyfile(MANIFEST_PATH, tmp)
+    os.replace(tmp, pinned)
+    shutil.rmtree(work, ignore_errors=True)
+    return f"built into {models}"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--check", action="store_true",
@@ -567,9 +607,14 @@ def main(argv=None) -> int:
     ap.add_argument("--cuda-libs", metavar="DIR[:DIR...]",
                     help="with --device cuda: use the CUDA 13 libraries of an existing installation "
                          "(e.g. PyTorch's site-packages/nvidia/{cu13,cudnn}/lib) instead of downloading them")
+    ap.add_argument("--models-into", metavar="DIR",
+                    help="only the models, into DIR/models (with their manifest), for an installation "
+                         "without a checkout (the pip package's `python -m elpips setup`)")
     args = ap.parse_args(argv)
     if args.cuda_libs and args.device != "cuda":
         ap.error("--cuda-libs needs --device cuda")
+    if args.models_into and (args.check or args.device != "cpu" or args.record_models or args.rebuild_models):
+        ap.error("--models-into takes no other option but --upstream-dir")
     t0 = time.time()
     # Turn SIGTERM into an exception so the finally blocks remove temporaries on the way out.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -580,6 +625,15 @@ def main(argv=None) -> int:
         if platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64"):
             raise SetupError(f"only Linux x86_64 is supported (onnxruntime manylinux wheel); this "
                              f"is {platform.system()} {platform.machine()}")
+        if args.models_into:
+            dest = os.path.abspath(args.models_into)
+            os.makedirs(dest, exist_ok=True)
+            with open(os.path.join(dest, "setup.lock"), "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)  # one build at a time (parallel CI jobs)
+                print("elpips setup (models only):", flush=True)
+                print(f"  {'model folder':<24} {models_into(dest, args.upstream_dir)}", flush=True)
+            print(f"done in {time.time() - t0:.1f} s.")
+            return 0
         manifest = load_manifest()
         with contextlib.ExitStack() as stack:
             if not args.check:

@@ -1,4 +1,4 @@
-/* AVIF through libavif (YUV 4:2:0, 8-bit, speed 6 as avifenc's default, one thread).
+/* AVIF through libavif (YUV 4:2:0, 8-bit, one thread; speed 0..10 as avifenc -s, 6 by default).
  * Quality q (0..100) maps to the AV1 quantizer round((100 - q) * 63 / 100), the mapping of
  * libavif 1.x's `quality`, so neighbouring qualities may give the same file. */
 #include <stdlib.h>
@@ -7,7 +7,7 @@
 
 #include "shim.h"
 
-int elpips_avif_encode(const uint8_t *pixels, uint32_t width, uint32_t height, uint32_t channels, int quality,
+int elpips_avif_encode(const uint8_t *pixels, uint32_t width, uint32_t height, uint32_t channels, int quality, int effort,
                        ElpipsCodecOutput *out, char *err, size_t err_len) {
     int rc = 1;
     avifResult r;
@@ -42,7 +42,7 @@ int elpips_avif_encode(const uint8_t *pixels, uint32_t width, uint32_t height, u
     int q = ((100 - quality) * 63 + 50) / 100;
     enc->minQuantizer = enc->maxQuantizer = q;
     enc->minQuantizerAlpha = enc->maxQuantizerAlpha = q;
-    enc->speed = 6;
+    enc->speed = effort;
     enc->maxThreads = 1;
     if ((r = avifEncoderWrite(enc, image, &file)) != AVIF_RESULT_OK) {
         rc = elpips_codec_fail(err, err_len, "avif: encoding failed: %s", avifResultToString(r));

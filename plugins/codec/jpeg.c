@@ -6,8 +6,9 @@
 
 #include "shim.h"
 
-int elpips_jpeg_encode(const uint8_t *pixels, uint32_t width, uint32_t height, uint32_t channels, int quality,
+int elpips_jpeg_encode(const uint8_t *pixels, uint32_t width, uint32_t height, uint32_t channels, int quality, int effort,
                        ElpipsCodecOutput *out, char *err, size_t err_len) {
+    (void)effort; /* TurboJPEG has no speed setting */
     int rc = 1;
     unsigned char *jpeg = NULL;
     unsigned long jpeg_size = 0;

@@ -1,4 +1,4 @@
-/* JPEG XL through libjxl (VarDCT, effort 7 as cjxl's default, one thread). Quality q maps to
+/* JPEG XL through libjxl (VarDCT, one thread; effort 1..9 as cjxl -e, 7 by default). Quality q maps to
  * a butteraugli distance as cjxl's -q does: q >= 30: 0.1 + (100 - q) * 0.09; below 30:
  * 6.4 + 2.5^((30 - q) / 5) / 6.25, at most 25 (libjxl's limit, reached below q 7); q = 100 is
  * lossless. */
@@ -57,7 +57,7 @@ done:
     return rc;
 }
 
-int elpips_jxl_encode(const uint8_t *pixels, uint32_t width, uint32_t height, uint32_t channels, int quality,
+int elpips_jxl_encode(const uint8_t *pixels, uint32_t width, uint32_t height, uint32_t channels, int quality, int effort,
                       ElpipsCodecOutput *out, char *err, size_t err_len) {
     int rc = 1;
     int lossless = quality >= 100;
@@ -78,7 +78,7 @@ int elpips_jxl_encode(const uint8_t *pixels, uint32_t width, uint32_t height, ui
     JxlEncoderFrameSettings *frame = NULL;
     if (JxlEncoderSetBasicInfo(enc, &info) != JXL_ENC_SUCCESS || JxlEncoderSetColorEncoding(enc, &colour) != JXL_ENC_SUCCESS ||
         !(frame = JxlEncoderFrameSettingsCreate(enc, NULL)) ||
-        JxlEncoderFrameSettingsSetOption(frame, JXL_ENC_FRAME_SETTING_EFFORT, 7) != JXL_ENC_SUCCESS ||
+        JxlEncoderFrameSettingsSetOption(frame, JXL_ENC_FRAME_SETTING_EFFORT, effort) != JXL_ENC_SUCCESS ||
         (lossless ? JxlEncoderSetFrameLossless(frame, JXL_TRUE) : JxlEncoderSetFrameDistance(frame, jxl_distance(quality))) != JXL_ENC_SUCCESS) {
         rc = elpips_codec_fail(err, err_len, "jxl: cannot set up the encoder");
         goto done;

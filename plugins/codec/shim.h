@@ -10,13 +10,13 @@ int elpips_codec_fail(char *err, size_t err_len, const char *fmt, ...)
 #endif
     ;
 
-int elpips_jpeg_encode(const uint8_t *pixels, uint32_t width, uint32_t height, uint32_t channels, int quality,
+int elpips_jpeg_encode(const uint8_t *pixels, uint32_t width, uint32_t height, uint32_t channels, int quality, int effort,
                        ElpipsCodecOutput *out, char *err, size_t err_len);
-int elpips_webp_encode(const uint8_t *pixels, uint32_t width, uint32_t height, uint32_t channels, int quality,
+int elpips_webp_encode(const uint8_t *pixels, uint32_t width, uint32_t height, uint32_t channels, int quality, int effort,
                        ElpipsCodecOutput *out, char *err, size_t err_len);
-int elpips_avif_encode(const uint8_t *pixels, uint32_t width, uint32_t height, uint32_t channels, int quality,
+int elpips_avif_encode(const uint8_t *pixels, uint32_t width, uint32_t height, uint32_t channels, int quality, int effort,
                        ElpipsCodecOutput *out, char *err, size_t err_len);
-int elpips_jxl_encode(const uint8_t *pixels, uint32_t width, uint32_t height, uint32_t channels, int quality,
+int elpips_jxl_encode(const uint8_t *pixels, uint32_t width, uint32_t height, uint32_t channels, int quality, int effort,
                       ElpipsCodecOutput *out, char *err, size_t err_len);
 
 #endif

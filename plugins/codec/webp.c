@@ -1,4 +1,6 @@
-/* WebP through libwebp's simple API (lossy, method 4, quality 0..100 as cwebp -q). */
+/* WebP through libwebp (lossy, quality 0..100 as cwebp -q, method 0..6 as cwebp -m, 4 by default).
+ * The advanced API with WEBP_PRESET_DEFAULT is what the simple WebPEncodeRGB(A) runs, with its
+ * method 4, so the default gives the same bytes the simple API gave. */
 #include <stdlib.h>
 #include <string.h>
 #include <webp/decode.h>
@@ -6,26 +8,38 @@
 
 #include "shim.h"
 
-int elpips_webp_encode(const uint8_t *pixels, uint32_t width, uint32_t height, uint32_t channels, int quality,
+int elpips_webp_encode(const uint8_t *pixels, uint32_t width, uint32_t height, uint32_t channels, int quality, int effort,
                        ElpipsCodecOutput *out, char *err, size_t err_len) {
-    uint8_t *webp = NULL;
+    WebPConfig config;
+    WebPPicture picture;
+    WebPMemoryWriter writer;
+    if (!WebPConfigPreset(&config, WEBP_PRESET_DEFAULT, (float)quality) || !WebPPictureInit(&picture))
+        return elpips_codec_fail(err, err_len, "webp: this libwebp does not match its headers");
+    config.method = effort;
+    if (!WebPValidateConfig(&config)) return elpips_codec_fail(err, err_len, "webp: method %d is not valid", effort);
+    picture.width = (int)width;
+    picture.height = (int)height;
+    picture.writer = WebPMemoryWrite;
+    picture.custom_ptr = &writer;
+    WebPMemoryWriterInit(&writer);
     int stride = (int)(width * channels);
-    size_t size = channels == 4 ? WebPEncodeRGBA(pixels, (int)width, (int)height, stride, (float)quality, &webp)
-                                : WebPEncodeRGB(pixels, (int)width, (int)height, stride, (float)quality, &webp);
-    if (size == 0) {
-        WebPFree(webp);
-        return elpips_codec_fail(err, err_len, "webp: encoding failed");
+    int ok = (channels == 4 ? WebPPictureImportRGBA(&picture, pixels, stride) : WebPPictureImportRGB(&picture, pixels, stride)) &&
+             WebPEncode(&config, &picture);
+    WebPPictureFree(&picture);
+    if (!ok) {
+        WebPMemoryWriterClear(&writer);
+        return elpips_codec_fail(err, err_len, "webp: encoding failed (error %d)", (int)picture.error_code);
     }
-    out->bytes = malloc(size);
+    out->bytes = malloc(writer.size);
     out->pixels = malloc((size_t)width * height * 3);
     if (!out->bytes || !out->pixels) {
-        WebPFree(webp);
+        WebPMemoryWriterClear(&writer);
         return elpips_codec_fail(err, err_len, "webp: out of memory");
     }
-    memcpy(out->bytes, webp, size);
-    out->size = size;
-    uint8_t *decoded = WebPDecodeRGBInto(webp, size, out->pixels, (size_t)width * height * 3, (int)width * 3);
-    WebPFree(webp);
+    memcpy(out->bytes, writer.mem, writer.size);
+    out->size = writer.size;
+    uint8_t *decoded = WebPDecodeRGBInto(writer.mem, writer.size, out->pixels, (size_t)width * height * 3, (int)width * 3);
+    WebPMemoryWriterClear(&writer);
     if (!decoded) return elpips_codec_fail(err, err_len, "webp: decoding the encoded file failed");
     return 0;
 }

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::network::install::Install;
 
 /// Environment variable naming the directory that holds the `.onnx` models.
 pub const MODEL_DIR_ENV: &str = "ELPIPS_MODEL_DIR";
@@ -138,14 +139,15 @@ impl std::fmt::Display for MetricKind {
     }
 }
 
-/// Resolves the model directory: the explicit one, then `ELPIPS_MODEL_DIR`, then
-/// `<bindir>/../share/elpips/models` beside the running executable (an installed program), then the
-/// checkout's `weights/models` (where `make setup` writes them).
+/// Resolves the model directory: the explicit one, then `ELPIPS_MODEL_DIR`, then the models of
+/// the installation the running program belongs to ([`Install`]: `<prefix>/share/elpips/models`,
+/// or the pip package's cache), then the checkout's `weights/models` (where `make setup` writes
+/// them).
 pub fn model_dir(explicit: Option<&Path>) -> PathBuf {
     model_dir_in(explicit, None)
 }
 
-/// [`model_dir`] for an install directory the caller may name (see [`crate::network::runtime::RuntimeOptions::install_dir`]).
+/// [`model_dir`] for an install directory the caller may name (see [`Install::find`]).
 pub(crate) fn model_dir_in(explicit: Option<&Path>, install: Option<&Path>) -> PathBuf {
     if let Some(p) = explicit {
         return p.to_owned();
@@ -153,8 +155,9 @@ pub(crate) fn model_dir_in(explicit: Option<&Path>, install: Option<&Path>) -> P
     if let Some(p) = std::env::var_os(MODEL_DIR_ENV).filter(|p| !p.is_empty()) {
         return PathBuf::from(p);
     }
-    if let Some(p) = crate::network::runtime::install_dir(install).map(|d| d.join("../share/elpips/models")).filter(|p| p.is_dir()) {
-        return p;
+    // An installation uses its own models or none: never those of the checkout it was built in.
+    if let Some(i) = Install::find(install) {
+        return i.models;
     }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("weights/models")
+    crate::network::install::checkout().join("weights/models")
 }

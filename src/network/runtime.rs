@@ -8,6 +8,7 @@ use ort::session::builder::GraphOptimizationLevel;
 
 use crate::error::{Error, Result};
 use crate::network::backend::{self, Arithmetic, Backend, CpuFeatures, Plan};
+use crate::network::install::{remedy_for, Install, Part};
 
 /// Environment variable naming the ONNX Runtime shared library (ort's own convention).
 pub const ORT_DYLIB_ENV: &str = "ORT_DYLIB_PATH";
@@ -16,6 +17,7 @@ pub const ORT_DYLIB_ENV: &str = "ORT_DYLIB_PATH";
 pub const MIN_ORT_VERSION: &str = "1.31";
 
 const EXPLICIT_ORIGIN: &str = "the explicit runtime path";
+const INSTALL_ORIGIN: &str = "the installation";
 
 /// Where `make setup` unpacks the CPU runtime in a source checkout.
 fn project_default_library() -> PathBuf {
@@ -86,27 +88,16 @@ pub fn gpu() -> std::result::Result<String, String> {
     Err("this build has no CUDA support (cargo feature `cuda`)".to_owned())
 }
 
-/// The directory an installed elpips keeps its runtime in (and its models under, at
-/// `../share/elpips/models`): the one the caller names (the C ABI names the directory of the
-/// loaded libelpips, which only it can find), else the running executable's.
-pub(crate) fn install_dir(chosen: Option<&Path>) -> Option<PathBuf> {
-    if let Some(d) = chosen {
-        return Some(d.to_owned());
-    }
-    let exe = std::env::current_exe().ok()?;
-    let exe = exe.canonicalize().unwrap_or(exe);
-    exe.parent().map(Path::to_owned)
-}
-
-/// Resolves the runtime library: the explicit path, then `ORT_DYLIB_PATH`, then a
-/// `libonnxruntime.so.1` beside the running executable (where `make install` puts it), then the
+/// Resolves the runtime library: the explicit path, then `ORT_DYLIB_PATH`, then the runtime of
+/// the installation the running program belongs to ([`Install`]: `<prefix>/lib` of `make
+/// install` and the `make dist` tarball, the `onnxruntime` wheel of the pip package), then the
 /// checkout's GPU runtime when `make setup DEVICE=cuda` made one, then its CPU runtime. Returns
 /// the path and where it came from (for error messages).
 pub fn locate_library(explicit: Option<&Path>) -> (PathBuf, &'static str) {
     locate(explicit, None)
 }
 
-/// [`locate_library`] for an install directory the caller may name (see [`install_dir`]).
+/// [`locate_library`] for an install directory the caller may name (see [`Install::find`]).
 fn locate(explicit: Option<&Path>, install: Option<&Path>) -> (PathBuf, &'static str) {
     if let Some(p) = explicit {
         return (p.to_owned(), EXPLICIT_ORIGIN);
@@ -114,8 +105,9 @@ fn locate(explicit: Option<&Path>, install: Option<&Path>) -> (PathBuf, &'static
     if let Some(p) = std::env::var_os(ORT_DYLIB_ENV).filter(|p| !p.is_empty()) {
         return (PathBuf::from(p), ORT_DYLIB_ENV);
     }
-    if let Some(p) = install_dir(install).map(|d| d.join("libonnxruntime.so.1")).filter(|p| p.is_file()) {
-        return (p, "the directory of libelpips");
+    // An installation uses its own runtime or none: never one of the checkout it was built in.
+    if let Some(i) = Install::find(install) {
+        return (i.runtime, INSTALL_ORIGIN);
     }
     let gpu = project_gpu_library();
     if gpu.is_file() {
@@ -151,20 +143,23 @@ pub(crate) fn environment(options: &RuntimeOptions) -> Result<ort::environment::
     crate::integrity::check_local_path(&path, "runtime library path")?;
     if !path.exists() {
         return Err(Error::Runtime(format!(
-            "library not found at {} (from {origin}); run `make setup` to fetch it, or set {ORT_DYLIB_ENV} to a libonnxruntime.so of version {MIN_ORT_VERSION} or newer",
-            path.display()
+            "library not found at {} (from {origin}); {}",
+            path.display(),
+            remedy_for(&path, Part::Runtime)
         )));
     }
     // The library elpips installed must be the one it pinned; one the caller names is theirs.
     let caller_chosen = origin == EXPLICIT_ORIGIN || origin == ORT_DYLIB_ENV;
-    crate::integrity::verify_runtime(&path, caller_chosen)?;
+    let pin = (origin == INSTALL_ORIGIN).then(|| Install::find(options.install_dir.as_deref())).flatten().map(|i| i.runtime_pin);
+    crate::integrity::verify_runtime(&path, caller_chosen, pin.as_deref(), &|p| remedy_for(p, Part::Runtime))?;
     let builder = std::panic::catch_unwind(|| ort::init_from(&path)).map_err(|_| {
         Error::Runtime(format!("loading {} crashed; is it a libonnxruntime.so?", path.display()))
     })?;
     let builder = builder.map_err(|e| {
         Error::Runtime(format!(
-            "cannot load {} (from {origin}): {e}; it must be libonnxruntime {MIN_ORT_VERSION} or newer (run `make setup`)",
-            path.display()
+            "cannot load {} (from {origin}): {e}; {}",
+            path.display(),
+            remedy_for(&path, Part::Runtime)
         ))
     })?;
     let env = builder
@@ -173,6 +168,47 @@ pub(crate) fn environment(options: &RuntimeOptions) -> Result<ort::environment::
         .map_err(|e| Error::Runtime(format!("cannot create an environment: {e}")))?;
     *guard = Some(Loaded { path, env: env.clone() });
     Ok(env)
+}
+
+/// The version of the ONNX Runtime these options load (e.g. `1.31.1`), and its path; loads it
+/// (once per process) if needed.
+pub fn version(options: &RuntimeOptions) -> Result<(String, PathBuf)> {
+    environment(options)?;
+    let path = RUNTIME.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|l| l.path.clone()).unwrap_or_default();
+    let version = loaded_version(&path).ok_or_else(|| Error::Runtime(format!("{} does not report its version", path.display())))?;
+    Ok((version, path))
+}
+
+/// `OrtGetApiBase()->GetVersionString()` of the runtime loaded from `path` (its build-info
+/// string names a git branch, not a version). Only asks a library this process has loaded.
+#[allow(unsafe_code)]
+fn loaded_version(path: &Path) -> Option<String> {
+    use std::os::unix::ffi::OsStrExt;
+    let name = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: RTLD_NOLOAD returns a handle only to a library that is loaded already (ort's),
+    // so no initialiser runs; the handle is closed below.
+    let handle = unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_NOW | libc::RTLD_NOLOAD) };
+    if handle.is_null() {
+        return None;
+    }
+    // SAFETY: `handle` is open; the symbol name is NUL-terminated.
+    let symbol = unsafe { libc::dlsym(handle, c"OrtGetApiBase".as_ptr()) };
+    let version = (!symbol.is_null()).then(|| {
+        // SAFETY: OrtGetApiBase has this signature in every ONNX Runtime (onnxruntime_c_api.h);
+        // it returns a pointer to a static struct whose GetVersionString returns a static string.
+        unsafe {
+            let get: unsafe extern "C" fn() -> *const ort::sys::OrtApiBase = std::mem::transmute(symbol);
+            let base = get();
+            if base.is_null() {
+                return None;
+            }
+            let s = ((*base).GetVersionString)();
+            (!s.is_null()).then(|| std::ffi::CStr::from_ptr(s).to_string_lossy().into_owned())
+        }
+    });
+    // SAFETY: `handle` came from dlopen above and is closed once; ort keeps its own reference.
+    unsafe { libc::dlclose(handle) };
+    version.flatten()
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {
@@ -226,14 +262,15 @@ impl std::fmt::Display for Device {
 /// Execution settings shared by every session of a metric.
 #[derive(Clone, Debug, Default)]
 pub struct RuntimeOptions {
-    /// Path of libonnxruntime; `None` = `ORT_DYLIB_PATH`, then the project's default.
+    /// Path of libonnxruntime; `None` = `ORT_DYLIB_PATH`, then the installation's, then the
+    /// checkout's ([`locate_library`]).
     pub library: Option<PathBuf>,
     /// Intra-op threads; 0 = one per physical core available to this process.
     pub threads: usize,
     /// Where to run (CPU by default).
     pub device: Device,
-    /// The directory searched for the runtime and the models of an installed elpips; `None` =
-    /// the running executable's (the C ABI sets the directory of the loaded libelpips).
+    /// The folder an installed elpips is found around ([`Install::find`]: its `bin` or `lib`);
+    /// `None` = the running executable's (the C ABI sets the folder of the loaded libelpips).
     pub install_dir: Option<PathBuf>,
     /// How cuDNN picks each convolution's algorithm on CUDA (ignored on the CPU).
     pub cudnn_search: CudnnSearch,
@@ -540,7 +577,7 @@ impl Session {
         options.validate()?;
         let env = environment(options)?;
         // The bytes checked against the manifest are the bytes loaded (no check-then-reopen race).
-        let bytes = crate::integrity::read_verified_model(model)?;
+        let bytes = crate::integrity::read_verified_model(model, &|p| remedy_for(p, Part::Models))?;
         let on_cpu = |device| Self::open_cpu(&env, &bytes, model, options, device, buffers, arithmetic);
         match options.device {
             Device::Cpu => on_cpu(Device::Cpu),

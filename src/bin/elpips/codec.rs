@@ -6,6 +6,10 @@ use std::ffi::{c_char, c_int, CStr};
 
 use elpips::Error;
 
+#[path = "codec/effort.rs"] // also when benches include this file by path
+mod effort;
+pub use effort::Effort;
+
 #[repr(C)]
 struct CodecOutput {
     bytes: *mut u8,
@@ -22,6 +26,7 @@ extern "C" {
         height: u32,
         channels: u32,
         quality: c_int,
+        effort: c_int,
         out: *mut CodecOutput,
         err: *mut c_char,
         err_len: usize,
@@ -44,6 +49,17 @@ pub enum Codec {
 }
 
 impl Codec {
+    /// The speed setting `effort` gives this encoder (the shim's ELPIPS_CODEC_EFFORT_DEFAULT, -1,
+    /// for JPEG: it has none).
+    fn effort_setting(self, effort: Effort) -> c_int {
+        match self {
+            Codec::Jpeg => -1,
+            Codec::Webp => effort.webp_method,
+            Codec::Avif => effort.avif_speed,
+            Codec::Jxl => effort.jxl_effort,
+        }
+    }
+
     /// The name on the command line and in reports (clap's, so it is written once). Not
     /// `crate::value_name`: benches/tune.rs includes this file as a module of its own.
     pub fn name(self) -> String {
@@ -88,9 +104,9 @@ impl Codec {
         )))
     }
 
-    /// Encodes packed RGB8 (`channels` 3) or RGBA8 (4) at `quality`; returns the file and the
-    /// file decoded back to packed RGB8.
-    pub fn encode(self, pixels: &[u8], width: u32, height: u32, channels: u32, quality: i32) -> Result<(Vec<u8>, Vec<u8>), Error> {
+    /// Encodes packed RGB8 (`channels` 3) or RGBA8 (4) at `quality` and the codec's `effort`;
+    /// returns the file and the file decoded back to packed RGB8.
+    pub fn encode(self, pixels: &[u8], width: u32, height: u32, channels: u32, quality: i32, effort: Effort) -> Result<(Vec<u8>, Vec<u8>), Error> {
         self.require()?;
         let need = width as usize * height as usize * channels as usize;
         if pixels.len() != need || !(channels == 3 || channels == 4) {
@@ -105,7 +121,7 @@ impl Codec {
         // SAFETY: `pixels` holds width * height * channels bytes (checked above); `out` and
         // `err` are writable and `err`'s length is passed.
         let rc = unsafe {
-            elpips_codec_encode(self as c_int, pixels.as_ptr(), width, height, channels, quality, &mut out, err.as_mut_ptr(), err.len())
+            elpips_codec_encode(self as c_int, pixels.as_ptr(), width, height, channels, quality, self.effort_setting(effort), &mut out, err.as_mut_ptr(), err.len())
         };
         if rc != 0 {
             // SAFETY: the shim NUL-terminates `err` within its length.

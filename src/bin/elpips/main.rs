@@ -7,15 +7,16 @@ use std::process::ExitCode;
 
 use clap::error::ErrorKind;
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
-use output::out;
-use elpips::{Backend, CudnnSearch, Device, Error, Metric, MetricKind, MetricOptions, RuntimeOptions};
+use elpips::{Backend, CudnnSearch, Device, Error, RuntimeOptions};
 
 mod check;
 mod codec;
 mod escape;
 mod compare;
+mod completions;
 mod tune;
 mod heatmap;
+mod info;
 mod input;
 mod metric_args;
 mod output;
@@ -57,16 +58,21 @@ enum Command {
     /// A metric server for external tuners: JSON lines on stdin, one answer per line on stdout.
     Serve(serve::ServeArgs),
     /// Show where the runtime and models are found, and whether they load.
-    Info(CommonArgs),
+    Info(info::InfoArgs),
+    /// Print a shell's completion script for elpips (bash, zsh, fish, elvish, powershell).
+    Completions(completions::CompletionsArgs),
+    /// Write the man pages (what `make install` installs).
+    #[command(hide = true)]
+    Man(completions::ManArgs),
 }
 
-#[derive(Args)]
+#[derive(Args, Default)]
 #[command(next_help_heading = "Runtime")]
 pub struct CommonArgs {
-    /// Path of libonnxruntime.so [default: $ORT_DYLIB_PATH, then the checkout's .cache set up by `make setup`].
+    /// Path of libonnxruntime.so [default: $ORT_DYLIB_PATH, then the installation's (<prefix>/lib), then the checkout's .cache set up by `make setup`].
     #[arg(long, value_name = "FILE")]
     pub runtime: Option<PathBuf>,
-    /// Directory with the .onnx models [default: $ELPIPS_MODEL_DIR, then the checkout's weights/models].
+    /// Directory with the .onnx models [default: $ELPIPS_MODEL_DIR, then the installation's (<prefix>/share/elpips/models), then the checkout's weights/models].
     #[arg(long, value_name = "DIR")]
     pub model_dir: Option<PathBuf>,
     /// ONNX Runtime threads (0: one per physical core).
@@ -90,6 +96,12 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             return match e.kind() {
+                // `--version` names the runtime, codecs and CUDA (it loads the runtime to ask its
+                // version); `-V` stays the one cheap line.
+                ErrorKind::DisplayVersion if std::env::args_os().any(|a| a == "--version") => {
+                    print!("{}", info::long_version());
+                    ExitCode::SUCCESS
+                }
                 ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
                     let _ = e.print();
                     ExitCode::SUCCESS
@@ -115,7 +127,9 @@ fn main() -> ExitCode {
         Command::Rank(args) => rank::run(args).map(|()| ExitCode::SUCCESS),
         Command::Rd(args) => rd::run(args, cli.quiet).map(|()| ExitCode::SUCCESS),
         Command::Serve(args) => serve::run(args).map(|()| ExitCode::SUCCESS),
-        Command::Info(args) => info(args).map(|()| ExitCode::SUCCESS),
+        Command::Info(args) => info::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Completions(args) => completions::completions(args).map(|()| ExitCode::SUCCESS),
+        Command::Man(args) => completions::man(args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
@@ -128,7 +142,7 @@ fn main() -> ExitCode {
 
 /// The library's options as its messages name them (the C fields and Python arguments, in
 /// backticks), and the flags that set them here.
-const OPTION_FLAGS: [(&str, &str); 12] = [
+const OPTION_FLAGS: [(&str, &str); 14] = [
     ("samples", "--samples"),
     ("max_samples", "--max-samples"),
     ("min_samples", "--min-samples"),
@@ -139,6 +153,8 @@ const OPTION_FLAGS: [(&str, &str); 12] = [
     ("max_pixels", "--max-pixels"),
     ("device", "--device"),
     ("backend", "--backend"),
+    ("runtime_library", "--runtime"),
+    ("model_dir", "--model-dir"),
     ("tonemap", "--tonemap"),
     ("exposure", "--exposure"),
 ];
@@ -210,62 +226,10 @@ pub fn runtime_options(common: &CommonArgs) -> RuntimeOptions {
     }
 }
 
-fn info(args: CommonArgs) -> Result<(), Error> {
-    let (lib, origin) = elpips::network::runtime::locate_library(args.runtime.as_deref());
-    out!("runtime: {} (from {origin})", lib.display())?;
-    let dir = elpips::network::models::model_dir(args.model_dir.as_deref());
-    out!("models:  {}", dir.display())?;
-    let runtime = runtime_options(&args);
-    out!("threads: {} (one per physical core unless --threads)", runtime.threads_used())?;
-    use elpips::network::runtime as rt;
-    let provider = match rt::cuda_provider_offered(args.runtime.as_deref()) {
-        Ok(true) => "CUDAExecutionProvider offered (onnxruntime-gpu), CPUExecutionProvider behind it".to_owned(),
-        Ok(false) if cfg!(feature = "cuda") => {
-            format!("CPUExecutionProvider only: this runtime has no CUDA provider (run `{}` for one)", rt::CUDA_SETUP_COMMAND)
-        }
-        Ok(false) => "CPUExecutionProvider only: this build has no CUDA support (cargo feature `cuda`)".to_owned(),
-        Err(e) => format!("unknown ({e})"),
-    };
-    out!("provider: {provider}")?;
-    if cfg!(feature = "cuda") {
-        match rt::gpu() {
-            Ok(name) => out!("gpu:     {name}")?,
-            Err(why) => out!("gpu:     none ({why})")?,
-        }
-        if rt::cuda_provider_offered(args.runtime.as_deref()).unwrap_or(false) {
-            out!("cuda libraries (ELPIPS_CUDA_LIBS, then cuda_libs.path and the runtime's folder, then the system's loader):")?;
-            for (name, path, origin) in rt::cuda_libraries(args.runtime.as_deref()) {
-                match path {
-                    Some(p) => out!("  {name:<40} {} (from {origin})", p.display())?,
-                    None => out!("  {name:<40} not found beside the runtime (left to {origin})")?,
-                }
-            }
-        }
-    }
-    out!("cuda:    {}", if rt::cuda_available(args.runtime.as_deref()).unwrap_or(false) { "available" } else { "not available" })?;
-    // The CPU backends: the CPU, the OpenVINO plugin and what each precision runs on (`auto`
-    // plans; a metric below says what a session got).
-    for line in runtime.backend_facts().lines().iter().map(|l| cli_text(l)) {
-        out!("{line}")?;
-    }
-    let mut failed = None;
-    for kind in MetricKind::ALL {
-        let opts = MetricOptions { metric: kind, model_dir: args.model_dir.clone(), runtime: runtime_options(&args), ..Default::default() };
-        match Metric::new(opts) {
-            Ok(m) => out!("  {:<11} ok (device {}, backend {})", kind.name(), m.device(), m.backend())?,
-            Err(e) => {
-                out!("  {:<11} {e}", kind.name())?;
-                failed.get_or_insert(e);
-            }
-        }
-    }
-    failed.map_or(Ok(()), Err)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use elpips::{Encoding, Precision, SamplerKind, ToneCurve};
+    use elpips::{Encoding, MetricKind, Precision, SamplerKind, ToneCurve};
 
     #[test]
     fn the_command_line_is_well_formed() {

@@ -207,7 +207,7 @@ impl Server {
                 let img = Image::open(&image, &self.load)?;
                 let (pixels, channels) = crate::tune::encoder_pixels(&image)?;
                 let (w, h) = (img.width(), img.height());
-                let (file, rgb) = codec.encode(&pixels, w, h, channels, quality)?;
+                let (file, rgb) = codec.encode(&pixels, w, h, channels, quality, crate::codec::Effort::default())?;
                 let mut png = Vec::new();
                 image::codecs::png::PngEncoder::new(&mut png)
                     .write_image(&rgb, w, h, image::ExtendedColorType::Rgb8)

@@ -12,7 +12,7 @@ use image::ImageEncoder;
 use elpips::tune::{self, Encoded, Goal, Outcome, ProbeRule, TuneOptions};
 use elpips::{Error, Image, LoadOptions, Metric, MetricKind, SamplerKind, Sampling};
 
-use crate::codec::Codec;
+use crate::codec::{Codec, Effort};
 use crate::metric_args::NetworkArgs;
 use crate::output::{check_outputs, out, Outputs};
 use crate::CommonArgs;
@@ -44,6 +44,9 @@ pub struct TuneArgs {
     /// Encodes at most.
     #[arg(long, value_name = "N", default_value_t = 16)]
     max_probes: u32,
+    /// The encoder's speed setting (its default unless asked).
+    #[command(flatten)]
+    effort: Effort,
     /// The network and its draws (every probe shares them).
     #[command(flatten)]
     network: NetworkArgs,
@@ -139,7 +142,7 @@ pub fn run(mut args: TuneArgs) -> Result<(), Error> {
     // files of this image's size).
     let mut files: HashMap<i32, (Vec<u8>, Vec<u8>)> = HashMap::new();
     let outcome = tune::tune(&mut metric, guide.as_mut(), &reference, &options, &mut |quality| {
-        let (file, decoded) = codec.encode(&pixels, w, h, channels, quality)?;
+        let (file, decoded) = codec.encode(&pixels, w, h, channels, quality, args.effort)?;
         let mut hasher = DefaultHasher::new();
         file.hash(&mut hasher);
         let encoded = Encoded { bytes: file.len() as u64, fingerprint: Some(hasher.finish()), decoded: Image::from_rgb8(w, h, &decoded)? };
@@ -212,6 +215,7 @@ fn print_outcome(args: &TuneArgs, codec: Codec, kind: MetricKind, (device, backe
             .collect();
         let obj = serde_json::json!({
             "codec": codec.name(),
+            "encoder": args.effort,
             "setting": chosen.setting,
             "bytes": chosen.bytes,
             "distance": chosen.estimate.distance,

@@ -175,19 +175,17 @@ def _candidates():
     if env:
         yield Path(env)
         return
+    # Built into this package by `pip install` (bindings/python/setup.py).
+    yield Path(__file__).resolve().parent / "lib" / _SONAME
     for prefix in (sys.prefix, "/usr/local", "/usr"):
         yield Path(prefix, "lib", _SONAME)
-    try:
-        from ._checkout import CHECKOUT_LIBRARY_DIR  # written when the package was built
-        yield Path(CHECKOUT_LIBRARY_DIR, "libelpips.so")
-    except ImportError:
-        pass
     # Running from the source tree itself (bindings/python/src/elpips).
     yield Path(__file__).resolve().parents[4] / "target" / "release" / "libelpips.so"
 
 
 def library_path() -> Path:
-    """The libelpips this package loads: $ELPIPS_LIBRARY, the installed prefix, or the checkout."""
+    """The libelpips this package loads: $ELPIPS_LIBRARY, the one built into it by pip, the
+    installed prefix, or the checkout."""
     tried = []
     for path in _candidates():
         if path.is_file():

@@ -101,7 +101,8 @@ pub struct CheckArgs {
     /// the shards of one manifest must all be there, each once.
     #[arg(long, value_name = "SUMMARY", num_args = 1.., help_heading = "Input")]
     merge: Vec<PathBuf>,
-    /// Check only shard I of N (0 <= I < N) of the manifest: rows I, I+N, I+2N, ...
+    /// Check only shard I of N (0 <= I < N) of the manifest: rows I, I+N, I+2N, ...; `auto`:
+    /// the shard the CI engine assigns (Bazel, GitLab, Buildkite, Slurm array; docs/renderer.md).
     #[arg(long, value_name = "I/N", requires = "manifest", help_heading = "Input")]
     shard: Option<String>,
     /// Tone mapping of EXR/HDR inputs, alpha policy, pixel budget (see docs/renderer.md).
@@ -155,7 +156,7 @@ pub fn run(mut args: CheckArgs) -> Result<ExitCode, Error> {
     let cli = validated_rules(&args)?;
     let gate = Gate { threshold: 0.0, error_rate: args.error_rate, max_samples: args.max_samples, min_samples: args.min_samples };
     gate.validate().map_err(|e| invalid(format!("{e} (see --error-rate, --max-samples, --min-samples)")))?;
-    let shard = args.shard.as_deref().map(crate::shard::parse).transpose()?;
+    let shard = args.shard.as_deref().map(crate::shard::resolve).transpose()?.flatten();
     args.heatmap.validate()?;
     if args.manifest.is_some() && args.heatmap.heatmap.is_some() {
         return Err(invalid("--heatmap FILE is for one pair; with --manifest use --heatmap-dir DIR"));

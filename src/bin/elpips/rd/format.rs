@@ -8,7 +8,7 @@ use std::path::Path;
 use elpips::Error;
 use serde::{Deserialize, Serialize};
 
-use super::json_message;
+use super::{json_message, Effort};
 
 /// Version of `rd.json`.
 pub const RD_FORMAT: u64 = 1;
@@ -57,6 +57,10 @@ pub struct RdSettings {
     pub anchor: String,
     pub bootstrap: u32,
     pub codecs: Vec<String>,
+    /// The encoders' speed settings; absent when all are the defaults (as in every file written
+    /// before they could be set, which therefore still read and merge).
+    #[serde(default, skip_serializing_if = "Effort::is_default")]
+    pub encoder: Effort,
     pub metric: String,
     pub sampler: String,
     pub sampling: String,

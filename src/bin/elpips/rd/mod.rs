@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use elpips::{Error, Image, LoadOptions, Metric, MetricKind};
 
-use crate::codec::Codec;
+use crate::codec::{Codec, Effort};
 use crate::metric_args::{NetworkArgs, SamplingArgs};
 use crate::output::{check_outputs, out, Outputs};
 use crate::CommonArgs;
@@ -43,11 +43,15 @@ pub struct RdArgs {
     /// Bootstrap replicates of the BD-rate intervals.
     #[arg(long, value_name = "B", default_value_t = 1000)]
     bootstrap: u32,
+    /// The encoders' speed settings (their defaults unless asked).
+    #[command(flatten)]
+    effort: Effort,
     #[command(flatten)]
     network: NetworkArgs,
     #[command(flatten)]
     sampling: SamplingArgs,
-    /// Measure only shard I of N of the images (images I, I+N, ...); merge the parts with --merge.
+    /// Measure only shard I of N of the images (images I, I+N, ...), or the one the CI engine
+    /// assigns (`auto`, as `check --shard auto`); merge the parts with --merge.
     #[arg(long, value_name = "I/N", conflicts_with = "merge", help_heading = "Input")]
     shard: Option<String>,
     /// Merge the rd.json files of a sharded run (every shard once) instead of measuring.
@@ -102,7 +106,7 @@ fn measure(args: &RdArgs, quiet: bool) -> Result<RdFile, Error> {
     }
     check_bootstrap(args.bootstrap, "--bootstrap")?;
     let images = corpus(args)?;
-    let shard = args.shard.as_deref().map(crate::shard::parse).transpose()?;
+    let shard = args.shard.as_deref().map(crate::shard::resolve).transpose()?.flatten();
     if let Some((i, n)) = shard {
         if n > images.len() {
             return Err(invalid(format!("--shard {i}/{n}: the run has only {} images; use at most {} shards", images.len(), images.len())));
@@ -132,7 +136,7 @@ fn measure(args: &RdArgs, quiet: bool) -> Result<RdFile, Error> {
         let mut sizes = Vec::new();
         for &codec in codecs {
             for &q in &settings {
-                let (file, rgb) = codec.encode(&pixels, w, h, channels, q)?;
+                let (file, rgb) = codec.encode(&pixels, w, h, channels, q, args.effort)?;
                 let image = Image::from_rgb8(w, h, &rgb)?;
                 sizes.push((codec, q, file.len() as u64, lpips.compare_reference(&prepared, &image)?.distance));
                 decoded.push(image);
@@ -163,6 +167,7 @@ fn measure(args: &RdArgs, quiet: bool) -> Result<RdFile, Error> {
         anchor: anchor.name(),
         bootstrap: args.bootstrap,
         codecs: codecs.iter().map(|c| c.name()).collect(),
+        encoder: args.effort,
         metric: args.network.metric.name().to_owned(),
         sampler: args.network.sampler().name().to_owned(),
         sampling: format!("{sampling:?}"),
