@@ -118,6 +118,8 @@ pub struct Controls {
     levels: u32,
     xs: Vec<Vec<f64>>,
     ys: Vec<f64>,
+    /// The most coefficients a fold fitted at the last record.
+    fitted: usize,
 }
 
 /// Folds of the cross-fit: each fit sees three quarters of the samples.
@@ -125,7 +127,13 @@ pub const FOLDS: usize = 4;
 
 impl Controls {
     pub fn new(levels: u32) -> Self {
-        Controls { levels, xs: Vec::new(), ys: Vec::new() }
+        Controls { levels, xs: Vec::new(), ys: Vec::new(), fitted: 0 }
+    }
+
+    /// The most coefficients a fold fitted for the contributions so far (0: none, plain iid):
+    /// a regression's residuals have `n - fitted - 1` degrees of freedom.
+    pub fn fitted(&self) -> usize {
+        self.fitted
     }
 
     /// Records one round and returns the statistics of all contributions so far.
@@ -153,6 +161,7 @@ impl Controls {
                 stats.push(self.ys[i] - fitted);
             }
         }
+        self.fitted = features_fitted;
         if features_fitted > 0 {
             // Residuals of a fit of `features_fitted` coefficients (and an intercept): the usual
             // `n / (n - p - 1)` correction. Without it the intervals covered 90% at a stage's
