@@ -3,8 +3,8 @@
 //!
 //! Below it: which draws to evaluate ([`sampler`]), control variates that reduce their variance
 //! ([`control_variates`]), the sequential accept/reject gate ([`decision`]) with its
-//! group-sequential boundaries ([`boundaries`]) and paired estimates of many candidates
-//! ([`multi`]).
+//! group-sequential boundaries ([`boundaries`]), paired estimates of many candidates ([`multi`])
+//! and two-stream estimates that spend most draws on a cheap stream ([`multi_fidelity`]).
 
 use crate::error::{Error, Result};
 
@@ -12,6 +12,7 @@ pub mod boundaries;
 pub mod control_variates;
 pub mod decision;
 pub mod multi;
+pub mod multi_fidelity;
 pub mod sampler;
 pub(crate) mod sequential;
 

@@ -189,6 +189,21 @@ impl Plan {
         Draw { stratum: s, transform, rng }
     }
 
+    /// Iid draws whose contributions go through `controls` (a two-stream estimate's
+    /// estimated-mean control, with or without the control sampler's draw features).
+    pub(crate) fn with_controls(kind: SamplerKind, seed: u64, levels: u32, h: usize, w: usize, controls: Controls) -> Self {
+        debug_assert!(kind != SamplerKind::Stratified);
+        Plan { control: Some(controls), ..Plan::new(kind, seed, levels, h, w) }
+    }
+
+    /// Records the distances of `draws` with the estimated-mean controls of each (see
+    /// [`Controls::record_estimated`]); the plan must have been made [`Plan::with_controls`].
+    pub(crate) fn record_estimated(&mut self, draws: &[Draw], distances: &[f64], estimated: &[f64]) {
+        self.mark_seen(draws);
+        let control = self.control.as_mut().expect("a plan with controls");
+        self.stats[0] = control.record_estimated(draws, distances, estimated);
+    }
+
     fn mark_seen(&mut self, draws: &[Draw]) {
         for d in draws {
             if let Some(seen) = self.seen.get_mut(d.transform.scale.wrapping_sub(1)) {
