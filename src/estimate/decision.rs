@@ -275,6 +275,13 @@ pub(crate) fn decide_plan<T: Gated>(
     Ok(last.expect("a gate has at least one look"))
 }
 
+/// [`decide_plan`] for callers outside the crate that evaluate draws themselves: the estimator
+/// bench replays one pool of draws of the real network under several rules.
+#[doc(hidden)]
+pub fn decide_draws(plan: &mut Plan, gate: &Gate, evaluate: &mut dyn FnMut(&mut [crate::ensemble::Draw]) -> Result<Vec<f64>>) -> Result<Decision> {
+    decide_plan(plan, gate, 8, evaluate, &mut |_| {})
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
