@@ -22,6 +22,11 @@
 //!   The pairs are made here, not committed: cat.png mirrored out to the size, and the same
 //!   plus Gaussian noise (sigma 8/255, ChaCha8 seed 8, clamped). The 1080p gate takes minutes
 //!   on 2 cores; `ELPIPS_BENCH_1080P=0` skips it.
+//! * `issue34`: the gates of issue 34 on the 512x512 noise pair, replayed on pools of
+//!   `ELPIPS_BENCH_POOL` iid draws (default 200) for `ELPIPS_BENCH_SEEDS` seeds (default 3):
+//!   samples to decide at T = 2, 1.1 and 0.9x the distance under the gate before issue 34 and the
+//!   shipped one (iid, control, two streams with the relu1_1 share as the cheap stream), and
+//!   the default gate at T = 2x against one LPIPS-VGG pair, in process.
 //! * `draws` (only when named): one CSV line per iid draw (seed 1) of the 512x512 noise pair, its
 //!   transform, its distance and the distance's share per tap (`tap0` the image, `tap1` relu1_1,
 //!   ...), `ELPIPS_BENCH_DRAWS` draws (default 320), on stdout after the
@@ -446,6 +451,182 @@ fn int8_multi_fidelity(n: u32) -> elpips::Result<()> {
     Ok(())
 }
 
+/// One draw of a pool: its full distance and the relu1_1 stream's value (taps 0 and 1: the
+/// image and relu1_1, the share of the distance a conv1_1-only pass computes).
+struct PoolDraw {
+    y: f64,
+    x: f64,
+}
+
+/// `n` iid draws of seed `seed` (the gate's own draws for that seed), evaluated once.
+fn pool(m: &mut Metric, a: &Image, b: &Image, seed: u64, n: u64) -> elpips::Result<(Vec<PoolDraw>, f64)> {
+    let levels = m.scale_levels(a.height(), a.width());
+    let mut out = Vec::new();
+    let t = Instant::now();
+    for start in (0..n).step_by(8) {
+        let mut batch: Vec<Draw> = (start..(start + 8).min(n)).map(|i| Draw::iid(seed, i, levels)).collect();
+        for tap in m.evaluate_draws_taps(a, b, &mut batch)? {
+            out.push(PoolDraw { y: tap.iter().sum(), x: tap[0] + tap[1] });
+        }
+        eprint!("\r  pool of seed {seed}: {} / {n} draws", out.len());
+    }
+    eprintln!();
+    Ok((out, t.elapsed().as_secs_f64() / n as f64))
+}
+
+/// The gate before issue 34, replayed on a pool: iid draws, first look at 16, looks x1.5 to
+/// 200, each at `error_rate / K` (Bonferroni) with Johnson's Edgeworth term. Returns the verdict
+/// (-1 below, 1 above, 0 undecided) and the samples used; `None` when the pool runs out first.
+fn bonferroni_gate(ys: &[f64], threshold: f64) -> Option<(i32, u64)> {
+    use statrs::distribution::{ContinuousCDF, StudentsT};
+    let looks = Gate { min_samples: 16, ..Gate::new(threshold) }.looks(16);
+    let alpha = 0.05 / looks.len() as f64;
+    for &n in &looks {
+        let v = ys.get(..n as usize)?;
+        let nf = n as f64;
+        let mean = v.iter().sum::<f64>() / nf;
+        let m2: f64 = v.iter().map(|y| (y - mean).powi(2)).sum();
+        let m3: f64 = v.iter().map(|y| (y - mean).powi(3)).sum();
+        let se = (m2 / (nf - 1.0) / nf).sqrt();
+        let k3 = nf * m3 / ((nf - 1.0) * (nf - 2.0));
+        let g = if se > 0.0 { k3 / nf.powi(2) / se.powi(3) } else { 0.0 };
+        let q = StudentsT::new(0.0, 1.0, nf - 1.0).expect("dof").inverse_cdf(1.0 - alpha);
+        let c = g * (2.0 * q * q + 1.0) / 6.0;
+        if mean + (q + c) * se <= threshold {
+            return Some((-1, n));
+        }
+        if mean - (q - c) * se > threshold {
+            return Some((1, n));
+        }
+    }
+    Some((0, 200))
+}
+
+/// Issue 34's goals on the 512x512 noise pair. Pools of `n` iid draws per seed (the draws the
+/// gate itself takes for that seed) are evaluated once, with each draw's relu1_1 share; then
+/// every rule is replayed on the same draws: the gate before issue 34 (iid, first look 16,
+/// Bonferroni), the shipped gate with iid and with control draws (the default), and the shipped
+/// gate on a two-stream estimate whose cheap stream is the relu1_1 share (its cost per draw an
+/// assumption, `ELPIPS_BENCH_CHEAP_COST`, default 0.05 of a sample: conv1_1 is 0.6% of VGG16's
+/// multiply-adds, plus the transform, a mask and the normalisation; not built yet), each at T
+/// = 2, 1.1 and 0.9 times the pools' mean. A real `Metric::decide` at T = 2x times the goal's
+/// ratio against one LPIPS-VGG pair.
+fn issue34(n: u64, seeds: u64) -> elpips::Result<()> {
+    use elpips::estimate::decision::decide_draws;
+    use elpips::estimate::multi_fidelity::{decide_blocks, BlockValues, Blocks, Fidelity, TwoStream};
+    use elpips::estimate::sampler::Plan;
+    println!("\n== issue 34: gates on the 512x512 noise pair ({seeds} pools of {n} iid draws, replayed under each rule)");
+    let (a, b) = noise_pair(512, 512)?;
+    let mut m = Metric::new(MetricOptions::default())?;
+    let levels = m.scale_levels(512, 512);
+    let mut pools = Vec::new();
+    let mut per_draw = 0.0;
+    for seed in 1..=seeds {
+        let (p, t) = pool(&mut m, &a, &b, seed, n)?;
+        per_draw += t / seeds as f64;
+        pools.push(p);
+    }
+    let all: Vec<&PoolDraw> = pools.iter().flatten().collect();
+    let mean = all.iter().map(|p| p.y).sum::<f64>() / all.len() as f64;
+    let (mx, my) = (all.iter().map(|p| p.x).sum::<f64>() / all.len() as f64, mean);
+    let (sxx, syy, sxy) = all.iter().fold((0.0, 0.0, 0.0), |(a, b, c), p| (a + (p.x - mx).powi(2), b + (p.y - my).powi(2), c + (p.x - mx) * (p.y - my)));
+    let rho2 = sxy * sxy / (sxx * syy);
+    let r = std::env::var("ELPIPS_BENCH_CHEAP_COST").ok().and_then(|v| v.parse().ok()).unwrap_or(0.05);
+    let k = Fidelity::optimal_block(rho2, r, true);
+    let fidelity = Fidelity { block: k, cheap_cost: r, cheap_in_full: true, prior: 0.0 };
+    println!(
+        "pools: mean distance {mean:.5}, per-draw cv {:.2}, {per_draw:.2} s per draw; relu1_1 share: rho^2 {rho2:.3} with the distance, so blocks of {k} at a cost of {r} (work x{:.2} per block against a full draw)",
+        (syy / all.len() as f64).sqrt() / mean,
+        fidelity.relative_work(rho2)
+    );
+    println!("{:<34} {:>12} {:>12} {:>12}   (samples, or sample-equivalents, to decide; mean over pools [verdicts: b below, a above, u undecided])", "rule", "T = 2x", "T = 1.1x", "T = 0.9x");
+    let verdict = |v: elpips::Side| match v {
+        elpips::Side::Below => 'b',
+        elpips::Side::Above => 'a',
+        elpips::Side::Undecided => 'u',
+    };
+    let row = |label: &str, decide: &mut dyn FnMut(usize, f64) -> (char, f64)| {
+        print!("{label:<34}");
+        for factor in [2.0, 1.1, 0.9] {
+            let (mut work, mut marks) = (0.0, String::new());
+            for s in 0..pools.len() {
+                let (v, w) = decide(s, factor * mean);
+                work += w;
+                marks.push(v);
+            }
+            print!(" {:>7.1} [{marks}]", work / pools.len() as f64);
+        }
+        println!();
+    };
+    row("before (iid, 16, Bonferroni)", &mut |s, t| {
+        let ys: Vec<f64> = pools[s].iter().map(|p| p.y).collect();
+        match bonferroni_gate(&ys, t) {
+            Some((v, used)) => (['b', 'u', 'a'][(v + 1) as usize], used as f64),
+            None => ('x', f64::NAN),
+        }
+    });
+    for sampler in [SamplerKind::Iid, SamplerKind::Control] {
+        row(&format!("now, {}", sampler.name()), &mut |s, t| {
+            let mut plan = Plan::new(sampler, s as u64 + 1, levels, 512, 512);
+            let mut next = 0usize;
+            let d = decide_draws(&mut plan, &Gate::new(t), &mut |draws| {
+                let v = pools[s].get(next..next + draws.len()).ok_or_else(|| elpips::Error::InvalidArgument("pool exhausted".into()))?;
+                next += draws.len();
+                Ok(v.iter().map(|p| p.y).collect())
+            });
+            match d {
+                Ok(d) => (verdict(d.verdict), d.estimate.samples as f64),
+                Err(_) => ('x', f64::NAN),
+            }
+        });
+    }
+    for sampler in [SamplerKind::Iid, SamplerKind::Control] {
+        row(&format!("now, two streams ({}, k = {k})", sampler.name()), &mut |s, t| {
+            let mut est = TwoStream::new(sampler, s as u64 + 1, levels, 512, 512, fidelity).expect("fidelity");
+            // Full draws from the front of the pool (the plan's own draws), cheap-only draws'
+            // values from its back: both iid draws, so any distinct rows serve.
+            let (mut front, mut back) = (0usize, pools[s].len());
+            let mut exhausted = false;
+            let d = decide_blocks(&mut est, &Gate::new(t), &mut |blocks: &mut Blocks| {
+                if back < front + blocks.full.len() + blocks.cheap.len() {
+                    exhausted = true;
+                    return Err(elpips::Error::InvalidArgument("pool exhausted".into()));
+                }
+                let mut v = BlockValues::default();
+                for _ in &blocks.full {
+                    v.full.push(pools[s][front].y);
+                    v.full_cheap.push(pools[s][front].x);
+                    front += 1;
+                }
+                for _ in &blocks.cheap {
+                    back -= 1;
+                    v.cheap.push(pools[s][back].x);
+                }
+                Ok(v)
+            });
+            match d {
+                Ok(d) => (verdict(d.verdict), est.sample_equivalents()),
+                Err(_) if exhausted => ('x', f64::NAN),
+                Err(e) => panic!("{e}"),
+            }
+        });
+    }
+    println!("(x: the pool ran out; a larger ELPIPS_BENCH_POOL)");
+    // The goal's ratio, in process: the default gate at T = 2x its distance.
+    let lpips = lpips_seconds(&a, &b)?;
+    let t = Instant::now();
+    let d = Metric::new(MetricOptions { seed: 1, ..Default::default() })?.decide(&a, &b, &Gate::new(2.0 * mean))?;
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "default gate, T = 2x ({:.4}): {} after {} samples, {secs:.1} s = {:.1}x one LPIPS-VGG pair ({lpips:.2} s; goal: <= 4 sample-equivalents, ~3x)",
+        2.0 * mean,
+        d.verdict.name(),
+        d.estimate.samples,
+        secs / lpips
+    );
+    Ok(())
+}
+
 fn main() -> elpips::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let wants = |s: &str| args.is_empty() || args.iter().any(|a| a == s);
@@ -462,6 +643,9 @@ fn main() -> elpips::Result<()> {
     }
     if wants("issue18") {
         issue18(env("ELPIPS_BENCH_SAMPLES", 96) as u32, env("ELPIPS_BENCH_1080P", 1) == 1)?;
+    }
+    if wants("issue34") {
+        issue34(env("ELPIPS_BENCH_POOL", 200) as u64, env("ELPIPS_BENCH_SEEDS", 3) as u64)?;
     }
     if args.iter().any(|a| a == "to5") {
         let (a, b) = noise_pair(512, 512)?;

@@ -342,7 +342,7 @@ typedef struct ElpipsTuneOptions {
      */
     double error_rate;
     /**
-     * E-LPIPS samples at a probe's first look (later looks at 1.5x). Default 16.
+     * E-LPIPS samples at a probe's first look (later looks at 1.5x). Default 8.
      */
     uint32_t min_samples;
     /**
@@ -502,7 +502,7 @@ typedef struct ElpipsGate {
      */
     uint32_t max_samples;
     /**
-     * First look at the verdict after this many samples (>= 2). 0: the default 16.
+     * First look at the verdict after this many samples (>= 2). 0: the default 8.
      */
     uint32_t min_samples;
 } ElpipsGate;

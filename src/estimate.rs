@@ -2,14 +2,17 @@
 //! that decide how many samples to draw. Knows nothing about images or networks.
 //!
 //! Below it: which draws to evaluate ([`sampler`]), control variates that reduce their variance
-//! ([`control_variates`]), the sequential accept/reject gate ([`decision`]) and paired estimates
-//! of many candidates ([`multi`]).
+//! ([`control_variates`]), the sequential accept/reject gate ([`decision`]) with its
+//! group-sequential boundaries ([`boundaries`]), paired estimates of many candidates ([`multi`])
+//! and two-stream estimates that spend most draws on a cheap stream ([`multi_fidelity`]).
 
 use crate::error::{Error, Result};
 
+pub mod boundaries;
 pub mod control_variates;
 pub mod decision;
 pub mod multi;
+pub mod multi_fidelity;
 pub mod sampler;
 pub(crate) mod sequential;
 
@@ -105,6 +108,9 @@ pub struct RunningStats {
     m2: f64,
     /// Sum of cubed deviations (for the skewness the sequential bounds correct for).
     m3: f64,
+    /// Sum of fourth powers of the deviations (for the kurtosis that sets how far the
+    /// sequential bounds trust the variance).
+    m4: f64,
 }
 
 impl RunningStats {
@@ -117,6 +123,7 @@ impl RunningStats {
         let dn = d / n;
         let term = d * dn * n1;
         self.mean += dn;
+        self.m4 += term * dn * dn * (n * n - 3.0 * n + 3.0) + 6.0 * dn * dn * self.m2 - 4.0 * dn * self.m3;
         self.m3 += term * dn * (n - 2.0) - 3.0 * dn * self.m2;
         self.m2 += term;
     }
@@ -125,6 +132,7 @@ impl RunningStats {
     pub fn inflate(&mut self, k: f64) {
         self.m2 *= k;
         self.m3 *= k.powf(1.5);
+        self.m4 *= k * k;
     }
     pub fn count(&self) -> u64 {
         self.n
@@ -149,6 +157,15 @@ impl RunningStats {
             n * self.m3 / ((n - 1.0) * (n - 2.0))
         }
     }
+    /// Excess kurtosis `n m4 / m2^2 - 3` (0 with fewer than four samples or no spread).
+    pub fn excess_kurtosis(&self) -> f64 {
+        if self.n < 4 || self.m2 <= 0.0 {
+            0.0
+        } else {
+            self.n as f64 * self.m4 / (self.m2 * self.m2) - 3.0
+        }
+    }
+
     /// Standard error of the mean.
     pub fn std_error(&self) -> f64 {
         if self.n < 2 {
@@ -211,6 +228,8 @@ mod tests {
         assert!((s.ci95() - Z95 * (var / 6.0).sqrt()).abs() < 1e-15);
         let m3 = xs.iter().map(|x| (x - mean).powi(3)).sum::<f64>();
         assert!((s.third_cumulant() - 6.0 * m3 / 20.0).abs() < 1e-15);
+        let (m2, m4) = (var * 5.0, xs.iter().map(|x| (x - mean).powi(4)).sum::<f64>());
+        assert!((s.excess_kurtosis() - (6.0 * m4 / (m2 * m2) - 3.0)).abs() < 1e-12);
     }
 
     #[test]

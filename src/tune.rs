@@ -25,7 +25,7 @@
 //!   instead (Brent's safeguard), so the worst case stays logarithmic.
 //! * **No re-evaluation.** A setting is probed at most once, and a setting whose encoded bytes
 //!   equal an earlier probe's reuses that estimate.
-//! * **Aimed by an exact guide.** A 16-sample first look is too coarse to interpolate from
+//! * **Aimed by an exact guide.** A first look (8 samples) is too coarse to interpolate from
 //!   (with E-LPIPS the line alone took as many probes as bisection). Given a guide — a cheap,
 //!   exact metric of the same family, LPIPS-VGG for E-LPIPS — the search models the probe
 //!   metric as `guide(q) * ratio(q)`, the ratio measured at every probe and interpolated between

@@ -8,13 +8,13 @@
 //   }
 //
 // Each assertion is a sequential gate (elpips_decide, as `elpips check`): sampling stops as soon
-// as the distance is shown below or above the threshold at a 5% error rate (16 samples first, at
+// as the distance is shown below or above the threshold at a 5% error rate (8 samples first, at
 // most 200). A pair still undecided then is settled by the side its estimate lies on, and the
 // message says so. A failure prints the distance, its 95% half-width, the sample count and both
 // expressions:
 //
 //   E-LPIPS distance of "out/cornell.png" from "golden/cornell.png" is 0.1123 ± 0.0031
-//   (95%, 16 samples), above the allowed 0.05
+//   (95%, 8 samples), above the allowed 0.05
 //
 // Change the gate's error rate or sample counts through elpips::gtest::gate() (its threshold is
 // each assertion's own).

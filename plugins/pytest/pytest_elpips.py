@@ -7,7 +7,7 @@
 `assert_elpips_below(reference, candidate, max_distance, *, linear=False)` is a sequential gate
 (`Context.decide`, as `elpips check`) on a session-wide `elpips.Context` (fixture
 `elpips_context`): sampling stops as soon as the distance is shown below or above `max_distance`
-at a 5% error rate (16 samples first, at most 200; a pair still undecided then is settled by the
+at a 5% error rate (8 samples first, at most 200; a pair still undecided then is settled by the
 side of its estimate, and the message says so). With `--elpips-samples N` it compares an N-sample
 estimate with `max_distance` instead. It raises AssertionError, with the distance, its 95%
 half-width and the sample count, when the candidate fails; returns the `elpips.Result` either way,

@@ -21,7 +21,7 @@ pub struct ElpipsGate {
     pub error_rate: f64,
     /// Stop undecided after this many E-LPIPS samples. 0: the default 200.
     pub max_samples: u32,
-    /// First look at the verdict after this many samples (>= 2). 0: the default 16.
+    /// First look at the verdict after this many samples (>= 2). 0: the default 8.
     pub min_samples: u32,
 }
 

@@ -60,7 +60,7 @@ pub struct ElpipsTuneOptions {
     pub max_probes: u32,
     /// Chance that one probe is put on the wrong side of T (E-LPIPS; one-sided). Default 0.05.
     pub error_rate: f64,
-    /// E-LPIPS samples at a probe's first look (later looks at 1.5x). Default 16.
+    /// E-LPIPS samples at a probe's first look (later looks at 1.5x). Default 8.
     pub min_samples: u32,
     /// E-LPIPS samples per probe at most. Default 200.
     pub max_samples: u32,

@@ -100,41 +100,94 @@ pub fn stages(levels: u32) -> Vec<(usize, usize)> {
     out
 }
 
+/// Samples per feature before the estimated-mean control of a two-stream estimate
+/// ([`crate::estimate::multi_fidelity`]) joins the fit: one coefficient, so the other folds need
+/// few; until then each contribution uses the stream's prior coefficient.
+pub const ESTIMATED_SAMPLES_PER_FEATURE: usize = 8;
+
 /// Regression control variates, cross-fitted.
 ///
 /// Samples fall into [`FOLDS`] folds by index. Sample `i` contributes `y_i - b_k . z_i`, with
-/// `z_i` its [`control_features`] (exact mean 0 under the E-LPIPS distribution) and `b_k` the
+/// `z_i` its features (exact mean 0 under the E-LPIPS distribution) and `b_k` the
 /// least-squares coefficients of `y` on `z` fitted on the *other* folds, on the largest
-/// of the [`stages`] for which they hold enough samples per feature (`SAMPLES_PER_FEATURE`;
-/// no fit, i.e. plain iid, below the first). `b_k` is independent of sample `i`
+/// of the stages for which they hold enough samples per feature; below the first stage, the
+/// prior coefficients (0: plain iid). `b_k` is independent of sample `i`
 /// and `z_i` has mean 0, so every contribution has expectation exactly `E[y]`: the estimate (their
 /// mean) is unbiased for the same expectation as iid sampling, for any number of samples. Its
 /// standard error is the usual one of the contributions' mean (the folds' coefficients are
 /// nearly the same fit, so the terms are close to independent; the mock-network tests check
 /// the coverage). The variance falls by the share of the distance's variance the features
 /// explain, less about `p / n` for the fitted coefficients.
+///
+/// The features are, in this order: the *estimated-mean* controls a caller supplies per sample
+/// (a two-stream estimate's cheap-stream deviation, mean 0 by construction; none for the
+/// control sampler), then the draw's [`control_features`] when `draw_features` is set, in the
+/// [`stages`] order. The estimated-mean controls form the first stage.
 #[derive(Clone, Debug)]
 pub struct Controls {
     levels: u32,
+    /// Leading features supplied by the caller, and their coefficients before any fit.
+    prior: Vec<f64>,
+    draw_features: bool,
     xs: Vec<Vec<f64>>,
     ys: Vec<f64>,
+    /// The most coefficients a fold fitted at the last record.
+    fitted: usize,
 }
 
 /// Folds of the cross-fit: each fit sees three quarters of the samples.
 pub const FOLDS: usize = 4;
 
 impl Controls {
+    /// The control sampler's: the draw's features only.
     pub fn new(levels: u32) -> Self {
-        Controls { levels, xs: Vec::new(), ys: Vec::new() }
+        Controls { levels, prior: Vec::new(), draw_features: true, xs: Vec::new(), ys: Vec::new(), fitted: 0 }
+    }
+
+    /// Caller-supplied estimated-mean controls (one coefficient each, `prior` before their fit),
+    /// followed by the draw's features when `draw_features`.
+    pub fn with_estimated(levels: u32, prior: Vec<f64>, draw_features: bool) -> Self {
+        Controls { levels, prior, draw_features, xs: Vec::new(), ys: Vec::new(), fitted: 0 }
+    }
+
+    /// The most coefficients a fold fitted for the contributions so far (0: none, plain iid or
+    /// the prior): a regression's residuals have `n - fitted - 1` degrees of freedom.
+    pub fn fitted(&self) -> usize {
+        self.fitted
+    }
+
+    /// The stages: per stage, how many leading features and samples per feature it needs.
+    fn stages(&self) -> Vec<(usize, usize)> {
+        let e = self.prior.len();
+        let mut out = Vec::new();
+        if e > 0 {
+            out.push((e, ESTIMATED_SAMPLES_PER_FEATURE));
+        }
+        if self.draw_features {
+            out.extend(stages(self.levels).into_iter().map(|(p, per)| (e + p, per)));
+        }
+        out
     }
 
     /// Records one round and returns the statistics of all contributions so far.
     pub fn record(&mut self, draws: &[Draw], distances: &[f64]) -> RunningStats {
-        for (d, &y) in draws.iter().zip(distances) {
-            self.xs.push(control_features(&d.transform, self.levels));
+        self.record_estimated(draws, distances, &[])
+    }
+
+    /// [`Controls::record`] with the caller's estimated-mean controls, `estimated[i * e + j]`
+    /// the `j`-th of sample `i` (`e` controls per sample; each of mean exactly 0).
+    pub fn record_estimated(&mut self, draws: &[Draw], distances: &[f64], estimated: &[f64]) -> RunningStats {
+        let e = self.prior.len();
+        debug_assert_eq!(estimated.len(), e * draws.len());
+        for (i, (d, &y)) in draws.iter().zip(distances).enumerate() {
+            let mut x = estimated[i * e..(i + 1) * e].to_vec();
+            if self.draw_features {
+                x.extend(control_features(&d.transform, self.levels));
+            }
+            self.xs.push(x);
             self.ys.push(y);
         }
-        let stages = stages(self.levels);
+        let stages = self.stages();
         let mut stats = RunningStats::default();
         let mut features_fitted = 0;
         for k in 0..FOLDS {
@@ -143,16 +196,20 @@ impl Controls {
             // never on distances, so the contributions stay unbiased.
             let p = stages.iter().rev().find(|&&(p, per)| others.len() >= per * p).map(|&(p, _)| p);
             features_fitted = features_fitted.max(p.unwrap_or(0));
-            let beta = p.map(|p| {
-                let xs: Vec<Vec<f64>> = others.iter().map(|&i| self.xs[i][..p].to_vec()).collect();
-                let ys: Vec<f64> = others.iter().map(|&i| self.ys[i]).collect();
-                least_squares(&xs, &ys)[1..].to_vec()
-            });
+            let beta = match p {
+                Some(p) => {
+                    let xs: Vec<Vec<f64>> = others.iter().map(|&i| self.xs[i][..p].to_vec()).collect();
+                    let ys: Vec<f64> = others.iter().map(|&i| self.ys[i]).collect();
+                    least_squares(&xs, &ys)[1..].to_vec()
+                }
+                None => self.prior.clone(),
+            };
             for i in (k..self.ys.len()).step_by(FOLDS) {
-                let fitted = beta.as_ref().map_or(0.0, |b| b.iter().zip(&self.xs[i]).map(|(b, z)| b * z).sum());
+                let fitted: f64 = beta.iter().zip(&self.xs[i]).map(|(b, z)| b * z).sum();
                 stats.push(self.ys[i] - fitted);
             }
         }
+        self.fitted = features_fitted;
         if features_fitted > 0 {
             // Residuals of a fit of `features_fitted` coefficients (and an intercept): the usual
             // `n / (n - p - 1)` correction. Without it the intervals covered 90% at a stage's

@@ -7,9 +7,9 @@
 //! is the honest one for that combination: the difference's error reflects how much the
 //! candidates' distances move together, which is what makes ranking cheap.
 
-use crate::estimate::{Estimate, Sampling, Z95};
-use crate::ensemble::Draw;
 use crate::estimate::sampler::{Plan, SamplerKind};
+use crate::estimate::sequential::Tally;
+use crate::estimate::{Estimate, Sampling};
 
 /// The difference `distance(first) - distance(second)` between two candidates.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -69,54 +69,84 @@ impl MultiEstimate {
     }
 }
 
-/// The bookkeeping of a multi-candidate run: one plan chooses the draws, and one shadow plan per
-/// distance and per difference records that combination's values for the same draws.
-pub(crate) struct PairedPlans {
-    pub driver: Plan,
-    distances: Vec<Plan>,
-    differences: Vec<(usize, usize, Plan)>,
+/// What a multi-candidate run needs of one candidate's (or one difference's) statistics: a
+/// [`Tally`] whose values can be averaged over candidates (to drive the draws) and subtracted
+/// (for a difference of two candidates).
+pub(crate) trait PairedValues: Tally + Sized {
+    /// The values of the candidates' mean.
+    fn mean(values: &[Self::Values]) -> Self::Values;
+    /// The values of `a - b`.
+    fn difference(a: &Self::Values, b: &Self::Values) -> Self::Values;
+    /// The estimate so far.
+    fn estimate(&self, converged: bool) -> Estimate;
 }
+
+impl PairedValues for Plan {
+    fn mean(values: &[Vec<f64>]) -> Vec<f64> {
+        (0..values[0].len()).map(|k| values.iter().map(|v| v[k]).sum::<f64>() / values.len() as f64).collect()
+    }
+
+    fn difference(a: &Vec<f64>, b: &Vec<f64>) -> Vec<f64> {
+        a.iter().zip(b).map(|(a, b)| a - b).collect()
+    }
+
+    fn estimate(&self, converged: bool) -> Estimate {
+        Plan::estimate(self, converged)
+    }
+}
+
+/// The bookkeeping of a multi-candidate run: one tally chooses the draws, and one shadow tally
+/// per distance and per difference records that combination's values for the same draws.
+pub(crate) struct Paired<T> {
+    pub driver: T,
+    distances: Vec<T>,
+    differences: Vec<(usize, usize, T)>,
+}
+
+/// The multi-candidate run of plain draws (one value per draw and candidate).
+pub(crate) type PairedPlans = Paired<Plan>;
 
 impl PairedPlans {
     pub fn new(kind: SamplerKind, seed: u64, levels: u32, h: usize, w: usize, candidates: usize) -> Self {
-        let plan = || Plan::new(kind, seed, levels, h, w);
-        let differences = (0..candidates).flat_map(|i| (i + 1..candidates).map(move |j| (i, j))).map(|(i, j)| (i, j, plan())).collect();
-        PairedPlans { driver: plan(), distances: (0..candidates).map(|_| plan()).collect(), differences }
+        Paired::from_fn(candidates, || Plan::new(kind, seed, levels, h, w))
+    }
+}
+
+impl<T: PairedValues> Paired<T> {
+    /// A run of `candidates` whose tallies are each made by `tally`.
+    pub fn from_fn(candidates: usize, tally: impl Fn() -> T) -> Self {
+        let differences = (0..candidates).flat_map(|i| (i + 1..candidates).map(move |j| (i, j))).map(|(i, j)| (i, j, tally())).collect();
+        Paired { driver: tally(), distances: (0..candidates).map(|_| tally()).collect(), differences }
     }
 
-    /// Records `values[c][k]`, candidate `c`'s distance for `draws[k]`.
-    pub fn record(&mut self, draws: &[Draw], values: &[Vec<f64>]) {
+    /// Records `values[c]`, candidate `c`'s values for `round`.
+    pub fn record(&mut self, round: &T::Round, values: &[T::Values]) {
         // The driver allocates (stratified sampler) by the candidates' mean distance.
-        let mean: Vec<f64> = (0..draws.len()).map(|k| values.iter().map(|v| v[k]).sum::<f64>() / values.len() as f64).collect();
-        self.driver.record(draws, &mean);
-        for (plan, v) in self.distances.iter_mut().zip(values) {
-            plan.record(draws, v);
+        self.driver.record(round, &T::mean(values));
+        for (tally, v) in self.distances.iter_mut().zip(values) {
+            tally.record(round, v);
         }
-        for (i, j, plan) in &mut self.differences {
-            let diff: Vec<f64> = values[*i].iter().zip(&values[*j]).map(|(a, b)| a - b).collect();
-            plan.record(draws, &diff);
+        for (i, j, tally) in &mut self.differences {
+            tally.record(round, &T::difference(&values[*i], &values[*j]));
         }
     }
 
     /// `true` once `sampling` is met for every candidate's distance.
     pub fn is_done(&self, sampling: Sampling) -> bool {
-        self.distances.iter().all(|p| {
-            let (mean, se) = p.mean_and_std_error();
-            sampling.is_done(p.count(), mean, se.map(|s| Z95 * s))
-        })
+        self.distances.iter().all(|t| t.is_done(sampling))
     }
 
     pub fn estimate(&self, converged: bool) -> MultiEstimate {
         let differences = self
             .differences
             .iter()
-            .map(|(i, j, p)| {
-                let e = p.estimate(converged);
+            .map(|(i, j, t)| {
+                let e = t.estimate(converged);
                 Difference { first: *i, second: *j, difference: e.distance, std_error: e.std_error, ci95: e.ci95 }
             })
             .collect();
         MultiEstimate {
-            distances: self.distances.iter().map(|p| p.estimate(converged)).collect(),
+            distances: self.distances.iter().map(|t| t.estimate(converged)).collect(),
             differences,
             samples: self.driver.count(),
             converged,
@@ -127,6 +157,7 @@ impl PairedPlans {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ensemble::Draw;
     use crate::ensemble::sample_rng;
     use crate::estimate::sampler::mock::{mock_distance, mock_truth, Noise};
     use rand::Rng;

@@ -3,19 +3,27 @@
 //! it; they differ only in what they record (one plan, or one per candidate and difference) and
 //! in when they stop. The network work is the caller's `evaluate`.
 
+use std::borrow::BorrowMut;
+
 use crate::ensemble::Draw;
 use crate::error::{Error, Result};
-use crate::estimate::multi::PairedPlans;
+use crate::estimate::multi::{Paired, PairedValues};
 use crate::estimate::sampler::Plan;
 use crate::estimate::{Estimate, Progress, Sampling, Z95};
 
-/// What a sequential run keeps: the plan that chooses the draws and the statistics of their values.
+/// What a sequential run keeps: what hands out the draws and the statistics of their values.
 pub(crate) trait Tally {
+    /// What one round asks the caller to evaluate (draws; or full and cheap draws).
+    type Round: ?Sized;
+    /// The owned round.
+    type Batch: BorrowMut<Self::Round>;
     /// What one round's evaluation returns.
     type Values;
-    /// The plan that hands out the draws.
-    fn driver(&mut self) -> &mut Plan;
-    fn record(&mut self, draws: &[Draw], values: &Self::Values);
+    /// Samples recorded (for a two-stream estimate: full samples).
+    fn count(&self) -> u64;
+    /// The next `n` samples' round.
+    fn next_round(&mut self, n: usize) -> Self::Batch;
+    fn record(&mut self, round: &Self::Round, values: &Self::Values);
     /// Whether `sampling` is met.
     fn is_done(&self, sampling: Sampling) -> bool;
     /// The estimate progress callbacks see.
@@ -23,10 +31,16 @@ pub(crate) trait Tally {
 }
 
 impl Tally for Plan {
+    type Round = [Draw];
+    type Batch = Vec<Draw>;
     type Values = Vec<f64>;
 
-    fn driver(&mut self) -> &mut Plan {
-        self
+    fn count(&self) -> u64 {
+        Plan::count(self)
+    }
+
+    fn next_round(&mut self, n: usize) -> Vec<Draw> {
+        Plan::next_round(self, n)
     }
 
     fn record(&mut self, draws: &[Draw], values: &Vec<f64>) {
@@ -43,19 +57,25 @@ impl Tally for Plan {
     }
 }
 
-impl Tally for PairedPlans {
-    type Values = Vec<Vec<f64>>;
+impl<T: PairedValues> Tally for Paired<T> {
+    type Round = T::Round;
+    type Batch = T::Batch;
+    type Values = Vec<T::Values>;
 
-    fn driver(&mut self) -> &mut Plan {
-        &mut self.driver
+    fn count(&self) -> u64 {
+        self.driver.count()
     }
 
-    fn record(&mut self, draws: &[Draw], values: &Vec<Vec<f64>>) {
-        PairedPlans::record(self, draws, values)
+    fn next_round(&mut self, n: usize) -> T::Batch {
+        self.driver.next_round(n)
+    }
+
+    fn record(&mut self, round: &T::Round, values: &Vec<T::Values>) {
+        Paired::record(self, round, values)
     }
 
     fn is_done(&self, sampling: Sampling) -> bool {
-        PairedPlans::is_done(self, sampling)
+        Paired::is_done(self, sampling)
     }
 
     /// The first candidate's distance.
@@ -64,7 +84,7 @@ impl Tally for PairedPlans {
     }
 }
 
-/// Runs rounds of at most `per_round` draws until `tally` holds `target` samples or, with `stop`,
+/// Runs rounds of at most `per_round` samples until `tally` holds `target` samples or, with `stop`,
 /// until that policy is met after a round; `max_samples` is what progress reports as the most.
 /// Returns whether `stop` was met.
 pub(crate) fn run_rounds<T: Tally>(
@@ -73,16 +93,16 @@ pub(crate) fn run_rounds<T: Tally>(
     per_round: u64,
     max_samples: u64,
     stop: Option<Sampling>,
-    evaluate: &mut dyn FnMut(&mut [Draw]) -> Result<T::Values>,
+    evaluate: &mut dyn FnMut(&mut T::Round) -> Result<T::Values>,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<bool> {
-    while tally.driver().count() < target {
-        let count = tally.driver().count();
-        let mut draws = tally.driver().next_round(per_round.min(target - count) as usize);
-        let values = evaluate(&mut draws)?;
-        tally.record(&draws, &values);
+    while tally.count() < target {
+        let count = tally.count();
+        let mut round = tally.next_round(per_round.min(target - count) as usize);
+        let values = evaluate(round.borrow_mut())?;
+        tally.record(round.borrow_mut(), &values);
         let done = stop.is_some_and(|s| tally.is_done(s));
-        progress(Progress { samples: tally.driver().count(), max_samples, estimate: tally.headline(done) });
+        progress(Progress { samples: tally.count(), max_samples, estimate: tally.headline(done) });
         if done {
             return Ok(true);
         }
@@ -96,7 +116,7 @@ pub(crate) fn sample<T: Tally>(
     tally: &mut T,
     sampling: Sampling,
     per_round: u64,
-    evaluate: &mut dyn FnMut(&mut [Draw]) -> Result<T::Values>,
+    evaluate: &mut dyn FnMut(&mut T::Round) -> Result<T::Values>,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<bool> {
     let max = sampling.max_samples() as u64;

@@ -95,6 +95,6 @@ def test_the_gate_stops_at_the_first_clear_look(pytester, images):
     inner(pytester, images)
     pytester.makepyfile(test_gate="from test_plugin_helpers import REF, CAND\n"
                         "def test_gate(assert_elpips_below):\n"
-                        "    assert assert_elpips_below(REF, CAND, 0.99).samples == 16\n")
+                        "    assert assert_elpips_below(REF, CAND, 0.99).samples == 8\n")
     result = pytester.runpytest("-k", "test_gate")
     result.assert_outcomes(passed=1)

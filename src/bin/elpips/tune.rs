@@ -54,7 +54,7 @@ pub struct TuneArgs {
     #[arg(long, value_name = "A", default_value_t = 0.05, help_heading = "Sampling")]
     error_rate: f64,
     /// E-LPIPS samples at a probe's first look (later looks at 1.5x).
-    #[arg(long, value_name = "N", default_value_t = 16, help_heading = "Sampling")]
+    #[arg(long, value_name = "N", default_value_t = elpips::Gate::DEFAULT_MIN_SAMPLES, help_heading = "Sampling")]
     min_samples: u32,
     /// E-LPIPS samples per probe at most.
     #[arg(long, value_name = "N", default_value_t = 200, help_heading = "Sampling")]

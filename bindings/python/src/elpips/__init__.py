@@ -380,7 +380,7 @@ class Context:
         return _result(r)
 
     def decide(self, reference, candidate, max_distance: float, *, error_rate: float = 0.05,
-               max_samples: int = 200, min_samples: int = 16, linear: bool = False) -> Decision:
+               max_samples: int = 200, min_samples: int = 8, linear: bool = False) -> Decision:
         """Is the distance of `candidate` from `reference` at most `max_distance`? Samples look by
         look and stops once the verdict is certain at `error_rate` (deterministic LPIPS decides at
         once); the context's metric, seed, sampler and input options apply. `reference` and

@@ -87,7 +87,7 @@ pub struct CheckArgs {
     #[arg(long, value_name = "M", default_value_t = 200, help_heading = "Sampling")]
     max_samples: u32,
     /// First look at the verdict after this many samples.
-    #[arg(long, value_name = "N", default_value_t = 16, help_heading = "Sampling")]
+    #[arg(long, value_name = "N", default_value_t = Gate::DEFAULT_MIN_SAMPLES, help_heading = "Sampling")]
     min_samples: u32,
     /// A pair still undecided after --max-samples.
     #[arg(long, value_name = "POLICY", value_enum, default_value_t = Undecided::Estimate, help_heading = "Sampling")]
