@@ -248,7 +248,7 @@ pub fn run(mut args: CheckArgs) -> Result<ExitCode, Error> {
         if let Ok((decision, reference, candidate)) = &outcome {
             let mut map = None;
             if map_rule {
-                match rules::measure_map(&metric, reference, candidate, case, args.map_samples, family_rate) {
+                match rules::measure_map(&mut metric, reference, candidate, case, args.map_samples, family_rate) {
                     Ok((m, mean)) => {
                         result.map = Some(m);
                         map = Some(mean);
@@ -262,10 +262,10 @@ pub fn run(mut args: CheckArgs) -> Result<ExitCode, Error> {
                 settle(&mut result, decision.as_ref(), undecided, family_rate);
             }
             let written = match (heatmap_path(&args, case, &result), &args.report) {
-                (Some(path), _) => Some(heatmap(&metric, reference, candidate, decision.as_ref(), map.as_ref(), &path, &args.heatmap)),
+                (Some(path), _) => Some(heatmap(&mut metric, reference, candidate, decision.as_ref(), map.as_ref(), &path, &args.heatmap)),
                 (None, Some(dir)) => Some(report::write_images(dir, case, reference, candidate).and_then(|path| {
                     let style = HeatmapArgs { heatmap: None, heatmap_max: Some(scale) };
-                    heatmap(&metric, reference, candidate, decision.as_ref(), map.as_ref(), &path, &style)
+                    heatmap(&mut metric, reference, candidate, decision.as_ref(), map.as_ref(), &path, &style)
                 })),
                 (None, None) => None,
             };
@@ -449,16 +449,15 @@ fn heatmap_path(args: &CheckArgs, case: &Case, result: &CaseResult) -> Option<Pa
 /// sample's draw is the one `decide` used (iid draws are keyed by seed and index) and the map's
 /// mean is the verdict's distance. It costs that many samples again.
 /// A pair with a map rule shows the map that rule decided on instead (`map`), at no extra cost.
-fn heatmap(metric: &Metric, reference: &Image, candidate: &Image, decision: Option<&Decision>, map: Option<&Heatmap>, path: &Path, style: &HeatmapArgs) -> Result<Option<HeatmapInfo>, Error> {
+fn heatmap(metric: &mut Metric, reference: &Image, candidate: &Image, decision: Option<&Decision>, map: Option<&Heatmap>, path: &Path, style: &HeatmapArgs) -> Result<Option<HeatmapInfo>, Error> {
     let map = match (map, decision) {
         (Some(m), _) => m.clone(),
         // A map-only row whose map could not be made: nothing to draw.
         (None, None) => return Ok(None),
         (None, Some(decision)) => {
-            let mut options = metric.options().clone();
-            options.sampling = Sampling::Fixed(decision.estimate.samples.max(1) as u32);
-            let mut again = Metric::new(options)?;
-            again.compare_with_heatmap(reference, candidate, &mut |_| {})?.1
+            let o = metric.options();
+            let (sampler, seed) = (o.sampler, o.seed);
+            metric.heatmap_of_draws(reference, candidate, sampler, seed, decision.estimate.samples.max(1) as u32)?.1
         }
     };
     let writer = HeatmapArgs { heatmap: Some(path.to_owned()), ..style.clone() };
