@@ -12,7 +12,7 @@ use crate::estimate::sequential::{check_budget, sample};
 use crate::estimate::{Estimate, Progress, Sampling};
 use crate::heatmap::{input_map, Accumulator, Heatmap};
 use crate::image::{check_same_size, Image};
-use crate::network::evaluator::SampleEvaluator;
+use crate::network::evaluator::{MapSink, SampleArea, SampleEvaluator};
 use crate::network::models::MetricKind;
 use crate::network::runtime::{Device, RuntimeOptions};
 use crate::network::taps::{Precision, Taps};
@@ -56,6 +56,11 @@ pub struct MetricOptions {
     /// dropout masks cut to each tile. The tiled distance equals the untiled one to float32
     /// rounding (see `network::taps`).
     pub tile_size: Option<u32>,
+    /// Which part of its transformed pair an E-LPIPS sample evaluates: by default the whole
+    /// pair ([`SampleArea::Whole`], the authors' estimator), or, opted in, one tile of the
+    /// draws whose network input is above 0.3 Mpx, chosen and weighted so that the expectation
+    /// is the same ([`SampleArea::Auto`]; heatmaps and a given `tile_size` take whole samples).
+    pub sample_area: SampleArea,
 }
 
 impl Default for MetricOptions {
@@ -71,6 +76,7 @@ impl Default for MetricOptions {
             scale_levels: None,
             precision: Precision::Fp32,
             tile_size: None,
+            sample_area: SampleArea::Whole,
         }
     }
 }
@@ -124,7 +130,8 @@ impl Metric {
             return Err(Error::invalid(format!("--scale-levels applies to elpips-vgg only, not {}", options.metric)));
         }
         let o = &options;
-        let evaluator = SampleEvaluator::open(o.metric, o.model_dir.as_deref(), o.linear_weights.as_deref(), &o.runtime, o.precision, o.tile_size)?;
+        let evaluator =
+            SampleEvaluator::open(o.metric, o.model_dir.as_deref(), o.linear_weights.as_deref(), &o.runtime, o.precision, o.tile_size, o.sample_area)?;
         Ok(Metric { options, evaluator })
     }
 
@@ -140,6 +147,19 @@ impl Metric {
     pub fn set_tile_size(&mut self, tile_size: Option<u32>) {
         self.options.tile_size = tile_size;
         self.evaluator.set_tile_size(tile_size);
+    }
+
+    /// Sets [`MetricOptions::sample_area`].
+    pub fn set_sample_area(&mut self, sample_area: SampleArea) {
+        self.options.sample_area = sample_area;
+        self.evaluator.set_sample_area(sample_area);
+    }
+
+    /// Whether E-LPIPS comparisons of a pair of this size tile-sample some of their draws
+    /// (heatmaps never do); what a result's `sample_area` reports (`tiles` / `whole`). `false`
+    /// for LPIPS.
+    pub fn tile_sampled(&self, height: u32, width: u32) -> bool {
+        self.evaluator.tile_sampled(height as usize, width as usize)
     }
 
     /// The device the networks run on (CPU, or CUDA when asked for and available).
@@ -384,7 +404,7 @@ impl Metric {
         }
         let sampling = self.options.sampling;
         check_budget(&plans.driver, sampling, h, w)?;
-        // Every candidate sees the same draws.
+        // Every candidate sees the same draws (and, tile-sampled, the same tiles).
         let pair = self.evaluator.pair(reference, candidates);
         let mut evaluate = |draws: &mut [Draw]| self.evaluator.evaluate_draws(&pair, draws, None);
         let converged = sample(&mut plans, sampling, round_samples(h, w), &mut evaluate, progress)?;
@@ -444,6 +464,27 @@ impl Metric {
         let candidates = [candidate];
         let pair = self.evaluator.pair(reference, &candidates);
         Ok(self.evaluator.evaluate_draws(&pair, draws, None)?.swap_remove(0))
+    }
+
+    /// Every tile of a tile-sampled draw, as a sample that chose it would run it: per tile, its
+    /// selection probability and its part of the draw's distance (see
+    /// [`SampleEvaluator::tile_parts`]); empty where the draw runs whole.
+    #[doc(hidden)]
+    pub fn tile_parts(&mut self, reference: &Image, candidate: &Image, draw: &Draw) -> Result<Vec<(f64, f64)>> {
+        let candidates = [candidate];
+        let pair = self.evaluator.pair(reference, &candidates);
+        Ok(self.evaluator.tile_parts(&pair, draw)?.into_iter().map(|(q, parts)| (q, parts[0])).collect())
+    }
+
+    /// [`Metric::evaluate_draws`] with whole samples, handing each sample's per-tap maps on its
+    /// network input to `each` (the draw, the maps `(H_t, W_t, values)`, the input's size):
+    /// what the tile bench reads to find any tile's part of a draw.
+    #[doc(hidden)]
+    pub fn evaluate_draws_maps(&mut self, reference: &Image, candidate: &Image, draws: &mut [Draw], each: &mut MapSink) -> Result<Vec<f64>> {
+        self.evaluator.check_has_maps()?;
+        let candidates = [candidate];
+        let pair = self.evaluator.pair(reference, &candidates);
+        Ok(self.evaluator.evaluate_draws(&pair, draws, Some(each))?.swap_remove(0))
     }
 
     /// Per draw, its distance split by tap (each tap's map averaged; they sum to the distance),

@@ -32,6 +32,7 @@ use crate::image::{Image, LoadOptions, DEFAULT_MAX_PIXELS};
 use crate::metric::{Metric, MetricOptions};
 use crate::network::models::MetricKind;
 use crate::metric::Reference;
+use crate::network::evaluator::SampleArea;
 use crate::network::runtime::{Device, RuntimeOptions};
 use crate::estimate::sampler::SamplerKind;
 use crate::image::pixels::{PixelError, PixelFormat, PixelLayout};
@@ -309,6 +310,11 @@ pub struct ElpipsOptions {
     /// Background colour (R, G, B >= 0) for `ELPIPS_ALPHA_OVER`, in the image's own units:
     /// display values for sRGB images, linear for linear ones. Default 0, 0, 0.
     pub background: [f32; 3],
+    /// E-LPIPS: 1 = samples whose network input is above 0.3 Mpx evaluate one tile, chosen
+    /// where the images differ and weighted so that the expectation is the same
+    /// (docs/estimator.md, "Tile-sampled draws"); 0 (default) = every sample evaluates its
+    /// whole transformed pair (the authors' estimator). Other values are refused.
+    pub tile_samples: u32,
 }
 
 /// The size of the first version of `ElpipsOptions` (up to `linear_weights`); smaller
@@ -346,6 +352,7 @@ impl ElpipsOptions {
             tonemap: ELPIPS_TONEMAP_CLAMP,
             alpha: ELPIPS_ALPHA_IGNORE,
             background: [0.0; 3],
+            tile_samples: 0,
         }
     }
 
@@ -438,6 +445,11 @@ impl ElpipsOptions {
             sampler,
             sampling,
             scale_levels: (self.scale_levels > 0).then_some(self.scale_levels),
+            sample_area: match self.tile_samples {
+                0 => SampleArea::Whole,
+                1 => SampleArea::Auto,
+                other => return Err(Failure::new(ELPIPS_STATUS_INVALID_ARGUMENT, format!("tile_samples is {other}; use 0 (whole samples) or 1 (tile-sampled draws above 0.3 Mpx)"))),
+            },
             ..Default::default()
         })
     }

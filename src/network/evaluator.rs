@@ -17,6 +17,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::ensemble::tiles::{choose_tile, tile_probabilities, tile_uniform, Pilot};
 use crate::ensemble::{for_each_batch, group_by_size, sample_rng, stack_transformed, Draw, DropoutBatch, SampleDropout, Transform};
 use crate::error::{Error, Result};
 use crate::image::{check_same_size, Image};
@@ -24,24 +25,58 @@ use crate::linear_weights::LinearWeights;
 use crate::network::models::{contract, model_dir_in, MetricKind};
 use crate::network::runtime::{release_free_heap, Buffers, Device, RuntimeOptions, Session};
 use crate::network::taps::{
-    tiled, tiled_distance, tiled_maps, FeatureNet, Precision, TapMap, Taps, TileGrid, AUTO_TILE_PIXELS, DEFAULT_TILE, ELPIPS_FUSED_PIXELS,
-    ELPIPS_TILE_PIXELS,
+    run_tile, tile_masks, tile_sum_distance, tiled, tiled_distance, tiled_maps, FeatureNet, Precision, TapMap, Taps, TileGrid, AUTO_TILE_PIXELS,
+    DEFAULT_TILE, ELPIPS_FUSED_PIXELS, ELPIPS_TILE_PIXELS, SAMPLE_TILE_PIXELS,
 };
 
 /// Where each evaluated sample's per-tap maps go: called with the draw, the maps
 /// `(H_t, W_t, values)` of every tap, and the network input's size `(th, tw)`.
-pub(crate) type MapSink<'a> = dyn FnMut(&Draw, &[(usize, usize, &[f32])], usize, usize) + 'a;
+pub type MapSink<'a> = dyn FnMut(&Draw, &[(usize, usize, &[f32])], usize, usize) + 'a;
 
 /// Per-tap maps of one pair with each map's `(H_t, W_t)`.
 type WholeMaps = (Vec<(usize, usize)>, Vec<Vec<f32>>);
 
-/// A reference and its candidates as the evaluator sees them (made by
-/// [`SampleEvaluator::pair`]).
+/// Which part of its transformed pair an E-LPIPS sample evaluates.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SampleArea {
+    /// Every sample evaluates its whole transformed pair: the authors' estimator, and the
+    /// default (tile-sampled draws are opt-in: a pair whose pixels differ everywhere but whose
+    /// distance lies in a small region can fool the pilot; docs/estimator.md).
+    #[default]
+    Whole,
+    /// One tile where that pays (`--tile-samples`): a draw whose network input is above 0.3 Mpx
+    /// (most draws of a 1080p pair, none of a 512x512 one) evaluates one tile of it, chosen
+    /// with probabilities from the pair's pilot and weighted so that the estimate stays
+    /// unbiased for the same expectation (`crate::ensemble::tiles`); smaller draws run whole,
+    /// and so does every draw where a heatmap is made (its per-pixel maps need every pixel of
+    /// every sample) or a tile size is given (`--tile N` tiles whole samples).
+    Auto,
+    /// Tile-sample every draw whose network input holds more than one square core of this
+    /// many pixels (rounded up to 16): for tests and measurements on small pairs.
+    Tiles(u32),
+}
+
+impl SampleArea {
+    /// What a result reports: `tiles` where draws are tile-sampled, `whole` where not.
+    pub fn name(tile_sampled: bool) -> &'static str {
+        if tile_sampled {
+            "tiles"
+        } else {
+            "whole"
+        }
+    }
+}
+
+/// A reference and its candidates as the evaluator sees them, with the pilot that gives
+/// tile-sampled draws their tile probabilities: built once per comparison by
+/// [`SampleEvaluator::pair`], and only where draws are tile-sampled. Every candidate shares
+/// it, so candidates compared with the same draws evaluate the same tiles.
 pub struct SamplePair<'a> {
     /// The reference image.
     pub reference: &'a Image,
     /// The candidates, each the reference's size.
     pub candidates: &'a [&'a Image],
+    pilot: Option<Pilot>,
 }
 
 /// The fused E-LPIPS model (`<metric>.onnx`: both images in, distance and per-tap maps out),
@@ -61,6 +96,8 @@ pub struct SampleEvaluator {
     precision: Precision,
     /// See `MetricOptions::tile_size`.
     tile_size: Option<u32>,
+    /// Whole or tile-sampled draws.
+    sample_area: SampleArea,
     /// Opened for E-LPIPS only, whose sampled batches run there. LPIPS runs the feature model
     /// and the head everywhere (`features`), so it never opens this.
     fused: Option<Fused>,
@@ -83,6 +120,7 @@ impl SampleEvaluator {
         runtime: &RuntimeOptions,
         precision: Precision,
         tile_size: Option<u32>,
+        sample_area: SampleArea,
     ) -> Result<Self> {
         let linear_weights = match linear_weights {
             None => None,
@@ -119,6 +157,7 @@ impl SampleEvaluator {
             runtime: runtime.clone(),
             precision,
             tile_size,
+            sample_area,
             fused,
             mask_names,
             lin_names,
@@ -154,9 +193,37 @@ impl SampleEvaluator {
         self.tile_size = tile_size;
     }
 
-    /// `reference` and `candidates` for evaluation.
+    /// Sets which part of its pair a sample evaluates (`MetricOptions::sample_area`).
+    pub fn set_sample_area(&mut self, sample_area: SampleArea) {
+        self.sample_area = sample_area;
+    }
+
+    /// The tiles of `transform`'s network input of an `h x w` pair when the draw is
+    /// tile-sampled (one of them evaluated), `None` where it runs whole.
+    fn sampled_tiles(&self, transform: &Transform, h: usize, w: usize) -> Option<TileGrid> {
+        if !self.kind.is_ensemble() {
+            return None;
+        }
+        let (th, tw) = transform.output_size(h, w);
+        match self.sample_area {
+            SampleArea::Whole => None,
+            SampleArea::Auto => (self.tile_size.is_none() && th * tw > ELPIPS_FUSED_PIXELS).then(|| TileGrid::within(th, tw, SAMPLE_TILE_PIXELS)),
+            SampleArea::Tiles(core) => Some(TileGrid::square(th, tw, core as usize)).filter(|g| g.tiles() > 1),
+        }
+    }
+
+    /// Whether comparisons of an `h x w` pair tile-sample some of their draws (the biggest,
+    /// level 1, first); heatmaps never do.
+    pub fn tile_sampled(&self, h: usize, w: usize) -> bool {
+        self.sampled_tiles(&Transform::neutral(), h, w).is_some()
+    }
+
+    /// `reference` and `candidates` for evaluation, with their pilot where draws of this size
+    /// are tile-sampled.
     pub fn pair<'a>(&self, reference: &'a Image, candidates: &'a [&'a Image]) -> SamplePair<'a> {
-        SamplePair { reference, candidates }
+        let (h, w) = (reference.height() as usize, reference.width() as usize);
+        let pilot = self.tile_sampled(h, w).then(|| pilot_of(reference, candidates));
+        SamplePair { reference, candidates, pilot }
     }
 
     /// The device the networks run on (CPU, or CUDA when asked for and available).
@@ -318,26 +385,143 @@ impl SampleEvaluator {
     /// Evaluates `draws` for every candidate of `pair` (each draw's dropout masks continue its
     /// stream; each candidate sees the same draws: common random numbers); returns the
     /// distances `[candidate][draw]`, and hands each sample's maps to `maps` when given (one
-    /// candidate). At fp32 on the fused model, per candidate on a copy of the draws, so each
-    /// candidate's values are those of its own comparison; at int8 on the feature network
-    /// ([`SampleEvaluator::evaluate_draws_many`]).
-    pub fn evaluate_draws(&mut self, pair: &SamplePair, draws: &mut [Draw], maps: Option<&mut MapSink<'_>>) -> Result<Vec<Vec<f64>>> {
+    /// candidate). Tile-sampled draws ([`SampleArea`]; never with `maps`) evaluate one tile for
+    /// all candidates at once. The rest run whole: at fp32 on the fused model, per candidate
+    /// on a copy of the draws, so each candidate's values are those of its own comparison; at
+    /// int8 on the feature network ([`SampleEvaluator::evaluate_draws_many`]).
+    pub fn evaluate_draws(&mut self, pair: &SamplePair, draws: &mut [Draw], mut maps: Option<&mut MapSink<'_>>) -> Result<Vec<Vec<f64>>> {
         if maps.is_some() && (pair.candidates.len() != 1 || self.precision != Precision::Fp32) {
             return Err(if pair.candidates.len() != 1 { Error::invalid("sample maps are made for one candidate at a time") } else { self.fp32_only("heatmaps") });
         }
+        let sampled = if maps.is_some() { vec![] } else { self.sampled_slots(pair, draws) };
+        self.split_sampled(pair, draws, &sampled, &mut |me, rest| {
+            if me.precision != Precision::Fp32 {
+                // The fused model is fp32: int8 samples run on the int8 feature network, the
+                // path of several candidates (and of tiles), with the same draws.
+                return me.evaluate_whole_many(pair.reference, pair.candidates, rest);
+            }
+            match pair.candidates {
+                [candidate] => Ok(vec![me.evaluate_draws_one(pair.reference, candidate, rest, maps.as_deref_mut())?]),
+                // Each candidate's dropout continues a copy of the same streams.
+                many => many.iter().map(|c| me.evaluate_draws_one(pair.reference, c, &mut rest.to_vec(), None)).collect(),
+            }
+        })
+    }
+
+    /// [`SampleEvaluator::evaluate_draws`] with the draws that run whole on the feature network
+    /// (the reference's features computed once per group of samples and every candidate
+    /// compared with them: `(1 + K) / 2K` of the passes for K candidates), at any precision.
+    /// Equal, to float32 rounding, to `evaluate_draws` per candidate with fresh copies of the
+    /// draws.
+    pub fn evaluate_draws_many(&mut self, pair: &SamplePair, draws: &mut [Draw]) -> Result<Vec<Vec<f64>>> {
+        let sampled = self.sampled_slots(pair, draws);
+        self.split_sampled(pair, draws, &sampled, &mut |me, rest| me.evaluate_whole_many(pair.reference, pair.candidates, rest))
+    }
+
+    /// The draws of `draws` that are tile-sampled, with their tiles.
+    fn sampled_slots(&self, pair: &SamplePair, draws: &[Draw]) -> Vec<(usize, TileGrid)> {
+        let (h, w) = (pair.reference.height() as usize, pair.reference.width() as usize);
+        draws.iter().enumerate().filter_map(|(i, d)| self.sampled_tiles(&d.transform, h, w).map(|g| (i, g))).collect()
+    }
+
+    /// Runs the draws not in `sampled` through `whole` (in place when there are none, else on
+    /// copies whose advanced streams are put back), then each sampled draw's tile.
+    fn split_sampled(
+        &mut self,
+        pair: &SamplePair,
+        draws: &mut [Draw],
+        sampled: &[(usize, TileGrid)],
+        whole: &mut dyn FnMut(&mut Self, &mut [Draw]) -> Result<Vec<Vec<f64>>>,
+    ) -> Result<Vec<Vec<f64>>> {
         for c in pair.candidates {
             check_same_size(pair.reference, c)?;
         }
-        if self.precision != Precision::Fp32 {
-            // The fused model is fp32: int8 samples run on the int8 feature network, the path of
-            // several candidates (and of tiles), with the same draws.
-            return self.evaluate_draws_many(pair, draws);
+        if sampled.is_empty() {
+            return whole(self, draws);
         }
-        match pair.candidates {
-            [candidate] => Ok(vec![self.evaluate_draws_one(pair.reference, candidate, draws, maps)?]),
-            // Each candidate's dropout continues a copy of the same streams.
-            many => many.iter().map(|c| self.evaluate_draws_one(pair.reference, c, &mut draws.to_vec(), None)).collect(),
+        let mut out = vec![vec![0.0; draws.len()]; pair.candidates.len()];
+        let slots: Vec<usize> = (0..draws.len()).filter(|i| !sampled.iter().any(|(s, _)| s == i)).collect();
+        if !slots.is_empty() {
+            let mut rest: Vec<Draw> = slots.iter().map(|&i| draws[i].clone()).collect();
+            let values = whole(self, &mut rest)?;
+            for (j, (&slot, draw)) in slots.iter().zip(rest).enumerate() {
+                draws[slot] = draw;
+                for (k, v) in values.iter().enumerate() {
+                    out[k][slot] = v[j];
+                }
+            }
         }
+        for (slot, grid) in sampled {
+            for (k, v) in self.tile_sample(pair, &mut draws[*slot], grid)?.into_iter().enumerate() {
+                out[k][*slot] = v;
+            }
+        }
+        Ok(out)
+    }
+
+    /// One tile-sampled draw: the draw's transform and dropout as a whole sample has them, one
+    /// tile chosen by the pair's pilot ([`tile_probabilities`], with the draw's own tile
+    /// uniform) and run for every candidate against the reference's taps there; per candidate
+    /// the tile's part of the draw's distance over its probability (unbiased for the draw's
+    /// distance). A draw none of whose tiles sees a difference has distance 0 and runs nothing.
+    fn tile_sample(&mut self, pair: &SamplePair, draw: &mut Draw, grid: &TileGrid) -> Result<Vec<f64>> {
+        let q = self.tile_probabilities(pair, draw, grid);
+        let Some(k) = choose_tile(&q, tile_uniform(draw)) else {
+            let (th, tw) = draw.transform.output_size(pair.reference.height() as usize, pair.reference.width() as usize);
+            // Consumed as a whole draw would, so the stream ends where it would.
+            SampleDropout::draw_window(&mut draw.rng, th, tw, (0, 0), (0, 0));
+            return Ok(vec![0.0; pair.candidates.len()]);
+        };
+        let parts = self.tile_part(pair, draw, grid, k)?;
+        parts
+            .into_iter()
+            .map(|part| {
+                let d = part / q[k];
+                if d.is_finite() {
+                    Ok(d)
+                } else {
+                    Err(Error::Inference(format!("the network produced a non-finite distance ({d})")))
+                }
+            })
+            .collect()
+    }
+
+    /// The selection probabilities of `draw`'s tiles in `grid` under the pair's pilot.
+    fn tile_probabilities(&self, pair: &SamplePair, draw: &Draw, grid: &TileGrid) -> Vec<f64> {
+        match &pair.pilot {
+            Some(p) => tile_probabilities(p, &draw.transform, &grid.rects()),
+            None => tile_probabilities(&pilot_of(pair.reference, pair.candidates), &draw.transform, &grid.rects()),
+        }
+    }
+
+    /// Tile `k` of `draw`'s network input run for every candidate (the draw's masks drawn from
+    /// its stream, keeping the tile's window): per candidate, the tile's part of the draw's
+    /// distance (each tap's map summed over the core, over the tap's whole size).
+    fn tile_part(&mut self, pair: &SamplePair, draw: &mut Draw, grid: &TileGrid, k: usize) -> Result<Vec<f64>> {
+        let (h, w) = (pair.reference.height() as usize, pair.reference.width() as usize);
+        let t = &draw.transform;
+        let (th, tw) = t.output_size(h, w);
+        let (r, c) = grid.tile(k);
+        let dropout = SampleDropout::draw_window(&mut draw.rng, th, tw, (r.start, r.extent()), (c.start, c.extent()));
+        let masks = tile_masks(&dropout, (0, r.extent()), (0, c.extent()));
+        let region = |img: &Image| t.apply_region(img.data(), h, w, (r.start, r.end), (c.start, c.end));
+        let net = self.feature_net_for(h, w)?;
+        let pools = net.tap_pools()?;
+        let candidates = pair.candidates;
+        let sums = run_tile(net, &region(pair.reference), candidates.len(), &|i| region(candidates[i]), (r, c), (th, tw), Some(&masks), &mut |_, _, _, _, _| {})?;
+        release_free_heap();
+        Ok(sums.iter().map(|s| tile_sum_distance(pools, s, th, tw)).collect())
+    }
+
+    /// Every tile of a tile-sampled `draw` as a sample that chose it would run it: per tile, its
+    /// probability and each candidate's part of the draw's distance (a sample reports part /
+    /// probability). The parts sum to the draw's distance; tests check it. Empty for a draw
+    /// that runs whole.
+    pub fn tile_parts(&mut self, pair: &SamplePair, draw: &Draw) -> Result<Vec<(f64, Vec<f64>)>> {
+        let (h, w) = (pair.reference.height() as usize, pair.reference.width() as usize);
+        let Some(grid) = self.sampled_tiles(&draw.transform, h, w) else { return Ok(vec![]) };
+        let q = self.tile_probabilities(pair, draw, &grid);
+        (0..grid.tiles()).map(|k| Ok((q[k], self.tile_part(pair, &mut draw.clone(), &grid, k)?))).collect()
     }
 
     /// One candidate's draws run whole (see [`SampleEvaluator::evaluate_draws`]): draws whose
@@ -444,12 +628,9 @@ impl SampleEvaluator {
         Ok(results)
     }
 
-    /// [`SampleEvaluator::evaluate_draws`] on the feature network: within each group of samples
-    /// the reference's features are computed once and every candidate is compared with them
-    /// (`(1 + K) / 2K` of the passes for K candidates), at any precision. Equal, to float32
-    /// rounding, to `evaluate_draws` per candidate with fresh copies of the draws.
-    pub fn evaluate_draws_many(&mut self, pair: &SamplePair, draws: &mut [Draw]) -> Result<Vec<Vec<f64>>> {
-        let (reference, candidates) = (pair.reference, pair.candidates);
+    /// Whole draws on the feature network for several candidates against one reference
+    /// ([`SampleEvaluator::evaluate_draws_many`]).
+    fn evaluate_whole_many(&mut self, reference: &Image, candidates: &[&Image], draws: &mut [Draw]) -> Result<Vec<Vec<f64>>> {
         if !self.kind.is_ensemble() {
             return Err(Error::invalid(format!("{} has no draws; use prepare_reference / compare_reference", self.kind)));
         }
@@ -602,6 +783,12 @@ impl SampleEvaluator {
         }
         Ok((d, tap_maps))
     }
+}
+
+/// The pilot of a reference and its candidates (`crate::ensemble::tiles::Pilot`).
+fn pilot_of(reference: &Image, candidates: &[&Image]) -> Pilot {
+    let views: Vec<&[f32]> = candidates.iter().map(|c| c.data()).collect();
+    Pilot::new(reference.data(), &views, reference.height() as usize, reference.width() as usize)
 }
 
 /// Reads a safetensors file of linear weights for `kind`, checking its taps and channels.

@@ -15,6 +15,7 @@
 
 use std::path::Path;
 
+use crate::ensemble::tiles::{Rect, Tile};
 use crate::ensemble::{SampleDropout, VGG_CONV_INPUTS};
 use crate::error::{Error, Result};
 use crate::linear_weights::LinearWeights;
@@ -43,6 +44,10 @@ pub const ELPIPS_FUSED_PIXELS: usize = 300_000;
 /// grid with the fewest tile pixels in all is chosen ([`TileGrid::within`]), since the time of
 /// a tiled sample is close to proportional to them (docs/performance.md).
 pub const ELPIPS_TILE_PIXELS: usize = 1 << 18;
+/// A tile-sampled E-LPIPS sample's tile holds at most this many pixels, margins included
+/// ([`TileGrid::within`]): the size where variance times cost was lowest on the measured pairs
+/// (docs/performance.md, "Tile-sampled draws").
+pub const SAMPLE_TILE_PIXELS: usize = 1 << 17;
 
 /// Arithmetic precision of the feature network.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -400,6 +405,23 @@ impl TileGrid {
     /// Pixels of the largest tile, margins included.
     pub fn largest_tile(&self) -> usize {
         extents(&self.rows).0 * extents(&self.cols).0
+    }
+
+    /// Tile `k` (row-major: `k / cols` is its row span, `k % cols` its column span).
+    pub fn tile(&self, k: usize) -> (&Span, &Span) {
+        (&self.rows[k / self.cols.len()], &self.cols[k % self.cols.len()])
+    }
+
+    /// Every tile's span and core as rectangles of the input, in [`TileGrid::tile`] order.
+    pub fn rects(&self) -> Vec<Tile> {
+        let rect = |r: &Span, c: &Span, core: bool| {
+            if core {
+                Rect { y0: r.core_start, y1: r.core_end, x0: c.core_start, x1: c.core_end }
+            } else {
+                Rect { y0: r.start, y1: r.end, x0: c.start, x1: c.end }
+            }
+        };
+        (0..self.tiles()).map(|k| self.tile(k)).map(|(r, c)| Tile { span: rect(r, c, false), core: rect(r, c, true) }).collect()
     }
 }
 

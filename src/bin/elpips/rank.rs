@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use elpips::{Error, Image, Metric, MetricKind, MultiEstimate};
+use elpips::{Error, Image, Metric, MetricKind, MultiEstimate, SampleArea};
 
 use crate::input::InputArgs;
 use crate::metric_args::{NetworkArgs, SamplingArgs};
@@ -41,14 +41,15 @@ pub fn run(args: RankArgs) -> Result<(), Error> {
     let refs: Vec<&Image> = candidates.iter().collect();
     let m = metric.compare_many(&reference, &refs)?;
     if args.json {
-        print_json(&args, kind, metric.device().name(), &m);
+        let sample_area = SampleArea::name(metric.tile_sampled(reference.height(), reference.width()));
+        print_json(&args, kind, metric.device().name(), sample_area, &m);
     } else {
         print_table(&args, kind, &m);
     }
     Ok(())
 }
 
-fn print_json(args: &RankArgs, kind: MetricKind, device: &str, m: &MultiEstimate) {
+fn print_json(args: &RankArgs, kind: MetricKind, device: &str, sample_area: &str, m: &MultiEstimate) {
     let order = m.ranking();
     let candidates: Vec<serde_json::Value> = m
         .distances
@@ -83,6 +84,7 @@ fn print_json(args: &RankArgs, kind: MetricKind, device: &str, m: &MultiEstimate
     });
     if kind.is_ensemble() {
         obj["sampler"] = args.network.sampler().name().into();
+        obj["sample_area"] = sample_area.into();
     }
     println!("{obj}");
 }

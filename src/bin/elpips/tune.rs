@@ -10,7 +10,7 @@ use std::time::Instant;
 use clap::{ArgGroup, Args, ValueEnum};
 use image::ImageEncoder;
 use elpips::tune::{self, Encoded, Goal, Outcome, ProbeRule, TuneOptions};
-use elpips::{Error, Image, LoadOptions, Metric, MetricKind, SamplerKind, Sampling};
+use elpips::{Error, Image, LoadOptions, Metric, MetricKind, SampleArea, SamplerKind, Sampling};
 
 use crate::codec::Codec;
 use crate::metric_args::NetworkArgs;
@@ -164,7 +164,8 @@ pub fn run(mut args: TuneArgs) -> Result<(), Error> {
             .map_err(|e| Error::Io { path: path.clone(), reason: e.to_string() })?;
         elpips::io::write_atomic(path, &png)?;
     }
-    print_outcome(&args, codec, kind, metric.device(), guide_kind, goal, &outcome, seconds);
+    let sample_area = kind.is_ensemble().then(|| SampleArea::name(metric.tile_sampled(h, w)));
+    print_outcome(&args, codec, kind, (metric.device(), sample_area), guide_kind, goal, &outcome, seconds);
     Ok(())
 }
 
@@ -179,7 +180,7 @@ pub fn encoder_pixels(path: &Path) -> Result<(Vec<u8>, u32), Error> {
 }
 
 #[allow(clippy::too_many_arguments)] // the outcome and what produced it, printed as one record
-fn print_outcome(args: &TuneArgs, codec: Codec, kind: MetricKind, device: elpips::Device, guide: Option<MetricKind>, goal: Goal, outcome: &Outcome, seconds: f64) {
+fn print_outcome(args: &TuneArgs, codec: Codec, kind: MetricKind, (device, sample_area): (elpips::Device, Option<&str>), guide: Option<MetricKind>, goal: Goal, outcome: &Outcome, seconds: f64) {
     let chosen = outcome.chosen_probe().expect("checked by the caller");
     let goal_name = match goal {
         Goal::MaxDistance(_) => "max-distance",
@@ -202,7 +203,7 @@ fn print_outcome(args: &TuneArgs, codec: Codec, kind: MetricKind, device: elpips
                 })
             })
             .collect();
-        let obj = serde_json::json!({
+        let mut obj = serde_json::json!({
             "codec": codec.name(),
             "setting": chosen.setting,
             "bytes": chosen.bytes,
@@ -226,6 +227,9 @@ fn print_outcome(args: &TuneArgs, codec: Codec, kind: MetricKind, device: elpips
             "seconds": seconds,
             "output": args.output,
         });
+        if let Some(area) = sample_area {
+            obj["sample_area"] = area.into();
+        }
         println!("{obj}");
         return;
     }

@@ -38,7 +38,7 @@ use crate::input::InputArgs;
 use crate::metric_args::NetworkArgs;
 use crate::CommonArgs;
 use manifest::Case;
-use summary::{CaseResult, HeatmapInfo, Settings, Shard, SideName, Status, Summary, Undecided, SUMMARY_FORMAT};
+use summary::{CaseResult, HeatmapInfo, SampleAreaName, Settings, Shard, SideName, Status, Summary, Undecided, SUMMARY_FORMAT};
 
 #[derive(Args)]
 pub struct CheckArgs {
@@ -245,6 +245,12 @@ pub fn run(mut args: CheckArgs) -> Result<ExitCode, Error> {
         let t0 = Instant::now();
         let outcome = check_pair(&mut metric, &load, case, gate.as_ref());
         let mut result = case_result(undecided, case, gate.as_ref(), outcome.as_ref().map(|(d, _, _)| *d).map_err(|e| e.to_string()));
+        if let Ok((Some(_), reference, _)) = &outcome {
+            if kind.is_ensemble() {
+                let tiles = metric.tile_sampled(reference.height(), reference.width());
+                result.sample_area = Some(if tiles { SampleAreaName::Tiles } else { SampleAreaName::Whole });
+            }
+        }
         if let Ok((decision, reference, candidate)) = &outcome {
             let mut map = None;
             if map_rule {
@@ -486,6 +492,7 @@ fn case_result(undecided: Undecided, case: &Case, gate: Option<&Gate>, outcome: 
         preset: case.preset.clone(),
         reference: case.reference.clone(),
         row: case.row as u64,
+        sample_area: None,
         samples: None,
         seconds: 0.0,
         status: Status::Error,
@@ -608,6 +615,7 @@ fn settings(args: &CheckArgs, kind: MetricKind, undecided: Undecided, pair_rate:
         min_samples: args.min_samples,
         undecided,
         lin_weights: args.network.lin_weights.as_ref().map(|p| p.display().to_string()),
+        tile_samples: args.network.tile_samples,
     }
 }
 
@@ -682,6 +690,7 @@ mod tests {
                 seed: 0,
                 suite_error_rate: None,
                 undecided: Undecided::Estimate,
+                tile_samples: false,
             },
             shard,
         };
@@ -707,6 +716,7 @@ mod tests {
             preset: None,
             reference: "a.png".into(),
             row,
+            sample_area: None,
             samples: Some(16),
             seconds: 0.25,
             status: if below { Status::Pass } else { Status::Fail },

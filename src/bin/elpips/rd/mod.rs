@@ -110,6 +110,9 @@ struct RdSettings {
     scale_levels: Option<u32>,
     seed: u64,
     settings: Vec<i32>,
+    /// `--tile-samples`: E-LPIPS draws above 0.3 Mpx were tile-sampled (absent: whole samples).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    tile_samples: bool,
 }
 
 /// One encode of one image.
@@ -249,6 +252,7 @@ fn measure(args: &RdArgs, quiet: bool) -> Result<RdFile, Error> {
         scale_levels: args.network.scale_levels,
         seed: args.network.seed,
         settings,
+        tile_samples: args.network.tile_samples,
     };
     let shard = shard.map(|(i, n)| Shard { index: i as u64, count: n as u64 });
     Ok(seal(RdFile { bd_rate: BTreeMap::new(), device: Some(metric.device().name().to_owned()), digest: None, elpips_rd: RD_FORMAT, images: names, merged: None, points, settings, shard }))
