@@ -11,6 +11,7 @@ use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
 
 mod adjoint;
+pub mod tiles;
 
 /// Input channels of the 13 VGG16 convs and the pooling block each runs in: the shape of the
 /// dropout mask that E-LPIPS multiplies onto each conv's input.
@@ -216,6 +217,41 @@ impl Transform {
         self.apply_into(image, h, w, &mut data);
         Planar { height: oh, width: ow, data }
     }
+
+    /// Rows `y0..y1` and columns `x0..x1` of [`Transform::apply`]'s output, bit for bit (the
+    /// same sums in the same order), computed without the rest: one tile's input. Each output
+    /// pixel's downscaled value is summed from its `s x s` block where it is read.
+    pub fn apply_region(&self, image: &[f32], h: usize, w: usize, (y0, y1): (usize, usize), (x0, x1): (usize, usize)) -> Vec<f32> {
+        let g = self.geometry(h, w);
+        let s = self.scale;
+        let (top, left) = (self.scale_offset.0 as isize, self.scale_offset.1 as isize);
+        let inv = 1.0 / (s * s) as f32;
+        let mut out = Vec::with_capacity(3 * (y1 - y0) * (x1 - x0));
+        for k in 0..3 {
+            let src = &image[self.permutation[k] * h * w..(self.permutation[k] + 1) * h * w];
+            let gain = self.color[k];
+            for y in y0..y1 {
+                for x in x0..x1 {
+                    let (sy, sx) = g.source(y, x);
+                    let scaled = if s == 1 {
+                        src[sy * w + sx]
+                    } else {
+                        // `downscale`'s sum for scaled pixel (sy, sx), in its order.
+                        let mut acc = 0.0;
+                        for dy in 0..s {
+                            let iy = reflect((sy * s + dy) as isize - top, h);
+                            for dx in 0..s {
+                                acc += src[iy * w + reflect((sx * s + dx) as isize - left, w)];
+                            }
+                        }
+                        acc * inv
+                    };
+                    out.push(scaled * gain);
+                }
+            }
+        }
+        out
+    }
 }
 
 /// `image` (`h x w`, planar) under each of `transforms`, stacked along N into `out`: one
@@ -390,6 +426,37 @@ impl SampleDropout {
             })
             .collect();
         SampleDropout { shapes, zeros }
+    }
+
+    /// The masks of a `th x tw` network input drawn from `rng` exactly as [`SampleDropout::draw`]
+    /// draws them (the stream is consumed alike), keeping only the window of input rows
+    /// `y0..y0 + rows` and columns `x0..x0 + cols` (origins multiples of 16, so that each
+    /// mask's window starts on a whole cell of its pooled grid, as a tile's does): mask `k` of
+    /// the result is the whole draw's over rows `y0 >> pool .. + (rows >> pool)` of its grid
+    /// (and likewise columns), with shape `(channels, rows >> pool, cols >> pool)`. What one
+    /// tile of a draw needs, without holding the zeros of the rest.
+    pub(crate) fn draw_window<R: Rng + ?Sized>(rng: &mut R, th: usize, tw: usize, (y0, rows): (usize, usize), (x0, cols): (usize, usize)) -> Self {
+        let shapes = dropout_mask_shapes(th, tw);
+        let mut window = shapes;
+        let zeros = shapes
+            .iter()
+            .zip(VGG_CONV_INPUTS)
+            .zip(window.iter_mut())
+            .map(|((&(c, mh, mw), (_, pool)), win)| {
+                let (wy, wx, wh, ww) = (y0 >> pool, x0 >> pool, rows >> pool, cols >> pool);
+                debug_assert!(wy + wh <= mh && wx + ww <= mw);
+                *win = (c, wh, ww);
+                let mut z = Vec::new();
+                for_each_dropout_zero(rng, DROPOUT_KEEP, c * mh * mw, &mut |i| {
+                    let (ch, y, x) = (i / (mh * mw), i / mw % mh, i % mw);
+                    if (wy..wy + wh).contains(&y) && (wx..wx + ww).contains(&x) {
+                        z.push(((ch * wh + y - wy) * ww + x - wx) as u64);
+                    }
+                });
+                z
+            })
+            .collect();
+        SampleDropout { shapes: window, zeros }
     }
 
     /// `(channels, height, width)` of mask `k` over the whole input.
@@ -687,6 +754,43 @@ mod tests {
         }
         assert!(compact.zeros.iter().map(Vec::len).sum::<usize>() > 0, "some zeros were drawn");
         assert_eq!(dense_rng.random::<u64>(), compact_rng.random::<u64>(), "the stream is consumed alike");
+    }
+
+    #[test]
+    fn a_region_of_the_transform_is_that_crop_of_the_whole_bit_for_bit() {
+        let (h, w) = (29, 26);
+        let img: Vec<f32> = (0..3 * h * w).map(|i| ((i * 7919) % 1000) as f32 / 997.0).collect();
+        let mut rng = sample_rng(8, 1);
+        for _ in 0..40 {
+            let t = Transform::sample(&mut rng, 3);
+            let whole = t.apply(&img, h, w);
+            let (oh, ow) = (whole.height, whole.width);
+            let (y0, x0) = (rng.random_range(0..oh), rng.random_range(0..ow));
+            let (y1, x1) = (rng.random_range(y0 + 1..=oh), rng.random_range(x0 + 1..=ow));
+            let region = t.apply_region(&img, h, w, (y0, y1), (x0, x1));
+            let crop: Vec<u32> = (0..3).flat_map(|c| (y0..y1).flat_map(move |y| (x0..x1).map(move |x| (c, y, x)))).map(|(c, y, x)| whole.data[(c * oh + y) * ow + x].to_bits()).collect();
+            assert_eq!(region.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), crop, "{t:?}");
+        }
+    }
+
+    #[test]
+    fn a_window_of_the_masks_is_that_window_of_the_whole_draw() {
+        let (th, tw) = (80, 96);
+        let (y0, rows, x0, cols) = (32, 48, 16, 64);
+        let mut whole_rng = sample_rng(6, 2);
+        let mut window_rng = whole_rng.clone();
+        let whole = SampleDropout::draw(&mut whole_rng, th, tw);
+        let window = SampleDropout::draw_window(&mut window_rng, th, tw, (y0, rows), (x0, cols));
+        for (k, &(c, pool)) in VGG_CONV_INPUTS.iter().enumerate() {
+            let (mh, mw) = (rows >> pool, cols >> pool);
+            assert_eq!(window.shape(k), (c, mh, mw));
+            let mut want = vec![0.5f32; c * mh * mw];
+            whole.expand_into(k, (y0 >> pool, mh), (x0 >> pool, mw), &mut want);
+            let mut got = vec![0.5f32; c * mh * mw];
+            window.expand_into(k, (0, mh), (0, mw), &mut got);
+            assert_eq!(got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), "mask {k}");
+        }
+        assert_eq!(whole_rng.random::<u64>(), window_rng.random::<u64>(), "the stream is consumed alike");
     }
 
     #[test]

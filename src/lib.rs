@@ -95,6 +95,7 @@ pub use crate::metric::{Metric, MetricOptions, Reference};
 pub use crate::network::models::MetricKind;
 pub use crate::estimate::multi::{Difference, MultiEstimate};
 pub use crate::network::backend::Backend;
+pub use crate::network::evaluator::SampleArea;
 pub use crate::network::runtime::{CudnnSearch, Device, RuntimeOptions};
 pub use crate::estimate::sampler::SamplerKind;
 pub use crate::image::tonemap::{AlphaPolicy, Encoding, InputOptions, ToneCurve, ToneMapping, Transfer};

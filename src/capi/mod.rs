@@ -33,6 +33,7 @@ use crate::metric::{Metric, MetricOptions};
 use crate::network::models::MetricKind;
 use crate::metric::Reference;
 use crate::network::backend::Backend;
+use crate::network::evaluator::SampleArea;
 use crate::network::runtime::{Device, RuntimeOptions};
 use crate::estimate::sampler::SamplerKind;
 use crate::image::pixels::{PixelError, PixelFormat, PixelLayout};
@@ -336,6 +337,12 @@ pub struct ElpipsOptions {
     /// (a `struct_size` that ends before it) get the default. `elpips_context_backend` tells
     /// which one a context got.
     pub backend: ElpipsBackend,
+    /// E-LPIPS: 1 = samples whose network input is above 0.3 Mpx evaluate one tile, chosen
+    /// where the images differ and weighted so that the expectation is the same
+    /// (docs/estimator.md, "Tile-sampled draws"); 0 (default) = every sample evaluates its
+    /// whole transformed pair (the authors' estimator). Default 0; older callers (a
+    /// `struct_size` that ends before it) get the default. Other values are refused.
+    pub tile_samples: u32,
 }
 
 /// The size of the first version of `ElpipsOptions` (up to `linear_weights`); smaller
@@ -374,6 +381,7 @@ impl ElpipsOptions {
             alpha: ELPIPS_ALPHA_IGNORE,
             background: [0.0; 3],
             backend: ELPIPS_BACKEND_AUTO,
+            tile_samples: 0,
         }
     }
 
@@ -481,6 +489,11 @@ impl ElpipsOptions {
             sampler,
             sampling,
             scale_levels: (self.scale_levels > 0).then_some(self.scale_levels),
+            sample_area: match self.tile_samples {
+                0 => SampleArea::Whole,
+                1 => SampleArea::Auto,
+                other => return Err(Failure::new(ELPIPS_STATUS_INVALID_ARGUMENT, format!("tile_samples is {other}; use 0 (whole samples) or 1 (tile-sampled draws above 0.3 Mpx)"))),
+            },
             ..Default::default()
         })
     }

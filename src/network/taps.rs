@@ -15,6 +15,7 @@
 
 use std::path::Path;
 
+use crate::ensemble::tiles::{Rect, Tile};
 use crate::ensemble::{SampleDropout, VGG_CONV_INPUTS};
 use crate::error::{Error, Result};
 use crate::linear_weights::LinearWeights;
@@ -44,6 +45,10 @@ pub const ELPIPS_FUSED_PIXELS: usize = 300_000;
 /// grid with the fewest tile pixels in all is chosen ([`TileGrid::within`]), since the time of
 /// a tiled sample is close to proportional to them (docs/performance.md).
 pub const ELPIPS_TILE_PIXELS: usize = 1 << 18;
+/// A tile-sampled E-LPIPS sample's tile holds at most this many pixels, margins included
+/// ([`TileGrid::within`]): the size where variance times cost was lowest on the measured pairs
+/// (docs/performance.md, "Tile-sampled draws").
+pub const SAMPLE_TILE_PIXELS: usize = 1 << 17;
 
 /// Arithmetic precision of the networks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -185,6 +190,11 @@ impl FeatureNet {
     /// The CPU kernels its session runs on.
     pub fn backend(&self) -> Backend {
         self.session.backend()
+    }
+
+    /// The 2x2 pools before each tap, or an error for a network that cannot be tiled (AlexNet).
+    pub(crate) fn tap_pools(&self) -> Result<&'static [u32]> {
+        self.kind.tap_pools().ok_or_else(|| Error::invalid(format!("tiling is supported for the VGG metrics, not {}", self.kind)))
     }
 
     /// How its session keeps buffers between runs.
@@ -415,6 +425,23 @@ impl TileGrid {
     pub fn largest_tile(&self) -> usize {
         extents(&self.rows).0 * extents(&self.cols).0
     }
+
+    /// Tile `k` (row-major: `k / cols` is its row span, `k % cols` its column span).
+    pub fn tile(&self, k: usize) -> (&Span, &Span) {
+        (&self.rows[k / self.cols.len()], &self.cols[k % self.cols.len()])
+    }
+
+    /// Every tile's span and core as rectangles of the input, in [`TileGrid::tile`] order.
+    pub fn rects(&self) -> Vec<Tile> {
+        let rect = |r: &Span, c: &Span, core: bool| {
+            if core {
+                Rect { y0: r.core_start, y1: r.core_end, x0: c.core_start, x1: c.core_end }
+            } else {
+                Rect { y0: r.start, y1: r.end, x0: c.start, x1: c.end }
+            }
+        };
+        (0..self.tiles()).map(|k| self.tile(k)).map(|(r, c)| Tile { span: rect(r, c, false), core: rect(r, c, true) }).collect()
+    }
 }
 
 /// The largest and the total extent of an axis's spans.
@@ -476,17 +503,14 @@ pub(crate) fn tiled(
     dropout: Option<&SampleDropout>,
     keep_maps: bool,
 ) -> Result<Vec<(f64, Vec<TapMap>)>> {
-    let pools = net.kind.tap_pools().ok_or_else(|| Error::invalid(format!("tiling is supported for the VGG metrics, not {}", net.kind)))?;
-    let (rows, cols) = (&grid.rows, &grid.cols);
+    let pools = net.tap_pools()?;
     let mut sums = vec![vec![0.0f64; pools.len()]; candidates.len()];
     let whole_maps = || -> Vec<TapMap> { pools.iter().map(|&p| (h >> p, w >> p, vec![0.0f32; (h >> p) * (w >> p)])).collect() };
     let mut whole: Vec<Vec<TapMap>> = (0..candidates.len()).map(|_| if keep_maps { whole_maps() } else { vec![] }).collect();
-    let pairs = [(0, 0)];
-    for r in rows {
-        for c in cols {
-            let (th, tw) = (r.extent(), c.extent());
+    for r in &grid.rows {
+        for c in &grid.cols {
             let crop = |img: &[f32]| {
-                let mut out = Vec::with_capacity(3 * th * tw);
+                let mut out = Vec::with_capacity(3 * r.extent() * c.extent());
                 for ch in 0..3 {
                     for y in r.start..r.end {
                         let row = &img[(ch * h + y) * w..(ch * h + y + 1) * w];
@@ -495,54 +519,91 @@ pub(crate) fn tiled(
                 }
                 out
             };
-            let tile_masks: Option<Vec<(Vec<usize>, Vec<f32>)>> = dropout.map(|d| {
-                VGG_CONV_INPUTS
-                    .iter()
-                    .enumerate()
-                    .map(|(k, &(channels, pool))| {
-                        debug_assert_eq!(d.shape(k).0, channels);
-                        // Floor pools: the tile's grid at this block is `th >> pool` cells
-                        // from cell `start >> pool` of the whole input's grid.
-                        let (mh, mw) = (th >> pool, tw >> pool);
-                        let mut m = vec![0.0f32; channels * mh * mw];
-                        d.expand_into(k, (r.start >> pool, mh), (c.start >> pool, mw), &mut m);
-                        (vec![1, channels, mh, mw], m)
-                    })
-                    .collect()
-            });
-            let mask_inputs: Option<Vec<(Vec<usize>, &[f32])>> =
-                tile_masks.as_ref().map(|m| m.iter().map(|(shape, v)| (shape.clone(), v.as_slice())).collect());
-            let masks = mask_inputs.as_deref();
-            let ref_taps = net.taps(&crop(reference), 1, th, tw, masks)?;
-            for (k, candidate) in candidates.iter().enumerate() {
-                let maps = net.maps_against(&ref_taps, &crop(candidate), 1, th, tw, masks, &pairs)?;
-                for (t, map) in maps[0].iter().enumerate() {
-                    let [_, _, mh, mw] = ref_taps.shapes[t];
-                    let (y0, y1) = tap_range(r, h, pools[t]);
-                    let (x0, x1) = tap_range(c, w, pools[t]);
-                    debug_assert!(y1 <= mh && x1 <= mw);
-                    let (y1, x1) = (y1.min(mh), x1.min(mw));
-                    let mut s = 0.0f64;
-                    for y in y0..y1 {
-                        let core_row = &map[y * mw + x0..y * mw + x1];
-                        s += core_row.iter().map(|&v| v as f64).sum::<f64>();
-                        if let Some((_, ww, values)) = whole[k].get_mut(t) {
-                            // Tile tap coordinates are offset by the tile origin's tap coordinates.
-                            let (gy, gx) = (y + (r.start >> pools[t]), x0 + (c.start >> pools[t]));
-                            values[gy * *ww + gx..gy * *ww + gx + core_row.len()].copy_from_slice(core_row);
-                        }
-                    }
+            let masks = dropout.map(|d| tile_masks(d, (r.start, r.extent()), (c.start, c.extent())));
+            let mut keep = |k: usize, t: usize, gy: usize, gx: usize, core_row: &[f32]| {
+                if let Some((_, ww, values)) = whole[k].get_mut(t) {
+                    values[gy * *ww + gx..gy * *ww + gx + core_row.len()].copy_from_slice(core_row);
+                }
+            };
+            let tile = run_tile(net, &crop(reference), candidates.len(), &|k| crop(candidates[k]), (r, c), (h, w), masks.as_deref(), &mut keep)?;
+            for (k, per_tap) in tile.iter().enumerate() {
+                for (t, s) in per_tap.iter().enumerate() {
                     sums[k][t] += s;
                 }
             }
             release_free_heap();
         }
     }
-    Ok(sums
-        .into_iter()
-        .zip(whole)
-        .map(|(sums, maps)| (pools.iter().zip(&sums).map(|(&p, &s)| s / ((h >> p) * (w >> p)) as f64).sum(), maps))
-        .collect())
+    Ok(sums.into_iter().zip(whole).map(|(sums, maps)| (tile_sum_distance(pools, &sums, h, w), maps)).collect())
+}
+
+/// The distance part of per-tap core sums of an `h x w` input: each tap's sum over its whole
+/// map's size (`H_t x W_t`), summed over taps. For all tiles' sums together this is the distance.
+pub(crate) fn tile_sum_distance(pools: &[u32], sums: &[f64], h: usize, w: usize) -> f64 {
+    pools.iter().zip(sums).map(|(&p, &s)| s / ((h >> p) * (w >> p)) as f64).sum()
+}
+
+/// The 13 dropout masks of the tile at input rows `y0..y0 + rows`, columns `x0..x0 + cols` of
+/// `dropout`'s grid, as the feature model's mask inputs: each cut at the tile's position on its
+/// pooling grid (floor pools: the tile's grid at a block is `rows >> pool` cells from cell
+/// `y0 >> pool` of the whole input's).
+pub(crate) fn tile_masks(dropout: &SampleDropout, (y0, rows): (usize, usize), (x0, cols): (usize, usize)) -> Vec<(Vec<usize>, Vec<f32>)> {
+    VGG_CONV_INPUTS
+        .iter()
+        .enumerate()
+        .map(|(k, &(channels, pool))| {
+            debug_assert_eq!(dropout.shape(k).0, channels);
+            let (mh, mw) = (rows >> pool, cols >> pool);
+            let mut m = vec![0.0f32; channels * mh * mw];
+            dropout.expand_into(k, (y0 >> pool, mh), (x0 >> pool, mw), &mut m);
+            (vec![1, channels, mh, mw], m)
+        })
+        .collect()
+}
+
+/// One tile of an `h x w` input (rows of span `r`, columns of span `c`): the reference tile's
+/// taps once, then each of `candidates` tiles (`candidate(k)` makes the `k`-th) against them.
+/// Returns per candidate the per-tap sums of its maps over the tile's core, and hands every
+/// core row to `core_row(candidate, tap, tap row, tap column, values)` in whole-map
+/// coordinates.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run_tile(
+    net: &mut FeatureNet,
+    reference: &[f32],
+    candidates: usize,
+    candidate: &dyn Fn(usize) -> Vec<f32>,
+    (r, c): (&Span, &Span),
+    (h, w): (usize, usize),
+    masks: Option<&[(Vec<usize>, Vec<f32>)]>,
+    core_row: &mut dyn FnMut(usize, usize, usize, usize, &[f32]),
+) -> Result<Vec<Vec<f64>>> {
+    let pools = net.tap_pools()?;
+    let (th, tw) = (r.extent(), c.extent());
+    let mask_inputs: Option<Vec<(Vec<usize>, &[f32])>> = masks.map(|m| m.iter().map(|(shape, v)| (shape.clone(), v.as_slice())).collect());
+    let masks = mask_inputs.as_deref();
+    let ref_taps = net.taps(reference, 1, th, tw, masks)?;
+    let mut out = Vec::with_capacity(candidates);
+    for k in 0..candidates {
+        let maps = net.maps_against(&ref_taps, &candidate(k), 1, th, tw, masks, &[(0, 0)])?;
+        let mut sums = vec![0.0f64; pools.len()];
+        for (t, map) in maps[0].iter().enumerate() {
+            let [_, _, mh, mw] = ref_taps.shapes[t];
+            let (y0, y1) = tap_range(r, h, pools[t]);
+            let (x0, x1) = tap_range(c, w, pools[t]);
+            debug_assert!(y1 <= mh && x1 <= mw);
+            let (y1, x1) = (y1.min(mh), x1.min(mw));
+            let mut s = 0.0f64;
+            for y in y0..y1 {
+                let row = &map[y * mw + x0..y * mw + x1];
+                s += row.iter().map(|&v| v as f64).sum::<f64>();
+                // Tile tap coordinates are offset by the tile origin's tap coordinates.
+                core_row(k, t, y + (r.start >> pools[t]), x0 + (c.start >> pools[t]), row);
+            }
+            sums[t] = s;
+        }
+        out.push(sums);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

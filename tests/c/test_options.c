@@ -32,6 +32,7 @@ static void defaults(void) {
     CHECK(o.threads == 0 && o.scale_levels == 0 && o.max_pixels == 0);
     CHECK(o.runtime_library == NULL && o.model_dir == NULL && o.linear_weights == NULL);
     CHECK(o.backend == ELPIPS_BACKEND_AUTO);
+    CHECK(o.tile_samples == 0); /* whole samples unless asked (issue 33) */
     CHECK_STATUS(NULL, elpips_options_default(NULL, sizeof o), ELPIPS_STATUS_NULL_POINTER);
     CHECK_STATUS(NULL, elpips_options_default(&o, 8), ELPIPS_STATUS_INVALID_ARGUMENT);
 }
@@ -122,6 +123,10 @@ static void option_errors(void) {
     o = test_options(ELPIPS_METRIC_LPIPS_ALEX, 1);
     o.scale_levels = 2;
     refused(&o, ELPIPS_STATUS_INVALID_ARGUMENT, "elpips-vgg only");
+
+    o = test_options(ELPIPS_METRIC_ELPIPS_VGG, 1);
+    o.tile_samples = 2;
+    refused(&o, ELPIPS_STATUS_INVALID_ARGUMENT, "tile_samples is 2");
 
     o = test_options(ELPIPS_METRIC_LPIPS_ALEX, 1);
     o.model_dir = "/nonexistent/elpips-models";

@@ -295,6 +295,16 @@ def test_an_image_the_machine_cannot_hold_is_an_error_not_an_abort(tmp_path):
     assert out.stdout.startswith(("IMAGE_TOO_LARGE", "IMAGE_DECODE")), out.stdout
 
 
+def test_tile_samples_leave_a_small_pair_to_the_default_estimator():
+    # A small pair never tile-samples its draws (only inputs above 0.3 Mpx do), so asking for
+    # tile samples gives the same double; the option reaches the library (a bad value would
+    # be refused by elpips_context_new).
+    a, b = pattern(0), pattern(0x55)
+    with elpips.Context(seed=3, samples=4, threads=1) as whole, \
+            elpips.Context(seed=3, samples=4, threads=1, tile_samples=True) as tiles:
+        assert whole.compare(a, b).distance == tiles.compare(a, b).distance
+
+
 def test_samplers_estimate_the_same_thing():
     a, b = pattern(0), pattern(0x55)
     with elpips.Context(seed=1, samples=6, threads=1) as iid, \

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use elpips::{Error, Estimate, Image, Metric, MetricKind};
+use elpips::{Error, Estimate, Image, Metric, MetricKind, SampleArea};
 
 use crate::heatmap::HeatmapArgs;
 use crate::input::InputArgs;
@@ -102,6 +102,9 @@ fn print_result(args: &CompareArgs, metric: &Metric, kind: MetricKind, reference
         if let Some(l) = levels {
             obj["scale_levels"] = l.into();
             obj["sampler"] = args.network.sampler().name().into();
+            // A heatmap takes whole samples (its per-pixel maps need every pixel).
+            let tiles = heatmap.is_none() && metric.tile_sampled(reference.height(), reference.width());
+            obj["sample_area"] = SampleArea::name(tiles).into();
         }
         if let Some(lw) = &args.network.lin_weights {
             obj["lin_weights"] = serde_json::json!(lw);
@@ -112,11 +115,12 @@ fn print_result(args: &CompareArgs, metric: &Metric, kind: MetricKind, reference
         return out!("{obj}");
     } else if let Some(l) = levels {
         out!(
-            "{:.6} ± {:.6} (95%; {} {} samples, {} scale levels, seed {}{}{})",
+            "{:.6} ± {:.6} (95%; {} {} samples{}, {} scale levels, seed {}{}{})",
             e.distance,
             e.ci95,
             e.samples,
             args.network.sampler().name(),
+            if heatmap.is_none() && metric.tile_sampled(reference.height(), reference.width()) { " on tiles" } else { "" },
             l,
             args.network.seed,
             // The CPU is the default and says nothing; a GPU run says so.

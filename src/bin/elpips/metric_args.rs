@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use elpips::{Error, MetricKind, MetricOptions, Precision, SamplerKind, Sampling};
+use elpips::{Error, MetricKind, MetricOptions, Precision, SampleArea, SamplerKind, Sampling};
 
 use crate::{runtime_options, CommonArgs};
 
@@ -39,6 +39,12 @@ pub struct NetworkArgs {
     /// rounding, bounded memory.
     #[arg(long, value_name = "N", help_heading = "Network")]
     pub tile: Option<u32>,
+    /// E-LPIPS: samples whose network input is above 0.3 Mpx evaluate one tile, chosen where the
+    /// images differ and weighted so that the expectation is the same (docs/estimator.md,
+    /// "Tile-sampled draws") [default: every sample evaluates its whole transformed pair, the
+    /// authors' estimator].
+    #[arg(long, help_heading = "Sampling")]
+    pub tile_samples: bool,
 }
 
 impl NetworkArgs {
@@ -59,6 +65,7 @@ impl NetworkArgs {
             scale_levels: self.scale_levels,
             precision: self.precision,
             tile_size: self.tile,
+            sample_area: if self.tile_samples { SampleArea::Auto } else { SampleArea::Whole },
         }
     }
 }

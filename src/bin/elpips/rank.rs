@@ -7,7 +7,7 @@ use crate::output::out;
 use std::path::PathBuf;
 
 use clap::Args;
-use elpips::{Error, Image, Metric, MetricKind, MultiEstimate};
+use elpips::{Error, Image, Metric, MetricKind, MultiEstimate, SampleArea};
 
 use crate::input::InputArgs;
 use crate::metric_args::{NetworkArgs, SamplingArgs};
@@ -43,13 +43,14 @@ pub fn run(args: RankArgs) -> Result<(), Error> {
     let refs: Vec<&Image> = candidates.iter().collect();
     let m = metric.compare_many(&reference, &refs)?;
     if args.json {
-        print_json(&args, kind, metric.device().name(), metric.backend().name(), &m)
+        let sample_area = SampleArea::name(metric.tile_sampled(reference.height(), reference.width()));
+        print_json(&args, kind, (metric.device().name(), metric.backend().name()), sample_area, &m)
     } else {
         print_table(&args, kind, &m)
     }
 }
 
-fn print_json(args: &RankArgs, kind: MetricKind, device: &str, backend: &str, m: &MultiEstimate) -> Result<(), Error> {
+fn print_json(args: &RankArgs, kind: MetricKind, (device, backend): (&str, &str), sample_area: &str, m: &MultiEstimate) -> Result<(), Error> {
     let order = m.ranking();
     let candidates: Vec<serde_json::Value> = m
         .distances
@@ -85,6 +86,7 @@ fn print_json(args: &RankArgs, kind: MetricKind, device: &str, backend: &str, m:
     });
     if kind.is_ensemble() {
         obj["sampler"] = args.network.sampler().name().into();
+        obj["sample_area"] = sample_area.into();
     }
     out!("{obj}")
 }

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::io::{BufRead, Read, Write};
 
 use clap::Args;
-use elpips::{Backend, Device, Error, Estimate, Gate, Image, LoadOptions, Metric, MetricKind, Reference, Sampling};
+use elpips::{Error, Estimate, Gate, Image, LoadOptions, Metric, MetricKind, Reference, SampleArea, Sampling};
 use image::ImageEncoder;
 use serde_json::{json, Value};
 
@@ -142,7 +142,7 @@ impl Server {
                 let (r, c) = (Image::open(&reference, &self.load)?, Image::open(&candidate, &self.load)?);
                 let m = self.configured(kind(metric)?, seed, samples)?;
                 let e = m.compare(&r, &c)?;
-                Ok(estimate_json(m.kind(), (m.device(), m.backend()), &e))
+                Ok(estimate_json(m, &r, &e))
             }
             Request::Decide { reference, candidate, max_distance, metric, seed, error_rate, min_samples, max_samples } => {
                 let default = Gate::new(max_distance);
@@ -158,7 +158,7 @@ impl Server {
                 let (r, c) = (Image::open(&reference, &self.load)?, Image::open(&candidate, &self.load)?);
                 let m = self.configured(kind(metric)?, seed, None)?;
                 let d = m.decide(&r, &c, &gate)?;
-                let mut v = estimate_json(m.kind(), (m.device(), m.backend()), &d.estimate);
+                let mut v = estimate_json(m, &r, &d.estimate);
                 v["verdict"] = d.verdict.name().into();
                 v["pass"] = d.estimate_below.into();
                 v["lower"] = json!(d.lower);
@@ -186,10 +186,9 @@ impl Server {
                 // the server at the same time.
                 self.configured(Some(kind), seed, samples)?;
                 let mut m = self.metrics.remove(&kind).expect("configured");
-                let result = m.compare_reference(&self.references[&handle].1, &c);
-                let device = (m.device(), m.backend());
+                let result = m.compare_reference(&self.references[&handle].1, &c).map(|e| estimate_json(&m, &c, &e));
                 self.metrics.insert(kind, m);
-                Ok(estimate_json(kind, device, &result?))
+                result
             }
             Request::ReleaseReference { handle } => {
                 self.references.remove(&handle).ok_or_else(|| unknown_handle(handle))?;
@@ -226,6 +225,11 @@ fn unknown_handle(handle: u64) -> Error {
     Error::InvalidArgument(format!("no prepared reference has handle {handle}; use the handle prepare_reference answered"))
 }
 
-fn estimate_json(kind: MetricKind, (device, backend): (Device, Backend), e: &Estimate) -> Value {
-    json!({"metric": kind.name(), "device": device.name(), "backend": backend.name(), "distance": e.distance, "ci95": e.ci95, "std_error": e.std_error, "samples": e.samples, "converged": e.converged})
+/// An answer's estimate, with what ran it (and, for E-LPIPS, whether its draws were tile-sampled).
+fn estimate_json(metric: &Metric, reference: &Image, e: &Estimate) -> Value {
+    let mut v = json!({"metric": metric.kind().name(), "device": metric.device().name(), "backend": metric.backend().name(), "distance": e.distance, "ci95": e.ci95, "std_error": e.std_error, "samples": e.samples, "converged": e.converged});
+    if metric.kind().is_ensemble() {
+        v["sample_area"] = SampleArea::name(metric.tile_sampled(reference.height(), reference.width())).into();
+    }
+    v
 }

@@ -10,7 +10,7 @@ use std::time::Instant;
 use clap::{ArgGroup, Args, ValueEnum};
 use image::ImageEncoder;
 use elpips::tune::{self, Encoded, Goal, Outcome, ProbeRule, TuneOptions};
-use elpips::{Error, Image, LoadOptions, Metric, MetricKind, SamplerKind, Sampling};
+use elpips::{Error, Image, LoadOptions, Metric, MetricKind, SampleArea, SamplerKind, Sampling};
 
 use crate::codec::{Codec, Effort};
 use crate::metric_args::NetworkArgs;
@@ -175,7 +175,8 @@ pub fn run(mut args: TuneArgs) -> Result<(), Error> {
             .map_err(|e| Error::Io { path: path.clone(), reason: e.to_string() })?;
         staged.add(path, &png)?;
     }
-    print_outcome(&args, codec, kind, (metric.device(), metric.backend()), guide_kind, goal, &outcome, seconds)?;
+    let sample_area = kind.is_ensemble().then(|| SampleArea::name(metric.tile_sampled(h, w)));
+    print_outcome(&args, codec, kind, (metric.device(), metric.backend(), sample_area), guide_kind, goal, &outcome, seconds)?;
     staged.commit()
 }
 
@@ -190,7 +191,7 @@ pub fn encoder_pixels(path: &Path) -> Result<(Vec<u8>, u32), Error> {
 }
 
 #[allow(clippy::too_many_arguments)] // the outcome and what produced it, printed as one record
-fn print_outcome(args: &TuneArgs, codec: Codec, kind: MetricKind, (device, backend): (elpips::Device, elpips::Backend), guide: Option<MetricKind>, goal: Goal, outcome: &Outcome, seconds: f64) -> Result<(), Error> {
+fn print_outcome(args: &TuneArgs, codec: Codec, kind: MetricKind, (device, backend, sample_area): (elpips::Device, elpips::Backend, Option<&str>), guide: Option<MetricKind>, goal: Goal, outcome: &Outcome, seconds: f64) -> Result<(), Error> {
     let chosen = outcome.chosen_probe().expect("checked by the caller");
     let goal_name = match goal {
         Goal::MaxDistance(_) => "max-distance",
@@ -213,7 +214,7 @@ fn print_outcome(args: &TuneArgs, codec: Codec, kind: MetricKind, (device, backe
                 })
             })
             .collect();
-        let obj = serde_json::json!({
+        let mut obj = serde_json::json!({
             "codec": codec.name(),
             "encoder": args.effort,
             "setting": chosen.setting,
@@ -239,6 +240,9 @@ fn print_outcome(args: &TuneArgs, codec: Codec, kind: MetricKind, (device, backe
             "seconds": seconds,
             "output": args.output,
         });
+        if let Some(area) = sample_area {
+            obj["sample_area"] = area.into();
+        }
         return out!("{obj}");
     }
     for (i, p) in outcome.probes.iter().enumerate() {

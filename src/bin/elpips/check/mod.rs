@@ -40,7 +40,7 @@ use crate::input::InputArgs;
 use crate::metric_args::NetworkArgs;
 use crate::CommonArgs;
 use manifest::Case;
-use summary::{CaseResult, HeatmapInfo, Settings, Shard, SideName, Status, Summary, Undecided, SUMMARY_FORMAT};
+use summary::{CaseResult, HeatmapInfo, SampleAreaName, Settings, Shard, SideName, Status, Summary, Undecided, SUMMARY_FORMAT};
 
 #[derive(Args)]
 pub struct CheckArgs {
@@ -246,10 +246,16 @@ pub fn run(mut args: CheckArgs) -> Result<ExitCode, Error> {
         let t0 = Instant::now();
         let outcome = check_pair(&mut metric, &load, case, gate.as_ref());
         let mut result = case_result(undecided, case, gate.as_ref(), outcome.as_ref().map(|(d, _, _)| *d).map_err(crate::cli_message));
+        if let Ok((Some(_), reference, _)) = &outcome {
+            if kind.is_ensemble() {
+                let tiles = metric.tile_sampled(reference.height(), reference.width());
+                result.sample_area = Some(if tiles { SampleAreaName::Tiles } else { SampleAreaName::Whole });
+            }
+        }
         if let Ok((decision, reference, candidate)) = &outcome {
             let mut map = None;
             if map_rule {
-                match rules::measure_map(&metric, reference, candidate, case, args.map_samples, family_rate) {
+                match rules::measure_map(&mut metric, reference, candidate, case, args.map_samples, family_rate) {
                     Ok((m, mean)) => {
                         result.map = Some(m);
                         map = Some(mean);
@@ -263,10 +269,10 @@ pub fn run(mut args: CheckArgs) -> Result<ExitCode, Error> {
                 settle(&mut result, decision.as_ref(), undecided, family_rate);
             }
             let written = match (heatmap_path(&args, case, &result), &args.report) {
-                (Some(path), _) => Some(heatmap(&metric, reference, candidate, decision.as_ref(), map.as_ref(), &path, &args.heatmap)),
+                (Some(path), _) => Some(heatmap(&mut metric, reference, candidate, decision.as_ref(), map.as_ref(), &path, &args.heatmap)),
                 (None, Some(dir)) => Some(report::write_images(dir, case, reference, candidate).and_then(|path| {
                     let style = HeatmapArgs { heatmap: None, heatmap_max: Some(scale) };
-                    heatmap(&metric, reference, candidate, decision.as_ref(), map.as_ref(), &path, &style)
+                    heatmap(&mut metric, reference, candidate, decision.as_ref(), map.as_ref(), &path, &style)
                 })),
                 (None, None) => None,
             };
@@ -478,16 +484,15 @@ fn heatmap_path(args: &CheckArgs, case: &Case, result: &CaseResult) -> Option<Pa
 /// sample's draw is the one `decide` used (iid draws are keyed by seed and index) and the map's
 /// mean is the verdict's distance. It costs that many samples again.
 /// A pair with a map rule shows the map that rule decided on instead (`map`), at no extra cost.
-fn heatmap(metric: &Metric, reference: &Image, candidate: &Image, decision: Option<&Decision>, map: Option<&Heatmap>, path: &Path, style: &HeatmapArgs) -> Result<Option<HeatmapInfo>, Error> {
+fn heatmap(metric: &mut Metric, reference: &Image, candidate: &Image, decision: Option<&Decision>, map: Option<&Heatmap>, path: &Path, style: &HeatmapArgs) -> Result<Option<HeatmapInfo>, Error> {
     let map = match (map, decision) {
         (Some(m), _) => m.clone(),
         // A map-only row whose map could not be made: nothing to draw.
         (None, None) => return Ok(None),
         (None, Some(decision)) => {
-            let mut options = metric.options().clone();
-            options.sampling = Sampling::Fixed(decision.estimate.samples.max(1) as u32);
-            let mut again = Metric::new(options)?;
-            again.compare_with_heatmap(reference, candidate, &mut |_| {})?.1
+            let o = metric.options();
+            let (sampler, seed) = (o.sampler, o.seed);
+            metric.heatmap_of_draws(reference, candidate, sampler, seed, decision.estimate.samples.max(1) as u32)?.1
         }
     };
     let writer = HeatmapArgs { heatmap: Some(path.to_owned()), ..style.clone() };
@@ -516,6 +521,7 @@ fn case_result(undecided: Undecided, case: &Case, gate: Option<&Gate>, outcome: 
         preset: case.preset.clone(),
         reference: case.reference.clone(),
         row: case.row as u64,
+        sample_area: None,
         samples: None,
         seconds: 0.0,
         status: Status::Error,
@@ -642,6 +648,7 @@ fn settings(args: &CheckArgs, kind: MetricKind, undecided: Undecided, pair_rate:
         min_samples: args.min_samples,
         undecided,
         lin_weights: args.network.lin_weights.as_ref().map(|p| p.display().to_string()),
+        tile_samples: args.network.tile_samples,
     }
 }
 
@@ -717,6 +724,7 @@ mod tests {
                 seed: 0,
                 suite_error_rate: None,
                 undecided: Undecided::Estimate,
+                tile_samples: false,
             },
             shard,
         };
@@ -742,6 +750,7 @@ mod tests {
             preset: None,
             reference: "a.png".into(),
             row,
+            sample_area: None,
             samples: Some(16),
             seconds: 0.25,
             status: if below { Status::Pass } else { Status::Fail },

@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use elpips::{Error, Heatmap, Image, Metric, Sampling, SamplerKind};
+use elpips::{Error, Heatmap, Image, Metric, SamplerKind};
 use serde::Deserialize;
 use statrs::distribution::{ContinuousCDF, StudentsT};
 
@@ -133,28 +133,24 @@ fn map_seed(seed: u64, k: u64) -> u64 {
 }
 
 /// Decides a case's map rules at `error_rate`: `samples` iid heatmap samples in pairs (the
-/// fewest iid draws with a standard error, so each pair is one `compare_with_heatmap`), the
-/// per-pixel bounds of the module docs, and the verdict. Returns the result and the mean map.
+/// fewest iid draws with a standard error, so each pair is one map of the library's
+/// [`Metric::heatmap_of_draws`]), the per-pixel bounds of the module docs, and the verdict.
+/// Returns the result and the mean map.
 pub fn measure_map(
-    metric: &Metric,
+    metric: &mut Metric,
     reference: &Image,
     candidate: &Image,
     case: &Case,
     samples: u32,
     error_rate: f64,
 ) -> Result<(MapResult, Heatmap), Error> {
-    let mut options = metric.options().clone();
-    options.sampler = SamplerKind::Iid;
-    options.sampling = Sampling::Fixed(2);
-    let mut m = Metric::new(options)?;
     let seed = metric.options().seed;
     let pairs = (samples / 2) as usize;
     let (w, h) = (reference.width(), reference.height());
     let n = w as usize * h as usize;
     let (mut sum, mut sum_sq) = (vec![0.0f64; n], vec![0.0f64; n]);
     for k in 0..pairs {
-        m.set_seed(map_seed(seed, k as u64));
-        let (_, map) = m.compare_with_heatmap(reference, candidate, &mut |_| {})?;
+        let (_, map) = metric.heatmap_of_draws(reference, candidate, SamplerKind::Iid, map_seed(seed, k as u64), 2)?;
         for ((s, q), &v) in sum.iter_mut().zip(sum_sq.iter_mut()).zip(map.data()) {
             *s += v as f64;
             *q += v as f64 * v as f64;

@@ -90,6 +90,20 @@ pub struct Settings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suite_error_rate: Option<f64>,
     pub undecided: Undecided,
+    /// `--tile-samples`: E-LPIPS draws above 0.3 Mpx were tile-sampled (each result's
+    /// `sample_area` says whether its pair's were); absent: every sample ran its whole pair.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tile_samples: bool,
+}
+
+/// Which part of its pair an E-LPIPS sample evaluated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SampleAreaName {
+    /// Draws above 0.3 Mpx evaluated one tile each (`--tile-samples`).
+    Tiles,
+    /// Every sample evaluated its whole pair.
+    Whole,
 }
 
 /// How a pair still undecided after the last look is settled (`--undecided`).
@@ -170,6 +184,9 @@ pub struct CaseResult {
     pub preset: Option<String>,
     pub reference: String,
     pub row: u64,
+    /// Whether the verdict's draws were tile-sampled (`tiles`) or whole (`whole`; E-LPIPS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample_area: Option<SampleAreaName>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub samples: Option<u64>,
     #[serde(deserialize_with = "seconds_nonneg")]

@@ -67,6 +67,9 @@ pub struct RdSettings {
     pub scale_levels: Option<u32>,
     pub seed: u64,
     pub settings: Vec<i32>,
+    /// `--tile-samples`: E-LPIPS draws above 0.3 Mpx were tile-sampled (absent: whole samples).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tile_samples: bool,
 }
 
 /// One encode of one image.
