@@ -57,7 +57,7 @@ fn print_json(args: &RankArgs, kind: MetricKind, device: &str, backend: &str, m:
         .enumerate()
         .map(|(i, e)| {
             serde_json::json!({
-                "path": args.candidates[i],
+                "candidate": args.candidates[i],
                 "distance": e.distance,
                 "std_error": e.std_error,
                 "ci95": e.ci95,
@@ -77,6 +77,7 @@ fn print_json(args: &RankArgs, kind: MetricKind, device: &str, backend: &str, m:
         "reference": args.reference,
         "samples": m.samples,
         "seed": args.network.seed,
+        "precision": args.network.precision.name(),
         "converged": m.converged,
         "candidates": candidates,
         "differences": differences,
