@@ -56,7 +56,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
-// The layers, lowest first; each uses only those above it in this list (README, "Architecture").
+// The layers, lowest first; each uses only those above it in this list (docs/architecture.md, "Layers").
 // The public API is the re-exports below, `tune` and `capi`; the `#[doc(hidden)]` modules are
 // reachable only for the CLI, tests, benches and fuzz targets, and promise nothing.
 pub(crate) mod error;

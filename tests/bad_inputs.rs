@@ -612,7 +612,6 @@ fn run_case(id: &str, f: &Fixtures) -> Option<Outcome> {
             f.rd(&["--merge", text.to_str().unwrap()])
         }
         "rd-merge-digest" => f.rd(&["--merge", &f.rd_part()]),
-        "cli-tune-sampler-control" => f.tune(&["--codec", "jpeg", "--max-distance", "0.1", "--sampler", "control"]),
         // Weights and models
         "model-dir-missing" => f.alex_with_model_dir(Path::new("/nonexistent/models")),
         "model-corrupt" => {

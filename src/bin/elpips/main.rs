@@ -1,6 +1,8 @@
 //! `elpips`: the command-line front end. A thin layer over the library: parse, load, compare,
-//! print. Exit 0 on success, 2 on any error (one line on stderr saying what was wrong); `check`
-//! also exits 1 when a candidate fails its gate.
+//! print. One output contract for every subcommand: exit 0 on success, 1 when a gate failed
+//! (`check`) or a goal is not reachable (`tune`), 2 on any error, with one line on stderr saying
+//! what was wrong; under `--json` that line is also a record on stdout,
+//! `{"error": {"message": .., "exit_code": ..}}` (docs/renderer.md, "Exit status and JSON").
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -110,10 +112,7 @@ fn main() -> ExitCode {
                     let _ = e.print();
                     ExitCode::from(2)
                 }
-                _ => {
-                    eprintln!("elpips: {}", one_line(&e));
-                    ExitCode::from(2)
-                }
+                _ => fail(&one_line(&e), 2),
             };
         }
     };
@@ -123,7 +122,7 @@ fn main() -> ExitCode {
             args.quiet = cli.quiet;
             check::run(args)
         }
-        Command::Tune(args) => tune::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Tune(args) => tune::run(args),
         Command::Rank(args) => rank::run(args).map(|()| ExitCode::SUCCESS),
         Command::Rd(args) => rd::run(args, cli.quiet).map(|()| ExitCode::SUCCESS),
         Command::Serve(args) => serve::run(args).map(|()| ExitCode::SUCCESS),
@@ -133,11 +132,31 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
-        Err(e) => {
-            eprintln!("elpips: {}", escape::line(&cli_message(&e)));
-            ExitCode::from(2)
-        }
+        Err(e) => fail(&cli_message(&e), 2),
     }
+}
+
+/// Ends a command that did not do what was asked: one line on stderr and, under `--json`, the
+/// same message as a record on stdout, so a JSON reader always gets one object to parse.
+pub fn fail(message: &str, code: u8) -> ExitCode {
+    let message = escape::line(message);
+    eprintln!("elpips: {message}");
+    if json_requested() {
+        // A closed stdout has nothing more to say: the line on stderr stands.
+        let _ = output::line(format_args!("{}", error_record(&message, code)));
+    }
+    ExitCode::from(code)
+}
+
+/// The `--json` record of an error or an unreachable goal (docs/renderer.md).
+pub fn error_record(message: &str, code: u8) -> serde_json::Value {
+    serde_json::json!({"error": {"message": message, "exit_code": code}})
+}
+
+/// Whether the command line asks for `--json` (before any `--`). Read from the arguments rather
+/// than the parsed options so that an argument clap refused gets its JSON record too.
+fn json_requested() -> bool {
+    std::env::args_os().skip(1).take_while(|a| a != "--").any(|a| a == "--json")
 }
 
 /// The library's options as its messages name them (the C fields and Python arguments, in

@@ -27,7 +27,7 @@ pub struct NetworkArgs {
     #[arg(long, value_enum, default_value_t = Precision::Fp32, help_heading = "Network")]
     pub precision: Precision,
     /// How E-LPIPS samples are drawn (see docs/estimator.md) [default: control; iid for check
-    /// and tune, whose gate is validated for iid and stratified draws].
+    /// and tune, whose gate has its lowest wrong-verdict rates with iid draws].
     #[arg(long, value_enum, help_heading = "Sampling")]
     pub sampler: Option<SamplerKind>,
     /// Seed of the random transforms and dropout.

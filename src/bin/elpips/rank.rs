@@ -58,7 +58,7 @@ fn print_json(args: &RankArgs, kind: MetricKind, (device, backend): (&str, &str)
         .enumerate()
         .map(|(i, e)| {
             serde_json::json!({
-                "path": args.candidates[i],
+                "candidate": args.candidates[i],
                 "distance": e.distance,
                 "std_error": e.std_error,
                 "ci95": e.ci95,
@@ -78,6 +78,7 @@ fn print_json(args: &RankArgs, kind: MetricKind, (device, backend): (&str, &str)
         "reference": args.reference,
         "samples": m.samples,
         "seed": args.network.seed,
+        "precision": args.network.precision.name(),
         "converged": m.converged,
         "candidates": candidates,
         "differences": differences,

@@ -5,6 +5,7 @@ use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{ArgGroup, Args, ValueEnum};
@@ -86,14 +87,10 @@ enum GuideArg {
     None,
 }
 
-pub fn run(mut args: TuneArgs) -> Result<(), Error> {
+pub fn run(mut args: TuneArgs) -> Result<ExitCode, Error> {
     // The probes are `check`'s gate: iid unless asked otherwise.
     args.network.sampler.get_or_insert(SamplerKind::Iid);
     let kind = args.network.metric;
-    if args.network.sampler() == SamplerKind::Control {
-        // The probes are `check`'s gate, whose error rate is validated for these two only.
-        return Err(Error::InvalidArgument("tune decides with --sampler iid or stratified; control is for compare and rank".into()));
-    }
     let codec = args.codec;
     codec.require()?;
     let goal = match (args.max_distance, args.target) {
@@ -156,13 +153,15 @@ pub fn run(mut args: TuneArgs) -> Result<(), Error> {
         let best = best.map_or(String::new(), |p| {
             format!("; the lowest was quality {} at {:.4} ± {:.4}", p.setting, p.estimate.distance, p.estimate.ci95)
         });
-        return Err(Error::InvalidArgument(format!(
-            "no {} quality in {}..100 was shown to reach distance <= {} within {} probes{best}; raise --max-distance (nothing written)",
+        // Not an error but an answer: the goal is out of reach (exit 1, like a failed gate).
+        let message = format!(
+            "tune: goal not reachable: no {} quality in {}..100 was shown to reach distance <= {} within {} probes{best}; raise --max-distance (nothing written)",
             codec.name(),
             codec.min_quality(),
             goal.threshold(),
             outcome.probes.len()
-        )));
+        );
+        return Ok(crate::fail(&message, 1));
     };
     let (file, decoded) = &files[&chosen.setting];
     // Staged, printed, then put in place: a failed print leaves -o and --decoded untouched.
@@ -177,7 +176,8 @@ pub fn run(mut args: TuneArgs) -> Result<(), Error> {
     }
     let sample_area = kind.is_ensemble().then(|| SampleArea::name(metric.tile_sampled(h, w)));
     print_outcome(&args, codec, kind, (metric.device(), metric.backend(), sample_area), guide_kind, goal, &outcome, seconds)?;
-    staged.commit()
+    staged.commit()?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The input as packed 8-bit RGB or RGBA, the encoders' input.
@@ -230,6 +230,8 @@ fn print_outcome(args: &TuneArgs, codec: Codec, kind: MetricKind, (device, backe
             "device": device.name(),
             "backend": backend.name(),
             "seed": args.network.seed,
+            "sampler": args.network.sampler().name(),
+            "precision": args.network.precision.name(),
             "error_rate": args.error_rate,
             "probes": probes,
             "probes_used": outcome.probes.len(),

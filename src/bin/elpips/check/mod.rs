@@ -143,16 +143,14 @@ pub struct CheckArgs {
 }
 
 pub fn run(mut args: CheckArgs) -> Result<ExitCode, Error> {
-    // The gate's default draws are iid: the library's default (control) is for compare and rank.
+    // The gate's default draws are iid, whose wrong-verdict rates are the lowest; control
+    // variates (the library's default) also keep the error rate (docs/estimator.md) and are
+    // allowed, as in `Metric::decide` and serve's `decide`.
     args.network.sampler.get_or_insert(elpips::SamplerKind::Iid);
     if !args.merge.is_empty() {
         return merge::merge(&args);
     }
     let kind = args.network.metric;
-    if args.network.sampler() == elpips::SamplerKind::Control {
-        // The gate's error rate is validated for iid and stratified draws only.
-        return Err(invalid("check decides with --sampler iid or stratified; control is for compare and rank".to_owned()));
-    }
     let cli = validated_rules(&args)?;
     let gate = Gate { threshold: 0.0, error_rate: args.error_rate, max_samples: args.max_samples, min_samples: args.min_samples };
     gate.validate().map_err(|e| invalid(format!("{e} (see --error-rate, --max-samples, --min-samples)")))?;
@@ -357,9 +355,22 @@ fn finish(args: &CheckArgs, summary: &Summary, single: bool) -> Result<ExitCode,
     if args.json {
         let out = match (single, summary.results.as_slice()) {
             // One pair: its result with the settings beside it.
+            // Like every subcommand's record, it names what produced it, and an error carries
+            // the shared `error` object beside the result's fields.
             (true, [r]) => {
                 let mut v = serde_json::to_value(r).expect("json");
-                v["settings"] = serde_json::to_value(&summary.settings).expect("json");
+                let s = &summary.settings;
+                v["metric"] = s.metric.clone().into();
+                v["sampler"] = s.sampler.clone().into();
+                v["precision"] = s.precision.clone().into();
+                v["device"] = summary.device.clone().into();
+                v["backend"] = summary.backend.clone().into();
+                v["seed"] = s.seed.into();
+                if r.status == Status::Error {
+                    let message = r.message.as_deref().unwrap_or("error");
+                    v["error"] = crate::error_record(message, 2)["error"].take();
+                }
+                v["settings"] = serde_json::to_value(s).expect("json");
                 v
             }
             _ => serde_json::to_value(summary).expect("json"),
@@ -642,6 +653,7 @@ fn settings(args: &CheckArgs, kind: MetricKind, undecided: Undecided, pair_rate:
         suite_error_rate: args.suite_error_rate,
         seed: args.network.seed,
         sampler: args.network.sampler().name().to_owned(),
+        precision: Some(args.network.precision.name().to_owned()),
         scale_levels: args.network.scale_levels,
         error_rate: pair_rate,
         max_samples: args.max_samples,
@@ -720,6 +732,7 @@ mod tests {
                 metric: "elpips-vgg".into(),
                 min_samples: 16,
                 sampler: "iid".into(),
+                precision: None,
                 scale_levels: None,
                 seed: 0,
                 suite_error_rate: None,

@@ -83,6 +83,10 @@ pub struct Settings {
     pub max_samples: u32,
     pub metric: String,
     pub min_samples: u32,
+    /// The networks' precision (`fp32`, `fp16`, `int8`); absent in summaries written before it
+    /// was recorded, which keep their digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precision: Option<String>,
     pub sampler: String,
     pub scale_levels: Option<u32>,
     pub seed: u64,
@@ -472,8 +476,8 @@ fn check_settings(s: &Settings) -> Result<(), String> {
         other => other.to_string(),
     };
     MetricKind::from_name(&s.metric).map_err(reason)?;
-    if !["iid", "stratified"].contains(&s.sampler.as_str()) {
-        return Err(format!("sampler `{}` is not one check uses (iid, stratified)", s.sampler));
+    if !["iid", "stratified", "control"].contains(&s.sampler.as_str()) {
+        return Err(format!("sampler `{}` is not one check uses (iid, stratified, control)", s.sampler));
     }
     let gate = Gate { threshold: 0.0, error_rate: s.error_rate, max_samples: s.max_samples, min_samples: s.min_samples };
     gate.validate().map_err(reason)?;
