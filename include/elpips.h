@@ -218,7 +218,8 @@ typedef struct ElpipsOptions {
      * E-LPIPS: 1 = samples whose network input is above 0.3 Mpx evaluate one tile, chosen
      * where the images differ and weighted so that the expectation is the same
      * (docs/estimator.md, "Tile-sampled draws"); 0 (default) = every sample evaluates its
-     * whole transformed pair (the authors' estimator). Other values are refused.
+     * whole transformed pair (the authors' estimator). Default 0; older callers (a
+     * `struct_size` that ends before it) get the default. Other values are refused.
      */
     uint32_t tile_samples;
 } ElpipsOptions;

@@ -183,16 +183,6 @@ impl Fixtures {
         let code = out.status.code().map_or("killed".into(), |c| format!("exit {c}"));
         (code, String::from_utf8_lossy(&out.stderr).trim_end().to_owned())
     }
-
-    /// `elpips tune` of a valid PNG, plus `args`.
-    fn tune(&self, args: &[&str]) -> Outcome {
-        let png = self.file("cli.png", &self.png);
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_elpips"));
-        cmd.arg("tune").arg(&png).arg("-o").arg(self.dir.path().join("tuned.jpg")).args(args).env_remove("ORT_DYLIB_PATH");
-        let out = cmd.output().unwrap();
-        let code = out.status.code().map_or("killed".into(), |c| format!("exit {c}"));
-        (code, String::from_utf8_lossy(&out.stderr).trim_end().to_owned())
-    }
 }
 
 impl Fixtures {
