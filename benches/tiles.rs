@@ -29,6 +29,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+mod common;
+
 use elpips::ensemble::tiles::{tile_probabilities_with, Pilot, DEFENSIVE_SHARE, MARGIN_WEIGHT};
 use elpips::ensemble::Draw;
 use elpips::network::taps::{TileGrid, ELPIPS_FUSED_PIXELS, ELPIPS_TILE_PIXELS};
@@ -48,24 +50,7 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 
 /// cat.png mirrored (reflected at the edges) out to `w x h`.
 fn mirrored_cat(w: u32, h: u32) -> elpips::Result<Image> {
-    let src = Image::open(Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/upstream/elpips/inputs/cat.png"), &LoadOptions::default())?;
-    let (iw, ih) = (src.width() as usize, src.height() as usize);
-    let fold = |p: usize, n: usize| {
-        let p = p % (2 * n);
-        if p < n {
-            p
-        } else {
-            2 * n - 1 - p
-        }
-    };
-    let mut data = Vec::with_capacity(3 * (w * h) as usize);
-    for ch in 0..3 {
-        for y in 0..h as usize {
-            let row = &src.channel(ch)[fold(y, ih) * iw..][..iw];
-            data.extend((0..w as usize).map(|x| row[fold(x, iw)]));
-        }
-    }
-    Image::from_planar(w, h, data)
+    common::mirrored("elpips/inputs/cat.png", w, h)
 }
 
 /// Interleaved RGB8 of a planar image.
