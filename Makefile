@@ -89,7 +89,9 @@ test: deps setup
 test-report: build
 	$(PYTHON) tests/report/browser_test.py --elpips $(BIN) --images .cache/upstream/lpips/imgs $(if $(REPORT_SCREENSHOT),--screenshot docs/img/report.png)
 
-test-rust: setup
+# After the release build: the Python rows of tests/bad_inputs.rs load target/release/libelpips.so,
+# which `cargo test` does not build.
+test-rust: build
 	$(CARGO) test --release
 
 # The weights converter: hostile .npy/.pth files (pickles that would run a shell command) are
