@@ -41,6 +41,8 @@
 //! `ELPIPS_BENCH_IMAGES=1` limits `samples` to the small pair. `ELPIPS_BENCH_PAIRS=N` sets the draws per decomposition (default 16); `ELPIPS_BENCH_FULL=1`
 //! adds cat/dog and teddy to the decomposition (slow: ~8 network runs per draw at full size).
 
+mod common;
+
 use std::time::Instant;
 
 use elpips::estimate::control_variates::{control_features, draw_features, least_squares};
@@ -65,13 +67,6 @@ fn file_stem(p: &str) -> &str {
     std::path::Path::new(p).file_stem().and_then(|s| s.to_str()).unwrap_or(p)
 }
 
-fn machine() -> String {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).unwrap_or("unknown").trim();
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    format!("{model}; {cores} logical cores; load average {}", load.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-}
 
 /// The parts of a draw that the decomposition swaps one at a time.
 const FACTORS: [&str; 7] = ["level", "flip", "transpose", "channels", "colour", "offset", "dropout"];
@@ -631,7 +626,7 @@ fn main() -> elpips::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let wants = |s: &str| args.is_empty() || args.iter().any(|a| a == s);
     let env = |k: &str, d: usize| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
-    println!("machine: {}", machine());
+    println!("machine: {}", common::machine());
     if wants("samples") {
         samples(env("ELPIPS_BENCH_SAMPLES", 96) as u32, env("ELPIPS_BENCH_IMAGES", 3))?;
     }

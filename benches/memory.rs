@@ -53,14 +53,6 @@ fn child(case: &str, w: u32, h: u32) -> elpips::Result<()> {
     Ok(())
 }
 
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())))
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    format!("{cpu}, {cores} cores")
-}
 
 fn main() -> elpips::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -68,7 +60,7 @@ fn main() -> elpips::Result<()> {
         let (w, h) = (args[i + 2].parse().unwrap_or(0), args[i + 3].parse().unwrap_or(0));
         return child(&args[i + 1], w, h);
     }
-    println!("peak memory of big pairs (VmHWM of one process per case); {}", machine());
+    println!("peak memory of big pairs (VmHWM of one process per case); {}", common::machine());
     println!("tile: {}", tile_size().map_or("automatic".into(), |t| t.to_string()));
     println!("{:<12} {:>10} {:>12} {:>10}  {}", "metric", "pair", "peak MiB", "time s", "note");
     let mut sizes = vec![(1920u32, 1080u32)];

@@ -27,23 +27,6 @@ fn vgg_flops(h: usize, w: usize) -> f64 {
     CONVS.iter().map(|&(ci, co, b)| 2.0 * 9.0 * (ci * co) as f64 * ((h >> b) * (w >> b)) as f64).sum()
 }
 
-fn machine() -> String {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).unwrap_or("unknown").trim();
-    let flags = cpuinfo.lines().find(|l| l.starts_with("flags")).unwrap_or("");
-    let isa: Vec<&str> = ["avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16"]
-        .into_iter()
-        .filter(|f| flags.split_whitespace().any(|x| x == *f))
-        .collect();
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    format!(
-        "{model}; {} logical / {} physical cores; {}; load average {}",
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-        elpips::network::runtime::physical_cores(),
-        isa.join(" "),
-        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
-    )
-}
 
 /// Measured fp32 peak: `threads` threads each running 16 independent chains of 8-wide FMAs
 /// (12 chains measured 98 GFLOP/s on the development machine, 16 chains 112: more than the FMA
@@ -170,7 +153,7 @@ fn run_4k(dir: &Path) -> elpips::Result<(f64, u64, String)> {
 
 fn main() -> elpips::Result<()> {
     let threads = elpips::network::runtime::physical_cores();
-    println!("machine: {}", machine());
+    println!("machine: {}", common::machine());
     println!("threads: {threads} (ours: ONNX Runtime intra-op; pip lpips: torch.set_num_threads)\n");
 
     let peak = fma_peak_gflops(threads);

@@ -1,6 +1,8 @@
 //! `make bench`: how fast the networks run here. Prints figures and the machine they came from;
 //! never a pass/fail test.
 
+mod common;
+
 use std::time::Instant;
 
 use elpips::{Image, Metric, MetricKind, MetricOptions, Sampling};
@@ -25,17 +27,9 @@ fn noise_image(size: u32, seed: u32) -> Image {
     Image::from_rgb8(size, size, &rgb).expect("valid image")
 }
 
-fn machine() -> String {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).unwrap_or("unknown").trim();
-    let flags = cpuinfo.lines().find(|l| l.starts_with("flags")).unwrap_or("");
-    let isa: Vec<&str> = ["avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16"].into_iter().filter(|f| flags.split_whitespace().any(|x| x == *f)).collect();
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    format!("{model}; {cores} logical cores; {}", isa.join(" "))
-}
 
 fn main() -> elpips::Result<()> {
-    println!("machine: {}", machine());
+    println!("machine: {}", common::machine());
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     println!("onnx runtime threads: {threads}\n");
 

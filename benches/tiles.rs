@@ -36,13 +36,6 @@ use elpips::ensemble::Draw;
 use elpips::network::taps::{TileGrid, ELPIPS_FUSED_PIXELS, ELPIPS_TILE_PIXELS};
 use elpips::{Image, LoadOptions, Metric, MetricKind, MetricOptions, SampleArea};
 
-fn machine() -> String {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).unwrap_or("unknown").trim();
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    format!("{model}; {cores} logical cores; load average {}", load.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-}
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -245,7 +238,7 @@ fn variance(dir: &Path) -> elpips::Result<()> {
     let ys: Vec<f64> = seen.iter().map(|s| s.1).collect();
     let mean = ys.iter().sum::<f64>() / n as f64;
     let var_y = ys.iter().map(|y| (y - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
-    println!("{}; mean distance {mean:.6}, between-draw sd {:.6} (cv {:.2}); whole draws: {:.0} s", machine(), var_y.sqrt(), var_y.sqrt() / mean, t0.elapsed().as_secs_f64());
+    println!("{}; mean distance {mean:.6}, between-draw sd {:.6} (cv {:.2}); whole draws: {:.0} s", common::machine(), var_y.sqrt(), var_y.sqrt() / mean, t0.elapsed().as_secs_f64());
     // Whole samples' cost: fused up to the fused size, else the tiles of the shipped grid.
     let whole_cost = |th: usize, tw: usize| if th * tw <= ELPIPS_FUSED_PIXELS { (th * tw) as f64 } else { TileGrid::within(th, tw, ELPIPS_TILE_PIXELS).tile_pixels() as f64 };
     let cost_whole = seen.iter().map(|s| whole_cost(s.2, s.3)).sum::<f64>() / n as f64;
@@ -300,7 +293,7 @@ fn variance(dir: &Path) -> elpips::Result<()> {
 fn main() -> elpips::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let want = |s: &str| args.is_empty() || args.iter().any(|a| a == s);
-    println!("tile-sampled draws (issue 33); {}", machine());
+    println!("tile-sampled draws (issue 33); {}", common::machine());
     let dir = tempfile::tempdir().map_err(|e| elpips::Error::InvalidArgument(e.to_string()))?;
     if want("variance") {
         variance(dir.path())?;

@@ -1,4 +1,6 @@
 //! Helpers the benchmark programs share (a folder, so that cargo does not take it for a bench).
+// Each bench compiles this module and uses a part of it.
+#![allow(dead_code)]
 
 use std::path::Path;
 
@@ -24,4 +26,25 @@ pub fn mirrored(rel: &str, w: u32, h: u32) -> elpips::Result<Image> {
         }
     }
     Image::from_planar(w, h, data)
+}
+
+/// The machine a figure was measured on, printed with every figure: CPU model, cores, the
+/// instruction sets the backends choose between, and the load (figures taken under load are
+/// indicative only).
+pub fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).unwrap_or("unknown").trim();
+    let flags = cpuinfo.lines().find(|l| l.starts_with("flags")).unwrap_or("");
+    let isa: Vec<&str> = ["avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16"]
+        .into_iter()
+        .filter(|f| flags.split_whitespace().any(|x| x == *f))
+        .collect();
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    format!(
+        "{model}; {} logical / {} physical cores; {}; load average {}",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        elpips::network::runtime::physical_cores(),
+        isa.join(" "),
+        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+    )
 }
