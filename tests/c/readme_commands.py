@@ -10,7 +10,8 @@ needs the network, a GPU or a CI engine, or is the test suite itself) carries an
 `<!-- not run: REASON -->` on the line before its fence; an unmarked shell block that is not run,
 a marker without a reason, or a command that fails fails the test. C blocks are compiled (as a
 function body taking `ref_pixels`, `cand_pixels`, `w` and `h`, against include/elpips.h, warnings
-as errors); blocks in other languages are listed as not run, by language.
+as errors); blocks in other languages are listed as not run, by language. Every relative link
+names a file that exists and, with an anchor, a heading in it (the docs pages' sections move).
 
 A prefix outside the loader's path used to build a program that could not start
 (libelpips.so.0 not found): the C program's line is checked for a distance.
@@ -96,6 +97,25 @@ def same_output(want, got):
     return True
 
 
+def slug(heading):
+    """GitHub's anchor of a heading."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def check_links(readme):
+    """Every relative link of the README names a file that exists, and a heading there."""
+    bad = []
+    for n, line in enumerate(Path(readme).read_text().split("\n"), 1):
+        for path, anchor in re.findall(r"\]\(([^)#\s:]+)(?:#([^)\s]+))?\)", line):
+            target = Path(readme).parent / path
+            if not target.exists():
+                bad.append(f"line {n}: {path} does not exist")
+            elif anchor and anchor not in {slug(h) for h in re.findall(r"(?m)^#+ (.*)$", target.read_text())}:
+                bad.append(f"line {n}: {path} has no heading #{anchor}")
+    if bad:
+        sys.exit("readme_commands: README links:\n  " + "\n  ".join(bad))
+
+
 def compile_c(block, tmp):
     src = tmp / f"readme_{block.line}.c"
     body = "\n".join("    " + line for line in block.text.split("\n"))
@@ -112,6 +132,7 @@ def compile_c(block, tmp):
 
 def main():
     readme = sys.argv[1]
+    check_links(readme)
     tmp = Path(tempfile.mkdtemp(prefix="elpips-readme-"))
     try:
         script = ["set -euo pipefail"]
