@@ -7,11 +7,12 @@ The install prefix (/opt/elpips) is moved to a temporary folder, `mktemp` makes 
 there too, and the loader environment is unset (LD_LIBRARY_PATH, ORT_DYLIB_PATH,
 ELPIPS_MODEL_DIR, PKG_CONFIG_PATH), as is the outer make's. A block the test cannot run (one that
 needs the network, a GPU or a CI engine, or is the test suite itself) carries an HTML comment
-`<!-- not run: REASON -->` on the line before its fence; an unmarked shell block that is not run,
-a marker without a reason, or a command that fails fails the test. C blocks are compiled (as a
+`<!-- not run: REASON -->` on the line before its fence; every other shell block runs, and a
+marker without a reason or a command that fails fails the test. C blocks are compiled (as a
 function body taking `ref_pixels`, `cand_pixels`, `w` and `h`, against include/elpips.h, warnings
-as errors); blocks in other languages are listed as not run, by language. Every relative link
-names a file that exists and, with an anchor, a heading in it (the docs pages' sections move).
+as errors); blocks in other languages are listed as not run, by language; a block without a
+language is refused (it could hide commands). Every relative link names a file that exists and,
+with an anchor, a heading in it (the docs pages' sections move).
 
 A prefix outside the loader's path used to build a program that could not start
 (libelpips.so.0 not found): the C program's line is checked for a distance.
@@ -139,6 +140,9 @@ def main():
         checks, ran, skipped = [], [], []
         for n, b in enumerate(blocks(readme)):
             reason = not_run_reason(b)
+            if not b.lang:
+                sys.exit(f"readme_commands: {b.where()}: a block without a language (```sh, ```console, ```text, ...) "
+                         "could hide commands that are never run")
             if b.lang not in SHELL | {"console", "c"}:
                 skipped.append(f"{b.where()}: not a command (language {b.lang or 'none'})")
                 continue
