@@ -290,7 +290,7 @@ test-examples: install-test
 	! $(NO_ENV) LD_LIBRARY_PATH=$(CBUILD)/prefix2/lib $(CBUILD)/compare_c 2>$(CBUILD)/prefix2.err
 	grep -q "prefix2/share/elpips/models/elpips-vgg.onnx not found; the installation at .*prefix2 is incomplete" $(CBUILD)/prefix2.err
 	rm -rf $(CBUILD)/prefix2
-	@echo "== the README's C install commands, as written (prefix outside the loader's path)"
+	@echo "== every command block of the README, as written (the install's prefix outside the loader's path)"
 	$(NO_ENV) $(PYTHON) tests/c/readme_commands.py README.md
 	$(NO_ENV) $(PYTHON) tests/c/example_matches_cli.py $(BIN) $(CBUILD)/compare_c $(CBUILD)/compare_cpp \
 	  $(CBUILD)/compare_c_static $(CBUILD)/cmake/compare_c $(CBUILD)/cmake/compare_cpp $(CBUILD)/cmake/compare_c_static

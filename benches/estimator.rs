@@ -30,7 +30,7 @@
 //! * `draws` (only when named): one CSV line per iid draw (seed 1) of the 512x512 noise pair, its
 //!   transform, its distance and the distance's share per tap (`tap0` the image, `tap1` relu1_1,
 //!   ...), `ELPIPS_BENCH_DRAWS` draws (default 320), on stdout after the
-//!   `machine:` line: the data to try control-variate features on offline (docs/performance.md).
+//!   `machine:` line: the data to try control-variate features on offline (docs/log.md).
 //!   `ELPIPS_BENCH_DRAWS_PAIR=k` dumps pair `k` of [`PAIRS`] instead (0 ex_ref / ex_p0, 1 cat /
 //!   dog, 2 adv_teddy / adv_reference).
 //! * `int8mf` (only when named): the int8 network as the cheap model of a multi-fidelity

@@ -496,7 +496,7 @@ impl Metric {
 
     /// Per draw, its distance split by tap (each tap's map averaged; they sum to the distance),
     /// for pairs whose samples do not tile: what the estimator bench dumps to try controls
-    /// offline (the early taps predict a sample's distance; docs/estimator.md).
+    /// offline (the early taps predict a sample's distance; docs/log.md).
     #[doc(hidden)]
     pub fn evaluate_draws_taps(&mut self, reference: &Image, candidate: &Image, draws: &mut [Draw]) -> Result<Vec<Vec<f64>>> {
         self.evaluator.evaluate_draws_taps(reference, candidate, draws)

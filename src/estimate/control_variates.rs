@@ -214,7 +214,7 @@ impl Controls {
             // Residuals of a fit of `features_fitted` coefficients (and an intercept): the usual
             // `n / (n - p - 1)` correction. Without it the intervals covered 90% at a stage's
             // first sample count on the mock, and the gate at the truth erred 5.2-5.9% on one
-            // side (iid: 2.2%); docs/estimator.md.
+            // side (iid: 2.2%); docs/log.md, 2026-12-03.
             let n = self.ys.len() as f64;
             stats.inflate(n / (n - features_fitted as f64 - 1.0));
         }

@@ -45,7 +45,7 @@ pub enum SamplerKind {
     /// Independent draws with regression control variates on known-mean functions of the draw
     /// (colour gains, scale level, channel order): see [`crate::estimate::control_variates`].
     /// The default: the same draws and expectation as iid, with a 2-3x smaller variance on the
-    /// measured pairs (docs/estimator.md), so fewer samples reach a precision.
+    /// measured pairs (docs/log.md), so fewer samples reach a precision.
     #[default]
     #[cfg_attr(feature = "cli", value(help = "independent draws with regression control variates (colour gains, scale level, channel order); the default"))]
     Control,

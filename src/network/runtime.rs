@@ -53,7 +53,7 @@ pub(crate) fn release_free_heap() {
 pub enum Buffers {
     /// ONNX Runtime's CPU arena: buffers grown once and reused by later runs. For pairs whose
     /// samples never tile (a handful of input shapes): 1.47x faster per E-LPIPS sample at
-    /// 512x512, and a lower peak there (942 vs 1043 MiB; docs/performance.md).
+    /// 512x512, and a lower peak there (942 vs 1043 MiB; docs/log.md, 2026-12-02).
     Arena,
     /// Each run's activations freed when it ends: the peak stays one run's working set. For
     /// pairs that tile, whose runs of many shapes (tiles, levels, flips) share the process: the

@@ -43,7 +43,7 @@ pub const ELPIPS_FUSED_PIXELS: usize = 300_000;
 /// E-LPIPS's default tiles hold at most this many pixels, margins included (the split path
 /// costs about 3.6 KiB per tile pixel beside both transformed images); within that bound the
 /// grid with the fewest tile pixels in all is chosen ([`TileGrid::within`]), since the time of
-/// a tiled sample is close to proportional to them (docs/performance.md).
+/// a tiled sample is close to proportional to them (docs/log.md, 2026-12-03, "Bounded runs").
 pub const ELPIPS_TILE_PIXELS: usize = 1 << 18;
 /// A tile-sampled E-LPIPS sample's tile holds at most this many pixels, margins included
 /// ([`TileGrid::within`]): the size where variance times cost was lowest on the measured pairs
