@@ -31,7 +31,7 @@ use std::time::Instant;
 
 mod common;
 
-use elpips::ensemble::tiles::{tile_probabilities_with, Pilot, DEFENSIVE_SHARE, MARGIN_WEIGHT};
+use elpips::ensemble::tiles::{tile_probabilities_with, Pilot, DEFENSIVE_SHARE, DISTANCE_SHARE, MARGIN_WEIGHT};
 use elpips::ensemble::Draw;
 use elpips::network::taps::{TileGrid, ELPIPS_FUSED_PIXELS, ELPIPS_TILE_PIXELS};
 use elpips::{Image, LoadOptions, Metric, MetricKind, MetricOptions, SampleArea};
@@ -268,7 +268,7 @@ fn variance(dir: &Path) -> elpips::Result<()> {
                     }
                     let grid = TileGrid::within(*th, *tw, budget);
                     let parts = tile_parts(&grid, *cw, cell);
-                    let q = tile_probabilities_with(&pilot, &draw.transform, &grid.rects(), share, margin);
+                    let q = tile_probabilities_with(&pilot, &draw.transform, &grid.rects(), share, margin, DISTANCE_SHARE);
                     within += parts.iter().zip(&q).filter(|(_, &q)| q > 0.0).map(|(y, q)| y * y / q).sum::<f64>() - y * y;
                     cost += grid.rects().iter().zip(&q).map(|(t, q)| q * t.span.area() as f64).sum::<f64>();
                 }

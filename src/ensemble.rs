@@ -315,7 +315,7 @@ impl Geometry {
 
 /// Step 1 of the transform: reflect-pad by `(top, left)` (and whatever completes a multiple of
 /// `s` plus `s - 1` more), then average `s x s` blocks. Returns `3 * scaled_len(h) * scaled_len(w)`.
-fn downscale(image: &[f32], h: usize, w: usize, s: usize, (top, left): (usize, usize)) -> Vec<f32> {
+pub(crate) fn downscale(image: &[f32], h: usize, w: usize, s: usize, (top, left): (usize, usize)) -> Vec<f32> {
     if s == 1 {
         return image.to_vec();
     }

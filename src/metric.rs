@@ -367,7 +367,7 @@ impl Metric {
         let mut plan = Plan::new(self.options.sampler, self.options.seed, levels, h, w);
         let per_round = round_samples(h, w);
         let candidates = [candidate];
-        let pair = self.evaluator.pair(reference, &candidates);
+        let pair = self.evaluator.pair(reference, &candidates)?;
         decide_plan(&mut plan, gate, per_round, &mut |draws| Ok(self.evaluator.evaluate_draws(&pair, draws, None)?.swap_remove(0)), progress)
     }
 
@@ -412,7 +412,7 @@ impl Metric {
         let sampling = self.options.sampling;
         check_budget(&plans.driver, sampling, h, w)?;
         // Every candidate sees the same draws (and, tile-sampled, the same tiles).
-        let pair = self.evaluator.pair(reference, candidates);
+        let pair = self.evaluator.pair(reference, candidates)?;
         let mut evaluate = |draws: &mut [Draw]| self.evaluator.evaluate_draws(&pair, draws, None);
         let converged = sample(&mut plans, sampling, round_samples(h, w), &mut evaluate, progress)?;
         Ok(plans.estimate(converged))
@@ -430,7 +430,7 @@ impl Metric {
     ) -> Result<Estimate> {
         let (h, w) = (reference.height() as usize, reference.width() as usize);
         let candidates = [candidate];
-        let pair = self.evaluator.pair(reference, &candidates);
+        let pair = self.evaluator.pair(reference, &candidates)?;
         let mut evaluate = |draws: &mut [Draw]| -> Result<Vec<f64>> {
             let values = match heat.as_deref_mut() {
                 None => self.evaluator.evaluate_draws(&pair, draws, None),
@@ -469,7 +469,7 @@ impl Metric {
     #[doc(hidden)]
     pub fn evaluate_draws(&mut self, reference: &Image, candidate: &Image, draws: &mut [Draw]) -> Result<Vec<f64>> {
         let candidates = [candidate];
-        let pair = self.evaluator.pair(reference, &candidates);
+        let pair = self.evaluator.pair(reference, &candidates)?;
         Ok(self.evaluator.evaluate_draws(&pair, draws, None)?.swap_remove(0))
     }
 
@@ -479,7 +479,7 @@ impl Metric {
     #[doc(hidden)]
     pub fn tile_parts(&mut self, reference: &Image, candidate: &Image, draw: &Draw) -> Result<Vec<(f64, f64)>> {
         let candidates = [candidate];
-        let pair = self.evaluator.pair(reference, &candidates);
+        let pair = self.evaluator.pair(reference, &candidates)?;
         Ok(self.evaluator.tile_parts(&pair, draw)?.into_iter().map(|(q, parts)| (q, parts[0])).collect())
     }
 
@@ -490,7 +490,7 @@ impl Metric {
     pub fn evaluate_draws_maps(&mut self, reference: &Image, candidate: &Image, draws: &mut [Draw], each: &mut MapSink) -> Result<Vec<f64>> {
         self.evaluator.check_has_maps()?;
         let candidates = [candidate];
-        let pair = self.evaluator.pair(reference, &candidates);
+        let pair = self.evaluator.pair(reference, &candidates)?;
         Ok(self.evaluator.evaluate_draws(&pair, draws, Some(each))?.swap_remove(0))
     }
 
@@ -509,7 +509,7 @@ impl Metric {
     /// of `draws`; costs `(1 + K) / 2K` of that for K candidates.
     #[doc(hidden)]
     pub fn evaluate_draws_many(&mut self, reference: &Image, candidates: &[&Image], draws: &mut [Draw]) -> Result<Vec<Vec<f64>>> {
-        let pair = self.evaluator.pair(reference, candidates);
+        let pair = self.evaluator.pair(reference, candidates)?;
         self.evaluator.evaluate_draws_many(&pair, draws)
     }
 

@@ -42,6 +42,15 @@ fn blotched(img: &Image, x0: usize, y0: usize, size: usize) -> Image {
     Image::from_planar(img.width(), img.height(), data).unwrap()
 }
 
+/// `img` with small pseudo-random noise (+-0.02 per channel) everywhere and a `size x size`
+/// blotch at `(x0, y0)`: the pixels differ everywhere, the distance lies mostly in the blotch
+/// (the stand-in's `Hidden` pattern on the real network).
+fn noisy_blotched(img: &Image, x0: usize, y0: usize, size: usize) -> Image {
+    let b = blotched(img, x0, y0, size);
+    let data = b.data().iter().enumerate().map(|(i, v)| (v + 0.02 * (((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0)).clamp(0.0, 1.0)).collect();
+    Image::from_planar(img.width(), img.height(), data).unwrap()
+}
+
 /// Cores of 48 pixels: a 160x128 crop's level-1 input (167x135) is 4 x 3 tiles (each with
 /// margins nearly the whole input: a correctness check, not a saving).
 const CORE: u32 = 48;
@@ -101,8 +110,9 @@ fn tile_sampled_and_whole_estimates_agree_within_their_error() {
     let (a, b) = (crop("elpips/inputs/cat.png", 100, 40, 160, 128), crop("elpips/inputs/dog.png", 100, 40, 160, 128));
     let (c, d) = (crop("elpips/inputs/adv_teddy.png", 120, 120, 160, 128), crop("elpips/inputs/adv_reference.png", 120, 120, 160, 128));
     let defect = blotched(&a, 120, 90, 6);
+    let hidden = noisy_blotched(&a, 120, 90, 6);
     let options = |seed| MetricOptions { sampling: Sampling::Fixed(32), sampler: SamplerKind::Iid, seed, ..Default::default() };
-    for (reference, candidate, name) in [(&a, &b, "cat / dog"), (&c, &d, "teddy / reference"), (&a, &defect, "6x6 defect")] {
+    for (reference, candidate, name) in [(&a, &b, "cat / dog"), (&c, &d, "teddy / reference"), (&a, &defect, "6x6 defect"), (&a, &hidden, "noise + 6x6 defect")] {
         let et = tiles(options(3)).compare(reference, candidate).unwrap();
         let ew = whole(options(4)).compare(reference, candidate).unwrap();
         let z = (et.distance - ew.distance) / et.std_error.hypot(ew.std_error);
@@ -110,6 +120,29 @@ fn tile_sampled_and_whole_estimates_agree_within_their_error() {
         assert!(z.abs() < 3.0, "{name}: tiles {et:?} vs whole {ew:?} (z = {z:.2})");
         assert!(et.distance > 0.0 && et.std_error > 0.0);
     }
+}
+
+#[test]
+fn the_pilot_sees_where_the_distance_lies_not_only_where_pixels_differ() {
+    // Noise everywhere and a blotch: every tile sees differing pixels, but the distance map of
+    // the pilot gives the tiles that hold most of the distance most of the probability.
+    let a = crop("elpips/inputs/cat.png", 16, 100, 448, 96);
+    let hidden = noisy_blotched(&a, 300, 40, 6);
+    let mut t = tiles_of(96, MetricOptions { scale_levels: Some(2), ..Default::default() });
+    let mut draw = Draw::iid(21, 1, 2);
+    (draw.transform.scale, draw.transform.scale_offset) = (1, (0, 0));
+    let parts = t.tile_parts(&a, &hidden, &draw).unwrap();
+    assert!(parts.iter().all(|p| p.0 > 0.0), "every tile sees the noise");
+    let total: f64 = parts.iter().map(|p| p.1).sum();
+    // The probability that the sample lands where the distance is, against its share of tiles.
+    let heavy: Vec<&(f64, f64)> = parts.iter().filter(|p| p.1 > 2.0 * total / parts.len() as f64).collect();
+    let (q, share): (f64, f64) = (heavy.iter().map(|p| p.0).sum(), heavy.iter().map(|p| p.1).sum::<f64>() / total);
+    eprintln!("{} of {} tiles hold {share:.2} of the distance, with probability {q:.2}", heavy.len(), parts.len());
+    assert!(!heavy.is_empty() && heavy.len() < parts.len() / 2);
+    // Pixel differences alone would give them about their share of the tiles (the noise is
+    // the same everywhere).
+    let tiles_share = heavy.len() as f64 / parts.len() as f64;
+    assert!(q > 1.5 * tiles_share, "the tiles holding {share:.2} of the distance are chosen with probability {q:.2}, {tiles_share:.2} of the tiles");
 }
 
 #[test]

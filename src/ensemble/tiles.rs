@@ -8,7 +8,8 @@
 //! (Horvitz-Thompson), so the E-LPIPS expectation is unchanged for any `q` that gives every
 //! tile with `Y_k != 0` a positive probability.
 //!
-//! `q` comes from a [`Pilot`] of the pair: where, and how much, the images differ. A tile's
+//! `q` comes from a [`Pilot`] of the pair: where, and how much, the images differ, and, where
+//! the evaluator gives one, a coarse map of where the distance lies ([`Pilot::with_distance`]). A tile's
 //! features depend only on the input pixels of its span (core and receptive-field margins);
 //! where reference and candidate agree on all of them, both run the same network on the same
 //! input with the same masks, so `Y_k = 0` exactly, and such a tile gets `q_k = 0` without
@@ -31,12 +32,19 @@ use super::{reflect, Draw, Transform};
 /// times the uniform one.
 pub const DEFENSIVE_SHARE: f64 = 0.3;
 
+/// Share of the pilot's (non-defensive) probability that goes by its distance map, where it
+/// has one ([`Pilot::with_distance`]); the rest goes by pixel differences. Pixel differences
+/// alone spread the probability over every tile where the pair differs a little everywhere
+/// while the distance lies in a small region (the stand-in's `Hidden` pattern); a distance
+/// map alone misses detail too fine for its coarse level that pixel differences still see.
+pub const DISTANCE_SHARE: f64 = 0.85;
+
 /// Weight of the margins' pilot mass against the core's: a tile's core taps see the margins
 /// too (less than the core), and a defect in the margin of one tile is in the core of another.
 pub const MARGIN_WEIGHT: f64 = 0.25;
 
 /// The pilot keeps at most this many cells: blocks of image pixels as small as that allows
-/// (1 pixel up to 1 Mpx, 2 x 2 at 1080p, 3 x 3 at 4K), 16 MiB for its two tables. Its sums are
+/// (1 pixel up to 1 Mpx, 2 x 2 at 1080p, 3 x 3 at 4K), 24 MiB for its three tables. Its sums are
 /// exact per block, and rectangles are widened to whole blocks (never narrowed), so a tile
 /// never misses a difference it can see.
 const PILOT_CELLS: usize = 1 << 20;
@@ -80,6 +88,8 @@ pub struct Pilot {
     /// `(bh + 1) x (bw + 1)` summed-area tables.
     counts: Vec<u64>,
     mass: Vec<f64>,
+    /// The distance map's summed-area table over the same blocks, where one was given.
+    distance: Option<Vec<f64>>,
 }
 
 impl Pilot {
@@ -120,10 +130,35 @@ impl Pilot {
             for bx in 1..=bw {
                 let (i, up, left, diag) = (by * (bw + 1) + bx, (by - 1) * (bw + 1) + bx, by * (bw + 1) + bx - 1, (by - 1) * (bw + 1) + bx - 1);
                 counts[i] += counts[up] + counts[left] - counts[diag];
-                mass[i] += mass[up] + mass[left] - mass[diag];
             }
         }
-        Pilot { height: h, width: w, block, bh, bw, counts, mass }
+        summed_area(&mut mass, bh, bw);
+        Pilot { height: h, width: w, block, bh, bw, counts, mass, distance: None }
+    }
+
+    /// This pilot with a distance map of the pair: `map` is `mh x mw` non-negative values, cell
+    /// `(my, mx)` the distance at image pixels `my scale .. (my + 1) scale` by `mx scale ..`
+    /// (a per-pixel map of the pair downscaled `scale` times; cells past the image are
+    /// ignored), each pilot block taking the value of the cell under its centre times its area.
+    /// It moves probability only among tiles where the pair differs (the `q_k = 0` rule is the
+    /// pixel counts'), so it cannot bias the estimate.
+    pub fn with_distance(mut self, map: &[f32], mh: usize, mw: usize, scale: usize) -> Self {
+        assert_eq!(map.len(), mh * mw, "distance map size");
+        let (b, bw) = (self.block, self.bw);
+        let mut table = vec![0.0f64; (self.bh + 1) * (bw + 1)];
+        for by in 0..self.bh {
+            let (y0, y1) = (by * b, ((by + 1) * b).min(self.height));
+            let my = ((y0 + y1) / 2 / scale).min(mh - 1);
+            for bx in 0..bw {
+                let (x0, x1) = (bx * b, ((bx + 1) * b).min(self.width));
+                let mx = ((x0 + x1) / 2 / scale).min(mw - 1);
+                let v = map[my * mw + mx] as f64;
+                table[(by + 1) * (bw + 1) + bx + 1] = if v.is_finite() { v.max(0.0) * ((y1 - y0) * (x1 - x0)) as f64 } else { 0.0 };
+            }
+        }
+        summed_area(&mut table, self.bh, bw);
+        self.distance = Some(table);
+        self
     }
 
     /// Whether the pair differs anywhere.
@@ -131,17 +166,28 @@ impl Pilot {
         self.counts[self.counts.len() - 1] > 0
     }
 
-    /// Differing pixels and mass over the blocks that hold image rectangle `r` (widened to
-    /// whole blocks).
-    fn sum(&self, r: Rect) -> (u64, f64) {
+    /// Differing pixels, mass and distance (0 without a distance map) over the blocks that
+    /// hold image rectangle `r` (widened to whole blocks).
+    fn sum(&self, r: Rect) -> (u64, f64, f64) {
         let b = self.block;
         let (y0, y1) = (r.y0 / b, r.y1.div_ceil(b).min(self.bh));
         let (x0, x1) = (r.x0 / b, r.x1.div_ceil(b).min(self.bw));
         let at = |y: usize, x: usize| y * (self.bw + 1) + x;
         let count = self.counts[at(y1, x1)] + self.counts[at(y0, x0)] - self.counts[at(y0, x1)] - self.counts[at(y1, x0)];
         // Clamped: differences of sums may round below zero.
-        let mass = (self.mass[at(y1, x1)] + self.mass[at(y0, x0)] - self.mass[at(y0, x1)] - self.mass[at(y1, x0)]).max(0.0);
-        (count, mass)
+        let sum = |t: &[f64]| (t[at(y1, x1)] + t[at(y0, x0)] - t[at(y0, x1)] - t[at(y1, x0)]).max(0.0);
+        (count, sum(&self.mass), self.distance.as_deref().map_or(0.0, sum))
+    }
+}
+
+/// Turns per-block values in the interior cells of a `(bh + 1) x (bw + 1)` table into its
+/// summed-area table, in place.
+fn summed_area(t: &mut [f64], bh: usize, bw: usize) {
+    for by in 1..=bh {
+        for bx in 1..=bw {
+            let (i, up, left, diag) = (by * (bw + 1) + bx, (by - 1) * (bw + 1) + bx, by * (bw + 1) + bx - 1, (by - 1) * (bw + 1) + bx - 1);
+            t[i] += t[up] + t[left] - t[diag];
+        }
     }
 }
 
@@ -190,30 +236,47 @@ pub fn image_rect(transform: &Transform, h: usize, w: usize, r: Rect) -> Rect {
 /// The probability of evaluating each of `tiles` (a partition of the cores of `transform`'s
 /// network input of the `h x w` pair that `pilot` describes): 0 where the pair agrees on
 /// every pixel a tile's span reads; else [`DEFENSIVE_SHARE`] by core area plus the rest by the
-/// pilot's mass over the core and, weighted by [`MARGIN_WEIGHT`], over the span. Sums to 1,
+/// pilot's mass over the core and, weighted by [`MARGIN_WEIGHT`], over the span (mass of pixel
+/// differences, mixed with the distance map's by [`DISTANCE_SHARE`] where the pilot has one). Sums to 1,
 /// or all 0 where the pair agrees everywhere a tile reads (then the draw's distance is 0).
 pub fn tile_probabilities(pilot: &Pilot, transform: &Transform, tiles: &[Tile]) -> Vec<f64> {
-    tile_probabilities_with(pilot, transform, tiles, DEFENSIVE_SHARE, MARGIN_WEIGHT)
+    tile_probabilities_with(pilot, transform, tiles, DEFENSIVE_SHARE, MARGIN_WEIGHT, DISTANCE_SHARE)
 }
 
-/// [`tile_probabilities`] with another defensive share and margin weight (benchmarks try
-/// alternatives).
-pub fn tile_probabilities_with(pilot: &Pilot, transform: &Transform, tiles: &[Tile], defensive: f64, margin_weight: f64) -> Vec<f64> {
+/// [`tile_probabilities`] with another defensive share, margin weight and distance share
+/// (benchmarks and the stand-in tests try alternatives).
+pub fn tile_probabilities_with(pilot: &Pilot, transform: &Transform, tiles: &[Tile], defensive: f64, margin_weight: f64, distance_share: f64) -> Vec<f64> {
     let (h, w) = (pilot.height, pilot.width);
     let mut q = vec![0.0; tiles.len()];
-    let mut seen: Vec<(usize, f64, f64)> = Vec::with_capacity(tiles.len());
+    let mut seen: Vec<(usize, f64, f64, f64)> = Vec::with_capacity(tiles.len());
     for (k, t) in tiles.iter().enumerate() {
-        let (count, span_mass) = pilot.sum(image_rect(transform, h, w, t.span));
+        let (count, span_mass, span_distance) = pilot.sum(image_rect(transform, h, w, t.span));
         if count == 0 {
             continue;
         }
-        let (_, core_mass) = pilot.sum(image_rect(transform, h, w, t.core));
-        seen.push((k, t.core.area() as f64, core_mass + margin_weight * (span_mass - core_mass).max(0.0)));
+        let (_, core_mass, core_distance) = pilot.sum(image_rect(transform, h, w, t.core));
+        let weigh = |core: f64, span: f64| core + margin_weight * (span - core).max(0.0);
+        // The distance map already places the distance where the features differ (the receptive
+        // field is in it): a tile's share of it is its core's.
+        let _ = span_distance;
+        seen.push((k, t.core.area() as f64, weigh(core_mass, span_mass), core_distance));
     }
     let area: f64 = seen.iter().map(|s| s.1).sum();
     let mass: f64 = seen.iter().map(|s| s.2).sum();
-    for &(k, a, m) in &seen {
-        q[k] = if mass > 0.0 { defensive * a / area + (1.0 - defensive) * m / mass } else { a / area };
+    let distance: f64 = seen.iter().map(|s| s.3).sum();
+    // Where one pilot sees nothing, the other (or the area) takes its share.
+    let (pixel, by_distance) = match (mass > 0.0, distance > 0.0) {
+        (true, true) => (1.0 - distance_share, distance_share),
+        (true, false) => (1.0, 0.0),
+        (false, true) => (0.0, 1.0),
+        (false, false) => (0.0, 0.0),
+    };
+    // Written so that a pilot without a distance map gives the same bits as before it had one.
+    let uniform = defensive + (1.0 - defensive) * (1.0 - pixel - by_distance);
+    for &(k, a, m, d) in &seen {
+        let m = if mass > 0.0 { m / mass } else { 0.0 };
+        let d = if distance > 0.0 { d / distance } else { 0.0 };
+        q[k] = uniform * a / area + (1.0 - defensive) * (pixel * m + by_distance * d);
     }
     q
 }

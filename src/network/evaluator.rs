@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::ensemble::tiles::{choose_tile, tile_probabilities, tile_uniform, Pilot};
-use crate::ensemble::{for_each_batch, group_by_size, sample_rng, stack_transformed, Draw, DropoutBatch, SampleDropout, Transform};
+use crate::ensemble::{downscale, for_each_batch, group_by_size, sample_rng, scaled_len, stack_transformed, Draw, DropoutBatch, SampleDropout, Transform};
 use crate::error::{Error, Result};
 use crate::image::{check_same_size, Image};
 use crate::linear_weights::LinearWeights;
@@ -37,12 +37,18 @@ pub type MapSink<'a> = dyn FnMut(&Draw, &[(usize, usize, &[f32])], usize, usize)
 /// Per-tap maps of one pair with each map's `(H_t, W_t)`.
 type WholeMaps = (Vec<(usize, usize)>, Vec<Vec<f32>>);
 
+/// The most pixels of the distance pilot's downscaled pair ([`SampleEvaluator::distance_map`]):
+/// level 4 of a 1080p pair (480 x 270), level 8 of a 4K one, a few percent of one LPIPS-VGG
+/// pair of the image.
+const PILOT_NET_PIXELS: usize = 1 << 17;
+
 /// Which part of its transformed pair an E-LPIPS sample evaluates.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum SampleArea {
     /// Every sample evaluates its whole transformed pair: the authors' estimator, and the
-    /// default (tile-sampled draws are opt-in: a pair whose pixels differ everywhere but whose
-    /// distance lies in a small region can fool the pilot; docs/estimator.md).
+    /// default (tile-sampled draws are opt-in: a defect made of detail finer than the pilot's
+    /// distance map, in a pair whose pixels differ as much everywhere, fools the pilot;
+    /// docs/estimator.md).
     #[default]
     Whole,
     /// One tile where that pays (`--tile-samples`): a draw whose network input is above 0.3 Mpx
@@ -220,11 +226,56 @@ impl SampleEvaluator {
     }
 
     /// `reference` and `candidates` for evaluation, with their pilot where draws of this size
-    /// are tile-sampled.
-    pub fn pair<'a>(&self, reference: &'a Image, candidates: &'a [&'a Image]) -> SamplePair<'a> {
+    /// are tile-sampled: pixel differences and the distance map of [`Self::distance_map`].
+    pub fn pair<'a>(&mut self, reference: &'a Image, candidates: &'a [&'a Image]) -> Result<SamplePair<'a>> {
         let (h, w) = (reference.height() as usize, reference.width() as usize);
-        let pilot = self.tile_sampled(h, w).then(|| pilot_of(reference, candidates));
-        SamplePair { reference, candidates, pilot }
+        let pilot = match self.tile_sampled(h, w) {
+            false => None,
+            true => {
+                let pilot = pilot_of(reference, candidates);
+                Some(match self.distance_map(reference, candidates)? {
+                    Some((mh, mw, scale, map)) => pilot.with_distance(&map, mh, mw, scale),
+                    None => pilot,
+                })
+            }
+        };
+        Ok(SamplePair { reference, candidates, pilot })
+    }
+
+    /// Where the pair's distance lies, cheaply: the pair box-downscaled to at most
+    /// [`PILOT_NET_PIXELS`] and run whole through the feature network without dropout (the
+    /// identity draw of a coarse level), each pixel of the downscaled grid getting the sum over
+    /// candidates and taps of the tap's map at the cell above it. Returns `(mh, mw, scale,
+    /// map)`; `None` where the downscaled pair is below the network's minimum size. Only the
+    /// tile probabilities read it, so the estimate stays unbiased whatever it shows; what it
+    /// cannot show is detail finer than its level (docs/estimator.md, "Tile-sampled draws").
+    fn distance_map(&mut self, reference: &Image, candidates: &[&Image]) -> Result<Option<(usize, usize, usize, Vec<f32>)>> {
+        let (h, w) = (reference.height() as usize, reference.width() as usize);
+        let scale = (1..).find(|s| scaled_len(h, *s) * scaled_len(w, *s) <= PILOT_NET_PIXELS).expect("some scale fits");
+        let (mh, mw) = (scaled_len(h, scale), scaled_len(w, scale));
+        if mh.min(mw) < self.kind.min_input_size() as usize {
+            return Ok(None);
+        }
+        let down = |img: &Image| downscale(img.data(), h, w, scale, (0, 0));
+        let net = self.feature_net_for(h, w)?;
+        let taps = net.taps(&down(reference), 1, mh, mw, None)?;
+        let stacked: Vec<f32> = candidates.iter().flat_map(|c| down(c)).collect();
+        let pairs: Vec<(usize, usize)> = (0..candidates.len()).map(|i| (0, i)).collect();
+        let maps = net.maps_against(&taps, &stacked, candidates.len(), mh, mw, None, &pairs)?;
+        let mut map = vec![0.0f32; mh * mw];
+        for per_tap in &maps {
+            for (t, m) in per_tap.iter().enumerate() {
+                let [_, _, th, tw] = taps.shapes[t];
+                for y in 0..mh {
+                    let row = &m[(y * th / mh) * tw..];
+                    for x in 0..mw {
+                        map[y * mw + x] += row[x * tw / mw];
+                    }
+                }
+            }
+        }
+        release_free_heap();
+        Ok(Some((mh, mw, scale, map)))
     }
 
     /// The device the networks run on (CPU, or CUDA when asked for and available).
