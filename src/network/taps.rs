@@ -61,7 +61,7 @@ pub enum Precision {
     /// the upstream images, per-channel weights): faster on CPUs without bf16; distance error
     /// measured in docs/performance.md. lpips-vgg and elpips-vgg (every E-LPIPS sample then runs
     /// on the int8 feature network: the expectation is int8's, not fp32's).
-    #[cfg_attr(feature = "cli", value(help = "int8 convolutions, about 2x faster on CPUs without bf16, with a small measured error (docs/performance.md); lpips-vgg and elpips-vgg"))]
+    #[cfg_attr(feature = "cli", value(help = "int8 convolutions on CPUs without bf16: about 2x faster per network pass, ~1.5x per E-LPIPS sample, with a small measured error (docs/performance.md); lpips-vgg and elpips-vgg"))]
     Int8,
     /// bf16 multiplications on the float32 models, by OpenVINO on CPUs with AVX512-BF16 or AMX
     /// (refused elsewhere: never emulated); error against fp32 measured in docs/performance.md.
