@@ -126,12 +126,7 @@ impl Pilot {
                 }
             }
         }
-        for by in 1..=bh {
-            for bx in 1..=bw {
-                let (i, up, left, diag) = (by * (bw + 1) + bx, (by - 1) * (bw + 1) + bx, by * (bw + 1) + bx - 1, (by - 1) * (bw + 1) + bx - 1);
-                counts[i] += counts[up] + counts[left] - counts[diag];
-            }
-        }
+        summed_area(&mut counts, bh, bw);
         summed_area(&mut mass, bh, bw);
         Pilot { height: h, width: w, block, bh, bw, counts, mass, distance: None }
     }
@@ -182,7 +177,7 @@ impl Pilot {
 
 /// Turns per-block values in the interior cells of a `(bh + 1) x (bw + 1)` table into its
 /// summed-area table, in place.
-fn summed_area(t: &mut [f64], bh: usize, bw: usize) {
+fn summed_area<T: Copy + std::ops::Add<Output = T> + std::ops::Sub<Output = T> + std::ops::AddAssign>(t: &mut [T], bh: usize, bw: usize) {
     for by in 1..=bh {
         for bx in 1..=bw {
             let (i, up, left, diag) = (by * (bw + 1) + bx, (by - 1) * (bw + 1) + bx, by * (bw + 1) + bx - 1, (by - 1) * (bw + 1) + bx - 1);
@@ -250,16 +245,14 @@ pub fn tile_probabilities_with(pilot: &Pilot, transform: &Transform, tiles: &[Ti
     let mut q = vec![0.0; tiles.len()];
     let mut seen: Vec<(usize, f64, f64, f64)> = Vec::with_capacity(tiles.len());
     for (k, t) in tiles.iter().enumerate() {
-        let (count, span_mass, span_distance) = pilot.sum(image_rect(transform, h, w, t.span));
+        // The distance map already places the distance where the features differ (the receptive
+        // field is in it): a tile's share of it is its core's, not its span's.
+        let (count, span_mass, _) = pilot.sum(image_rect(transform, h, w, t.span));
         if count == 0 {
             continue;
         }
         let (_, core_mass, core_distance) = pilot.sum(image_rect(transform, h, w, t.core));
-        let weigh = |core: f64, span: f64| core + margin_weight * (span - core).max(0.0);
-        // The distance map already places the distance where the features differ (the receptive
-        // field is in it): a tile's share of it is its core's.
-        let _ = span_distance;
-        seen.push((k, t.core.area() as f64, weigh(core_mass, span_mass), core_distance));
+        seen.push((k, t.core.area() as f64, core_mass + margin_weight * (span_mass - core_mass).max(0.0), core_distance));
     }
     let area: f64 = seen.iter().map(|s| s.1).sum();
     let mass: f64 = seen.iter().map(|s| s.2).sum();
