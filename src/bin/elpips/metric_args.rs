@@ -54,11 +54,6 @@ pub struct NetworkArgs {
     pub cheap_draws: u32,
 }
 
-/// Whether `--cheap-draws` asked for one stream (0): what summaries leave out.
-pub fn one_stream(cheap_draws: &u32) -> bool {
-    *cheap_draws == 0
-}
-
 impl NetworkArgs {
     /// The sampler asked for, or the library's default.
     pub fn sampler(&self) -> SamplerKind {

@@ -665,7 +665,7 @@ fn settings(args: &CheckArgs, kind: MetricKind, undecided: Undecided, pair_rate:
         undecided,
         lin_weights: args.network.lin_weights.as_ref().map(|p| p.display().to_string()),
         tile_samples: args.network.tile_samples,
-        cheap_draws: args.network.cheap_draws,
+        cheap_draws: (args.network.cheap_draws > 0).then_some(args.network.cheap_draws),
     }
 }
 
@@ -743,7 +743,7 @@ mod tests {
                 suite_error_rate: None,
                 undecided: Undecided::Estimate,
                 tile_samples: false,
-                cheap_draws: 0,
+                cheap_draws: None,
             },
             shard,
         };

@@ -100,8 +100,8 @@ pub struct Settings {
     pub tile_samples: bool,
     /// `--cheap-draws K`: two-stream estimates, K cheap draws per full sample, on pairs up to
     /// ~540 x 540 (each result's `cheap_draws` counts its own); absent: one stream.
-    #[serde(default, skip_serializing_if = "crate::metric_args::one_stream")]
-    pub cheap_draws: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cheap_draws: Option<u32>,
 }
 
 /// Which part of its pair an E-LPIPS sample evaluated.

@@ -72,8 +72,8 @@ pub struct RdSettings {
     pub tile_samples: bool,
     /// `--cheap-draws K`: two-stream estimates, K cheap draws per full sample, on images up to
     /// ~540 x 540 (absent: one stream).
-    #[serde(default, skip_serializing_if = "crate::metric_args::one_stream")]
-    pub cheap_draws: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cheap_draws: Option<u32>,
 }
 
 /// One encode of one image.
