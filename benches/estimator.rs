@@ -27,6 +27,12 @@
 //!   samples to decide at T = 2, 1.1 and 0.9x the distance under the gate before issue 34 and the
 //!   shipped one (iid, control, two streams with the relu1_1 share as the cheap stream), and
 //!   the default gate at T = 2x against one LPIPS-VGG pair, in process.
+//! * `streams` (only when named): two streams through `Metric` (`cheap_draws`) on the 512x512
+//!   noise pair, in process: the gate at T = `ELPIPS_BENCH_T` (default 0.0254, 2x the pair's
+//!   distance) for `ELPIPS_BENCH_SEEDS` seeds per `cheap_draws` of 0 (one stream), 3 and 7,
+//!   iid draws, with the measured cheap-stream cost; and `compare` with iid draws with and
+//!   without 7 cheap draws for `ELPIPS_BENCH_SAMPLES` samples (default 48), projected to a 2.5%
+//!   half-width. Times against one LPIPS-VGG pair of the same images.
 //! * `draws` (only when named): one CSV line per iid draw (seed 1) of the 512x512 noise pair, its
 //!   transform, its distance and the distance's share per tap (`tap0` the image, `tap1` relu1_1,
 //!   ...), `ELPIPS_BENCH_DRAWS` draws (default 320), on stdout after the
@@ -622,6 +628,67 @@ fn issue34(n: u64, seeds: u64) -> elpips::Result<()> {
     Ok(())
 }
 
+/// Two streams through `Metric` (the `streams` section, see the module docs).
+fn streams(seeds: u64) -> elpips::Result<()> {
+    println!("\n== two streams through Metric: the 512x512 noise pair");
+    let (a, b) = noise_pair(512, 512)?;
+    let lpips = lpips_seconds(&a, &b)?;
+    let threshold = std::env::var("ELPIPS_BENCH_T").ok().and_then(|v| v.parse().ok()).unwrap_or(0.0254);
+    // The cheap stream's cost on this pair's draws, in process: both streams on the same 8 draws.
+    let mut m = Metric::new(MetricOptions { sampler: SamplerKind::Iid, ..Default::default() })?;
+    let levels = m.scale_levels(512, 512);
+    let draws: Vec<elpips::ensemble::Draw> = (0..8).map(|i| elpips::ensemble::Draw::iid(99, i, levels)).collect();
+    m.cheap_values(&a, &b, &draws[..1])?;
+    let t = Instant::now();
+    m.cheap_values(&a, &b, &draws)?;
+    let cheap = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    m.evaluate_draws(&a, &b, &mut draws.clone())?;
+    let full = t.elapsed().as_secs_f64();
+    let r = cheap / full;
+    println!("cheap stream: {:.3} s per draw against {:.3} s for a full sample: r = {r:.3} (elpips::CHEAP_STREAM_COST = {}); one LPIPS-VGG pair {lpips:.2} s", cheap / 8.0, full / 8.0, elpips::CHEAP_STREAM_COST);
+    println!("gate at T = {threshold} (iid draws): per seed verdict, full samples, sample-equivalents (samples x (1 + (k + 1) r)), seconds, x one LPIPS-VGG pair");
+    for k in [0u32, 3, 7] {
+        let mut m = Metric::new(MetricOptions { sampler: SamplerKind::Iid, cheap_draws: k, ..Default::default() })?;
+        // Warm-up: both networks loaded, their first runs done.
+        m.cheap_values(&a, &b, &draws[..1])?;
+        m.evaluate_draws(&a, &b, &mut draws[..1].to_vec())?;
+        let (mut work, mut secs_sum) = (0.0, 0.0);
+        for seed in 1..=seeds {
+            m.set_seed(seed);
+            let t = Instant::now();
+            let d = m.decide(&a, &b, &Gate::new(threshold))?;
+            let secs = t.elapsed().as_secs_f64();
+            let equivalents = d.estimate.samples as f64 * if k == 0 { 1.0 } else { 1.0 + (k + 1) as f64 * r };
+            work += equivalents / seeds as f64;
+            secs_sum += secs / seeds as f64;
+            println!("  cheap_draws {k}, seed {seed}: {} after {} samples, {equivalents:.1} sample-equivalents, {secs:.1} s = {:.1}x", d.verdict.name(), d.estimate.samples, secs / lpips);
+        }
+        println!("  cheap_draws {k}: mean {work:.1} sample-equivalents, {secs_sum:.1} s = {:.1}x one LPIPS-VGG pair", secs_sum / lpips);
+    }
+    // Work for a 2.5% half-width, projected from a fixed run with iid draws, whose variance
+    // falls as 1/n (the control sampler's does not: its fit starts at ~32 samples and grows in
+    // stages, so a short run says nothing of its 2.5% cost). Blocks are iid too.
+    let n = std::env::var("ELPIPS_BENCH_SAMPLES").ok().and_then(|v| v.parse().ok()).unwrap_or(48u32);
+    for k in [0u32, 7] {
+        let mut m = Metric::new(MetricOptions { seed: 1, sampling: elpips::Sampling::Fixed(n), sampler: SamplerKind::Iid, cheap_draws: k, ..Default::default() })?;
+        let t = Instant::now();
+        let e = m.compare(&a, &b)?;
+        let secs = t.elapsed().as_secs_f64();
+        let scale = (e.ci95 / (0.025 * e.distance)).powi(2);
+        println!(
+            "iid, cheap_draws {k}, {n} samples: {:.5} +- {:.5} ({:.2}%) in {secs:.1} s; 2.5% projected at {:.0} samples, {:.0} s = {:.0}x one LPIPS-VGG pair",
+            e.distance,
+            e.ci95,
+            100.0 * e.ci95 / e.distance,
+            n as f64 * scale,
+            secs * scale,
+            secs * scale / lpips
+        );
+    }
+    Ok(())
+}
+
 fn main() -> elpips::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let wants = |s: &str| args.is_empty() || args.iter().any(|a| a == s);
@@ -641,6 +708,9 @@ fn main() -> elpips::Result<()> {
     }
     if wants("issue34") {
         issue34(env("ELPIPS_BENCH_POOL", 200) as u64, env("ELPIPS_BENCH_SEEDS", 3) as u64)?;
+    }
+    if args.iter().any(|a| a == "streams") {
+        streams(env("ELPIPS_BENCH_SEEDS", 3) as u64)?;
     }
     if args.iter().any(|a| a == "to5") {
         let (a, b) = noise_pair(512, 512)?;

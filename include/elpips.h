@@ -222,6 +222,15 @@ typedef struct ElpipsOptions {
      * `struct_size` that ends before it) get the default. Other values are refused.
      */
     uint32_t tile_samples;
+    /**
+     * E-LPIPS: two-stream estimates, each full sample with this many draws through the cheap
+     * stream only (taps 0-1 of the network, ~5.5% of a sample; docs/estimator.md, "Two
+     * streams"): the same expectation, less variance per unit of work, on pairs up to ~540 x
+     * 540 (larger pairs take one stream). 0 to 255; needs `ELPIPS_SAMPLER_IID` or
+     * `ELPIPS_SAMPLER_CONTROL`. Default 0 (one stream); older callers (a `struct_size` that
+     * ends before it) get the default.
+     */
+    uint32_t cheap_draws;
 } ElpipsOptions;
 
 /**

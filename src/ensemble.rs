@@ -577,6 +577,21 @@ impl DropoutBatch {
         DropoutBatch { shapes, n, data }
     }
 
+    /// Mask 0 alone (the image's, before conv1_1) of a batch, `[n, 3, th, tw]` stacked along N:
+    /// the values [`DropoutBatch::draw`] gives it from the same streams, each stream consumed
+    /// only as far as that mask. What a network that stops after conv1_1 takes (the cheap
+    /// stream of a two-stream estimate).
+    pub(crate) fn draw_first<'a>(th: usize, tw: usize, rngs: impl ExactSizeIterator<Item = &'a mut ChaCha8Rng>) -> (Vec<usize>, Vec<f32>) {
+        let (c, mh, mw) = dropout_mask_shapes(th, tw)[0];
+        let (n, len) = (rngs.len(), c * mh * mw);
+        let mut data = vec![dropout_scale(DROPOUT_KEEP); n * len];
+        for (j, rng) in rngs.enumerate() {
+            let mask = &mut data[j * len..(j + 1) * len];
+            for_each_dropout_zero(rng, DROPOUT_KEEP, len, &mut |i| mask[i] = 0.0);
+        }
+        (vec![n, c, mh, mw], data)
+    }
+
     /// `(shape, values)` per mask, as the model's `mask_k` inputs.
     pub(crate) fn inputs(&self) -> Vec<(Vec<usize>, &[f32])> {
         self.shapes.iter().zip(&self.data).map(|(&(c, mh, mw), m)| (vec![self.n, c, mh, mw], m.as_slice())).collect()
@@ -586,6 +601,18 @@ impl DropoutBatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_first_mask_alone_equals_the_batchs_first_mask() {
+        let (th, tw) = (37, 53);
+        let mut a: Vec<ChaCha8Rng> = (0..3).map(|i| sample_rng(7, i)).collect();
+        let mut b = a.clone();
+        let full = DropoutBatch::draw(th, tw, a.iter_mut());
+        let (shape, first) = DropoutBatch::draw_first(th, tw, b.iter_mut());
+        let (want_shape, want) = &full.inputs()[0];
+        assert_eq!((&shape, first.as_slice()), (want_shape, *want));
+        assert!(first.iter().any(|&v| v == 0.0), "some element dropped");
+    }
 
     /// A 3-channel image whose value encodes (channel, y, x).
     fn ramp(h: usize, w: usize) -> Vec<f32> {

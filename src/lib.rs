@@ -91,7 +91,7 @@ pub use crate::gradient::{DistanceGradient, Gradient, GradientOptions};
 pub use crate::heatmap::Heatmap;
 pub use crate::image::{Image, LoadOptions, DEFAULT_MAX_PIXELS};
 pub use crate::linear_weights::LinearWeights;
-pub use crate::metric::{Metric, MetricOptions, Reference};
+pub use crate::metric::{Metric, MetricOptions, Reference, CHEAP_STREAM_COST};
 pub use crate::network::models::MetricKind;
 pub use crate::estimate::multi::{Difference, MultiEstimate};
 pub use crate::network::backend::Backend;

@@ -6,13 +6,14 @@ use std::path::PathBuf;
 use crate::ensemble::{scale_levels_for, Draw, Transform};
 use crate::error::{Error, Result};
 use crate::estimate::decision::{decide_plan, Decision, Gate};
-use crate::estimate::multi::{MultiEstimate, PairedPlans};
+use crate::estimate::multi::{MultiEstimate, Paired, PairedPlans};
+use crate::estimate::multi_fidelity::{BlockValues, Blocks, Fidelity, TwoStream, MAX_BLOCK};
 use crate::estimate::sampler::{Plan, SamplerKind};
 use crate::estimate::sequential::{check_budget, sample};
 use crate::estimate::{Estimate, Progress, Sampling};
 use crate::heatmap::{input_map, Accumulator, Heatmap};
 use crate::image::{check_same_size, Image};
-use crate::network::evaluator::{MapSink, SampleArea, SampleEvaluator};
+use crate::network::evaluator::{MapSink, SampleArea, SampleEvaluator, SamplePair};
 use crate::network::models::MetricKind;
 use crate::network::runtime::{Device, RuntimeOptions};
 use crate::network::taps::{Precision, Taps};
@@ -25,6 +26,11 @@ const ROUND_PIXELS: usize = 1 << 19;
 /// Samples per round at most: the adaptive rule is checked after each round, so rounds must
 /// stay short enough not to overshoot the target by much on small images.
 const ROUND_SAMPLES: usize = 16;
+/// The cheap stream's cost on one draw as a share of one full E-LPIPS sample: 0.096 s against
+/// 1.785 s on the same 8 draws of the 512 x 512 noise pair, in process, 2 cores (AMD EPYC,
+/// AVX2, 2026-12-07; `cargo bench --bench estimator -- streams`). For reports
+/// (sample-equivalents) and block sizes; the estimate does not depend on it.
+pub const CHEAP_STREAM_COST: f64 = 0.055;
 
 /// Everything that configures a [`Metric`].
 #[derive(Clone, Debug)]
@@ -62,6 +68,14 @@ pub struct MetricOptions {
     /// draws whose network input is above 0.3 Mpx, chosen and weighted so that the expectation
     /// is the same ([`SampleArea::Auto`]; heatmaps and a given `tile_size` take whole samples).
     pub sample_area: SampleArea,
+    /// Two-stream (multi-fidelity) E-LPIPS estimates: each full sample comes with this many
+    /// draws evaluated by the cheap stream only (taps 0 and 1 of the network: the image and
+    /// relu1_1, ~5.5% of a sample), whose spread around the full draw's own cheap value is a
+    /// control variate with mean exactly 0, so the expectation stays the full network's
+    /// (`crate::estimate::multi_fidelity`, docs/estimator.md). 0 (the default) = one stream.
+    /// Applies to compare, decide and compare_many of pairs whose samples run whole (up to
+    /// ~540 x 540); heatmaps and larger pairs take one stream. Iid or control draws only.
+    pub cheap_draws: u32,
 }
 
 impl Default for MetricOptions {
@@ -78,7 +92,27 @@ impl Default for MetricOptions {
             precision: Precision::Fp32,
             tile_size: None,
             sample_area: SampleArea::Whole,
+            cheap_draws: 0,
         }
+    }
+}
+
+impl MetricOptions {
+    /// Refuses cheap draws the two-stream estimate cannot take.
+    fn validate_cheap_draws(&self) -> Result<()> {
+        if self.cheap_draws == 0 {
+            return Ok(());
+        }
+        if !self.metric.is_ensemble() {
+            return Err(Error::invalid(format!("`cheap_draws` applies to elpips-vgg only, not {} (deterministic)", self.metric)));
+        }
+        if self.cheap_draws >= MAX_BLOCK {
+            return Err(Error::invalid(format!("`cheap_draws` is {}; use 0 to {} cheap draws per full sample", self.cheap_draws, MAX_BLOCK - 1)));
+        }
+        if self.sampler == SamplerKind::Stratified {
+            return Err(Error::invalid("`cheap_draws` takes iid or control draws, not stratified ones; use `sampler` iid or control"));
+        }
+        Ok(())
     }
 }
 
@@ -130,6 +164,7 @@ impl Metric {
         if options.scale_levels.is_some() && !options.metric.is_ensemble() {
             return Err(Error::invalid(format!("`scale_levels` applies to elpips-vgg only, not {}", options.metric)));
         }
+        options.validate_cheap_draws()?;
         let o = &options;
         let evaluator =
             SampleEvaluator::open(o.metric, o.model_dir.as_deref(), o.linear_weights.as_deref(), &o.runtime, o.precision, o.tile_size, o.sample_area)?;
@@ -161,6 +196,13 @@ impl Metric {
     /// for LPIPS.
     pub fn tile_sampled(&self, height: u32, width: u32) -> bool {
         self.evaluator.tile_sampled(height as usize, width as usize)
+    }
+
+    /// Whether E-LPIPS comparisons and gates of a pair of this size run two streams (the
+    /// options ask for [`MetricOptions::cheap_draws`] and the pair's samples run whole); what
+    /// a result's `cheap_draws` reports. `false` for LPIPS and for heatmaps.
+    pub fn two_streams(&self, height: u32, width: u32) -> bool {
+        self.options.cheap_draws > 0 && self.evaluator.two_streams(height as usize, width as usize)
     }
 
     /// The device the networks run on (CPU, or CUDA when asked for and available).
@@ -277,8 +319,35 @@ impl Metric {
             return Ok(Estimate::exact(self.evaluator.lpips_distance(reference, candidate)?));
         }
         let o = &self.options;
-        let (sampling, mut plan) = (o.sampling, self.plan_for(reference, o.sampler, o.seed, o.sampling)?);
+        let (h, w) = (reference.height() as usize, reference.width() as usize);
+        let sampling = o.sampling;
+        if let Some(mut two) = self.two_stream_for(h, w)? {
+            check_budget(two.plan(), sampling, h, w)?;
+            let candidates = [candidate];
+            let pair = self.evaluator.pair(reference, &candidates)?;
+            let evaluator = &mut self.evaluator;
+            let mut evaluate = |blocks: &mut Blocks| Ok(evaluate_blocks(evaluator, &pair, blocks)?.swap_remove(0));
+            let converged = sample(&mut two, sampling, round_samples(h, w), &mut evaluate, progress)?;
+            return Ok(two.estimate(converged));
+        }
+        let mut plan = self.plan_for(reference, o.sampler, o.seed, sampling)?;
         self.run_plan(reference, candidate, &mut plan, sampling, progress, None)
+    }
+
+    /// The two-stream estimate of an E-LPIPS comparison of an `h x w` pair under the options'
+    /// sampler and seed, where they ask for cheap draws and the pair's samples run whole;
+    /// `None` where one stream runs.
+    fn two_stream_for(&self, h: usize, w: usize) -> Result<Option<TwoStream>> {
+        if !self.two_streams(h as u32, w as u32) {
+            return Ok(None);
+        }
+        let o = &self.options;
+        let levels = self.scale_levels(h as u32, w as u32);
+        // The cheap value of a full draw is a run of its own (the same function as the
+        // cheap-only draws', so their difference has mean exactly 0); prior 0: a tap's share
+        // moves with the distance but does not estimate it.
+        let fidelity = Fidelity { block: o.cheap_draws + 1, cheap_cost: CHEAP_STREAM_COST, cheap_in_full: false, prior: 0.0 };
+        TwoStream::new(o.sampler, o.seed, levels, h, w, fidelity).map(Some)
     }
 
     /// The sampling plan of an E-LPIPS comparison with `reference`, once `sampling` is known to
@@ -364,9 +433,14 @@ impl Metric {
         }
         let (h, w) = (reference.height() as usize, reference.width() as usize);
         let levels = self.scale_levels(h as u32, w as u32);
-        let mut plan = Plan::new(self.options.sampler, self.options.seed, levels, h, w);
         let per_round = round_samples(h, w);
         let candidates = [candidate];
+        if let Some(mut two) = self.two_stream_for(h, w)? {
+            let pair = self.evaluator.pair(reference, &candidates)?;
+            let evaluator = &mut self.evaluator;
+            return decide_plan(&mut two, gate, per_round, &mut |blocks| Ok(evaluate_blocks(evaluator, &pair, blocks)?.swap_remove(0)), progress);
+        }
+        let mut plan = Plan::new(self.options.sampler, self.options.seed, levels, h, w);
         let pair = self.evaluator.pair(reference, &candidates)?;
         decide_plan(&mut plan, gate, per_round, &mut |draws| Ok(self.evaluator.evaluate_draws(&pair, draws, None)?.swap_remove(0)), progress)
     }
@@ -410,6 +484,15 @@ impl Metric {
             return Ok(m);
         }
         let sampling = self.options.sampling;
+        if let Some(two) = self.two_stream_for(h, w)? {
+            check_budget(two.plan(), sampling, h, w)?;
+            let mut paired = Paired::from_fn(candidates.len(), || two.clone());
+            let pair = self.evaluator.pair(reference, candidates)?;
+            let evaluator = &mut self.evaluator;
+            let mut evaluate = |blocks: &mut Blocks| evaluate_blocks(evaluator, &pair, blocks);
+            let converged = sample(&mut paired, sampling, round_samples(h, w), &mut evaluate, progress)?;
+            return Ok(paired.estimate(converged));
+        }
         check_budget(&plans.driver, sampling, h, w)?;
         // Every candidate sees the same draws (and, tile-sampled, the same tiles).
         let pair = self.evaluator.pair(reference, candidates)?;
@@ -502,6 +585,16 @@ impl Metric {
         self.evaluator.evaluate_draws_taps(reference, candidate, draws)
     }
 
+    /// The cheap stream's value of each of `draws` (taps 0 and 1 of its distance, from the
+    /// cheap model; see [`SampleEvaluator::cheap_values`]), the streams read from copies:
+    /// what the tests compare with the full network's own taps 0 and 1 of the same draws.
+    #[doc(hidden)]
+    pub fn cheap_values(&mut self, reference: &Image, candidate: &Image, draws: &[Draw]) -> Result<Vec<f64>> {
+        let candidates = [candidate];
+        let pair = self.evaluator.pair(reference, &candidates)?;
+        Ok(self.evaluator.cheap_values(&pair, draws)?.swap_remove(0))
+    }
+
     /// [`Metric::evaluate_draws`] for several candidates against one reference with the same
     /// draws (common random numbers): within each group of samples the reference's features
     /// are computed once and every candidate is compared with them. Returns `[candidate][draw]`.
@@ -534,6 +627,17 @@ impl Metric {
         }
         self.evaluator.evaluate_one(reference, candidate, transform, dropout_stream)
     }
+}
+
+/// Evaluates a round of two-stream blocks for every candidate of `pair` (`[candidate]`): each
+/// full draw's cheap value (read from a copy of its stream, before the full network consumes
+/// it, so both streams see the same transform and dropout), its full distance, and each
+/// cheap-only draw's cheap value.
+fn evaluate_blocks(evaluator: &mut SampleEvaluator, pair: &SamplePair, blocks: &mut Blocks) -> Result<Vec<BlockValues>> {
+    let full_cheap = evaluator.cheap_values(pair, &blocks.full)?;
+    let full = evaluator.evaluate_draws(pair, &mut blocks.full, None)?;
+    let cheap = evaluator.cheap_values(pair, &blocks.cheap)?;
+    Ok(full.into_iter().zip(full_cheap).zip(cheap).map(|((full, full_cheap), cheap)| BlockValues { full, full_cheap, cheap }).collect())
 }
 
 /// Samples drawn per round for an `h x w` pair: as many full-size samples as [`ROUND_PIXELS`] holds.

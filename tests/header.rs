@@ -188,6 +188,7 @@ fn library_defaults() -> BTreeMap<(String, String), Vec<f64>> {
     put("ElpipsOptions", "background", o.background.iter().map(|&c| c as f64).collect());
     put("ElpipsOptions", "backend", vec![o.backend as f64]);
     put("ElpipsOptions", "tile_samples", vec![o.tile_samples as f64]);
+    put("ElpipsOptions", "cheap_draws", vec![o.cheap_draws as f64]);
     put("ElpipsTuneOptions", "goal", vec![t.goal as f64]);
     put("ElpipsTuneOptions", "threshold", vec![t.threshold]);
     put("ElpipsTuneOptions", "min_setting", vec![t.min_setting as f64]);

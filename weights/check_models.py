@@ -8,6 +8,8 @@
    overriding the lin_* initializer-inputs changes the result; [1,1,1,1] ones masks equal full
    ones masks; masks act on both branches at conv inputs (mask_0 = 0 zeroes taps 1..13 but not
    tap 0); batching N=2 equals two N=1 runs; optimisation ALL equals optimisation off.
+   The cheap-stream model elpips-vgg.cheap.onnx: exactly the inputs/outputs of its contract, and
+   its map_0/map_1 equal the fused model's for a random pair, a random mask_0 and fed lin_0/lin_1.
 3. The reference figures of weights/reference_values.json (a verbatim copy of
    shared/reference/values.json): official LPIPS VGG/Alex, LPIPS-VGG with the authors'
    vgg_maxpool.npy linear weights (by overriding lin_* AND by a `convert.py custom` model), and
@@ -151,6 +153,59 @@ def contract_checks(name: str, path: str, expect_taps: list[int], masks: int, de
           f"taps={md.get('elpips.taps')} pooling={md.get('elpips.pooling')}")
 
 
+CHEAP_INPUTS = ["reference", "candidate", "mask_0", "lin_0", "lin_1"]  # weights/README.md
+CHEAP_OUTPUTS = ["map_0", "map_1"]
+
+
+def cheap_checks(path: str, fused_path: str, el: Model, default_lins):
+    """elpips-vgg.cheap.onnx (the two-stream estimator's cheap stream): the fused model cut to
+    taps 0 and 1, so its maps must be the fused model's, whatever the mask and linear weights."""
+    name = "elpips-vgg.cheap"
+    m = onnx.load(path, load_external_data=False)
+    fused = onnx.load(fused_path, load_external_data=False)
+    ins = [i.name for i in m.graph.input]
+    outs = [o.name for o in m.graph.output]
+    check(name, "inputs and outputs exactly the contract's",
+          ins == CHEAP_INPUTS and outs == CHEAP_OUTPUTS, f"inputs {ins} outputs {outs}")
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in m.graph.initializer}
+    check(name, "lin_0, lin_1 are initializer-inputs with the source weights",
+          all(n in inits and np.array_equal(inits[n], default_lins[t])
+              for t, n in enumerate(["lin_0", "lin_1"])) and "mask_0" not in inits, "")
+    md = {p.key: p.value for p in m.metadata_props}
+    fmd = {p.key: p.value for p in fused.metadata_props}
+    check(name, "IR, opset and metadata of the fused model (+ elpips.cheap)",
+          m.ir_version == fused.ir_version and list(m.opset_import) == list(fused.opset_import)
+          and {k: v for k, v in md.items() if k != "elpips.cheap"} == fmd and "elpips.cheap" in md
+          and "cheap stream" in m.doc_string,
+          f"ir={m.ir_version} opset={m.opset_import[0].version}")
+    cheap = Model(path)
+    check(name, "ORT inputs reference, candidate, mask_0; lin_0, lin_1 overridable",
+          list(cheap.inputs) == CHEAP_INPUTS[:3]
+          and sorted(i.name for i in cheap.sess.get_overridable_initializers())
+          == ["lin_0", "lin_1"], "")
+    # A random pair, a random (dropout-like) mask_0, ones for the fused model's other masks;
+    # once with the default linear weights and once with other ones fed to both.
+    rng = np.random.default_rng(34)
+    H, W = 37, 52
+    a = rng.random((1, 3, H, W), dtype=np.float32)
+    b = np.clip(a + rng.normal(0, 0.1, a.shape), 0, 1).astype(np.float32)
+    mask0 = ((rng.random((1, 3, H, W)) < 0.9) / np.float32(0.9)).astype(np.float32)
+    ones = np.ones((1, 1, 1, 1), np.float32)
+    other = [rng.random(w.shape, dtype=np.float32) for w in default_lins[:2]]
+    for case, lins in (("default lin", None), ("fed lin_0, lin_1", other)):
+        feed = {"reference": a, "candidate": b, "mask_0": mask0}
+        if lins is not None:
+            feed.update({f"lin_{t}": w for t, w in enumerate(lins)})
+        got = cheap.sess.run(CHEAP_OUTPUTS, feed)
+        feed.update({f"mask_{k}": ones for k in range(1, 13)})
+        want = el.sess.run(CHEAP_OUTPUTS, feed)
+        dev = max(float(np.abs(g - w).max() / np.abs(w).max()) for g, w in zip(got, want))
+        check(name, f"map_0, map_1 == the fused model's ({case}, random mask_0)",
+              all(g.shape == w.shape for g, w in zip(got, want)) and dev < 1e-6,
+              f"max abs dev / max |map| {dev:.1e}")
+    del cheap
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models-dir", default=os.path.join(HERE, "models"))
@@ -252,6 +307,10 @@ def main() -> int:
           np.allclose(ptb[:1], pts, rtol=2e-6, atol=1e-9) and not np.allclose(pts, pt0, rtol=1e-4),
           f"max rel dev {np.abs(ptb[:1] / pts - 1).max():.1e}; dropout moved d by "
           f"{abs(pts.sum() / pt0.sum() - 1):.1%}")
+    cheap_path = os.path.join(args.models_dir, "elpips-vgg.cheap.onnx")
+    if not os.path.isfile(cheap_path):
+        raise SystemExit(f"check_models: {cheap_path} missing; run `python3 weights/setup.py` first")
+    cheap_checks(cheap_path, path["elpips-vgg"], el, full_avg_lins)
     # optimisation level ALL vs none
     for name, mdl in (("elpips-vgg", el), ("lpips-vgg", vgg), ("lpips-alex", alex)):
         ref = Model(path[name], opt=ort.GraphOptimizationLevel.ORT_DISABLE_ALL)

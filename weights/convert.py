@@ -12,7 +12,8 @@ no jax). Every input is a file whose sha256 is pinned in ``weights/manifest.json
 
 Commands::
 
-    convert.py build  [--models elpips-vgg,lpips-vgg,lpips-alex,lpips-vgg-grad,elpips-vgg-grad]
+    convert.py build  [--models elpips-vgg,lpips-vgg,lpips-alex,lpips-vgg-grad,elpips-vgg-grad,
+                                elpips-vgg.cheap,...]
                       [--out-dir weights/models]
     convert.py custom --base lpips-vgg|lpips-alex|elpips-vgg --lin-weights FILE -o OUT.onnx
     convert.py show-lin FILE          # print what a linear-weight file holds
@@ -50,6 +51,7 @@ import numpy as np
 
 try:
     import onnx
+    import onnx.utils  # Extractor (cheap_model)
     from onnx import TensorProto, helper, numpy_helper
 except ImportError:  # `safetensors` and `show-lin` need numpy only; the model builders say so
     onnx = None
@@ -1224,8 +1226,46 @@ class Sources:
 # reference's features across candidates and for tiling big images.
 FEATURES = tuple(b + ".features" for b in BASES) + ("lpips-vgg.features.int8", "elpips-vgg.features.int8")
 
+# Cheap-stream models (`<base>.cheap`): the fused model cut down to its first taps, for the cheap
+# stream of the two-stream (multi-fidelity) estimator (src/estimate/multi_fidelity.rs), which
+# runs many more draws through it than through the full network. Only E-LPIPS has one (LPIPS
+# is deterministic: one draw). Its inputs and outputs are the contract in weights/README.md.
+CHEAP_MODELS = {"elpips-vgg.cheap": ("elpips-vgg", 2)}  # name -> (fused base, taps kept)
+
+# Everything `convert.py build --models` knows.
+BUILDABLE = BASES + FEATURES + tuple(GRAD_MODELS) + tuple(CHEAP_MODELS)
+
+
+def cheap_model(fused: onnx.ModelProto, name: str, taps: int) -> onnx.ModelProto:
+    """``fused`` cut to taps 0..taps-1 by onnx's Extractor: the same nodes, so its ``map_t``
+    equal the fused model's bit for bit. The inputs are the images, the masks in front of those
+    taps (tap t sits after mask_{t-1}) and their ``lin_t`` (still overridable initializers)."""
+    ins = (["reference", "candidate"] + [f"mask_{k}" for k in range(taps - 1)]
+           + [f"lin_{t}" for t in range(taps)])
+    model = onnx.utils.Extractor(fused).extract_model(ins, [f"map_{t}" for t in range(taps)])
+    model.graph.name = name
+    # The Extractor lists the kept inputs and outputs again as value_info; the fused graph has none.
+    io = {v.name for v in list(model.graph.input) + list(model.graph.output)}
+    kept = [v for v in model.graph.value_info if v.name not in io]
+    del model.graph.value_info[:]
+    model.graph.value_info.extend(kept)
+    model.producer_name = "elpips weights/convert.py"
+    model.producer_version = CONTRACT_VERSION
+    model.ir_version = helper.find_min_ir_version_for(model.opset_import)
+    md = {p.key: p.value for p in fused.metadata_props}  # the fused model's, as they describe it
+    what = (f"taps 0..{taps - 1} ({','.join(md['elpips.tap_names'].split(',')[:taps])}) of "
+            f"{md['elpips.name']}, outputs map_0..map_{taps - 1}: the fused model's maps, by its nodes")
+    model.doc_string = f"The cheap stream of the two-stream estimator: {what} ({fused.doc_string})"
+    md["elpips.cheap"] = what
+    helper.set_model_props(model, md)
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
 
 def convert(src: Sources, base: str, lins=None, lin_label=None, lin_sha=None) -> onnx.ModelProto:
+    if base in CHEAP_MODELS:
+        fused, taps = CHEAP_MODELS[base]
+        return cheap_model(convert(src, fused, lins, lin_label, lin_sha), base, taps)
     if base.endswith(".int8"):
         return quantize_int8(convert(src, base[: -len(".int8")], lins, lin_label, lin_sha),
                              src.upstream)
@@ -1255,7 +1295,7 @@ def main(argv=None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="build the standard models")
     b.add_argument("--models", default=",".join(BASES),
-                   help=f"comma-separated subset of {','.join(list(BASES) + list(GRAD_MODELS))}")
+                   help=f"comma-separated subset of {','.join(BUILDABLE)}")
     b.add_argument("--out-dir", default=os.path.join(HERE, "models"))
     c = sub.add_parser("custom", help="a base network with other linear weights")
     c.add_argument("--base", required=True, choices=BASES)
@@ -1304,7 +1344,7 @@ def main(argv=None) -> int:
                 print(f"wrote {out}")
         elif args.cmd == "build":
             names = [m.strip() for m in args.models.split(",") if m.strip()]
-            known = list(BASES + FEATURES) + list(GRAD_MODELS)
+            known = list(BUILDABLE)
             bad = [m for m in names if m not in known]
             if bad:
                 raise ConvertError(f"unknown model(s) {bad}; choose from {known}")

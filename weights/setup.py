@@ -20,7 +20,8 @@ What it makes (paths relative to the repository root; all pinned in weights/mani
                                 shared/upstream (copied from $ELPIPS_UPSTREAM_DIR or downloaded)
   .cache/linear/                the upstream linear weights as safetensors, the only format Rust
                                 reads: {vgg_full_avg,vgg_maxpool,lpips_vgg,lpips_alex}.safetensors
-  weights/models/*.onnx         elpips-vgg, lpips-vgg, lpips-alex (weights/convert.py)
+  weights/models/*.onnx         elpips-vgg, lpips-vgg, lpips-alex and the -grad, .features,
+                                .features.int8 and .cheap models made from them (weights/convert.py)
   .cache/onnxruntime-gpu/lib/   --device cuda only: the onnxruntime-gpu 1.31.1 runtime and the CUDA 13
                                 libraries from the nvidia-* wheels, flat in one folder (manifest "cuda")
 

@@ -114,6 +114,8 @@ pub struct SampleEvaluator {
     linear_weights: Option<LinearWeights>,
     /// The feature network (reference reuse, tiling, int8), opened on first use.
     features: Option<FeatureNet>,
+    /// The cheap stream of two-stream estimates (`<metric>.cheap.onnx`), opened on first use.
+    cheap: Option<Session>,
 }
 
 impl SampleEvaluator {
@@ -170,6 +172,7 @@ impl SampleEvaluator {
             lin_names,
             linear_weights,
             features: None,
+            cheap: None,
         };
         if !kind.is_ensemble() || precision != Precision::Fp32 {
             // LPIPS runs only there, and int8 too: fail now if it cannot open.
@@ -734,6 +737,104 @@ impl SampleEvaluator {
                     release_free_heap();
                 }
             }
+        }
+        Ok(out)
+    }
+
+    /// Whether two-stream estimates run for an `h x w` pair: E-LPIPS pairs whose samples run
+    /// whole in fused batches (every pair up to ~540 x 540). The cheap stream runs each draw's
+    /// whole network input, whose conv1_1 activations alone would exceed the fused batches'
+    /// memory on a pair whose samples tile (or are tile-sampled).
+    pub fn two_streams(&self, h: usize, w: usize) -> bool {
+        self.kind.is_ensemble() && !self.samples_tile(h, w) && !self.tile_sampled(h, w)
+    }
+
+    /// The cheap stream's value of each of `draws` for every candidate of `pair`
+    /// (`[candidate][draw]`): the sum of taps 0 and 1 of the draw's distance (the image and
+    /// relu1_1 under the draw's transform and mask 0), from the cheap model. It reads each
+    /// draw's stream from a copy, so a draw evaluated here is then evaluated by the full
+    /// network with the same masks (its mask 0 the same values).
+    pub fn cheap_values(&mut self, pair: &SamplePair, draws: &[Draw]) -> Result<Vec<Vec<f64>>> {
+        let (h, w) = (pair.reference.height() as usize, pair.reference.width() as usize);
+        for c in pair.candidates {
+            check_same_size(pair.reference, c)?;
+        }
+        if !self.two_streams(h, w) {
+            return Err(Error::invalid(format!("two-stream estimates run on E-LPIPS pairs whose samples run whole (up to ~540 x 540), not this {w}x{h} {} pair", self.kind)));
+        }
+        let mut copies = draws.to_vec();
+        let mut out = vec![vec![0.0; draws.len()]; pair.candidates.len()];
+        for ((th, tw), mut members) in group_by_size(&mut copies, h, w) {
+            let plane = 3 * th * tw;
+            for chunk in members.chunks_mut((ELPIPS_FUSED_PIXELS / (th * tw)).max(1)) {
+                let n = chunk.len();
+                let mut refs = vec![0.0f32; n * plane];
+                stack_transformed(pair.reference.data(), h, w, chunk.iter().map(|(_, d)| &d.transform), plane, &mut refs);
+                let mask = DropoutBatch::draw_first(th, tw, chunk.iter_mut().map(|(_, d)| &mut d.rng));
+                let mut cands = vec![0.0f32; n * plane];
+                for (k, candidate) in pair.candidates.iter().enumerate() {
+                    stack_transformed(candidate.data(), h, w, chunk.iter().map(|(_, d)| &d.transform), plane, &mut cands);
+                    let values = self.run_cheap(&refs, &cands, n, th, tw, &mask)?;
+                    for (j, (slot, _)) in chunk.iter().enumerate() {
+                        out[k][*slot] = values[j];
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The cheap model, opened on first use with its inputs and outputs checked.
+    fn cheap_session(&mut self) -> Result<&mut Session> {
+        if self.cheap.is_none() {
+            let name = self.kind.cheap_file_name().ok_or_else(|| no_fused_model(self.kind))?;
+            let path = model_dir_in(self.model_dir.as_deref(), self.runtime.install_dir.as_deref()).join(name);
+            let session = Session::open_with(&path, &self.runtime, Buffers::Arena)?;
+            let (inputs, outputs) = (session.input_names(), session.output_names());
+            let want_in = [contract::REFERENCE.to_owned(), contract::CANDIDATE.to_owned(), contract::mask(0), contract::lin(0), contract::lin(1)];
+            let want_out = [contract::map(0), contract::map(1)];
+            if !want_in.iter().all(|n| inputs.contains(n)) || !want_out.iter().all(|n| outputs.contains(n)) {
+                return Err(Error::Model(format!(
+                    "{} is not the cheap stream of {} (inputs: {}; outputs: {}); rebuild the models with `make setup`",
+                    path.display(),
+                    self.kind,
+                    inputs.join(", "),
+                    outputs.join(", ")
+                )));
+            }
+            self.cheap = Some(session);
+        }
+        Ok(self.cheap.as_mut().expect("opened above"))
+    }
+
+    /// Runs the cheap model on `n` stacked pairs of `th x tw` planar images with their mask 0;
+    /// returns per pair the mean of tap 0's map plus that of tap 1's.
+    fn run_cheap(&mut self, refs: &[f32], cands: &[f32], n: usize, th: usize, tw: usize, (mask_shape, mask): &(Vec<usize>, Vec<f32>)) -> Result<Vec<f64>> {
+        let shape = vec![n, 3, th, tw];
+        let (mask_name, lin_names) = (contract::mask(0), [contract::lin(0), contract::lin(1)]);
+        let mut inputs: Vec<(&str, Vec<usize>, &[f32])> =
+            vec![(contract::REFERENCE, shape.clone(), refs), (contract::CANDIDATE, shape, cands), (&mask_name, mask_shape.clone(), mask)];
+        let custom = self.linear_weights.as_ref().map(|lw| lw.taps[..2].to_vec());
+        if let Some(taps) = &custom {
+            for (name, tap) in lin_names.iter().zip(taps) {
+                inputs.push((name, vec![tap.len()], tap.as_slice()));
+            }
+        }
+        let map_names = [contract::map(0), contract::map(1)];
+        let names: Vec<&str> = map_names.iter().map(String::as_str).collect();
+        let maps = self.cheap_session()?.run_shaped(&inputs, &names)?;
+        let mut out = vec![0.0f64; n];
+        for (shape, values) in &maps {
+            if shape.len() != 4 || shape[0] != n || shape[1] != 1 || values.len() != shape.iter().product::<usize>() {
+                return Err(Error::Model(format!("the cheap model returned a map of shape {shape:?} for {n} pairs; rebuild the models with `make setup`")));
+            }
+            let k = shape[2] * shape[3];
+            for (j, v) in out.iter_mut().enumerate() {
+                *v += values[j * k..(j + 1) * k].iter().map(|&x| x as f64).sum::<f64>() / k as f64;
+            }
+        }
+        if let Some(bad) = out.iter().find(|v| !v.is_finite()) {
+            return Err(Error::Inference(format!("the cheap stream produced a non-finite value ({bad})")));
         }
         Ok(out)
     }

@@ -127,6 +127,13 @@ impl MetricKind {
         format!("{}.onnx", self.name())
     }
 
+    /// File name of the cheap stream of a two-stream estimate inside the model directory: the
+    /// fused model cut after taps 0 and 1 (the image and relu1_1; inputs `reference`,
+    /// `candidate`, `mask_0`, `lin_0`, `lin_1`; outputs `map_0`, `map_1`). E-LPIPS only.
+    pub(crate) fn cheap_file_name(self) -> Option<String> {
+        self.is_ensemble().then(|| format!("{}.cheap.onnx", self.name()))
+    }
+
     /// File name of the model's gradient graph inside the model directory.
     pub(crate) fn gradient_file_name(self) -> String {
         format!("{}-grad.onnx", self.name())

@@ -33,6 +33,7 @@ static void defaults(void) {
     CHECK(o.runtime_library == NULL && o.model_dir == NULL && o.linear_weights == NULL);
     CHECK(o.backend == ELPIPS_BACKEND_AUTO);
     CHECK(o.tile_samples == 0); /* whole samples unless asked (issue 33) */
+    CHECK(o.cheap_draws == 0); /* one stream unless asked (issue 34) */
     CHECK_STATUS(NULL, elpips_options_default(NULL, sizeof o), ELPIPS_STATUS_NULL_POINTER);
     CHECK_STATUS(NULL, elpips_options_default(&o, 8), ELPIPS_STATUS_INVALID_ARGUMENT);
 }
@@ -127,6 +128,13 @@ static void option_errors(void) {
     o = test_options(ELPIPS_METRIC_ELPIPS_VGG, 1);
     o.tile_samples = 2;
     refused(&o, ELPIPS_STATUS_INVALID_ARGUMENT, "tile_samples is 2");
+    elpips_options_default(&o, sizeof o);
+    o.cheap_draws = 256;
+    refused(&o, ELPIPS_STATUS_INVALID_ARGUMENT, "use 0 to 255 cheap draws");
+    elpips_options_default(&o, sizeof o);
+    o.cheap_draws = 3;
+    o.sampler = ELPIPS_SAMPLER_STRATIFIED;
+    refused(&o, ELPIPS_STATUS_INVALID_ARGUMENT, "not stratified");
 
     o = test_options(ELPIPS_METRIC_LPIPS_ALEX, 1);
     o.model_dir = "/nonexistent/elpips-models";

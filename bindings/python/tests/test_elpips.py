@@ -305,6 +305,21 @@ def test_tile_samples_leave_a_small_pair_to_the_default_estimator():
         assert whole.compare(a, b).distance == tiles.compare(a, b).distance
 
 
+def test_cheap_draws_reach_the_library():
+    # Two streams estimate the same expectation (within the combined error) with the cheap
+    # stream's extra draws; options the estimate cannot take are refused by the library.
+    a, b = pattern(0), pattern(0x55)
+    with elpips.Context(seed=1, samples=6, sampler="iid", threads=1) as one, \
+            elpips.Context(seed=2, samples=6, sampler="iid", threads=1, cheap_draws=3) as two:
+        r1, r2 = one.compare(a, b), two.compare(a, b)
+    assert r2.samples == 6
+    assert abs(r1.distance - r2.distance) < 4 * (r1.std_error + r2.std_error)
+    with pytest.raises(elpips.ElpipsError, match="not stratified"):
+        elpips.Context(samples=6, sampler="stratified", cheap_draws=3)
+    with pytest.raises(ValueError):
+        elpips.Context(cheap_draws=-1)
+
+
 def test_samplers_estimate_the_same_thing():
     a, b = pattern(0), pattern(0x55)
     with elpips.Context(seed=1, samples=6, threads=1) as iid, \

@@ -44,13 +44,15 @@ pub fn run(args: RankArgs) -> Result<(), Error> {
     let m = metric.compare_many(&reference, &refs)?;
     if args.json {
         let sample_area = SampleArea::name(metric.tile_sampled(reference.height(), reference.width()));
-        print_json(&args, kind, (metric.device().name(), metric.backend().name()), sample_area, &m)
+        // Two streams: `samples` counts full samples; each came with this many cheap draws.
+        let cheap_draws = if metric.two_streams(reference.height(), reference.width()) { m.samples * args.network.cheap_draws as u64 } else { 0 };
+        print_json(&args, kind, (metric.device().name(), metric.backend().name()), (sample_area, cheap_draws), &m)
     } else {
         print_table(&args, kind, &m)
     }
 }
 
-fn print_json(args: &RankArgs, kind: MetricKind, (device, backend): (&str, &str), sample_area: &str, m: &MultiEstimate) -> Result<(), Error> {
+fn print_json(args: &RankArgs, kind: MetricKind, (device, backend): (&str, &str), (sample_area, cheap_draws): (&str, u64), m: &MultiEstimate) -> Result<(), Error> {
     let order = m.ranking();
     let candidates: Vec<serde_json::Value> = m
         .distances
@@ -88,6 +90,7 @@ fn print_json(args: &RankArgs, kind: MetricKind, (device, backend): (&str, &str)
     if kind.is_ensemble() {
         obj["sampler"] = args.network.sampler().name().into();
         obj["sample_area"] = sample_area.into();
+        obj["cheap_draws"] = cheap_draws.into();
     }
     out!("{obj}")
 }

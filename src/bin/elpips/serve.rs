@@ -230,6 +230,9 @@ fn estimate_json(metric: &Metric, reference: &Image, e: &Estimate) -> Value {
     let mut v = json!({"metric": metric.kind().name(), "device": metric.device().name(), "backend": metric.backend().name(), "distance": e.distance, "ci95": e.ci95, "std_error": e.std_error, "samples": e.samples, "converged": e.converged});
     if metric.kind().is_ensemble() {
         v["sample_area"] = SampleArea::name(metric.tile_sampled(reference.height(), reference.width())).into();
+        // Two streams: the cheap-only draws beside `samples` full samples (0: one stream).
+        let per = if metric.two_streams(reference.height(), reference.width()) { metric.options().cheap_draws as u64 } else { 0 };
+        v["cheap_draws"] = (e.samples * per).into();
     }
     v
 }

@@ -174,7 +174,9 @@ pub fn run(mut args: TuneArgs) -> Result<ExitCode, Error> {
             .map_err(|e| Error::Io { path: path.clone(), reason: e.to_string() })?;
         staged.add(path, &png)?;
     }
-    let sample_area = kind.is_ensemble().then(|| SampleArea::name(metric.tile_sampled(h, w)));
+    // E-LPIPS: which part of a pair its samples evaluated, and the cheap draws per full sample
+    // where two streams ran.
+    let sample_area = kind.is_ensemble().then(|| (SampleArea::name(metric.tile_sampled(h, w)), if metric.two_streams(h, w) { args.network.cheap_draws } else { 0 }));
     print_outcome(&args, codec, kind, (metric.device(), metric.backend(), sample_area), guide_kind, goal, &outcome, seconds)?;
     staged.commit()?;
     Ok(ExitCode::SUCCESS)
@@ -191,7 +193,7 @@ pub fn encoder_pixels(path: &Path) -> Result<(Vec<u8>, u32), Error> {
 }
 
 #[allow(clippy::too_many_arguments)] // the outcome and what produced it, printed as one record
-fn print_outcome(args: &TuneArgs, codec: Codec, kind: MetricKind, (device, backend, sample_area): (elpips::Device, elpips::Backend, Option<&str>), guide: Option<MetricKind>, goal: Goal, outcome: &Outcome, seconds: f64) -> Result<(), Error> {
+fn print_outcome(args: &TuneArgs, codec: Codec, kind: MetricKind, (device, backend, sample_area): (elpips::Device, elpips::Backend, Option<(&str, u32)>), guide: Option<MetricKind>, goal: Goal, outcome: &Outcome, seconds: f64) -> Result<(), Error> {
     let chosen = outcome.chosen_probe().expect("checked by the caller");
     let goal_name = match goal {
         Goal::MaxDistance(_) => "max-distance",
@@ -242,8 +244,10 @@ fn print_outcome(args: &TuneArgs, codec: Codec, kind: MetricKind, (device, backe
             "seconds": seconds,
             "output": args.output,
         });
-        if let Some(area) = sample_area {
+        if let Some((area, cheap_draws)) = sample_area {
             obj["sample_area"] = area.into();
+            // Per full sample (`total_samples` counts full samples).
+            obj["cheap_draws_per_sample"] = cheap_draws.into();
         }
         return out!("{obj}");
     }

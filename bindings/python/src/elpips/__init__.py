@@ -99,6 +99,7 @@ class _Options(ctypes.Structure):
         ("runtime_library", ctypes.c_char_p), ("model_dir", ctypes.c_char_p), ("linear_weights", ctypes.c_char_p),
         ("exposure", ctypes.c_float), ("tonemap", ctypes.c_uint32), ("alpha", ctypes.c_uint32),
         ("background", ctypes.c_float * 3), ("backend", ctypes.c_uint32), ("tile_samples", ctypes.c_uint32),
+        ("cheap_draws", ctypes.c_uint32),
     ]
 
 
@@ -290,7 +291,9 @@ class Context:
     "auto" (OpenVINO where it measured faster, else MLAS), "mlas" or "openvino"; the `backend`
     attribute says which one ran. `tile_samples=True` makes E-LPIPS draws above 0.3 Mpx evaluate
     one tile each, weighted so that the expectation is the same, instead of their whole pair (the
-    authors' estimator). Other arguments default to the C library's defaults
+    authors' estimator). `cheap_draws=K` gives each E-LPIPS sample K draws through a cheap
+    stream (the network's first taps) as a control variate: the same expectation with less
+    variance per unit of work, on pairs up to ~540 x 540 (iid or control samplers). Other arguments default to the C library's defaults
     (elpips_options_default)."""
 
     def __init__(self, metric: str = "elpips-vgg", *, seed: int = 0, samples: Optional[int] = None,
@@ -300,7 +303,8 @@ class Context:
                  scale_levels: Optional[int] = None, max_pixels: Optional[int] = None, device: str = "cpu",
                  runtime_library: Optional[str] = None, model_dir: Optional[str] = None,
                  linear_weights: Optional[str] = None, exposure: float = 0.0, tonemap: str = "clamp",
-                 alpha: str = "ignore", background=(0.0, 0.0, 0.0), backend: str = "auto", tile_samples: bool = False):
+                 alpha: str = "ignore", background=(0.0, 0.0, 0.0), backend: str = "auto", tile_samples: bool = False,
+                 cheap_draws: int = 0):
         self._handle = ctypes.c_void_p()
         lib = _library()
         if metric not in _METRICS:
@@ -325,6 +329,7 @@ class Context:
         o.exposure, o.tonemap, o.alpha = _float32("exposure", exposure), _TONEMAPS[tonemap], _ALPHAS[alpha]
         o.background[:] = [_float32("background", c) for c in background]
         o.tile_samples = 1 if tile_samples else 0
+        o.cheap_draws = _int("cheap_draws", cheap_draws, 0, _U32)
         if samples is not None:
             o.sampling, o.samples = _SAMPLING_FIXED, _int("samples", samples, 0, _MAX_SAMPLES)
         for name, value in (("abs_error", abs_error), ("rel_error", rel_error)):

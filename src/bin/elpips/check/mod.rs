@@ -248,6 +248,9 @@ pub fn run(mut args: CheckArgs) -> Result<ExitCode, Error> {
             if kind.is_ensemble() {
                 let tiles = metric.tile_sampled(reference.height(), reference.width());
                 result.sample_area = Some(if tiles { SampleAreaName::Tiles } else { SampleAreaName::Whole });
+                if metric.two_streams(reference.height(), reference.width()) {
+                    result.cheap_draws = result.samples.map(|n| n * args.network.cheap_draws as u64);
+                }
             }
         }
         if let Ok((decision, reference, candidate)) = &outcome {
@@ -533,6 +536,7 @@ fn case_result(undecided: Undecided, case: &Case, gate: Option<&Gate>, outcome: 
         reference: case.reference.clone(),
         row: case.row as u64,
         sample_area: None,
+        cheap_draws: None,
         samples: None,
         seconds: 0.0,
         status: Status::Error,
@@ -661,6 +665,7 @@ fn settings(args: &CheckArgs, kind: MetricKind, undecided: Undecided, pair_rate:
         undecided,
         lin_weights: args.network.lin_weights.as_ref().map(|p| p.display().to_string()),
         tile_samples: args.network.tile_samples,
+        cheap_draws: (args.network.cheap_draws > 0).then_some(args.network.cheap_draws),
     }
 }
 
@@ -738,6 +743,7 @@ mod tests {
                 suite_error_rate: None,
                 undecided: Undecided::Estimate,
                 tile_samples: false,
+                cheap_draws: None,
             },
             shard,
         };
@@ -764,6 +770,7 @@ mod tests {
             reference: "a.png".into(),
             row,
             sample_area: None,
+            cheap_draws: None,
             samples: Some(16),
             seconds: 0.25,
             status: if below { Status::Pass } else { Status::Fail },

@@ -98,6 +98,10 @@ pub struct Settings {
     /// `sample_area` says whether its pair's were); absent: every sample ran its whole pair.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub tile_samples: bool,
+    /// `--cheap-draws K`: two-stream estimates, K cheap draws per full sample, on pairs up to
+    /// ~540 x 540 (each result's `cheap_draws` counts its own); absent: one stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cheap_draws: Option<u32>,
 }
 
 /// Which part of its pair an E-LPIPS sample evaluated.
@@ -191,6 +195,9 @@ pub struct CaseResult {
     /// Whether the verdict's draws were tile-sampled (`tiles`) or whole (`whole`; E-LPIPS).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sample_area: Option<SampleAreaName>,
+    /// Two streams: the cheap-only draws beside `samples` full samples (absent: one stream).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cheap_draws: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub samples: Option<u64>,
     #[serde(deserialize_with = "seconds_nonneg")]

@@ -70,6 +70,10 @@ pub struct RdSettings {
     /// `--tile-samples`: E-LPIPS draws above 0.3 Mpx were tile-sampled (absent: whole samples).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub tile_samples: bool,
+    /// `--cheap-draws K`: two-stream estimates, K cheap draws per full sample, on images up to
+    /// ~540 x 540 (absent: one stream).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cheap_draws: Option<u32>,
 }
 
 /// One encode of one image.

@@ -175,6 +175,7 @@ fn measure(args: &RdArgs, quiet: bool) -> Result<RdFile, Error> {
         seed: args.network.seed,
         settings,
         tile_samples: args.network.tile_samples,
+        cheap_draws: (args.network.cheap_draws > 0).then_some(args.network.cheap_draws),
     };
     let shard = shard.map(|(i, n)| Shard { index: i as u64, count: n as u64 });
     Ok(seal(RdFile { backend: Some(metric.backend().name().to_owned()), bd_rate: BTreeMap::new(), device: Some(metric.device().name().to_owned()), digest: None, elpips_rd: RD_FORMAT, images: names, merged: None, points, settings, shard }))
