@@ -48,6 +48,28 @@ pub(crate) fn release_free_heap() {
     }
 }
 
+/// The size from which the CLI has glibc map each allocation on its own ([`bound_heap_cache`]).
+pub const MMAP_THRESHOLD_BYTES: usize = 4 << 20;
+
+/// Has glibc give every allocation of [`MMAP_THRESHOLD_BYTES`] or more its own mapping, returned
+/// to the system when freed (`mallopt(M_MMAP_THRESHOLD)`; a no-op elsewhere, and where the user
+/// set `MALLOC_MMAP_THRESHOLD_`). glibc's default threshold grows to 32 MiB after the first big
+/// free, so a run's activation tensors of 4-32 MiB land in the heap, where blocks freed mid-run
+/// fit the next shape badly and [`release_free_heap`] comes only after the run: the 1080p
+/// tile-sampled gate peaked at 1.38 GB with one fused run of 0.24 Mpx taking 1.07 GB of it, and
+/// at 0.93 GB with this (docs/performance.md, "Tile-sampled draws"). Process-wide, so called by
+/// the programs that own their process (the CLI), never by the library for its host.
+#[allow(unsafe_code)]
+pub fn bound_heap_cache() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none() {
+        // SAFETY: mallopt only changes a malloc parameter; it has no preconditions.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES as libc::c_int);
+        }
+    }
+}
+
 /// How a session keeps its activation buffers between runs (CPU provider).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Buffers {
