@@ -51,7 +51,7 @@
 //! ```
 
 // All unsafe code and FFI lives in `capi`, but for the driver query (network::cuda), the heap
-// trim (network::runtime::release_free_heap) and the runtime's version query
+// trim and mmap threshold (network::runtime::release_free_heap, bound_heap_cache) and the runtime's version query
 // (network::runtime::loaded_version), each allowed where it is.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]

@@ -94,6 +94,7 @@ pub struct CommonArgs {
 }
 
 fn main() -> ExitCode {
+    elpips::network::runtime::bound_heap_cache();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
