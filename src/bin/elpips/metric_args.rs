@@ -48,8 +48,8 @@ pub struct NetworkArgs {
     /// E-LPIPS: each full sample comes with K draws through the cheap stream only (taps 0-1 of
     /// the network, ~5.5% of a sample), a control variate with mean exactly 0, so the expectation
     /// is the same with less variance per unit of work (docs/estimator.md, "Two streams").
-    /// Pairs up to ~540 x 540 (larger pairs, heatmaps: one stream); iid or control draws
-    /// [default: 0, one stream].
+    /// Pairs up to ~540 x 540 (larger pairs, heatmaps: one stream); iid or control draws; 0 = one
+    /// stream.
     #[arg(long, value_name = "K", default_value_t = 0, help_heading = "Sampling")]
     pub cheap_draws: u32,
 }
