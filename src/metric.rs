@@ -199,10 +199,21 @@ impl Metric {
     }
 
     /// Whether E-LPIPS comparisons and gates of a pair of this size run two streams (the
-    /// options ask for [`MetricOptions::cheap_draws`] and the pair's samples run whole); what
-    /// a result's `cheap_draws` reports. `false` for LPIPS and for heatmaps.
+    /// options ask for [`MetricOptions::cheap_draws`] and the pair's samples run whole). `false`
+    /// for LPIPS and for heatmaps.
     pub fn two_streams(&self, height: u32, width: u32) -> bool {
-        self.options.cheap_draws > 0 && self.evaluator.two_streams(height as usize, width as usize)
+        self.cheap_draws_per_sample(height, width) > 0
+    }
+
+    /// The cheap-only draws each full sample of a comparison or gate of a pair of this size
+    /// comes with: [`MetricOptions::cheap_draws`] where two streams run, else 0. A result's
+    /// `cheap_draws` is its `samples` times this.
+    pub fn cheap_draws_per_sample(&self, height: u32, width: u32) -> u32 {
+        if self.evaluator.two_streams(height as usize, width as usize) {
+            self.options.cheap_draws
+        } else {
+            0
+        }
     }
 
     /// The device the networks run on (CPU, or CUDA when asked for and available).
@@ -432,7 +443,6 @@ impl Metric {
             return Ok(Decision::exact(d, gate));
         }
         let (h, w) = (reference.height() as usize, reference.width() as usize);
-        let levels = self.scale_levels(h as u32, w as u32);
         let per_round = round_samples(h, w);
         let candidates = [candidate];
         if let Some(mut two) = self.two_stream_for(h, w)? {
@@ -440,6 +450,7 @@ impl Metric {
             let evaluator = &mut self.evaluator;
             return decide_plan(&mut two, gate, per_round, &mut |blocks| Ok(evaluate_blocks(evaluator, &pair, blocks)?.swap_remove(0)), progress);
         }
+        let levels = self.scale_levels(h as u32, w as u32);
         let mut plan = Plan::new(self.options.sampler, self.options.seed, levels, h, w);
         let pair = self.evaluator.pair(reference, &candidates)?;
         decide_plan(&mut plan, gate, per_round, &mut |draws| Ok(self.evaluator.evaluate_draws(&pair, draws, None)?.swap_remove(0)), progress)

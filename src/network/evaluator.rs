@@ -810,19 +810,20 @@ impl SampleEvaluator {
     /// Runs the cheap model on `n` stacked pairs of `th x tw` planar images with their mask 0;
     /// returns per pair the mean of tap 0's map plus that of tap 1's.
     fn run_cheap(&mut self, refs: &[f32], cands: &[f32], n: usize, th: usize, tw: usize, (mask_shape, mask): &(Vec<usize>, Vec<f32>)) -> Result<Vec<f64>> {
+        // Opened first: the inputs below borrow the linear weights, the run the session.
+        self.cheap_session()?;
         let shape = vec![n, 3, th, tw];
         let (mask_name, lin_names) = (contract::mask(0), [contract::lin(0), contract::lin(1)]);
         let mut inputs: Vec<(&str, Vec<usize>, &[f32])> =
             vec![(contract::REFERENCE, shape.clone(), refs), (contract::CANDIDATE, shape, cands), (&mask_name, mask_shape.clone(), mask)];
-        let custom = self.linear_weights.as_ref().map(|lw| lw.taps[..2].to_vec());
-        if let Some(taps) = &custom {
-            for (name, tap) in lin_names.iter().zip(taps) {
+        if let Some(lw) = &self.linear_weights {
+            for (name, tap) in lin_names.iter().zip(&lw.taps) {
                 inputs.push((name, vec![tap.len()], tap.as_slice()));
             }
         }
         let map_names = [contract::map(0), contract::map(1)];
         let names: Vec<&str> = map_names.iter().map(String::as_str).collect();
-        let maps = self.cheap_session()?.run_shaped(&inputs, &names)?;
+        let maps = self.cheap.as_mut().expect("opened above").run_shaped(&inputs, &names)?;
         let mut out = vec![0.0f64; n];
         for (shape, values) in &maps {
             if shape.len() != 4 || shape[0] != n || shape[1] != 1 || values.len() != shape.iter().product::<usize>() {
@@ -830,7 +831,7 @@ impl SampleEvaluator {
             }
             let k = shape[2] * shape[3];
             for (j, v) in out.iter_mut().enumerate() {
-                *v += values[j * k..(j + 1) * k].iter().map(|&x| x as f64).sum::<f64>() / k as f64;
+                *v += map_mean(&values[j * k..(j + 1) * k]);
             }
         }
         if let Some(bad) = out.iter().find(|v| !v.is_finite()) {
@@ -862,7 +863,7 @@ impl SampleEvaluator {
                     .iter()
                     .map(|(shape, values)| {
                         let k = shape[2] * shape[3];
-                        values[j * k..(j + 1) * k].iter().map(|&v| v as f64).sum::<f64>() / k as f64
+                        map_mean(&values[j * k..(j + 1) * k])
                     })
                     .collect();
             }
@@ -981,9 +982,14 @@ fn draws_len(groups: &BTreeMap<(usize, usize), Vec<(usize, &mut Draw)>>) -> usiz
     groups.values().map(Vec::len).sum()
 }
 
+/// A tap map's mean in f64 (a tap's term of the distance); 0 for an empty map.
+fn map_mean(map: &[f32]) -> f64 {
+    map.iter().map(|&v| v as f64).sum::<f64>() / map.len().max(1) as f64
+}
+
 /// The distance from per-tap maps: the sum over taps of each map's mean.
 fn distance_of_maps(maps: &[Vec<f32>]) -> Result<f64> {
-    let d: f64 = maps.iter().map(|m| m.iter().map(|&v| v as f64).sum::<f64>() / m.len().max(1) as f64).sum();
+    let d: f64 = maps.iter().map(|m| map_mean(m)).sum();
     if !d.is_finite() {
         return Err(Error::Inference(format!("the network produced a non-finite distance ({d})")));
     }

@@ -105,9 +105,9 @@ fn print_result(args: &CompareArgs, metric: &Metric, kind: MetricKind, reference
             // A heatmap takes whole samples (its per-pixel maps need every pixel).
             let tiles = heatmap.is_none() && metric.tile_sampled(reference.height(), reference.width());
             obj["sample_area"] = SampleArea::name(tiles).into();
-            // Two streams: `samples` counts full samples; each came with this many cheap draws.
-            let two = heatmap.is_none() && metric.two_streams(reference.height(), reference.width());
-            obj["cheap_draws"] = if two { e.samples * args.network.cheap_draws as u64 } else { 0 }.into();
+            // Two streams: `samples` counts full samples; a heatmap takes one stream.
+            let per = if heatmap.is_none() { metric.cheap_draws_per_sample(reference.height(), reference.width()) } else { 0 };
+            obj["cheap_draws"] = (e.samples * per as u64).into();
         }
         if let Some(lw) = &args.network.lin_weights {
             obj["lin_weights"] = serde_json::json!(lw);

@@ -44,8 +44,8 @@ pub fn run(args: RankArgs) -> Result<(), Error> {
     let m = metric.compare_many(&reference, &refs)?;
     if args.json {
         let sample_area = SampleArea::name(metric.tile_sampled(reference.height(), reference.width()));
-        // Two streams: `samples` counts full samples; each came with this many cheap draws.
-        let cheap_draws = if metric.two_streams(reference.height(), reference.width()) { m.samples * args.network.cheap_draws as u64 } else { 0 };
+        // Two streams: `samples` counts full samples.
+        let cheap_draws = m.samples * metric.cheap_draws_per_sample(reference.height(), reference.width()) as u64;
         print_json(&args, kind, (metric.device().name(), metric.backend().name()), (sample_area, cheap_draws), &m)
     } else {
         print_table(&args, kind, &m)

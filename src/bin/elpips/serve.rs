@@ -231,8 +231,7 @@ fn estimate_json(metric: &Metric, reference: &Image, e: &Estimate) -> Value {
     if metric.kind().is_ensemble() {
         v["sample_area"] = SampleArea::name(metric.tile_sampled(reference.height(), reference.width())).into();
         // Two streams: the cheap-only draws beside `samples` full samples (0: one stream).
-        let per = if metric.two_streams(reference.height(), reference.width()) { metric.options().cheap_draws as u64 } else { 0 };
-        v["cheap_draws"] = (e.samples * per).into();
+        v["cheap_draws"] = (e.samples * metric.cheap_draws_per_sample(reference.height(), reference.width()) as u64).into();
     }
     v
 }

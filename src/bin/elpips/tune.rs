@@ -176,7 +176,7 @@ pub fn run(mut args: TuneArgs) -> Result<ExitCode, Error> {
     }
     // E-LPIPS: which part of a pair its samples evaluated, and the cheap draws per full sample
     // where two streams ran.
-    let sample_area = kind.is_ensemble().then(|| (SampleArea::name(metric.tile_sampled(h, w)), if metric.two_streams(h, w) { args.network.cheap_draws } else { 0 }));
+    let sample_area = kind.is_ensemble().then(|| (SampleArea::name(metric.tile_sampled(h, w)), metric.cheap_draws_per_sample(h, w)));
     print_outcome(&args, codec, kind, (metric.device(), metric.backend(), sample_area), guide_kind, goal, &outcome, seconds)?;
     staged.commit()?;
     Ok(ExitCode::SUCCESS)

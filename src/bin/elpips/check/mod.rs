@@ -248,8 +248,9 @@ pub fn run(mut args: CheckArgs) -> Result<ExitCode, Error> {
             if kind.is_ensemble() {
                 let tiles = metric.tile_sampled(reference.height(), reference.width());
                 result.sample_area = Some(if tiles { SampleAreaName::Tiles } else { SampleAreaName::Whole });
-                if metric.two_streams(reference.height(), reference.width()) {
-                    result.cheap_draws = result.samples.map(|n| n * args.network.cheap_draws as u64);
+                let per = metric.cheap_draws_per_sample(reference.height(), reference.width());
+                if per > 0 {
+                    result.cheap_draws = result.samples.map(|n| n * per as u64);
                 }
             }
         }
